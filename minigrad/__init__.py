@@ -1,0 +1,23 @@
+"""minigrad: a small reverse-mode autodiff framework over NumPy with fused Cython kernels.
+
+>>> import minigrad as mg
+>>> x = mg.tensor([[1.0, 2.0]], requires_grad=True)
+>>> y = (x * x).sum()
+>>> y.backward()
+>>> x.grad
+tensor([[2., 4.]])
+"""
+
+from .autograd import Function, enable_grad, is_grad_enabled, no_grad
+from .creation import arange, eye, full, ones, ones_like, rand, randn, tensor, zeros, zeros_like
+from .kernels import get_backend, get_num_threads, set_backend, set_num_threads
+from .ops.reduce import logsumexp, log_softmax, softmax
+from .ops.shape import concat, stack
+from .random import manual_seed
+from .tensor import Tensor
+from .testing import gradcheck
+
+float32 = "float32"
+float64 = "float64"
+
+__version__ = "0.1.0"

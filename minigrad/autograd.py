@@ -1,0 +1,188 @@
+"""The autograd spine: Function and its Context, grad mode, and the iterative backward pass.
+
+Every differentiable op is a ``Function`` subclass with two static methods working on ndarrays:
+``forward(ctx, *arrays, **attrs) -> ndarray`` and ``backward(ctx, grad) -> one gradient per
+array input`` (``None`` for inputs that need none). ``Function.apply`` wraps the result in a
+Tensor that remembers its Context; ``backward`` walks those Contexts in reverse topological
+order. No math lives here.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+
+_grad_enabled = True
+Tensor: type  # set by minigrad.tensor once the class exists (the two modules need each other)
+
+
+def is_grad_enabled() -> bool:
+    """True when ops record the graph (the default); False inside ``no_grad()``."""
+    return _grad_enabled
+
+
+class _GradMode:
+    """Context manager and decorator that sets grad mode for its block and restores it."""
+
+    enabled: bool
+
+    def __enter__(self) -> None:
+        global _grad_enabled
+        self._previous = _grad_enabled
+        _grad_enabled = self.enabled
+
+    def __exit__(self, *exc_info: object) -> None:
+        global _grad_enabled
+        _grad_enabled = self._previous
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with self.__class__():
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+
+class no_grad(_GradMode):
+    """Disable graph recording: ``with mg.no_grad(): ...`` or ``@mg.no_grad()``."""
+
+    enabled = False
+
+
+class enable_grad(_GradMode):
+    """Re-enable graph recording inside a ``no_grad`` block."""
+
+    enabled = True
+
+
+class Context:
+    """What one graph node remembers between its forward and its backward.
+
+    ``fn`` is the Function class, ``inputs`` the parent Tensors, ``needs_input_grad`` which of
+    them want a gradient, and ``saved`` the ndarrays kept by ``save_for_backward``. Functions
+    may also set small non-array attributes (an axis, a shape) directly on the context.
+    """
+
+    def __init__(self, fn: type[Function], inputs: tuple[Tensor, ...]):
+        self.fn = fn
+        self.inputs = inputs
+        self.needs_input_grad = tuple(t.requires_grad for t in inputs)
+        self.saved: tuple[np.ndarray, ...] | None = ()
+
+    def save_for_backward(self, *arrays: Any) -> None:
+        """Keep ndarrays (never Tensors, so that no reference cycle holds a graph alive)."""
+        self.saved = arrays
+
+    def __repr__(self) -> str:
+        return f"<{self.fn.__name__} node>"
+
+
+class Function:
+    """Base class of every differentiable op. Subclasses define ``forward`` and ``backward``."""
+
+    @staticmethod
+    def forward(ctx: Context, *arrays: np.ndarray, **attrs: Any) -> np.ndarray:
+        """Compute the output ndarray from input ndarrays."""
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx: Context, grad: np.ndarray) -> Any:
+        """Return the gradient for each array input (a tuple, or one array for one input)."""
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *inputs: Tensor, **attrs: Any) -> Tensor:
+        """Run ``forward`` on the inputs' arrays and record a graph node when one is needed."""
+        ctx = Context(cls, inputs)
+        out = cls.forward(ctx, *[t.data for t in inputs], **attrs)
+        if _grad_enabled and True in ctx.needs_input_grad:
+            return Tensor._from_op(out, ctx)
+        return Tensor._from_op(out, None)
+
+
+def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum ``grad`` down to ``shape``, undoing NumPy broadcasting (the adjoint of broadcast_to)."""
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra > 0:
+        grad = grad.sum(axis=tuple(range(extra)))
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if stretched:
+        grad = grad.sum(axis=stretched, keepdims=True)
+    return grad
+
+
+def _topological_order(root: Tensor) -> list[Tensor]:
+    """Tensors of root's graph, each after all tensors it was computed from (iterative DFS)."""
+    order: list[Tensor] = []
+    visited: set[int] = set()
+    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    while stack:
+        tensor, children_done = stack.pop()
+        if children_done:
+            order.append(tensor)
+            continue
+        if id(tensor) in visited:
+            continue
+        visited.add(id(tensor))
+        stack.append((tensor, True))
+        for parent in tensor._ctx.inputs:
+            if parent._ctx is not None and id(parent) not in visited:
+                stack.append((parent, False))
+    return order
+
+
+def run_backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> None:
+    """Propagate ``grad`` (d loss / d root) to every leaf of root's graph that requires grad.
+
+    Gradients of tensors used more than once are summed; leaves accumulate into ``.grad``.
+    Unless ``retain_graph``, each node's saved arrays are released once it has run.
+    """
+    if root._ctx is None:  # a leaf: its gradient is the seed itself
+        _accumulate_leaf(root, grad, set())
+        return
+    pending: dict[int, np.ndarray] = {id(root): grad}
+    handed_out: set[int] = {id(grad)}  # arrays a leaf must copy before owning
+    for tensor in reversed(_topological_order(root)):
+        grad_out = pending.pop(id(tensor), None)
+        if grad_out is None:
+            continue
+        ctx = tensor._ctx
+        if ctx.saved is None:
+            raise RuntimeError(
+                f"backward through {ctx.fn.__name__} a second time: its saved arrays were "
+                "released after the first backward; pass retain_graph=True to the first call"
+            )
+        input_grads = ctx.fn.backward(ctx, grad_out)
+        if not isinstance(input_grads, tuple):
+            input_grads = (input_grads,)
+        if not retain_graph:
+            ctx.saved = None
+        for parent, g, needed in zip(ctx.inputs, input_grads, ctx.needs_input_grad):
+            if g is None or not needed:
+                continue
+            g = unbroadcast(np.asarray(g), parent.shape)
+            if g.dtype != parent.dtype:
+                g = g.astype(parent.dtype)
+            if parent._ctx is None:
+                _accumulate_leaf(parent, g, handed_out)
+            else:
+                previous = pending.get(id(parent))
+                pending[id(parent)] = g if previous is None else previous + g
+
+
+def _accumulate_leaf(leaf: Tensor, g: np.ndarray, handed_out: set[int]) -> None:
+    """Add ``g`` into ``leaf.grad``; the stored array is always one the leaf owns alone."""
+    if not leaf.requires_grad:
+        return
+    if leaf.grad is None:
+        if id(g) in handed_out or g.base is not None or not g.flags.writeable:
+            g = g.copy()
+        handed_out.add(id(g))
+        leaf.grad = Tensor._from_op(g, None)
+    else:
+        leaf.grad.data = leaf.grad.data + g

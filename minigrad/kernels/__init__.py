@@ -1,0 +1,81 @@
+"""Kernel backends: the compiled Cython kernels and their NumPy twins, and the switch between them.
+
+Kernels compute only: ndarray in, ndarray out. They never see a Tensor. Ops call them as
+``kernels.impl.<name>(...)`` so that ``set_backend`` takes effect everywhere at once.
+
+``compiled`` re-exports the Cython modules; ``reference`` holds the NumPy twins with the same
+names, signatures and return values. If the compiled modules cannot be imported, minigrad warns
+once and runs on the twins.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from types import ModuleType
+
+from . import reference
+
+try:
+    from . import compiled
+except ImportError as exc:  # the extension was not built, or was built for another Python
+    compiled = None
+    COMPILED_IMPORT_ERROR: ImportError | None = exc
+else:
+    COMPILED_IMPORT_ERROR = None
+
+BACKENDS = ("cython", "numpy")
+
+#: The kernel module in use; ops look it up at call time.
+impl: ModuleType = reference
+_backend = "numpy"
+_warned = False
+
+
+def set_backend(name: str) -> None:
+    """Choose the kernels used by every op: ``"cython"`` (compiled) or ``"numpy"`` (twins).
+
+    Asking for ``"cython"`` when the compiled modules are missing warns once and keeps NumPy.
+    """
+    global impl, _backend, _warned
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; expected one of {BACKENDS}")
+    if name == "cython" and compiled is None:
+        if not _warned:
+            warnings.warn(
+                "minigrad's compiled kernels could not be imported "
+                f"({COMPILED_IMPORT_ERROR}); running on the NumPy twins. "
+                "Reinstall with `pip install .` to build them.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            _warned = True
+        name = "numpy"
+    impl = compiled if name == "cython" else reference
+    _backend = name
+
+
+def get_backend() -> str:
+    """Return the name of the kernel backend in use: ``"cython"`` or ``"numpy"``."""
+    return _backend
+
+
+def compiled_available() -> bool:
+    """True when the compiled Cython kernels were imported."""
+    return compiled is not None
+
+
+def set_num_threads(n: int) -> None:
+    """Cap the number of OpenMP threads the compiled kernels may use (``n >= 1``)."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"set_num_threads expects a positive int, got {n!r}")
+    if compiled is not None:
+        compiled.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """Return the thread cap of the compiled kernels (1 when they are missing or serial)."""
+    return compiled.get_num_threads() if compiled is not None else 1
+
+
+set_backend(os.environ.get("MINIGRAD_BACKEND", "cython").strip().lower() or "cython")

@@ -1,0 +1,300 @@
+"""Module, Parameter and the containers Sequential and ModuleList: state, not math."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+
+from ..tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A Tensor that a Module registers as learnable; requires grad by default.
+
+    Example:
+        >>> w = Parameter(mg.randn(3, 2).data)
+    """
+
+    __slots__ = ()
+
+    def __init__(self, data: Any, requires_grad: bool = True):
+        super().__init__(data.data if isinstance(data, Tensor) else data,
+                         requires_grad=requires_grad)
+
+    def __repr__(self) -> str:
+        return "Parameter containing:\n" + super().__repr__()
+
+
+class Module:
+    """Base class of every layer and model.
+
+    Subclasses set Parameters, buffers (``register_buffer``) and sub-modules as attributes in
+    ``__init__`` and define ``forward``; calling the module runs ``forward``.
+
+    Example:
+        >>> class TwoLayer(Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.hidden = Linear(4, 8)
+        ...         self.out = Linear(8, 2)
+        ...     def forward(self, x):
+        ...         return self.out(self.hidden(x).relu())
+    """
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    # ----------------------------------------------------------------- registration
+    def __setattr__(self, name: str, value: Any) -> None:
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(
+                f"assign {name!r} after calling super().__init__() in {type(self).__name__}"
+            )
+        if name in self._buffers:  # assigning a registered buffer keeps it a buffer
+            self._buffers[name] = Tensor(value) if isinstance(value, np.ndarray) else value
+            return
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        else:
+            object.__setattr__(self, name, value)
+            return
+        self.__dict__.pop(name, None)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called when normal lookup fails: look in the registries.
+        for registry in ("_parameters", "_buffers", "_modules"):
+            values = self.__dict__.get(registry)
+            if values is not None and name in values:
+                return values[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        for registry in (self._parameters, self._buffers, self._modules):
+            if name in registry:
+                del registry[name]
+                return
+        object.__delattr__(self, name)
+
+    def register_buffer(self, name: str, value: Tensor | np.ndarray | None) -> None:
+        """Register non-learnable state (e.g. running statistics): saved in ``state_dict``,
+        not returned by ``parameters()``."""
+        if isinstance(value, np.ndarray):
+            value = Tensor(value)
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        self.__dict__.pop(name, None)
+        self._buffers[name] = value
+
+    def register_parameter(self, name: str, value: Parameter | None) -> None:
+        """Register a Parameter (or None, for an optional one such as a missing bias)."""
+        if value is not None and not isinstance(value, Parameter):
+            raise TypeError(f"{name} must be a Parameter or None, got {type(value).__name__}")
+        self.__dict__.pop(name, None)
+        self._parameters[name] = value
+
+    def add_module(self, name: str, module: Module | None) -> None:
+        """Register a sub-module under ``name``."""
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"{name} must be a Module, got {type(module).__name__}")
+        self._modules[name] = module
+
+    # ----------------------------------------------------------------- running
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """Compute the module's output; every subclass defines it."""
+        raise NotImplementedError(f"{type(self).__name__} does not define forward()")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)
+
+    # ----------------------------------------------------------------- traversal
+    def children(self) -> Iterator[Module]:
+        """The direct sub-modules."""
+        return (m for m in self._modules.values() if m is not None)
+
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        """(name, module) for the direct sub-modules."""
+        return ((n, m) for n, m in self._modules.items() if m is not None)
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """(dotted name, module) for this module and every descendant, depth first."""
+        stack = [(prefix, self)]
+        seen: set[int] = set()
+        while stack:
+            name, module = stack.pop()
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
+            yield name, module
+            children = [(f"{name}.{n}" if name else n, m) for n, m in module.named_children()]
+            stack.extend(reversed(children))
+
+    def modules(self) -> Iterator[Module]:
+        """This module and every descendant."""
+        return (m for _, m in self.named_modules())
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """(dotted name, Parameter) for every parameter, each shared one once."""
+        seen: set[int] = set()
+        for module_name, module in self.named_modules(prefix):
+            for name, p in module._parameters.items():
+                if p is not None and id(p) not in seen:
+                    seen.add(id(p))
+                    yield (f"{module_name}.{name}" if module_name else name), p
+
+    def parameters(self) -> Iterator[Parameter]:
+        """Every learnable parameter (what an optimizer takes)."""
+        return (p for _, p in self.named_parameters())
+
+    def named_buffers(self) -> Iterator[tuple[str, Tensor]]:
+        """(dotted name, buffer) for every registered buffer."""
+        for module_name, module in self.named_modules():
+            for name, b in module._buffers.items():
+                if b is not None:
+                    yield (f"{module_name}.{name}" if module_name else name), b
+
+    def buffers(self) -> Iterator[Tensor]:
+        """Every registered buffer."""
+        return (b for _, b in self.named_buffers())
+
+    # ----------------------------------------------------------------- modes and grads
+    def train(self, mode: bool = True) -> Module:
+        """Switch this module and all descendants to training (or, with False, eval) mode."""
+        for module in self.modules():
+            object.__setattr__(module, "training", bool(mode))
+        return self
+
+    def eval(self) -> Module:
+        """Switch to evaluation mode (BatchNorm uses running statistics, Dropout is off)."""
+        return self.train(False)
+
+    def zero_grad(self) -> None:
+        """Forget the gradients of every parameter (sets ``.grad`` to None)."""
+        for p in self.parameters():
+            p.grad = None
+
+    # ----------------------------------------------------------------- state
+    def state_dict(self) -> OrderedDict[str, np.ndarray]:
+        """Parameters and buffers by dotted name, as copies of their arrays."""
+        state: OrderedDict[str, np.ndarray] = OrderedDict()
+        for name, p in self.named_parameters():
+            state[name] = p.data.copy()
+        for name, b in self.named_buffers():
+            state[name] = b.data.copy()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True) -> Module:
+        """Copy arrays from ``state_dict`` into the parameters and buffers, in place.
+
+        With ``strict``, missing keys, unexpected keys and mis-shaped entries are all reported
+        in one ``KeyError`` (or ``ValueError`` when only shapes are wrong) before anything is
+        changed. Without it, only matching keys are loaded; shapes must still agree.
+        """
+        targets = dict(self.named_parameters())
+        targets.update(self.named_buffers())
+        missing = [k for k in targets if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in targets]
+        wrong_shape = []
+        for key, target in targets.items():
+            if key in state_dict:
+                value = np.asarray(getattr(state_dict[key], "data", state_dict[key]))
+                if value.shape != target.shape:
+                    wrong_shape.append(f"{key}: expected {target.shape}, got {value.shape}")
+        problems = []
+        if strict and missing:
+            problems.append(f"missing keys {missing}")
+        if strict and unexpected:
+            problems.append(f"unexpected keys {unexpected}")
+        if wrong_shape:
+            problems.append(f"mis-shaped entries [{'; '.join(wrong_shape)}]")
+        if problems:
+            message = f"load_state_dict into {type(self).__name__}: " + ", ".join(problems)
+            raise (KeyError if (strict and (missing or unexpected)) else ValueError)(message)
+        for key, target in targets.items():
+            if key in state_dict:
+                value = np.asarray(getattr(state_dict[key], "data", state_dict[key]))
+                target.data[...] = value  # in place: optimizers keep views of .data
+        return self
+
+    # ----------------------------------------------------------------- printing
+    def extra_repr(self) -> str:
+        """The settings shown inside the parentheses of this module's repr."""
+        return ""
+
+    def __repr__(self) -> str:
+        lines = [f"({name}): " + repr(m).replace("\n", "\n  ") for name, m in
+                 self.named_children()]
+        head = f"{type(self).__name__}({self.extra_repr()}"
+        if not lines:
+            return head + ")"
+        return head + "\n  " + "\n  ".join(lines) + "\n)"
+
+
+class Sequential(Module):
+    """Modules applied one after another: ``Sequential(Linear(4, 8), ReLU(), Linear(8, 2))``."""
+
+    def __init__(self, *modules: Module):
+        super().__init__()
+        for i, module in enumerate(modules):
+            self.add_module(str(i), module)
+
+    def forward(self, x: Any) -> Any:
+        """Feed x through every module in order."""
+        for module in self._modules.values():
+            x = module(x)
+        return x
+
+    def __getitem__(self, index: int | slice) -> Module:
+        modules = list(self._modules.values())
+        if isinstance(index, slice):
+            return Sequential(*modules[index])
+        return modules[index]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+    def append(self, module: Module) -> Sequential:
+        """Add a module at the end."""
+        self.add_module(str(len(self)), module)
+        return self
+
+
+class ModuleList(Module):
+    """A list of modules whose parameters are registered (unlike a plain Python list)."""
+
+    def __init__(self, modules: Iterable[Module] = ()):
+        super().__init__()
+        for module in modules:
+            self.append(module)
+
+    def append(self, module: Module) -> ModuleList:
+        """Add a module at the end."""
+        self.add_module(str(len(self)), module)
+        return self
+
+    def extend(self, modules: Iterable[Module]) -> ModuleList:
+        """Add several modules at the end."""
+        for module in modules:
+            self.append(module)
+        return self
+
+    def __getitem__(self, index: int) -> Module:
+        return list(self._modules.values())[index]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())

@@ -1,0 +1,34 @@
+"""Differentiable ops, one ``Function`` subclass each, grouped by family.
+
+Each family module also holds the small Tensor-level functions (``add``, ``sum``, ...) that
+turn user arguments into Tensors and keyword attributes and call ``Function.apply``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def as_tensor(x: Any, like: Any = None):
+    """Return ``x`` as a Tensor; a Python or NumPy scalar takes the float dtype of ``like``.
+
+    This is why ``float32_tensor * 2.0`` stays float32: scalars never upcast a tensor.
+    """
+    from ..tensor import Tensor
+
+    if isinstance(x, Tensor):
+        return x
+    if like is not None and like.data.dtype.kind == "f" and np.ndim(x) == 0:
+        value = np.asarray(x)
+        if value.dtype.kind in "biuf":
+            return Tensor._from_op(value.astype(like.data.dtype), None)
+    return Tensor(x)
+
+
+def normalize_axis(axis: int, ndim: int) -> int:
+    """Map a possibly negative axis into [0, ndim), raising NumPy's AxisError when out of range."""
+    if not -ndim <= axis < ndim:
+        raise np.exceptions.AxisError(axis, ndim)
+    return axis % ndim
