@@ -1,0 +1,112 @@
+"""BatchNorm1d, BatchNorm2d and LayerNorm layers (semantics in DESIGN.md and
+docs/normalization.md)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import functional as F
+from ..tensor import Tensor
+from .module import Module, Parameter
+
+
+class _BatchNorm(Module):
+    """Shared body of BatchNorm1d/2d; subclasses say which input ranks they accept.
+
+    Args:
+        num_features: C, the size of axis 1.
+        eps: added to the variance before the square root.
+        momentum: weight of the old running statistic: running = running * momentum +
+            batch * (1 - momentum). The default 0.9 equals PyTorch's momentum=0.1.
+        affine: learn gamma (init 1) and beta (init 0).
+        track_running_stats: keep running_mean (init 0) and running_var (init 1) and use
+            them in eval mode; when False, batch statistics are used in eval too.
+    """
+
+    accepted_ndims: tuple[int, ...] = ()
+    shape_text = ""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.9,
+                 affine: bool = True, track_running_stats: bool = True, dtype=np.float32):
+        super().__init__()
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"momentum must be in [0, 1], got {momentum}")
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        if affine:
+            self.weight = Parameter(np.ones(num_features, dtype=dtype))
+            self.bias = Parameter(np.zeros(num_features, dtype=dtype))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", Tensor(np.zeros(num_features, dtype=dtype)))
+            self.register_buffer("running_var", Tensor(np.ones(num_features, dtype=dtype)))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Normalise x with batch statistics (training) or running statistics (eval)."""
+        if x.ndim not in self.accepted_ndims:
+            raise ValueError(
+                f"{type(self).__name__} expects input {self.shape_text}, got shape {x.shape}"
+            )
+        if x.shape[1] != self.num_features:
+            raise ValueError(
+                f"{type(self).__name__}: expected {self.num_features} features (axis 1), "
+                f"got {x.shape[1]} (input shape {x.shape})"
+            )
+        use_batch_stats = self.training or not self.track_running_stats
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                            training=use_batch_stats, momentum=self.momentum, eps=self.eps)
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalization of (N, C) or (N, C, L) input, per feature C."""
+
+    accepted_ndims = (2, 3)
+    shape_text = "(N, C) or (N, C, L)"
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalization of (N, C, H, W) input, per channel C over N, H and W."""
+
+    accepted_ndims = (4,)
+    shape_text = "(N, C, H, W)"
+
+
+class LayerNorm(Module):
+    """Normalise each sample over its trailing ``normalized_shape`` dims (same in train/eval).
+
+    Args:
+        normalized_shape: int or tuple, the trailing shape to normalise over.
+        eps: added to the variance before the square root.
+        elementwise_affine: learn gamma (init 1) and beta (init 0) of ``normalized_shape``.
+    """
+
+    def __init__(self, normalized_shape: int | tuple[int, ...], eps: float = 1e-5,
+                 elementwise_affine: bool = True, dtype=np.float32):
+        super().__init__()
+        if isinstance(normalized_shape, int | np.integer):
+            normalized_shape = (int(normalized_shape),)
+        self.normalized_shape = tuple(int(n) for n in normalized_shape)
+        self.eps, self.elementwise_affine = eps, elementwise_affine
+        if elementwise_affine:
+            self.weight = Parameter(np.ones(self.normalized_shape, dtype=dtype))
+            self.bias = Parameter(np.zeros(self.normalized_shape, dtype=dtype))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Normalise each sample of x."""
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return (f"{self.normalized_shape}, eps={self.eps}, "
+                f"elementwise_affine={self.elementwise_affine}")
