@@ -1,0 +1,168 @@
+"""BatchNorm and LayerNorm graph nodes and layers: gradients, semantics, options, errors."""
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+import minigrad.functional as F
+from minigrad import nn
+
+BN_SHAPES = [(6, 3), (4, 3, 5), (3, 3, 2, 4)]
+
+
+def leaf(rng, shape, offset=0.0):
+    return mg.tensor(rng.standard_normal(shape) + offset, dtype=np.float64, requires_grad=True)
+
+
+@pytest.mark.parametrize("shape", BN_SHAPES)
+@pytest.mark.parametrize("fused", [True, False])
+def test_batch_norm_gradcheck_train_and_eval(backend, rng, shape, fused):
+    x, gamma, beta = leaf(rng, shape), leaf(rng, 3, 1.0), leaf(rng, 3)
+    rm, rv = rng.standard_normal(3), rng.random(3) + 0.5
+    assert mg.gradcheck(
+        lambda a, g, b: F.batch_norm(a, None, None, g, b, training=True, fused=fused),
+        x, gamma, beta)
+    assert mg.gradcheck(
+        lambda a, g, b: F.batch_norm(a, rm, rv, g, b, training=False, fused=fused),
+        x, gamma, beta)
+    assert mg.gradcheck(lambda a: F.batch_norm(a, training=True, fused=fused), x)
+
+
+@pytest.mark.parametrize("shape", BN_SHAPES)
+def test_batch_norm_fused_equals_composite(backend, rng, shape):
+    x = rng.standard_normal(shape) * 2 + 1
+    gamma, beta = rng.standard_normal(3), rng.standard_normal(3)
+    outputs = []
+    for fused in (True, False):
+        xt = mg.tensor(x, dtype=np.float64, requires_grad=True)
+        g = mg.tensor(gamma, dtype=np.float64, requires_grad=True)
+        b = mg.tensor(beta, dtype=np.float64, requires_grad=True)
+        rm, rv = np.zeros(3), np.ones(3)
+        y = F.batch_norm(xt, rm, rv, g, b, training=True, fused=fused)
+        (y * mg.tensor(np.cos(np.arange(y.size)).reshape(y.shape))).sum().backward()
+        outputs.append((y.numpy(), xt.grad.numpy(), g.grad.numpy(), b.grad.numpy(), rm, rv))
+    for fused_value, composite_value in zip(*outputs):
+        np.testing.assert_allclose(fused_value, composite_value, rtol=1e-10, atol=1e-12)
+
+
+def test_batch_norm_matches_textbook_formula(backend, rng):
+    x = rng.standard_normal((8, 4)) * 3 + 2
+    gamma, beta = rng.standard_normal(4), rng.standard_normal(4)
+    mu, var = x.mean(0), x.var(0)
+    expected = gamma * (x - mu) / np.sqrt(var + 1e-5) + beta
+    got = F.batch_norm(mg.tensor(x, dtype=np.float64), None, None,
+                       mg.tensor(gamma, dtype=np.float64), mg.tensor(beta, dtype=np.float64),
+                       training=True)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-12)
+
+
+def test_running_statistics_follow_the_seed_formula(backend, rng):
+    bn = nn.BatchNorm1d(3, momentum=0.8, dtype=np.float64)
+    running_mean, running_var = np.zeros(3), np.ones(3)
+    for step in range(5):
+        x = rng.standard_normal((10, 3)) * (step + 1) + step
+        bn(mg.tensor(x, dtype=np.float64))
+        running_mean = running_mean * 0.8 + x.mean(0) * 0.2
+        running_var = running_var * 0.8 + x.var(0, ddof=1) * 0.2  # unbiased
+    np.testing.assert_allclose(bn.running_mean.numpy(), running_mean, rtol=1e-12)
+    np.testing.assert_allclose(bn.running_var.numpy(), running_var, rtol=1e-12)
+
+
+def test_batchnorm2d_running_statistics_and_eval(backend, rng):
+    bn = nn.BatchNorm2d(2, dtype=np.float64)
+    x = rng.standard_normal((4, 2, 3, 5)) + 3
+    bn(mg.tensor(x, dtype=np.float64))
+    per_channel = x.transpose(1, 0, 2, 3).reshape(2, -1)
+    np.testing.assert_allclose(bn.running_mean.numpy(), 0.1 * per_channel.mean(1))
+    np.testing.assert_allclose(bn.running_var.numpy(),
+                               0.9 + 0.1 * per_channel.var(1, ddof=1))
+    bn.eval()
+    z = rng.standard_normal((2, 2, 3, 5))
+    rm, rv = bn.running_mean.numpy().copy(), bn.running_var.numpy().copy()
+    expected = (z - rm[None, :, None, None]) / np.sqrt(rv[None, :, None, None] + 1e-5)
+    np.testing.assert_allclose(bn(mg.tensor(z, dtype=np.float64)).numpy(), expected, rtol=1e-12)
+    np.testing.assert_array_equal(bn.running_mean.numpy(), rm)  # eval does not update
+
+
+def test_track_running_stats_false_uses_batch_statistics_in_eval(backend, rng):
+    bn = nn.BatchNorm1d(3, track_running_stats=False, dtype=np.float64).eval()
+    x = rng.standard_normal((6, 3)) * 2 + 5
+    expected = (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-5)
+    np.testing.assert_allclose(bn(mg.tensor(x, dtype=np.float64)).numpy(), expected, rtol=1e-12)
+    assert "running_mean" not in bn.state_dict()
+
+
+def test_batch_norm_large_mean_float32_is_accurate(backend, rng):
+    x64 = rng.standard_normal((256, 16)) + 1e4
+    x32 = x64.astype(np.float32)
+    expected = (x32.astype(np.float64) - x32.astype(np.float64).mean(0)) / np.sqrt(
+        x32.astype(np.float64).var(0) + 1e-5)
+    got = nn.BatchNorm1d(16)(mg.tensor(x32)).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-2)
+
+
+def test_batch_norm_errors():
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        nn.BatchNorm1d(4)(mg.randn(1, 4))
+    with pytest.raises(ValueError, match="expected 4 features.*got 5"):
+        nn.BatchNorm1d(4)(mg.randn(8, 5))
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        nn.BatchNorm2d(4)(mg.randn(8, 4))
+    with pytest.raises(TypeError, match="float64.*float32"):
+        nn.BatchNorm1d(4)(mg.randn(8, 4, dtype=np.float64))
+    bn = nn.BatchNorm1d(4).eval()
+    assert bn(mg.randn(1, 4)).shape == (1, 4)  # one sample is fine in eval
+
+
+def test_batch_norm_buffers_are_state_not_parameters():
+    bn = nn.BatchNorm1d(5)
+    assert [n for n, _ in bn.named_parameters()] == ["weight", "bias"]
+    assert set(bn.state_dict()) == {"weight", "bias", "running_mean", "running_var"}
+    assert "momentum=0.9" in repr(bn) and "BatchNorm1d(5" in repr(bn)
+    assert list(nn.BatchNorm1d(5, affine=False).parameters()) == []
+
+
+@pytest.mark.parametrize("shape, normalized", [((4, 6), (6,)), ((2, 3, 4), (3, 4)),
+                                                ((2, 2, 3, 5), (5,))])
+@pytest.mark.parametrize("fused", [True, False])
+def test_layer_norm_gradcheck(backend, rng, shape, normalized, fused):
+    x, gamma, beta = leaf(rng, shape), leaf(rng, normalized, 1.0), leaf(rng, normalized)
+    assert mg.gradcheck(lambda a, g, b: F.layer_norm(a, normalized, g, b, fused=fused),
+                        x, gamma, beta)
+    assert mg.gradcheck(lambda a: F.layer_norm(a, normalized, fused=fused), x)
+
+
+def test_layer_norm_matches_formula_and_is_mode_independent(backend, rng):
+    x = rng.standard_normal((5, 8)) * 4 - 2
+    ln = nn.LayerNorm(8, dtype=np.float64)
+    expected = (x - x.mean(1, keepdims=True)) / np.sqrt(x.var(1, keepdims=True) + 1e-5)
+    np.testing.assert_allclose(ln(mg.tensor(x, dtype=np.float64)).numpy(), expected, rtol=1e-12)
+    np.testing.assert_allclose(ln.eval()(mg.tensor(x, dtype=np.float64)).numpy(), expected,
+                               rtol=1e-12)
+
+
+def test_layer_norm_fused_equals_composite(backend, rng):
+    x = rng.standard_normal((3, 4, 5))
+    g, b = rng.standard_normal((4, 5)), rng.standard_normal((4, 5))
+    results = []
+    for fused in (True, False):
+        xs = [mg.tensor(v, dtype=np.float64, requires_grad=True) for v in (x, g, b)]
+        y = F.layer_norm(xs[0], (4, 5), xs[1], xs[2], fused=fused)
+        (y * y).sum().backward()
+        results.append([y.numpy()] + [t.grad.numpy() for t in xs])
+    for a, c in zip(*results):
+        np.testing.assert_allclose(a, c, rtol=1e-10, atol=1e-12)
+
+
+def test_layer_norm_large_mean_float32(backend, rng):
+    x = (rng.standard_normal((64, 32)) + 1e4).astype(np.float32)
+    x64 = x.astype(np.float64)
+    expected = (x64 - x64.mean(1, keepdims=True)) / np.sqrt(x64.var(1, keepdims=True) + 1e-5)
+    np.testing.assert_allclose(nn.LayerNorm(32)(mg.tensor(x)).numpy(), expected, atol=1e-2)
+
+
+def test_layer_norm_errors_and_repr():
+    with pytest.raises(ValueError, match=r"trailing shape \(4,\).*\(2, 5\)"):
+        nn.LayerNorm(4)(mg.randn(2, 5))
+    ln = nn.LayerNorm((3, 4), elementwise_affine=False)
+    assert list(ln.parameters()) == [] and "(3, 4)" in repr(ln)
