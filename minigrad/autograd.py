@@ -66,10 +66,11 @@ class Context:
     may also set small non-array attributes (an axis, a shape) directly on the context.
     """
 
-    def __init__(self, fn: type[Function], inputs: tuple[Tensor, ...]):
+    def __init__(self, fn: type[Function], inputs: tuple[Tensor, ...],
+                 needs_input_grad: tuple[bool, ...]):
         self.fn = fn
         self.inputs = inputs
-        self.needs_input_grad = tuple(t.requires_grad for t in inputs)
+        self.needs_input_grad = needs_input_grad
         self.saved: tuple[np.ndarray, ...] | None = ()
 
     def save_for_backward(self, *arrays: Any) -> None:
@@ -78,6 +79,15 @@ class Context:
 
     def __repr__(self) -> str:
         return f"<{self.fn.__name__} node>"
+
+
+class _ForwardOnly:
+    """The context a forward gets when no graph is recorded: it keeps nothing."""
+
+    needs_input_grad = ()
+
+    def save_for_backward(self, *arrays: Any) -> None:
+        pass
 
 
 class Function:
@@ -96,10 +106,11 @@ class Function:
     @classmethod
     def apply(cls, *inputs: Tensor, **attrs: Any) -> Tensor:
         """Run ``forward`` on the inputs' arrays and record a graph node when one is needed."""
-        ctx = Context(cls, inputs)
-        out = cls.forward(ctx, *[t.data for t in inputs], **attrs)
-        if _grad_enabled and True in ctx.needs_input_grad:
-            return Tensor._from_op(out, ctx)
+        needs = tuple([t._requires_grad for t in inputs])
+        if _grad_enabled and True in needs:
+            ctx = Context(cls, inputs, needs)
+            return Tensor._from_op(cls.forward(ctx, *[t.data for t in inputs], **attrs), ctx)
+        out = cls.forward(_ForwardOnly(), *[t.data for t in inputs], **attrs)
         return Tensor._from_op(out, None)
 
 
@@ -116,73 +127,88 @@ def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return grad
 
 
-def _topological_order(root: Tensor) -> list[Tensor]:
-    """Tensors of root's graph, each after all tensors it was computed from (iterative DFS)."""
-    order: list[Tensor] = []
-    visited: set[int] = set()
-    stack: list[tuple[Tensor, bool]] = [(root, False)]
+def _consumer_counts(root: Context) -> dict[Context, int]:
+    """For every node reachable from root: how many graph edges point into it (its uses).
+
+    An iterative depth-first walk, so that graphs of any depth work without recursion.
+    """
+    counts: dict[Context, int] = {}
+    stack = [root]
     while stack:
-        tensor, children_done = stack.pop()
-        if children_done:
-            order.append(tensor)
-            continue
-        if id(tensor) in visited:
-            continue
-        visited.add(id(tensor))
-        stack.append((tensor, True))
-        for parent in tensor._ctx.inputs:
-            if parent._ctx is not None and id(parent) not in visited:
-                stack.append((parent, False))
-    return order
+        node = stack.pop()
+        for parent in node.inputs:
+            parent_node = parent._ctx
+            if parent_node is None:
+                continue
+            if parent_node in counts:
+                counts[parent_node] += 1
+            else:
+                counts[parent_node] = 1
+                stack.append(parent_node)
+    return counts
 
 
 def run_backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> None:
     """Propagate ``grad`` (d loss / d root) to every leaf of root's graph that requires grad.
 
-    Gradients of tensors used more than once are summed; leaves accumulate into ``.grad``.
-    Unless ``retain_graph``, each node's saved arrays are released once it has run.
+    Nodes run in reverse topological order: a node runs once every node that used its output
+    has passed its gradient back (Kahn's algorithm on the counts of uses), so each node runs
+    once and gradients of tensors used more than once are summed first. Leaves accumulate into
+    ``.grad``. Unless ``retain_graph``, each node's saved arrays are released once it has run.
     """
     if root._ctx is None:  # a leaf: its gradient is the seed itself
         _accumulate_leaf(root, grad, set())
         return
-    pending: dict[int, np.ndarray] = {id(root): grad}
+    remaining_uses = _consumer_counts(root._ctx)
+    pending: dict[Context, np.ndarray] = {root._ctx: grad}
     handed_out: set[int] = {id(grad)}  # arrays a leaf must copy before owning
-    for tensor in reversed(_topological_order(root)):
-        grad_out = pending.pop(id(tensor), None)
-        if grad_out is None:
-            continue
-        ctx = tensor._ctx
-        if ctx.saved is None:
-            raise RuntimeError(
-                f"backward through {ctx.fn.__name__} a second time: its saved arrays were "
-                "released after the first backward; pass retain_graph=True to the first call"
-            )
-        input_grads = ctx.fn.backward(ctx, grad_out)
-        if not isinstance(input_grads, tuple):
-            input_grads = (input_grads,)
-        if not retain_graph:
-            ctx.saved = None
-        for parent, g, needed in zip(ctx.inputs, input_grads, ctx.needs_input_grad):
-            if g is None or not needed:
+    ready = [root._ctx]
+    while ready:
+        node = ready.pop()
+        grad_out = pending.pop(node, None)
+        input_grads: Any = ()
+        if grad_out is not None:
+            if node.saved is None:
+                raise RuntimeError(
+                    f"backward through {node.fn.__name__} a second time: its saved arrays "
+                    "were released after the first backward; pass retain_graph=True to the "
+                    "first call"
+                )
+            input_grads = node.fn.backward(node, grad_out)
+            if not isinstance(input_grads, tuple):
+                input_grads = (input_grads,)
+            if not retain_graph:
+                node.saved = None
+        for i, parent in enumerate(node.inputs):
+            g = input_grads[i] if i < len(input_grads) and node.needs_input_grad[i] else None
+            if g is not None:
+                if g.shape != parent.data.shape:
+                    g = unbroadcast(g, parent.data.shape)
+                if g.dtype != parent.data.dtype:
+                    g = g.astype(parent.data.dtype)
+            parent_node = parent._ctx
+            if parent_node is None:
+                if g is not None:
+                    _accumulate_leaf(parent, g, handed_out)
                 continue
-            g = unbroadcast(np.asarray(g), parent.shape)
-            if g.dtype != parent.dtype:
-                g = g.astype(parent.dtype)
-            if parent._ctx is None:
-                _accumulate_leaf(parent, g, handed_out)
-            else:
-                previous = pending.get(id(parent))
-                pending[id(parent)] = g if previous is None else previous + g
+            if g is not None:
+                previous = pending.get(parent_node)
+                pending[parent_node] = g if previous is None else previous + g
+            remaining_uses[parent_node] -= 1
+            if remaining_uses[parent_node] == 0:
+                ready.append(parent_node)
 
 
 def _accumulate_leaf(leaf: Tensor, g: np.ndarray, handed_out: set[int]) -> None:
     """Add ``g`` into ``leaf.grad``; the stored array is always one the leaf owns alone."""
-    if not leaf.requires_grad:
+    if not leaf._requires_grad:
         return
     if leaf.grad is None:
-        if id(g) in handed_out or g.base is not None or not g.flags.writeable:
+        if type(g) is not np.ndarray:  # a NumPy scalar from a 0-d computation
+            g = np.array(g)
+        elif id(g) in handed_out or g.base is not None or not g.flags.writeable:
             g = g.copy()
         handed_out.add(id(g))
         leaf.grad = Tensor._from_op(g, None)
     else:
-        leaf.grad.data = leaf.grad.data + g
+        leaf.grad.data = np.asarray(leaf.grad.data + g)

@@ -41,9 +41,25 @@ def _axes(ndim: int, axis: Axis) -> tuple[int, ...]:
     return tuple(sorted(normalize_axis_tuple(axis, ndim)))
 
 
-def _expand(grad: np.ndarray, axes: tuple[int, ...], keepdims: bool) -> np.ndarray:
-    """Give a reduced gradient back its reduced axes (size 1) so that it broadcasts over x."""
-    return grad if keepdims else np.expand_dims(grad, axes)
+def _kept_shape(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, ...]:
+    """x's shape with the reduced axes set to 1: the keepdims shape of the result."""
+    return tuple(1 if i in axes else n for i, n in enumerate(shape))
+
+
+def _spread(grad: np.ndarray, kept_shape: tuple[int, ...], shape: tuple[int, ...],
+            scale: float | None = None) -> np.ndarray:
+    """Copy a reduced gradient back over every reduced position: the adjoint of a sum.
+
+    Writing a fresh array is cheaper than np.broadcast_to on small inputs and gives the
+    consumer an array it owns.
+    """
+    out = np.empty(shape, dtype=grad.dtype)
+    grad = grad.reshape(kept_shape)
+    if scale is None:
+        out[...] = grad
+    else:
+        np.multiply(grad, grad.dtype.type(scale), out=out)
+    return out
 
 
 class Sum(Function):
@@ -51,12 +67,12 @@ class Sum(Function):
 
     @staticmethod
     def forward(ctx, x, *, axis, keepdims):
-        ctx.axes, ctx.keepdims, ctx.shape = _axes(x.ndim, axis), keepdims, x.shape
+        ctx.kept_shape, ctx.shape = _kept_shape(x.shape, _axes(x.ndim, axis)), x.shape
         return kernels.impl.sum(x, axis, keepdims)
 
     @staticmethod
     def backward(ctx, grad):
-        return np.broadcast_to(_expand(grad, ctx.axes, ctx.keepdims), ctx.shape)
+        return _spread(grad, ctx.kept_shape, ctx.shape)
 
 
 class Mean(Function):
@@ -64,14 +80,13 @@ class Mean(Function):
 
     @staticmethod
     def forward(ctx, x, *, axis, keepdims):
-        ctx.axes, ctx.keepdims, ctx.shape = _axes(x.ndim, axis), keepdims, x.shape
+        ctx.kept_shape, ctx.shape = _kept_shape(x.shape, _axes(x.ndim, axis)), x.shape
         return kernels.impl.mean(x, axis, keepdims)
 
     @staticmethod
     def backward(ctx, grad):
-        count = math.prod(ctx.shape[a] for a in ctx.axes)
-        scaled = _expand(grad, ctx.axes, ctx.keepdims) / grad.dtype.type(builtins.max(count, 1))
-        return np.broadcast_to(scaled, ctx.shape)
+        count = math.prod(ctx.shape) // builtins.max(math.prod(ctx.kept_shape), 1)
+        return _spread(grad, ctx.kept_shape, ctx.shape, 1.0 / builtins.max(count, 1))
 
 
 class Var(Function):
@@ -79,7 +94,9 @@ class Var(Function):
 
     @staticmethod
     def forward(ctx, x, *, axis, keepdims, correction):
-        ctx.axes, ctx.keepdims, ctx.correction = _axes(x.ndim, axis), keepdims, correction
+        axes = _axes(x.ndim, axis)
+        ctx.kept_shape, ctx.correction = _kept_shape(x.shape, axes), correction
+        ctx.count = math.prod(x.shape[a] for a in axes)
         var, mean = kernels.impl.var(x, axis, keepdims, correction)
         ctx.save_for_backward(x, mean)
         return var
@@ -87,11 +104,9 @@ class Var(Function):
     @staticmethod
     def backward(ctx, grad):
         x, mean = ctx.saved
-        dof = math.prod(x.shape[a] for a in ctx.axes) - ctx.correction
-        mean = _expand(mean, ctx.axes, ctx.keepdims)
+        dof = ctx.count - ctx.correction
         factor = grad.dtype.type(2 / dof if dof > 0 else np.nan)
-        scale = _expand(grad, ctx.axes, ctx.keepdims) * factor
-        return scale * (x - mean)
+        return (grad.reshape(ctx.kept_shape) * factor) * (x - mean.reshape(ctx.kept_shape))
 
 
 class _Extreme(Function):
@@ -140,7 +155,7 @@ class LogSumExp(Function):
 
     @staticmethod
     def forward(ctx, x, *, axis, keepdims):
-        ctx.axes, ctx.keepdims = _axes(x.ndim, axis), keepdims
+        ctx.kept_shape = _kept_shape(x.shape, _axes(x.ndim, axis))
         y = kernels.impl.logsumexp(x, axis, keepdims)
         ctx.save_for_backward(x, y)
         return y
@@ -148,10 +163,9 @@ class LogSumExp(Function):
     @staticmethod
     def backward(ctx, grad):
         x, y = ctx.saved
-        y = _expand(y, ctx.axes, ctx.keepdims)
         with np.errstate(invalid="ignore"):
-            weights = np.exp(x - y)
-        return _expand(grad, ctx.axes, ctx.keepdims) * weights
+            weights = np.exp(x - y.reshape(ctx.kept_shape))
+        return grad.reshape(ctx.kept_shape) * weights
 
 
 class Softmax(Function):
