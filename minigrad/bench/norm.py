@@ -1,0 +1,121 @@
+"""Benchmark group "norm": BatchNorm and LayerNorm forward + backward (training), float32.
+
+Each step runs the forward kernel (batch statistics, running buffers updated in place) and the
+backward kernel with a fixed upstream gradient, the work of one training step of the layer.
+PyTorch, when installed, runs the same step through autograd (``F.batch_norm`` /
+``F.layer_norm`` then ``backward``) on 2 threads: what a PyTorch user pays for the layer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from minigrad.bench.harness import Case, torch_or_none
+from minigrad.kernels import _norm, reference_norm
+
+MOMENTUM = 0.9  # minigrad's convention; PyTorch's equivalent is 1 - 0.9 = 0.1
+EPS = 1e-5
+
+BATCHNORM_SHAPES = [(64, 128), (256, 512), (1024, 1024), (128, 64, 16, 16)]
+LAYERNORM_SHAPES = [(256, 512), (32, 128, 256)]
+QUICK_BATCHNORM_SHAPES = [(64, 128), (8, 16, 8, 8)]
+QUICK_LAYERNORM_SHAPES = [(64, 128)]
+
+
+def _batchnorm_step(kernels, x: np.ndarray, grad: np.ndarray):
+    channels = x.shape[1]
+    gamma = np.ones(channels, x.dtype)
+    beta = np.zeros(channels, x.dtype)
+    running_mean = np.zeros(channels, x.dtype)
+    running_var = np.ones(channels, x.dtype)
+
+    def step():
+        y, mean, rstd = kernels.batchnorm_forward(
+            x, gamma, beta, running_mean, running_var, MOMENTUM, EPS, True
+        )
+        return kernels.batchnorm_backward(grad, x, gamma, mean, rstd, True)
+
+    return step
+
+
+def _layernorm_step(kernels, x: np.ndarray, grad: np.ndarray):
+    features = x.shape[-1]
+    gamma = np.ones(features, x.dtype)
+    beta = np.zeros(features, x.dtype)
+
+    def step():
+        y, mean, rstd = kernels.layernorm_forward(x, gamma, beta, EPS, 1)
+        return kernels.layernorm_backward(grad, x, gamma, mean, rstd)
+
+    return step
+
+
+def _torch_batchnorm_step(torch, x: np.ndarray, grad: np.ndarray):
+    channels = x.shape[1]
+    t = torch.from_numpy(x.copy()).requires_grad_(True)
+    gamma = torch.ones(channels, requires_grad=True)
+    beta = torch.zeros(channels, requires_grad=True)
+    running_mean, running_var = torch.zeros(channels), torch.ones(channels)
+    g = torch.from_numpy(grad)
+
+    def step():
+        t.grad = gamma.grad = beta.grad = None
+        y = torch.nn.functional.batch_norm(
+            t, running_mean, running_var, gamma, beta, True, 1.0 - MOMENTUM, EPS
+        )
+        y.backward(g)
+        return t.grad
+
+    return step
+
+
+def _torch_layernorm_step(torch, x: np.ndarray, grad: np.ndarray):
+    features = x.shape[-1]
+    t = torch.from_numpy(x.copy()).requires_grad_(True)
+    gamma = torch.ones(features, requires_grad=True)
+    beta = torch.zeros(features, requires_grad=True)
+    g = torch.from_numpy(grad)
+
+    def step():
+        t.grad = gamma.grad = beta.grad = None
+        y = torch.nn.functional.layer_norm(t, (features,), gamma, beta, EPS)
+        y.backward(g)
+        return t.grad
+
+    return step
+
+
+def cases(quick: bool) -> list[Case]:
+    torch = torch_or_none()
+    rng = np.random.default_rng(0)
+    out = []
+    groups = [
+        (
+            "batchnorm",
+            QUICK_BATCHNORM_SHAPES if quick else BATCHNORM_SHAPES,
+            _batchnorm_step,
+            _torch_batchnorm_step,
+        ),
+        (
+            "layernorm",
+            QUICK_LAYERNORM_SHAPES if quick else LAYERNORM_SHAPES,
+            _layernorm_step,
+            _torch_layernorm_step,
+        ),
+    ]
+    for name, shapes, step, torch_step in groups:
+        for shape in shapes:
+            x = rng.standard_normal(shape, dtype=np.float32)
+            grad = rng.standard_normal(shape, dtype=np.float32)
+            impls = {
+                "numpy": step(reference_norm, x, grad),
+                "cython": step(_norm, x, grad),
+            }
+            if torch is not None:
+                impls["torch"] = torch_step(torch, x, grad)
+            if name == "batchnorm":
+                name_nd = "batchnorm2d" if len(shape) == 4 else "batchnorm1d"
+            else:
+                name_nd = name
+            out.append(Case("norm", f"{name_nd} fwd+bwd", "x".join(map(str, shape)), impls))
+    return out

@@ -1,0 +1,682 @@
+"""Fused BatchNorm and LayerNorm kernels, forward and backward, for float32 and float64 data.
+
+Each kernel is a thin ``def`` wrapper (validation shared with the NumPy twins in
+``reference_norm``, contiguous copies, output allocation) around a ``cdef ... nogil`` core. The
+cores follow one plan (docs/normalization.md, "How the kernels compute it"):
+
+* forward: one statistics pass, then one write pass ``y = x * scale + shift`` with gamma, beta,
+  mean and rstd folded into a per-channel (BatchNorm) or per-sample (LayerNorm) scale and shift;
+* backward: one reduction pass for the two sums of the closed form, then one write pass
+  ``dx = dy * a + x * b + d`` with per-channel or per-sample a, b and d.
+
+Statistics and gradient sums accumulate in float64 (shifted one-pass sums, so that data whose mean
+is far larger than its spread keeps its variance); the write passes run in the data's dtype.
+Contiguous reductions use the float64 lanes of ``_norm_lanes.h``. Work is split across threads
+only by independent outputs (channels, samples or fixed blocks of samples), so no result depends
+on the thread count.
+"""
+
+include "_parallel.pxi"
+
+import math
+
+import numpy as np
+
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.math cimport sqrt
+
+from minigrad.kernels.reference_norm import (
+    check_batchnorm_backward,
+    check_batchnorm_forward,
+    check_layernorm_backward,
+    check_layernorm_forward,
+)
+
+cdef extern from "_norm_lanes.h" nogil:
+    void mg_shifted_sums_f(const float *x, Py_ssize_t n, double shift,
+                           double *sum1, double *sum2)
+    void mg_shifted_sums_d(const double *x, Py_ssize_t n, double shift,
+                           double *sum1, double *sum2)
+    void mg_grad_sums_f(const float *dy, const float *x, Py_ssize_t n, double mean,
+                        double *sum_dy, double *sum_dy_xc)
+    void mg_grad_sums_d(const double *dy, const double *x, Py_ssize_t n, double mean,
+                        double *sum_dy, double *sum_dy_xc)
+    void mg_layernorm_grad_sums_f(const float *dy, const float *x, const float *gamma,
+                                  Py_ssize_t n, double mean, double rstd, double *dgamma,
+                                  double *dbeta, double *sum_g, double *sum_g_xhat)
+    void mg_layernorm_grad_sums_d(const double *dy, const double *x, const double *gamma,
+                                  Py_ssize_t n, double mean, double rstd, double *dgamma,
+                                  double *dbeta, double *sum_g, double *sum_g_xhat)
+    void mg_column_shifted_sums_f(const float *x, Py_ssize_t rows, Py_ssize_t cols,
+                                  Py_ssize_t c0, Py_ssize_t c1, double *sum1, double *sum2)
+    void mg_column_shifted_sums_d(const double *x, Py_ssize_t rows, Py_ssize_t cols,
+                                  Py_ssize_t c0, Py_ssize_t c1, double *sum1, double *sum2)
+    void mg_column_grad_sums_f(const float *dy, const float *x, Py_ssize_t rows,
+                               Py_ssize_t cols, Py_ssize_t c0, Py_ssize_t c1,
+                               const double *mean, double *sum_dy, double *sum_dy_xc)
+    void mg_column_grad_sums_d(const double *dy, const double *x, Py_ssize_t rows,
+                               Py_ssize_t cols, Py_ssize_t c0, Py_ssize_t c1,
+                               const double *mean, double *sum_dy, double *sum_dy_xc)
+    void mg_scale_shift_f(const float *x, Py_ssize_t n, float mean_hi, float mean_lo, float scale,
+                          float shift, float *y)
+    void mg_scale_shift_rows_f(const float *x, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t cols,
+                               const float *mean_hi, const float *mean_lo, const float *scale,
+                               const float *shift, float *y)
+    void mg_dx_write_f(const float *dy, const float *x, Py_ssize_t n, float mean_hi, float mean_lo,
+                       float a, float b, float d, float *dx)
+    void mg_dx_write_rows_f(const float *dy, const float *x, Py_ssize_t r0, Py_ssize_t r1,
+                            Py_ssize_t cols, const float *mean_hi, const float *mean_lo,
+                            const float *a, const float *b, const float *d, float *dx)
+    void mg_layernorm_row_f(const float *x, Py_ssize_t n, float mean_hi, float mean_lo, float rstd,
+                            const float *gamma, const float *beta, float *y)
+    void mg_layernorm_dx_row_f(const float *dy, const float *x, const float *gamma, Py_ssize_t n,
+                               float mean_hi, float mean_lo, float rstd, float p, float q,
+                               float *dx)
+    void mg_scale_shift_d(const double *x, Py_ssize_t n, double mean_hi, double mean_lo,
+                          double scale, double shift, double *y)
+    void mg_scale_shift_rows_d(const double *x, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t cols,
+                               const double *mean_hi, const double *mean_lo, const double *scale,
+                               const double *shift, double *y)
+    void mg_dx_write_d(const double *dy, const double *x, Py_ssize_t n, double mean_hi,
+                       double mean_lo, double a, double b, double d, double *dx)
+    void mg_dx_write_rows_d(const double *dy, const double *x, Py_ssize_t r0, Py_ssize_t r1,
+                            Py_ssize_t cols, const double *mean_hi, const double *mean_lo,
+                            const double *a, const double *b, const double *d, double *dx)
+    void mg_layernorm_row_d(const double *x, Py_ssize_t n, double mean_hi, double mean_lo,
+                            double rstd, const double *gamma, const double *beta, double *y)
+    void mg_layernorm_dx_row_d(const double *dy, const double *x, const double *gamma, Py_ssize_t n,
+                               double mean_hi, double mean_lo, double rstd, double p, double q,
+                               double *dx)
+
+# LayerNorm's backward sums dgamma and dbeta over samples in blocks of about this many elements,
+# each block into its own float64 partial sums, added in block order at the end: the blocks
+# depend on the shape only, so the result does not depend on how many threads ran them.
+cdef enum:
+    LAYERNORM_BLOCK_WORK = 65536
+    LAYERNORM_MAX_BLOCKS = 16
+
+
+# ------------------------------------------------------------------ fused-type dispatch to C
+
+
+cdef inline void _shifted_sums(const floating *x, Py_ssize_t n, double shift,
+                               double *sum1, double *sum2) noexcept nogil:
+    if floating is float:
+        mg_shifted_sums_f(x, n, shift, sum1, sum2)
+    else:
+        mg_shifted_sums_d(x, n, shift, sum1, sum2)
+
+
+cdef inline void _grad_sums(const floating *dy, const floating *x, Py_ssize_t n, double mean,
+                            double *sum_dy, double *sum_dy_xc) noexcept nogil:
+    if floating is float:
+        mg_grad_sums_f(dy, x, n, mean, sum_dy, sum_dy_xc)
+    else:
+        mg_grad_sums_d(dy, x, n, mean, sum_dy, sum_dy_xc)
+
+
+cdef inline void _layernorm_grad_sums(const floating *dy, const floating *x,
+                                      const floating *gamma, Py_ssize_t n, double mean,
+                                      double rstd, double *dgamma, double *dbeta,
+                                      double *sum_g, double *sum_g_xhat) noexcept nogil:
+    if floating is float:
+        mg_layernorm_grad_sums_f(dy, x, gamma, n, mean, rstd, dgamma, dbeta, sum_g, sum_g_xhat)
+    else:
+        mg_layernorm_grad_sums_d(dy, x, gamma, n, mean, rstd, dgamma, dbeta, sum_g, sum_g_xhat)
+
+
+cdef inline void _column_shifted_sums(const floating *x, Py_ssize_t rows, Py_ssize_t cols,
+                                      Py_ssize_t c0, Py_ssize_t c1, double *sum1,
+                                      double *sum2) noexcept nogil:
+    if floating is float:
+        mg_column_shifted_sums_f(x, rows, cols, c0, c1, sum1, sum2)
+    else:
+        mg_column_shifted_sums_d(x, rows, cols, c0, c1, sum1, sum2)
+
+
+cdef inline void _column_grad_sums(const floating *dy, const floating *x, Py_ssize_t rows,
+                                   Py_ssize_t cols, Py_ssize_t c0, Py_ssize_t c1,
+                                   const double *mean, double *sum_dy,
+                                   double *sum_dy_xc) noexcept nogil:
+    if floating is float:
+        mg_column_grad_sums_f(dy, x, rows, cols, c0, c1, mean, sum_dy, sum_dy_xc)
+    else:
+        mg_column_grad_sums_d(dy, x, rows, cols, c0, c1, mean, sum_dy, sum_dy_xc)
+
+
+# ------------------------------------------------------------------ elementwise write passes
+#
+# The write passes centre x as (x - mean_hi) - mean_lo, where mean_hi is the float64 mean rounded
+# to the data's dtype and mean_lo the rounding error. x - mean_hi is exact for x near the mean, so
+# the centred value keeps its precision even in float32 when |mean| >> std (the folded form
+# x * scale - mean * scale would lose |mean| / std times eps). It costs one extra subtraction.
+
+
+cdef inline void _split(double value, floating *hi, floating *lo) noexcept nogil:
+    """value ~= hi + lo with hi = value rounded to the data's dtype."""
+    hi[0] = <floating>value
+    lo[0] = <floating>(value - <double>hi[0])
+
+
+cdef inline void _scale_shift(const floating *x, Py_ssize_t n, floating mean_hi,
+                              floating mean_lo, floating scale, floating shift,
+                              floating *y) noexcept nogil:
+    """y = (x - mean) * scale + shift over n contiguous values."""
+    if floating is float:
+        mg_scale_shift_f(x, n, mean_hi, mean_lo, scale, shift, y)
+    else:
+        mg_scale_shift_d(x, n, mean_hi, mean_lo, scale, shift, y)
+
+
+cdef inline void _scale_shift_rows(const floating *x, Py_ssize_t r0, Py_ssize_t r1,
+                                   Py_ssize_t cols, const floating *mean_hi,
+                                   const floating *mean_lo, const floating *scale,
+                                   const floating *shift, floating *y) noexcept nogil:
+    """y[r, c] = (x[r, c] - mean[c]) * scale[c] + shift[c] for rows r0..r1 of (rows, cols)."""
+    if floating is float:
+        mg_scale_shift_rows_f(x, r0, r1, cols, mean_hi, mean_lo, scale, shift, y)
+    else:
+        mg_scale_shift_rows_d(x, r0, r1, cols, mean_hi, mean_lo, scale, shift, y)
+
+
+cdef inline void _dx_write(const floating *dy, const floating *x, Py_ssize_t n,
+                           floating mean_hi, floating mean_lo, floating a, floating b, floating d,
+                           floating *dx) noexcept nogil:
+    """dx = dy * a + (x - mean) * b + d over n contiguous values."""
+    if floating is float:
+        mg_dx_write_f(dy, x, n, mean_hi, mean_lo, a, b, d, dx)
+    else:
+        mg_dx_write_d(dy, x, n, mean_hi, mean_lo, a, b, d, dx)
+
+
+cdef inline void _dx_write_rows(const floating *dy, const floating *x, Py_ssize_t r0,
+                                Py_ssize_t r1, Py_ssize_t cols, const floating *mean_hi,
+                                const floating *mean_lo, const floating *a, const floating *b,
+                                const floating *d, floating *dx) noexcept nogil:
+    """dx[r, c] = dy[r, c] * a[c] + (x[r, c] - mean[c]) * b[c] + d[c] for rows r0..r1."""
+    if floating is float:
+        mg_dx_write_rows_f(dy, x, r0, r1, cols, mean_hi, mean_lo, a, b, d, dx)
+    else:
+        mg_dx_write_rows_d(dy, x, r0, r1, cols, mean_hi, mean_lo, a, b, d, dx)
+
+
+cdef inline void _layernorm_row(const floating *x, Py_ssize_t n, floating mean_hi,
+                                floating mean_lo, floating rstd, const floating *gamma,
+                                const floating *beta, floating *y) noexcept nogil:
+    """y = ((x - mean) * rstd) * gamma + beta over one sample."""
+    if floating is float:
+        mg_layernorm_row_f(x, n, mean_hi, mean_lo, rstd, gamma, beta, y)
+    else:
+        mg_layernorm_row_d(x, n, mean_hi, mean_lo, rstd, gamma, beta, y)
+
+
+cdef inline void _layernorm_dx_row(const floating *dy, const floating *x, const floating *gamma,
+                                   Py_ssize_t n, floating mean_hi, floating mean_lo,
+                                   floating rstd, floating p, floating q,
+                                   floating *dx) noexcept nogil:
+    """dx = (dy * gamma) * rstd + (x - mean) * p + q over one sample."""
+    if floating is float:
+        mg_layernorm_dx_row_f(dy, x, gamma, n, mean_hi, mean_lo, rstd, p, q, dx)
+    else:
+        mg_layernorm_dx_row_d(dy, x, gamma, n, mean_hi, mean_lo, rstd, p, q, dx)
+
+
+# ------------------------------------------------------------------ BatchNorm passes
+
+
+cdef inline Py_ssize_t _chunk(Py_ssize_t total, int parts) noexcept nogil:
+    """Size of each of ``parts`` near-equal pieces of ``total``, rounded up to 16 (cache lines)."""
+    cdef Py_ssize_t size = (total + parts - 1) // parts
+    return (size + 15) // 16 * 16
+
+
+cdef void _plane_shifted_sums(const floating[:, :, ::1] x, Py_ssize_t c0, Py_ssize_t c1,
+                              double *sum1, double *sum2) noexcept nogil:
+    """Per channel c0..c1 of (N, C, S) x: sums of x - x[0, c, 0] and its squares.
+
+    Walks n outside and channels inside, so the planes are read in memory order.
+    """
+    cdef Py_ssize_t n, c, S = x.shape[2]
+    cdef double s1, s2
+    for c in range(c0, c1):
+        sum1[c] = 0.0
+        sum2[c] = 0.0
+    for n in range(x.shape[0]):
+        for c in range(c0, c1):
+            _shifted_sums(&x[n, c, 0], S, x[0, c, 0], &s1, &s2)
+            sum1[c] += s1
+            sum2[c] += s2
+
+
+cdef void _plane_grad_sums(const floating[:, :, ::1] dy, const floating[:, :, ::1] x,
+                           Py_ssize_t c0, Py_ssize_t c1, const double *mean, double *sum_dy,
+                           double *sum_dy_xc) noexcept nogil:
+    """Per channel c0..c1 of (N, C, S) data: sum of dy and of dy * (x - mean[c])."""
+    cdef Py_ssize_t n, c, S = x.shape[2]
+    cdef double s1, s2
+    for c in range(c0, c1):
+        sum_dy[c] = 0.0
+        sum_dy_xc[c] = 0.0
+    for n in range(x.shape[0]):
+        for c in range(c0, c1):
+            _grad_sums(&dy[n, c, 0], &x[n, c, 0], S, mean[c], &s1, &s2)
+            sum_dy[c] += s1
+            sum_dy_xc[c] += s2
+
+
+cdef void _batchnorm_sums(const floating[:, :, ::1] x, double *sum1, double *sum2,
+                          int nt) noexcept nogil:
+    """Shifted sums per channel of (N, C, S) x, threads splitting the channels."""
+    cdef Py_ssize_t C = x.shape[1], chunk, t
+    cdef bint columns = x.shape[2] == 1
+    if nt == 1:
+        if columns:
+            _column_shifted_sums(&x[0, 0, 0], x.shape[0], C, 0, C, sum1, sum2)
+        else:
+            _plane_shifted_sums(x, 0, C, sum1, sum2)
+        return
+    chunk = _chunk(C, nt)
+    for t in prange(nt, num_threads=nt, schedule="static"):
+        if columns:
+            _column_shifted_sums(&x[0, 0, 0], x.shape[0], C, min(t * chunk, C),
+                                 min(t * chunk + chunk, C), sum1, sum2)
+        else:
+            _plane_shifted_sums(x, min(t * chunk, C), min(t * chunk + chunk, C), sum1, sum2)
+
+
+cdef void _batchnorm_grad_sums(const floating[:, :, ::1] dy, const floating[:, :, ::1] x,
+                               const double *mean, double *sum_dy, double *sum_dy_xc,
+                               int nt) noexcept nogil:
+    """sum(dy) and sum(dy * (x - mean)) per channel, threads splitting the channels."""
+    cdef Py_ssize_t C = x.shape[1], chunk, t
+    cdef bint columns = x.shape[2] == 1
+    if nt == 1:
+        if columns:
+            _column_grad_sums(&dy[0, 0, 0], &x[0, 0, 0], x.shape[0], C, 0, C, mean, sum_dy,
+                              sum_dy_xc)
+        else:
+            _plane_grad_sums(dy, x, 0, C, mean, sum_dy, sum_dy_xc)
+        return
+    chunk = _chunk(C, nt)
+    for t in prange(nt, num_threads=nt, schedule="static"):
+        if columns:
+            _column_grad_sums(&dy[0, 0, 0], &x[0, 0, 0], x.shape[0], C, min(t * chunk, C),
+                              min(t * chunk + chunk, C), mean, sum_dy, sum_dy_xc)
+        else:
+            _plane_grad_sums(dy, x, min(t * chunk, C), min(t * chunk + chunk, C), mean,
+                             sum_dy, sum_dy_xc)
+
+
+cdef void _batchnorm_write(const floating[:, :, ::1] x, const floating[:, ::1] coef,
+                           floating[:, :, ::1] y, int nt) noexcept nogil:
+    """y = (x - mean[c]) * scale[c] + shift[c] per channel c; coef rows: mean_hi, mean_lo,
+    scale, shift."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], S = x.shape[2], chunk, t, p, c
+    if S == 1:
+        if nt == 1:
+            _scale_shift_rows(&x[0, 0, 0], 0, N, C, &coef[0, 0], &coef[1, 0], &coef[2, 0],
+                              &coef[3, 0], &y[0, 0, 0])
+            return
+        chunk = (N + nt - 1) // nt
+        for t in prange(nt, num_threads=nt, schedule="static"):
+            _scale_shift_rows(&x[0, 0, 0], min(t * chunk, N), min(t * chunk + chunk, N), C,
+                              &coef[0, 0], &coef[1, 0], &coef[2, 0], &coef[3, 0], &y[0, 0, 0])
+        return
+    # one contiguous plane (n, c) at a time; plane p = n * C + c
+    for p in prange(N * C, num_threads=nt, schedule="static"):
+        c = p % C
+        _scale_shift(&x[0, 0, 0] + p * S, S, coef[0, c], coef[1, c], coef[2, c], coef[3, c],
+                     &y[0, 0, 0] + p * S)
+
+
+cdef void _batchnorm_dx_write(const floating[:, :, ::1] dy, const floating[:, :, ::1] x,
+                              const floating[:, ::1] coef, floating[:, :, ::1] dx,
+                              int nt) noexcept nogil:
+    """dx = dy * a[c] + (x - mean[c]) * b[c] + d[c] per channel c; coef rows 2-6: mean_hi,
+    mean_lo, a, b, d."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], S = x.shape[2], chunk, t, p, c
+    if S == 1:
+        if nt == 1:
+            _dx_write_rows(&dy[0, 0, 0], &x[0, 0, 0], 0, N, C, &coef[2, 0], &coef[3, 0],
+                           &coef[4, 0], &coef[5, 0], &coef[6, 0], &dx[0, 0, 0])
+            return
+        chunk = (N + nt - 1) // nt
+        for t in prange(nt, num_threads=nt, schedule="static"):
+            _dx_write_rows(&dy[0, 0, 0], &x[0, 0, 0], min(t * chunk, N),
+                           min(t * chunk + chunk, N), C, &coef[2, 0], &coef[3, 0],
+                           &coef[4, 0], &coef[5, 0], &coef[6, 0], &dx[0, 0, 0])
+        return
+    for p in prange(N * C, num_threads=nt, schedule="static"):
+        c = p % C
+        _dx_write(&dy[0, 0, 0] + p * S, &x[0, 0, 0] + p * S, S, coef[2, c], coef[3, c],
+                  coef[4, c], coef[5, c], coef[6, c], &dx[0, 0, 0] + p * S)
+
+
+cdef void _batchnorm_forward_core(
+    const floating[:, :, ::1] x, const floating[::1] gamma, const floating[::1] beta,
+    floating[:] running_mean, floating[:] running_var, bint has_gamma, bint has_beta,
+    bint has_running, double momentum, double eps, bint training,
+    floating[:, :, ::1] y, double[:, ::1] stats, floating[:, ::1] coef,
+) noexcept nogil:
+    """Statistics pass (training) or running statistics (eval), then the write pass.
+
+    stats receives mean (row 0) and rstd (row 1); coef (4, C) is scratch for the write pass.
+    """
+    cdef Py_ssize_t C = x.shape[1], count = x.shape[0] * x.shape[2], c
+    cdef int nt = threads_for(x.shape[0] * C * x.shape[2])
+    cdef double *mean = &stats[0, 0]
+    cdef double *rstd = &stats[1, 0]
+    cdef double m, var, scale
+    if training:
+        # mean[] and rstd[] first hold the sums of x - x[0, c, 0] and of its squares
+        _batchnorm_sums(x, mean, rstd, nt)
+        for c in range(C):
+            m = mean[c] / count
+            var = max(rstd[c] / count - m * m, 0.0)
+            mean[c] = x[0, c, 0] + m
+            rstd[c] = 1.0 / sqrt(var + eps)
+            if has_running:
+                running_mean[c] = running_mean[c] * momentum + mean[c] * (1.0 - momentum)
+                running_var[c] = (running_var[c] * momentum
+                                  + var * count / (count - 1) * (1.0 - momentum))
+    else:
+        for c in range(C):
+            mean[c] = running_mean[c]
+            rstd[c] = 1.0 / sqrt(<double>running_var[c] + eps)
+    for c in range(C):
+        scale = rstd[c] * gamma[c] if has_gamma else rstd[c]
+        _split(mean[c], &coef[0, c], &coef[1, c])
+        coef[2, c] = <floating>scale
+        coef[3, c] = beta[c] if has_beta else 0.0
+    _batchnorm_write(x, coef, y, nt)
+
+
+cdef void _batchnorm_backward_core(
+    const floating[:, :, ::1] dy, const floating[:, :, ::1] x, const floating[::1] gamma,
+    bint has_gamma, const double[::1] mean, const double[::1] rstd, bint training,
+    floating[:, :, ::1] dx, floating[:, ::1] out, double[:, ::1] sums,
+) noexcept nogil:
+    """Reduction pass for sum(dy) and sum(dy * (x - mean)), then the write pass.
+
+    out (7, C) receives dgamma (row 0) and dbeta (row 1); rows 2-6 are scratch for the write.
+    """
+    cdef Py_ssize_t C = x.shape[1], count = x.shape[0] * x.shape[2], c
+    cdef int nt = threads_for(x.shape[0] * C * x.shape[2])
+    cdef double a, r
+    if count == 0:
+        for c in range(C):
+            out[0, c] = 0.0
+            out[1, c] = 0.0
+        return
+    _batchnorm_grad_sums(dy, x, &mean[0], &sums[0, 0], &sums[1, 0], nt)
+    for c in range(C):
+        r = rstd[c]
+        out[0, c] = <floating>(sums[1, c] * r)  # dgamma = sum(dy * x_hat)
+        out[1, c] = <floating>sums[0, c]  # dbeta = sum(dy)
+        a = r * gamma[c] if has_gamma else r
+        _split(mean[c], &out[2, c], &out[3, c])
+        out[4, c] = <floating>a
+        if training:
+            # dx = a * (dy - dbeta / M - x_hat * dgamma / M), x_hat = (x - mean) * r
+            out[5, c] = <floating>(-a * r * r * sums[1, c] / count)
+            out[6, c] = <floating>(-a * sums[0, c] / count)
+        else:
+            out[5, c] = 0.0
+            out[6, c] = 0.0
+    _batchnorm_dx_write(dy, x, out, dx, nt)
+
+
+# ------------------------------------------------------------------ LayerNorm cores
+
+
+cdef void _layernorm_forward_rows(const floating[:, ::1] x, const floating[::1] gamma,
+                                  const floating[::1] beta, bint affine, double eps,
+                                  Py_ssize_t r0, Py_ssize_t r1, floating[:, ::1] y,
+                                  double[::1] mean, double[::1] rstd) noexcept nogil:
+    """Samples r0..r1: statistics of the row, then y = (x - mean) * rstd * gamma + beta."""
+    cdef Py_ssize_t D = x.shape[1], r
+    cdef double s1, s2, m, rs
+    cdef floating mean_hi, mean_lo, rsf
+    cdef const floating *xr
+    cdef floating *yr
+    for r in range(r0, r1):
+        xr = &x[r, 0]
+        yr = &y[r, 0]
+        _shifted_sums(xr, D, xr[0], &s1, &s2)
+        m = s1 / D
+        rs = 1.0 / sqrt(max(s2 / D - m * m, 0.0) + eps)
+        m = xr[0] + m
+        mean[r] = m
+        rstd[r] = rs
+        _split(m, &mean_hi, &mean_lo)
+        rsf = <floating>rs
+        if affine:
+            _layernorm_row(xr, D, mean_hi, mean_lo, rsf, &gamma[0], &beta[0], yr)
+        else:
+            _scale_shift(xr, D, mean_hi, mean_lo, rsf, 0.0, yr)
+
+
+cdef void _layernorm_forward_core(const floating[:, ::1] x, const floating[::1] gamma,
+                                  const floating[::1] beta, bint affine, double eps,
+                                  floating[:, ::1] y, double[::1] mean,
+                                  double[::1] rstd) noexcept nogil:
+    """Each sample (row) is independent: threads split the rows."""
+    cdef Py_ssize_t R = x.shape[0], chunk, t
+    cdef int nt = threads_for(R * x.shape[1])
+    if nt == 1:
+        _layernorm_forward_rows(x, gamma, beta, affine, eps, 0, R, y, mean, rstd)
+        return
+    chunk = (R + nt - 1) // nt
+    for t in prange(nt, num_threads=nt, schedule="static"):
+        _layernorm_forward_rows(x, gamma, beta, affine, eps, min(t * chunk, R),
+                                min(t * chunk + chunk, R), y, mean, rstd)
+
+
+cdef void _layernorm_backward_block(
+    const floating[:, ::1] dy, const floating[:, ::1] x, const floating[::1] gamma,
+    const double[::1] mean, const double[::1] rstd, Py_ssize_t r0, Py_ssize_t r1,
+    floating[:, ::1] dx, double *dgamma, double *dbeta,
+) noexcept nogil:
+    """Samples r0..r1: the two row sums, then dx = dy * gamma * rstd + (x - mean) * p + q.
+
+    dgamma and dbeta (float64, D each) receive this block's sums of dy * x_hat and dy.
+    """
+    cdef Py_ssize_t D = x.shape[1], r, i
+    cdef double sum_g, sum_g_xhat, rs
+    cdef floating p, q, rsf, mean_hi, mean_lo
+    cdef const floating *dyr
+    cdef const floating *xr
+    cdef floating *dxr
+    for i in range(D):
+        dgamma[i] = 0.0
+        dbeta[i] = 0.0
+    for r in range(r0, r1):
+        dyr = &dy[r, 0]
+        xr = &x[r, 0]
+        dxr = &dx[r, 0]
+        rs = rstd[r]
+        _layernorm_grad_sums(dyr, xr, &gamma[0], D, mean[r], rs, dgamma, dbeta, &sum_g,
+                             &sum_g_xhat)
+        # dx = rstd * g - rstd * sum_g / D - x_hat * rstd * sum_g_xhat / D, x_hat = (x - mean) rstd
+        rsf = <floating>rs
+        p = <floating>(-rs * rs * sum_g_xhat / D)
+        q = <floating>(-rs * sum_g / D)
+        _split(mean[r], &mean_hi, &mean_lo)
+        _layernorm_dx_row(dyr, xr, &gamma[0], D, mean_hi, mean_lo, rsf, p, q, dxr)
+
+
+cdef void _layernorm_backward_core(
+    const floating[:, ::1] dy, const floating[:, ::1] x, const floating[::1] gamma,
+    const double[::1] mean, const double[::1] rstd, floating[:, ::1] dx,
+    floating[:, ::1] out, double[:, :, ::1] partial,
+) noexcept nogil:
+    """Fixed blocks of samples, each with its own partial dgamma/dbeta; blocks added in order.
+
+    out receives dgamma (row 0) and dbeta (row 1).
+    """
+    cdef Py_ssize_t R = x.shape[0], D = x.shape[1], blocks = partial.shape[0]
+    cdef Py_ssize_t per_block = (R + blocks - 1) // blocks, b, i
+    cdef int nt = threads_for(R * D)
+    cdef double sg, sb
+    if R == 0:
+        for i in range(D):
+            out[0, i] = 0.0
+            out[1, i] = 0.0
+        return
+    if nt == 1 or blocks == 1:
+        for b in range(blocks):
+            _layernorm_backward_block(dy, x, gamma, mean, rstd, min(b * per_block, R),
+                                      min(b * per_block + per_block, R), dx,
+                                      &partial[b, 0, 0], &partial[b, 1, 0])
+    else:
+        for b in prange(blocks, num_threads=nt, schedule="static"):
+            _layernorm_backward_block(dy, x, gamma, mean, rstd, min(b * per_block, R),
+                                      min(b * per_block + per_block, R), dx,
+                                      &partial[b, 0, 0], &partial[b, 1, 0])
+    for i in range(D):
+        sg = 0.0
+        sb = 0.0
+        for b in range(blocks):
+            sg += partial[b, 0, i]
+            sb += partial[b, 1, i]
+        out[0, i] = <floating>sg
+        out[1, i] = <floating>sb
+
+
+# ------------------------------------------------------------------ Python wrappers
+
+
+def _contiguous(a):
+    """a itself when C-contiguous, else a C-contiguous copy (None stays None)."""
+    return None if a is None else np.ascontiguousarray(a)
+
+
+def _batchnorm_shape3(shape):
+    """(N, C, S) with S the product of the spatial sizes (1 for (N, C) input)."""
+    return (shape[0], shape[1], math.prod(shape[2:]))
+
+
+def batchnorm_forward(x, gamma, beta, running_mean, running_var, momentum, eps, training):
+    """BatchNorm forward: y = gamma * (x - mean) / sqrt(var + eps) + beta, per channel (axis 1).
+
+    Training uses the batch mean and biased variance over every axis but 1 and, when running
+    buffers are given, updates them in place: running = running * momentum + batch * (1 - momentum)
+    (with the unbiased variance for running_var). Eval (training=False) uses the running buffers.
+
+    Args:
+        x: (N, C), (N, C, L) or (N, C, H, W), float32 or float64.
+        gamma, beta: (C,) arrays of x's dtype, or None (meaning 1 and 0).
+        running_mean, running_var: (C,) arrays of x's dtype updated in place, or both None.
+        momentum, eps: floats; training: bool.
+
+    Returns:
+        (y, mean, rstd): y like x; mean and rstd = 1 / sqrt(var + eps) as float64 (C,) arrays.
+    """
+    check_batchnorm_forward(x, gamma, beta, running_mean, running_var, momentum, eps, training)
+    x3 = np.ascontiguousarray(x).reshape(_batchnorm_shape3(x.shape))
+    C = x3.shape[1]
+    y = np.empty_like(x3)
+    stats = np.empty((2, C), np.float64)  # mean, rstd
+    coef = np.empty((4, C), x.dtype)  # write-pass scratch: mean_hi, mean_lo, scale, shift
+    has_running = running_mean is not None
+    if x.dtype.itemsize == 4:  # float32 (the checks allowed only float32 and float64)
+        _batchnorm_forward_core[float](
+            x3, _contiguous(gamma), _contiguous(beta), running_mean, running_var,
+            gamma is not None, beta is not None, has_running, momentum, eps, training,
+            y, stats, coef)
+    else:
+        _batchnorm_forward_core[double](
+            x3, _contiguous(gamma), _contiguous(beta), running_mean, running_var,
+            gamma is not None, beta is not None, has_running, momentum, eps, training,
+            y, stats, coef)
+    return y.reshape(x.shape), stats[0], stats[1]
+
+
+def batchnorm_backward(grad_out, x, gamma, mean, rstd, training=True):
+    """BatchNorm backward, closed form, with sums over the M values of each channel.
+
+    dbeta = sum(dy), dgamma = sum(dy * x_hat) with x_hat = (x - mean) * rstd, and
+    dx = gamma * rstd / M * (M * dy - dbeta - x_hat * dgamma) in training;
+    dx = gamma * rstd * dy in eval, where mean and rstd were constants.
+
+    Returns:
+        (dx, dgamma, dbeta): dx like x; dgamma and dbeta (C,) arrays of x's dtype.
+    """
+    check_batchnorm_backward(grad_out, x, gamma, mean, rstd, training)
+    shape3 = _batchnorm_shape3(x.shape)
+    C = shape3[1]
+    x3 = np.ascontiguousarray(x).reshape(shape3)
+    dy3 = np.ascontiguousarray(grad_out).reshape(shape3)
+    mean = np.ascontiguousarray(mean, dtype=np.float64)
+    rstd = np.ascontiguousarray(rstd, dtype=np.float64)
+    dx = np.empty_like(x3)
+    # one allocation for dgamma, dbeta (returned) and the write pass's coefficients (scratch)
+    out = np.empty((7, C), x.dtype)
+    sums = np.empty((2, C), np.float64)
+    if x.dtype.itemsize == 4:  # float32 (the checks allowed only float32 and float64)
+        _batchnorm_backward_core[float](dy3, x3, _contiguous(gamma), gamma is not None, mean,
+                                        rstd, training, dx, out, sums)
+    else:
+        _batchnorm_backward_core[double](dy3, x3, _contiguous(gamma), gamma is not None, mean,
+                                         rstd, training, dx, out, sums)
+    return dx.reshape(x.shape), out[0], out[1]
+
+
+def layernorm_forward(x, gamma, beta, eps, normalized_ndim):
+    """LayerNorm forward: y = gamma * (x - mean) / sqrt(var + eps) + beta, per sample.
+
+    mean and the biased var are taken over the trailing ``normalized_ndim`` axes of x; gamma and
+    beta have the shape of those axes (or are None, meaning 1 and 0).
+
+    Returns:
+        (y, mean, rstd): y like x; mean and rstd float64 with shape x.shape[:-normalized_ndim].
+    """
+    check_layernorm_forward(x, gamma, beta, eps, normalized_ndim)
+    lead_shape = x.shape[: x.ndim - normalized_ndim]
+    D = math.prod(x.shape[x.ndim - normalized_ndim:])
+    x2 = np.ascontiguousarray(x).reshape(-1, D)
+    y = np.empty_like(x2)
+    mean = np.empty(x2.shape[0], np.float64)
+    rstd = np.empty(x2.shape[0], np.float64)
+    affine = gamma is not None or beta is not None
+    if affine:
+        gamma = np.ones(D, x.dtype) if gamma is None else np.ascontiguousarray(gamma).reshape(D)
+        beta = np.zeros(D, x.dtype) if beta is None else np.ascontiguousarray(beta).reshape(D)
+    if x.dtype.itemsize == 4:  # float32 (the checks allowed only float32 and float64)
+        _layernorm_forward_core[float](x2, gamma, beta, affine, eps, y, mean, rstd)
+    else:
+        _layernorm_forward_core[double](x2, gamma, beta, affine, eps, y, mean, rstd)
+    return y.reshape(x.shape), mean.reshape(lead_shape), rstd.reshape(lead_shape)
+
+
+def layernorm_backward(grad_out, x, gamma, mean, rstd):
+    """LayerNorm backward, closed form, with sums over the D normalized values of each sample.
+
+    With g = dy * gamma and x_hat = (x - mean) * rstd:
+    dx = rstd / D * (D * g - sum(g) - x_hat * sum(g * x_hat)),
+    dgamma = sum over samples of dy * x_hat, dbeta = sum over samples of dy.
+    The normalized axes are the trailing x.ndim - mean.ndim ones.
+
+    Returns:
+        (dx, dgamma, dbeta): dx like x; dgamma and dbeta with the normalized shape, x's dtype.
+    """
+    check_layernorm_backward(grad_out, x, gamma, mean, rstd)
+    normalized_shape = x.shape[mean.ndim:]
+    D = math.prod(normalized_shape)
+    x2 = np.ascontiguousarray(x).reshape(-1, D)
+    dy2 = np.ascontiguousarray(grad_out).reshape(-1, D)
+    R = x2.shape[0]
+    mean = np.ascontiguousarray(mean, dtype=np.float64).reshape(R)
+    rstd = np.ascontiguousarray(rstd, dtype=np.float64).reshape(R)
+    gamma = np.ones(D, x.dtype) if gamma is None else np.ascontiguousarray(gamma).reshape(D)
+    blocks = max(1, min(R, LAYERNORM_MAX_BLOCKS, R * D // LAYERNORM_BLOCK_WORK))
+    partial = np.empty((blocks, 2, D), np.float64)
+    dx = np.empty_like(x2)
+    out = np.empty((2, D), x.dtype)  # dgamma, dbeta
+    if x.dtype.itemsize == 4:  # float32 (the checks allowed only float32 and float64)
+        _layernorm_backward_core[float](dy2, x2, gamma, mean, rstd, dx, out, partial)
+    else:
+        _layernorm_backward_core[double](dy2, x2, gamma, mean, rstd, dx, out, partial)
+    return (dx.reshape(x.shape), out[0].reshape(normalized_shape),
+            out[1].reshape(normalized_shape))
