@@ -18,7 +18,7 @@ def progress(iterable: Iterable, total: int, desc: str) -> Iterable:
         return iterable
     from tqdm import tqdm
 
-    return tqdm(iterable, total=total, desc=desc, leave=False)
+    return tqdm(iterable, total=total, desc=desc, leave=False, disable=None)  # off without a tty
 
 
 def pyplot():

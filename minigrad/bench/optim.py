@@ -1,0 +1,124 @@
+"""Benchmark group "optim": one optimizer step over all parameters of an MLP with BatchNorm.
+
+Rows: the fused Adam kernel (compiled) against its per-tensor NumPy twin; the whole
+``minigrad.optim.Adam.step()`` on each kernel module; and ``torch.optim.Adam.step()`` (its
+default implementation) on the same shapes. Also one SGD-with-momentum row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from minigrad import nn
+from minigrad import optim as mg_optim
+from minigrad.bench.harness import Case, torch_or_none
+from minigrad.kernels import _optim, reference_optim
+from minigrad.optim import optimizer as optimizer_module
+from minigrad.tensor import Tensor
+
+
+def _mlp_shapes(sizes: list[int]) -> list[tuple[int, ...]]:
+    """Parameter shapes of Linear layers with BatchNorm (gamma, beta) after each hidden one."""
+    shapes: list[tuple[int, ...]] = []
+    for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        shapes += [(n_out, n_in), (n_out,)]
+        if k < len(sizes) - 2:
+            shapes += [(n_out,), (n_out,)]
+    return shapes
+
+
+def _arrays(shapes, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(s, dtype=np.float32) for s in shapes]
+
+
+def _kernel_step(module, name: str, shapes) -> Callable[[], None]:
+    """One kernel call over every tensor, state in flat buffers (steps grow each call)."""
+    params, grads = _arrays(shapes, 0), _arrays(shapes, 1)
+    sizes = [p.size for p in params]
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    steps = np.zeros(len(params), np.int64)
+    buffers = [np.zeros(sum(sizes), np.float32) for _ in range(2)]
+
+    def adam():
+        steps[:] += 1
+        module.adam_step(params, grads, buffers[0], buffers[1], None, offsets, steps, lr=1e-3)
+
+    def sgd():
+        steps[:] += 1
+        module.sgd_step(params, grads, buffers[0], offsets, steps, lr=1e-3, momentum=0.9)
+
+    return adam if name == "adam" else sgd
+
+
+def _minigrad_step(module, shapes) -> Callable[[], None]:
+    """minigrad.optim.Adam.step() with its kernels taken from ``module``."""
+    params = [nn.Parameter(a) for a in _arrays(shapes, 0)]
+    for p, g in zip(params, _arrays(shapes, 1), strict=True):
+        p.grad = Tensor(g)
+    opt = mg_optim.Adam(params, lr=1e-3)
+
+    def step():
+        saved = optimizer_module._kernels
+        optimizer_module._kernels = lambda: module
+        try:
+            opt.step()
+        finally:
+            optimizer_module._kernels = saved
+
+    return step
+
+
+def _torch_step(torch, name: str, shapes) -> Callable[[], None]:
+    params = [torch.from_numpy(a).requires_grad_(True) for a in _arrays(shapes, 0)]
+    for p, g in zip(params, _arrays(shapes, 1), strict=True):
+        p.grad = torch.from_numpy(g)
+    if name == "adam":
+        opt = torch.optim.Adam(params, lr=1e-3)
+    else:
+        opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
+    return opt.step
+
+
+def cases(quick: bool) -> list[Case]:
+    torch = torch_or_none()
+    nets = {"64-128-128-10": [64, 128, 128, 10]}
+    if not quick:
+        nets["784-256-256-10"] = [784, 256, 256, 10]
+    out = []
+    for label, sizes in nets.items():
+        shapes = _mlp_shapes(sizes)
+        shape = f"{sum(int(np.prod(s)) for s in shapes)} in {len(shapes)}"
+        rows = [
+            (
+                "adam kernel",
+                {
+                    "numpy": _kernel_step(reference_optim, "adam", shapes),
+                    "cython": _kernel_step(_optim, "adam", shapes),
+                },
+            ),
+            (
+                "Adam.step()",
+                {
+                    "numpy": _minigrad_step(reference_optim, shapes),
+                    "cython": _minigrad_step(_optim, shapes),
+                },
+            ),
+        ]
+        if label == "64-128-128-10":
+            rows.append(
+                (
+                    "sgd momentum kernel",
+                    {
+                        "numpy": _kernel_step(reference_optim, "sgd", shapes),
+                        "cython": _kernel_step(_optim, "sgd", shapes),
+                    },
+                )
+            )
+        for name, impls in rows:
+            if torch is not None:
+                impls["torch"] = _torch_step(torch, "sgd" if "sgd" in name else "adam", shapes)
+            out.append(Case("optim", f"{name} {label}", shape, impls))
+    return out

@@ -1,0 +1,38 @@
+"""The compiled Cython kernels under their public names (the twins of ``reference.py``).
+
+Importing this module fails when the extensions were not built; ``minigrad.kernels`` then
+warns once and uses the NumPy twins.
+"""
+
+from . import _norm, _optim, _reduce, _softmax
+from ._norm import batchnorm_backward, batchnorm_forward, layernorm_backward, layernorm_forward
+from ._optim import adam_step, rmsprop_step, sgd_step
+from ._reduce import logsumexp, max, mean, min, sum, var
+from ._softmax import (
+    cross_entropy_backward,
+    cross_entropy_forward,
+    log_softmax,
+    log_softmax_backward,
+    softmax,
+    softmax_backward,
+)
+
+_THREADED_MODULES = (_norm, _optim, _reduce, _softmax)
+
+__all__ = [
+    "adam_step", "batchnorm_backward", "batchnorm_forward", "cross_entropy_backward",
+    "cross_entropy_forward", "layernorm_backward", "layernorm_forward", "log_softmax",
+    "log_softmax_backward", "logsumexp", "max", "mean", "min", "rmsprop_step", "sgd_step",
+    "softmax", "softmax_backward", "sum", "var",
+]
+
+
+def set_num_threads(n: int) -> None:
+    """Cap the OpenMP threads of every compiled kernel module."""
+    for module in _THREADED_MODULES:
+        module.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """The thread cap shared by the compiled kernel modules."""
+    return _reduce.get_num_threads()

@@ -1,0 +1,111 @@
+"""Adam and AdamW (decoupled weight decay), with optional AMSGrad."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from .optimizer import Optimizer, _Bucket, _check_lr, _check_number
+
+
+class Adam(Optimizer):
+    """Adam, PyTorch's rule.
+
+    Per step t, with d the gradient: ``d = d + weight_decay * p``;
+    ``m = beta1 * m + (1 - beta1) * d``; ``v = beta2 * v + (1 - beta2) * d**2``
+    (AMSGrad: ``v_max = max(v_max, v)`` is used below instead of v);
+    ``p = p - lr / (1 - beta1**t) * m / (sqrt(v / (1 - beta2**t)) + eps)``.
+
+    Args:
+        params: parameters, or dicts of parameters with per-group options.
+        lr: learning rate.
+        betas: decay rates (beta1, beta2) of the first and second moments, each in [0, 1).
+        eps: added to the denominator for numerical stability.
+        weight_decay: L2 penalty added to the gradient (see AdamW for the decoupled form).
+        amsgrad: use the running maximum of the second moment.
+
+    Example:
+        >>> opt = Adam(model.parameters(), lr=1e-3)
+    """
+
+    _decoupled = False
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+    ):
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
+        super().__init__(params, defaults)
+
+    def _check(self, group: dict[str, Any]) -> None:
+        _check_lr(group["lr"])
+        betas = group["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        group["betas"] = tuple(betas)
+        _check_number("beta1", betas[0], 0.0, 1.0, high_open=True)
+        _check_number("beta2", betas[1], 0.0, 1.0, high_open=True)
+        _check_number("eps", group["eps"])
+        _check_number("weight_decay", group["weight_decay"])
+
+    def _state_names(self, group: dict[str, Any]) -> tuple[str, ...]:
+        if group["amsgrad"]:
+            return ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+        return ("exp_avg", "exp_avg_sq")
+
+    def _update(
+        self,
+        group: dict[str, Any],
+        bucket: _Bucket,
+        params: list[np.ndarray],
+        grads: list[np.ndarray],
+        offsets: np.ndarray,
+        steps: np.ndarray,
+    ) -> None:
+        beta1, beta2 = group["betas"]
+        self._kernel("adam_step")(
+            params,
+            grads,
+            bucket.buffers["exp_avg"],
+            bucket.buffers["exp_avg_sq"],
+            bucket.buffers["max_exp_avg_sq"] if group["amsgrad"] else None,
+            offsets,
+            steps,
+            lr=group["lr"],
+            beta1=beta1,
+            beta2=beta2,
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            decoupled=self._decoupled,
+        )
+
+
+class AdamW(Adam):
+    """AdamW: Adam with decoupled weight decay, PyTorch's rule.
+
+    Per step: ``p = p * (1 - lr * weight_decay)``, then Adam's update with the plain gradient.
+    Same arguments as Adam; weight_decay defaults to 1e-2.
+
+    Example:
+        >>> opt = AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
+    """
+
+    _decoupled = True
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+    ):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad)

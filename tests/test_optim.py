@@ -1,0 +1,522 @@
+"""Optimizers against hand-written NumPy versions of PyTorch's documented update rules, plus
+parameter groups, state_dict round trips, schedulers and clip_grad_norm_.
+
+Every optimizer test runs twice: with the compiled fused kernels and with their NumPy twins.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+from minigrad import nn, optim
+from minigrad.kernels import reference_optim
+from minigrad.nn.utils import clip_grad_norm_
+from minigrad.optim import lr_scheduler
+from minigrad.optim import optimizer as optimizer_module
+from minigrad.serialization import load, save
+
+SHAPES = [(4, 3), (3,), (2, 5, 2), (1,)]
+TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
+
+
+NUMPY_ONLY = os.environ.get("MINIGRAD_BACKEND", "").strip().lower() == "numpy"
+
+
+@pytest.fixture(params=["numpy"] if NUMPY_ONLY else ["cython", "numpy"], autouse=True)
+def kernels(request, monkeypatch):
+    """Run each test with the compiled kernels and again with the NumPy twins."""
+    if request.param == "cython":
+        from minigrad.kernels import _optim as module  # a missing build fails here
+    else:
+        module = reference_optim
+    monkeypatch.setattr(optimizer_module, "_kernels", lambda: module)
+    return request.param
+
+
+# --------------------------------------------------------------------------- the rules
+# Straight transcriptions of the pseudo-code in PyTorch's documentation, one parameter at a
+# time in float64; ``state`` is a dict per parameter, ``t`` the 1-based step.
+def sgd_rule(p, g, state, t, lr, momentum=0, dampening=0, nesterov=False, weight_decay=0):
+    if weight_decay != 0:
+        g = g + weight_decay * p
+    if momentum != 0:
+        if t > 1:
+            state["b"] = momentum * state["b"] + (1 - dampening) * g
+        else:
+            state["b"] = g
+        g = g + momentum * state["b"] if nesterov else state["b"]
+    return p - lr * g
+
+
+def adam_rule(
+    p,
+    g,
+    state,
+    t,
+    lr=1e-3,
+    betas=(0.9, 0.999),
+    eps=1e-8,
+    weight_decay=0,
+    amsgrad=False,
+    decoupled=False,
+):
+    beta1, beta2 = betas
+    if weight_decay != 0:
+        if decoupled:
+            p = p * (1 - lr * weight_decay)
+        else:
+            g = g + weight_decay * p
+    state["m"] = beta1 * state.get("m", 0) + (1 - beta1) * g
+    state["v"] = beta2 * state.get("v", 0) + (1 - beta2) * g**2
+    m_hat = state["m"] / (1 - beta1**t)
+    if amsgrad:
+        state["v_max"] = np.maximum(state.get("v_max", 0), state["v"])
+        v_hat = state["v_max"] / (1 - beta2**t)
+    else:
+        v_hat = state["v"] / (1 - beta2**t)
+    return p - lr * m_hat / (np.sqrt(v_hat) + eps)
+
+
+def adamw_rule(p, g, state, t, weight_decay=1e-2, **options):
+    return adam_rule(p, g, state, t, weight_decay=weight_decay, decoupled=True, **options)
+
+
+def rmsprop_rule(
+    p, g, state, t, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False
+):
+    if weight_decay != 0:
+        g = g + weight_decay * p
+    state["v"] = alpha * state.get("v", 0) + (1 - alpha) * g**2
+    v_tilde = state["v"]
+    if centered:
+        state["g_ave"] = alpha * state.get("g_ave", 0) + (1 - alpha) * g
+        v_tilde = v_tilde - state["g_ave"] ** 2
+    if momentum > 0:
+        state["b"] = momentum * state.get("b", 0) + g / (np.sqrt(v_tilde) + eps)
+        return p - lr * state["b"]
+    return p - lr * g / (np.sqrt(v_tilde) + eps)
+
+
+CASES = [
+    (optim.SGD, sgd_rule, dict(lr=0.1)),
+    (optim.SGD, sgd_rule, dict(lr=0.1, weight_decay=0.1)),
+    (optim.SGD, sgd_rule, dict(lr=0.1, momentum=0.9)),
+    (optim.SGD, sgd_rule, dict(lr=0.1, momentum=0.9, dampening=0.25, weight_decay=0.05)),
+    (optim.SGD, sgd_rule, dict(lr=0.1, momentum=0.8, nesterov=True, weight_decay=0.05)),
+    (optim.Adam, adam_rule, dict()),
+    (optim.Adam, adam_rule, dict(lr=0.05, weight_decay=0.1)),
+    (optim.Adam, adam_rule, dict(lr=0.05, betas=(0.5, 0.8), eps=1e-4, amsgrad=True)),
+    (optim.AdamW, adamw_rule, dict(lr=0.05)),
+    (optim.AdamW, adamw_rule, dict(lr=0.05, weight_decay=0.3, amsgrad=True)),
+    (optim.RMSprop, rmsprop_rule, dict()),
+    (optim.RMSprop, rmsprop_rule, dict(lr=0.02, alpha=0.9, weight_decay=0.1)),
+    (optim.RMSprop, rmsprop_rule, dict(lr=0.02, momentum=0.9)),
+    (optim.RMSprop, rmsprop_rule, dict(lr=0.02, centered=True)),
+    (optim.RMSprop, rmsprop_rule, dict(lr=0.02, centered=True, momentum=0.5, weight_decay=0.1)),
+]
+
+
+def _case_id(case):
+    cls, _, options = case
+    return cls.__name__ + "-" + "-".join(f"{k}={v}" for k, v in options.items())
+
+
+def _grads(seed, n_steps, shapes=SHAPES):
+    rng = np.random.default_rng(seed)
+    # Gradients that flip sign each step keep centered RMSprop's s - a^2 away from 0, where
+    # float32 would lose digits in any implementation.
+    return [
+        [(-1) ** t * (0.5 + np.abs(rng.standard_normal(s))) for s in shapes] for t in range(n_steps)
+    ]
+
+
+def _params(seed, dtype, shapes=SHAPES):
+    rng = np.random.default_rng(seed)
+    return [nn.Parameter(rng.standard_normal(s).astype(dtype)) for s in shapes]
+
+
+def _set_grads(params, grads):
+    for p, g in zip(params, grads, strict=True):
+        p.grad = None if g is None else mg.Tensor(np.array(g, dtype=p.data.dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES, ids=_case_id)
+def test_matches_pytorch_rule(case, dtype):
+    cls, rule, options = case
+    params = _params(0, dtype)
+    expected = [p.data.astype(np.float64) for p in params]
+    states = [{} for _ in params]
+    opt = cls(params, **options)
+    for t, grads in enumerate(_grads(1, n_steps=5), start=1):
+        _set_grads(params, grads)
+        opt.step()
+        expected = [
+            rule(e, g, s, t, **options) for e, g, s in zip(expected, grads, states, strict=True)
+        ]
+        for p, e in zip(params, expected, strict=True):
+            assert p.data.dtype == dtype
+            np.testing.assert_allclose(p.data, e, **TOL[dtype])
+
+
+@pytest.mark.parametrize("case", CASES, ids=_case_id)
+def test_skipped_parameters_keep_their_own_step_count(case):
+    """A parameter without a gradient is not updated and its step count does not advance."""
+    cls, rule, options = case
+    params = _params(2, np.float64)
+    expected = [p.data.copy() for p in params]
+    states = [{} for _ in params]
+    counts = [0] * len(params)
+    opt = cls(params, **options)
+    for step, grads in enumerate(_grads(3, n_steps=6)):
+        grads = [None if (k + step) % 3 == 0 else g for k, g in enumerate(grads)]
+        _set_grads(params, grads)
+        opt.step()
+        for k, g in enumerate(grads):
+            if g is not None:
+                counts[k] += 1
+                expected[k] = rule(expected[k], g, states[k], counts[k], **options)
+        for p, e in zip(params, expected, strict=True):
+            np.testing.assert_allclose(p.data, e, **TOL[np.float64])
+
+
+def test_non_contiguous_and_rebound_param_data():
+    params = _params(4, np.float32, shapes=[(6, 4), (5,)])
+    # A transposed view and a negatively strided view of bigger buffers.
+    transposed = np.zeros((4, 6), np.float32).T
+    transposed[...] = params[0].data
+    reversed_ = np.zeros(5, np.float32)[::-1]
+    reversed_[...] = params[1].data
+    params[0].data, params[1].data = transposed, reversed_
+    expected = [p.data.astype(np.float64) for p in params]
+    states = [{}, {}]
+    opt = optim.Adam(params, lr=0.05)
+    for t, grads in enumerate(_grads(5, 3, shapes=[(6, 4), (5,)]), start=1):
+        _set_grads(params, grads)
+        opt.step()
+        expected = [
+            adam_rule(e, g, s, t, lr=0.05) for e, g, s in zip(expected, grads, states, strict=True)
+        ]
+    assert params[0].data is transposed and params[1].data is reversed_  # updated in place
+    for p, e in zip(params, expected, strict=True):
+        np.testing.assert_allclose(p.data, e, **TOL[np.float32])
+
+    # Rebinding .data to a new array of the same size is harmless (state is not tied to it).
+    params[1].data = params[1].data.copy()
+    _set_grads(params, [np.ones((6, 4)), np.ones(5)])
+    opt.step()
+    params[1].data = np.zeros(7, np.float32)
+    with pytest.raises(ValueError, match="changed"):
+        opt.step()
+
+
+def test_mixed_dtypes_in_one_group():
+    params = [nn.Parameter(np.ones(3, np.float32)), nn.Parameter(np.ones(2, np.float64))]
+    opt = optim.SGD(params, lr=0.5, momentum=0.9)
+    _set_grads(params, [np.ones(3), np.ones(2)])
+    opt.step()
+    opt.step()
+    assert params[0].data.dtype == np.float32 and params[1].data.dtype == np.float64
+    # b1 = 1, b2 = 0.9 + 1: p = 1 - 0.5 * 1 - 0.5 * 1.9
+    np.testing.assert_allclose(params[0].data, -0.45, rtol=1e-6)
+    np.testing.assert_allclose(params[1].data, -0.45, rtol=1e-15)
+
+
+def test_param_groups_options_and_lr_changes():
+    a, b = _params(6, np.float64, shapes=[(3,)]), _params(7, np.float64, shapes=[(2,)])
+    opt = optim.SGD([{"params": a}, {"params": b, "lr": 0.5, "momentum": 0.9}], lr=0.1)
+    assert [g["lr"] for g in opt.param_groups] == [0.1, 0.5]
+    assert opt.param_groups[0]["momentum"] == 0 and opt.param_groups[1]["momentum"] == 0.9
+    start_a, start_b = a[0].data.copy(), b[0].data.copy()
+    _set_grads(a + b, [np.ones(3), np.ones(2)])
+    opt.param_groups[0]["lr"] = 0.2  # as a scheduler would
+    opt.step()
+    np.testing.assert_allclose(a[0].data, start_a - 0.2)
+    np.testing.assert_allclose(b[0].data, start_b - 0.5)
+    c = _params(8, np.float64, shapes=[(4,)])
+    opt.add_param_group({"params": c, "lr": 1.0})
+    _set_grads(c, [np.ones(4)])
+    start_c = c[0].data.copy()
+    opt.step()
+    np.testing.assert_allclose(c[0].data, start_c - 1.0)
+
+
+def test_zero_grad():
+    params = _params(9, np.float32, shapes=[(2,), (3,)])
+    _set_grads(params, [np.ones(2), np.ones(3)])
+    opt = optim.Adam(params)
+    opt.zero_grad(set_to_none=False)
+    assert all(np.all(p.grad.data == 0) for p in params)
+    opt.zero_grad()
+    assert all(p.grad is None for p in params)
+    before = [p.data.copy() for p in params]
+    opt.step()  # no gradients: nothing moves
+    for p, b in zip(params, before, strict=True):
+        np.testing.assert_array_equal(p.data, b)
+
+
+def test_works_with_a_module_and_autograd():
+    mg.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1))
+    x = mg.tensor(np.random.default_rng(0).standard_normal((16, 3)))
+    y = mg.tensor(np.random.default_rng(1).standard_normal((16, 1)))
+    opt = optim.Adam(model.parameters(), lr=0.05)
+    losses = []
+    for _ in range(30):
+        opt.zero_grad()
+        loss = ((model(x) - y) ** 2).mean()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+@pytest.mark.parametrize("case", CASES, ids=_case_id)
+def test_state_dict_round_trip_resumes_identically(case, tmp_path):
+    cls, _, options = case
+    grads = _grads(10, n_steps=6)
+    reference = _params(11, np.float32)
+    opt = cls(reference, **options)
+    for g in grads:
+        _set_grads(reference, g)
+        opt.step()
+
+    resumed = _params(11, np.float32)
+    first = cls(resumed, **options)
+    for g in grads[:3]:
+        _set_grads(resumed, g)
+        first.step()
+    save({"optim": first.state_dict()}, tmp_path / "ckpt.npz")
+    # A fresh optimizer with other hyperparameters: load must restore them as well.
+    other = dict(options, lr=options.get("lr", 1e-2) * 3)
+    second = cls(resumed, **other)
+    second.load_state_dict(load(tmp_path / "ckpt.npz")["optim"])
+    assert second.param_groups[0]["lr"] == first.param_groups[0]["lr"]
+    for g in grads[3:]:
+        _set_grads(resumed, g)
+        second.step()
+    for p, q in zip(resumed, reference, strict=True):
+        np.testing.assert_array_equal(p.data, q.data)
+
+
+def test_state_dict_layout():
+    params = _params(12, np.float64, shapes=[(2, 3), (3,)])
+    opt = optim.Adam([{"params": params[:1]}, {"params": params[1:], "lr": 0.5}])
+    _set_grads(params, [np.ones((2, 3)), None])
+    opt.step()
+    sd = opt.state_dict()
+    assert list(sd["state"]) == ["0"]  # parameter 1 never had a gradient
+    assert sd["state"]["0"]["step"] == 1
+    assert set(sd["state"]["0"]) == {"step", "exp_avg", "exp_avg_sq"}
+    assert sd["state"]["0"]["exp_avg"].shape == (2, 3)
+    np.testing.assert_allclose(sd["state"]["0"]["exp_avg"], 0.1)
+    assert [g["params"] for g in sd["param_groups"]] == [[0], [1]]
+    assert sd["param_groups"][1]["lr"] == 0.5 and sd["param_groups"][0]["betas"] == (0.9, 0.999)
+    sd["state"]["0"]["exp_avg"][...] = 7  # a copy: the optimizer is not affected
+    assert opt.state_dict()["state"]["0"]["exp_avg"][0, 0] == pytest.approx(0.1)
+
+
+def test_load_state_dict_rejects_mismatches_and_leaves_state_alone():
+    params = _params(13, np.float64, shapes=[(2,), (3,)])
+    opt = optim.SGD(params, lr=0.1, momentum=0.9)
+    _set_grads(params, [np.ones(2), np.ones(3)])
+    opt.step()
+    good = opt.state_dict()
+
+    bad_shape = opt.state_dict()
+    bad_shape["state"]["1"]["momentum_buffer"] = np.zeros(4)
+    with pytest.raises(ValueError, match=r"shape \(4,\)"):
+        opt.load_state_dict(bad_shape)
+    bad_groups = {"state": {}, "param_groups": good["param_groups"] * 2}
+    with pytest.raises(ValueError, match="param groups"):
+        opt.load_state_dict(bad_groups)
+    bad_key = opt.state_dict()
+    bad_key["state"]["0"]["exp_avg"] = np.zeros(2)
+    with pytest.raises(ValueError, match="exp_avg"):
+        opt.load_state_dict(bad_key)
+    bad_lr = opt.state_dict()
+    bad_lr["param_groups"][0]["lr"] = -1.0
+    with pytest.raises(ValueError, match="learning rate"):
+        opt.load_state_dict(bad_lr)
+    with pytest.raises(ValueError, match="keys"):
+        opt.load_state_dict({"state": {}})
+    after = opt.state_dict()
+    np.testing.assert_array_equal(
+        after["state"]["1"]["momentum_buffer"], good["state"]["1"]["momentum_buffer"]
+    )
+    assert after["param_groups"][0]["lr"] == 0.1
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda p: optim.SGD(p, lr=-0.1), "learning rate"),
+        (lambda p: optim.SGD(p, lr=0.1, momentum=-1), "momentum"),
+        (lambda p: optim.SGD(p, lr=0.1, nesterov=True), "Nesterov"),
+        (lambda p: optim.SGD(p, lr=0.1, momentum=0.9, dampening=0.1, nesterov=True), "Nesterov"),
+        (lambda p: optim.SGD(p, lr=0.1, weight_decay=-1e-4), "weight_decay"),
+        (lambda p: optim.Adam(p, betas=(1.0, 0.999)), "beta1"),
+        (lambda p: optim.Adam(p, betas=(0.9, -0.1)), "beta2"),
+        (lambda p: optim.Adam(p, betas=0.9), "pair"),
+        (lambda p: optim.Adam(p, eps=-1e-8), "eps"),
+        (lambda p: optim.AdamW(p, lr=float("nan")), "learning rate"),
+        (lambda p: optim.RMSprop(p, alpha=1.5), "alpha"),
+        (lambda p: optim.RMSprop(p, momentum=-0.5), "momentum"),
+        (lambda p: optim.SGD([{"params": p, "lr": -1.0}], lr=0.1), "learning rate"),
+        (lambda p: optim.SGD([{"params": p, "betas": (0.9, 0.9)}], lr=0.1), "unknown options"),
+        (lambda p: optim.SGD([], lr=0.1), "empty"),
+        (lambda p: optim.SGD(p + p, lr=0.1), "more than one"),
+    ],
+)
+def test_invalid_arguments_raise_value_error(make, match):
+    with pytest.raises(ValueError, match=match):
+        make(_params(14, np.float32, shapes=[(2,)]))
+
+
+def test_invalid_parameters_raise_type_error():
+    with pytest.raises(TypeError, match="wrap it in a list"):
+        optim.SGD(nn.Parameter(np.ones(2, np.float32)), lr=0.1)
+    with pytest.raises(TypeError, match="Tensors"):
+        optim.SGD([np.ones(2)], lr=0.1)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        optim.SGD([mg.Tensor(np.ones(2, np.int64))], lr=0.1)
+
+
+def test_step_with_closure_returns_loss():
+    params = _params(15, np.float64, shapes=[(2,)])
+
+    def closure():
+        _set_grads(params, [np.ones(2)])
+        return 3.0
+
+    start = params[0].data.copy()
+    assert optim.SGD(params, lr=0.25).step(closure) == 3.0
+    np.testing.assert_allclose(params[0].data, start - 0.25)
+
+
+# --------------------------------------------------------------------------- schedulers
+def _lrs(scheduler_cls, epochs, lr=0.1, **options):
+    opt = optim.SGD(_params(16, np.float32, shapes=[(1,)]), lr=lr)
+    scheduler = scheduler_cls(opt, **options)
+    lrs = []
+    for _ in range(epochs):
+        lrs.append(opt.param_groups[0]["lr"])
+        assert scheduler.get_last_lr() == [lrs[-1]]
+        opt.step()
+        scheduler.step()
+    return lrs, scheduler
+
+
+def test_step_lr_sequence():
+    lrs, scheduler = _lrs(lr_scheduler.StepLR, 10, step_size=3, gamma=0.5)
+    expected = [0.1 * 0.5 ** (e // 3) for e in range(10)]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-15)
+    assert scheduler.last_epoch == 10
+
+
+def test_exponential_lr_sequence():
+    lrs, _ = _lrs(lr_scheduler.ExponentialLR, 8, gamma=0.9)
+    np.testing.assert_allclose(lrs, [0.1 * 0.9**e for e in range(8)], rtol=1e-15)
+
+
+def test_cosine_annealing_sequence_past_t_max():
+    lrs, _ = _lrs(lr_scheduler.CosineAnnealingLR, 25, T_max=10, eta_min=0.01)
+    expected = [0.01 + 0.09 * (1 + math.cos(math.pi * e / 10)) / 2 for e in range(25)]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-14)
+    assert lrs[0] == pytest.approx(0.1) and lrs[10] == pytest.approx(0.01)
+
+
+def test_scheduler_per_group_base_lrs_and_resume():
+    a, b = _params(17, np.float32, shapes=[(1,)]), _params(18, np.float32, shapes=[(1,)])
+    opt = optim.SGD([{"params": a}, {"params": b, "lr": 1.0}], lr=0.1)
+    scheduler = lr_scheduler.ExponentialLR(opt, gamma=0.5)
+    scheduler.step()
+    scheduler.step()
+    assert scheduler.get_last_lr() == [0.025, 0.25]
+    state = scheduler.state_dict()
+    resumed = lr_scheduler.ExponentialLR(opt, gamma=0.5, last_epoch=state["last_epoch"])
+    resumed.load_state_dict(state)
+    resumed.step()
+    assert resumed.get_last_lr() == [0.0125, 0.125]
+    fresh = optim.SGD(_params(19, np.float32, shapes=[(1,)]), lr=0.1)
+    with pytest.raises(KeyError, match="initial_lr"):
+        lr_scheduler.StepLR(fresh, step_size=2, last_epoch=3)
+    with pytest.raises(ValueError, match="step_size"):
+        lr_scheduler.StepLR(fresh, step_size=0)
+    with pytest.raises(ValueError, match="T_max"):
+        lr_scheduler.CosineAnnealingLR(fresh, T_max=0)
+
+
+# --------------------------------------------------------------------------- clipping
+def _clip_params(grads, dtype=np.float64):
+    params = [nn.Parameter(np.zeros(np.shape(g), dtype)) for g in grads]
+    _set_grads(params, grads)
+    return params
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, 3.0, math.inf])
+def test_clip_grad_norm_scales_when_too_large(norm_type):
+    rng = np.random.default_rng(20)
+    grads = [rng.standard_normal(s) for s in [(3, 4), (5,), (1,)]]
+    flat = np.concatenate([g.ravel() for g in grads])
+    if math.isinf(norm_type):
+        expected = np.abs(flat).max()
+    else:
+        expected = (np.abs(flat) ** norm_type).sum() ** (1 / norm_type)
+    params = _clip_params(grads)
+    total = clip_grad_norm_(params, max_norm=0.5, norm_type=norm_type)
+    assert isinstance(total, float)
+    assert total == pytest.approx(expected, rel=1e-12)
+    scale = 0.5 / (expected + 1e-6)
+    for p, g in zip(params, grads, strict=True):
+        np.testing.assert_allclose(p.grad.data, g * scale, rtol=1e-12)
+
+
+def test_clip_grad_norm_leaves_small_gradients_and_skips_missing():
+    grads = [np.array([0.3, 0.4]), None]
+    params = _clip_params([np.array([0.3, 0.4]), np.zeros(2)])
+    params[1].grad = None
+    assert clip_grad_norm_(params, max_norm=1.0) == pytest.approx(0.5, rel=1e-15)
+    np.testing.assert_array_equal(params[0].grad.data, grads[0])
+    assert params[1].grad is None
+    assert clip_grad_norm_([params[1]], max_norm=1.0) == 0.0
+    single = _clip_params([np.array([3.0, 4.0])])[0]
+    assert clip_grad_norm_(single, max_norm=1.0) == pytest.approx(5.0)  # a bare Tensor
+    np.testing.assert_allclose(single.grad.data, [0.6, 0.8], rtol=1e-6)
+
+
+def test_clip_grad_norm_float32_accumulates_in_float64():
+    # 1e6 equal values: a float32 running sum of squares would drift; float64 does not.
+    grad = np.full(1_000_000, 1e-3, np.float32)
+    params = _clip_params([grad], np.float32)
+    total = clip_grad_norm_(params, max_norm=10.0)
+    assert total == pytest.approx(math.sqrt(1e6) * float(np.float32(1e-3)), rel=1e-12)
+
+
+def test_clip_grad_norm_nonfinite_and_bad_arguments():
+    params = _clip_params([np.array([np.inf, 1.0])])
+    with pytest.raises(RuntimeError, match="inf"):
+        clip_grad_norm_(params, 1.0, error_if_nonfinite=True)
+    with pytest.raises(ValueError, match="norm_type"):
+        clip_grad_norm_(params, 1.0, norm_type=0)
+    with pytest.raises(ValueError, match="max_norm"):
+        clip_grad_norm_(params, -1.0)
+
+
+def test_gradient_of_wrong_shape_or_dtype_is_rejected_before_any_change():
+    params = _params(21, np.float32, shapes=[(2, 3)])
+    opt = optim.Adam(params)
+    before = params[0].data.copy()
+    params[0].grad = mg.Tensor(np.ones((3, 2), np.float32))
+    with pytest.raises(ValueError, match=r"\(2, 3\).*\(3, 2\)"):
+        opt.step()
+    params[0].grad = mg.Tensor(np.ones((2, 3), np.float64))
+    with pytest.raises(TypeError, match="float64"):
+        opt.step()
+    np.testing.assert_array_equal(params[0].data, before)
+    assert opt.state_dict()["state"] == {}
