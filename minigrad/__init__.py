@@ -9,7 +9,7 @@ tensor([[2., 4.]])
 """
 
 from . import data, functional, nn, optim
-from .autograd import Function, enable_grad, is_grad_enabled, no_grad
+from .autograd import Function, detect_anomaly, enable_grad, is_grad_enabled, no_grad
 from .creation import arange, eye, full, ones, ones_like, rand, randn, tensor, zeros, zeros_like
 from .kernels import get_backend, get_num_threads, set_backend, set_num_threads
 from .ops.reduce import logsumexp, log_softmax, softmax

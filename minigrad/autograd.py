@@ -58,6 +58,39 @@ class enable_grad(_GradMode):
     enabled = True
 
 
+class detect_anomaly:
+    """Debugging aid: raise at the first op whose forward or backward yields NaN or inf.
+
+    ``with mg.detect_anomaly(): loss = model(x); loss.backward()`` stops with a
+    ``FloatingPointError`` naming the op and its input shapes. It checks every array an op
+    produces, so use it to find a bug, not while training for speed.
+    """
+
+    def __enter__(self) -> None:
+        global _anomaly_mode
+        self._previous = _anomaly_mode
+        _anomaly_mode = True
+
+    def __exit__(self, *exc_info: object) -> None:
+        global _anomaly_mode
+        _anomaly_mode = self._previous
+
+
+_anomaly_mode = False
+
+
+def _check_finite(fn: type, arrays: Any, inputs: tuple, stage: str) -> None:
+    """In anomaly mode: raise if any produced float array holds NaN or inf."""
+    for a in arrays:
+        if a is not None and a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+            shapes = ", ".join(str(t.shape) for t in inputs)
+            kind = "NaN" if np.any(np.isnan(a)) else "inf"
+            raise FloatingPointError(
+                f"detect_anomaly: {fn.__name__} {stage} produced {kind} "
+                f"(input shapes: {shapes})"
+            )
+
+
 class Context:
     """What one graph node remembers between its forward and its backward.
 
@@ -107,11 +140,11 @@ class Function:
     def apply(cls, *inputs: Tensor, **attrs: Any) -> Tensor:
         """Run ``forward`` on the inputs' arrays and record a graph node when one is needed."""
         needs = tuple([t._requires_grad for t in inputs])
-        if _grad_enabled and True in needs:
-            ctx = Context(cls, inputs, needs)
-            return Tensor._from_op(cls.forward(ctx, *[t.data for t in inputs], **attrs), ctx)
-        out = cls.forward(_ForwardOnly(), *[t.data for t in inputs], **attrs)
-        return Tensor._from_op(out, None)
+        ctx = Context(cls, inputs, needs) if _grad_enabled and True in needs else None
+        out = cls.forward(ctx or _ForwardOnly(), *[t.data for t in inputs], **attrs)
+        if _anomaly_mode:
+            _check_finite(cls, (np.asarray(out),), inputs, "forward")
+        return Tensor._from_op(out, ctx)
 
 
 def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -177,6 +210,9 @@ def run_backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> 
             input_grads = node.fn.backward(node, grad_out)
             if not isinstance(input_grads, tuple):
                 input_grads = (input_grads,)
+            if _anomaly_mode:
+                _check_finite(node.fn, [None if g is None else np.asarray(g)
+                                        for g in input_grads], node.inputs, "backward")
             if not retain_graph:
                 node.saved = None
         for i, parent in enumerate(node.inputs):
