@@ -1,0 +1,60 @@
+"""``python -m minigrad.bench [group ...|all] [--quick] [--json PATH] [--repeats N] [--no-torch]``.
+
+PyTorch, when installed, runs with 2 threads. Importing it next to our OpenMP extensions can
+load two OpenMP runtimes whose idle threads spin against each other on a 2-core machine; if the
+torch column looks odd, compare with ``--no-torch`` or set ``OMP_WAIT_POLICY=PASSIVE``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from minigrad.bench import harness
+
+#: group name -> module defining ``cases(quick)``; a new group is one module and one line here.
+GROUPS = {
+    "reductions": "minigrad.bench.reductions",
+    "xent": "minigrad.bench.xent",
+    "norm": "minigrad.bench.norm",
+    "optim": "minigrad.bench.optim",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m minigrad.bench", description=__doc__)
+    parser.add_argument("groups", nargs="*", default=["all"], help=f"{sorted(GROUPS)} or all")
+    parser.add_argument("--quick", action="store_true", help="small shapes, few repeats")
+    parser.add_argument("--json", metavar="PATH", help="also write every row to PATH")
+    parser.add_argument("--repeats", type=int, default=None, help="interleaved repeats")
+    parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="cap the compiled kernels' OpenMP threads (default: all cores)")
+    args = parser.parse_args(argv)
+    harness.USE_TORCH = not args.no_torch
+    if args.threads is not None:
+        harness.set_kernel_threads(args.threads)
+
+    names = list(GROUPS) if "all" in args.groups else args.groups
+    unknown = [n for n in names if n not in GROUPS]
+    if unknown:
+        parser.error(f"unknown group(s) {unknown}; choose from {sorted(GROUPS)} or all")
+    repeats = args.repeats or (3 if args.quick else 21)
+    target = 0.002 if args.quick else 0.02  # seconds per timing sample
+
+    env = harness.environment()
+    print(harness.format_environment(env), flush=True)
+    rows = []
+    for name in names:
+        cases = importlib.import_module(GROUPS[name]).cases(args.quick)
+        rows += harness.run(cases, repeats, target)
+    print()
+    print(harness.format_table(rows))
+    if args.json:
+        harness.write_json(args.json, env, rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

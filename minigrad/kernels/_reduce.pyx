@@ -1,0 +1,524 @@
+"""Compiled reductions: sum, mean, var (with mean), max/min (with index) and logsumexp.
+
+Every reduction is first brought to one canonical problem, a C-contiguous 4-D array
+(O, A, K, R) reduced over A and R into an (O, K) output: O gathers the kept axes in front of
+the first reduced one, A and R the reduced runs, K the kept run between them. That covers a
+row reduction (A = K = 1), axis 0 of a matrix (R = 1: rows outside, features inside) and NCHW
+over (0, 2, 3) (O = 1) with one loop nest. Layouts that do not fit (a transposed input whose
+memory order is not a permutation we can use, or reduced axes interleaved twice) are copied
+once into a fitting order. Inner loops live in _simd.h; here is the orchestration.
+
+NumPy twins with the same signatures are in ``reference.py``.
+"""
+
+include "_parallel.pxi"
+
+import numpy as np
+
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.math cimport isfinite, log
+from libc.stdint cimport int64_t
+
+from minigrad.kernels.reference import check_float, reduced_axes
+
+cdef extern from "_simd.h" nogil:
+    double mg_row_sum_f(const float *x, Py_ssize_t n)
+    double mg_row_sum_d(const double *x, Py_ssize_t n)
+    void mg_row_moments_f(const float *x, Py_ssize_t n, double c, double *s1, double *s2)
+    void mg_row_moments_d(const double *x, Py_ssize_t n, double c, double *s1, double *s2)
+    float mg_row_extreme_f(const float *x, Py_ssize_t n, int sign, Py_ssize_t *index)
+    double mg_row_extreme_d(const double *x, Py_ssize_t n, int sign, Py_ssize_t *index)
+    double mg_row_sumexp_f(const float *x, Py_ssize_t n, float shift)
+    double mg_row_sumexp_d(const double *x, Py_ssize_t n, double shift)
+    void mg_col_sum_f(const float *x, Py_ssize_t stride, int rows, double *acc, Py_ssize_t n)
+    void mg_col_sum_d(const double *x, Py_ssize_t stride, int rows, double *acc, Py_ssize_t n)
+    void mg_col_moments_f(const float *x, const double *c, double *s1, double *s2, Py_ssize_t n)
+    void mg_col_moments_d(const double *x, const double *c, double *s1, double *s2,
+                          Py_ssize_t n)
+    void mg_col_extreme_f(const float *x, float *m, int64_t *index, int64_t a, int sign,
+                          Py_ssize_t n)
+    void mg_col_extreme_d(const double *x, double *m, int64_t *index, int64_t a, int sign,
+                          Py_ssize_t n)
+    void mg_col_sumexp_f(const float *x, const float *shift, double *acc, Py_ssize_t n)
+    void mg_col_sumexp_d(const double *x, const double *shift, double *acc, Py_ssize_t n)
+
+
+# ---- small helpers (``min``/``max`` are this module's reductions, not the builtins) --------------
+
+cdef inline Py_ssize_t _imin(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    return a if a < b else b
+
+
+# ---- fused-type dispatch to the C helpers ------------------------------------------------------
+
+cdef inline double _row_sum(const floating *x, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        return mg_row_sum_f(x, n)
+    else:
+        return mg_row_sum_d(x, n)
+
+
+cdef inline void _row_moments(const floating *x, Py_ssize_t n, double c, double *s1,
+                              double *s2) noexcept nogil:
+    if floating is float:
+        mg_row_moments_f(x, n, c, s1, s2)
+    else:
+        mg_row_moments_d(x, n, c, s1, s2)
+
+
+cdef inline floating _row_extreme(const floating *x, Py_ssize_t n, int sign,
+                                  Py_ssize_t *index) noexcept nogil:
+    if floating is float:
+        return mg_row_extreme_f(x, n, sign, index)
+    else:
+        return mg_row_extreme_d(x, n, sign, index)
+
+
+cdef inline double _row_sumexp(const floating *x, Py_ssize_t n, floating shift) noexcept nogil:
+    if floating is float:
+        return mg_row_sumexp_f(x, n, shift)
+    else:
+        return mg_row_sumexp_d(x, n, shift)
+
+
+cdef inline void _col_sum(const floating *x, Py_ssize_t stride, int rows, double *acc,
+                          Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        mg_col_sum_f(x, stride, rows, acc, n)
+    else:
+        mg_col_sum_d(x, stride, rows, acc, n)
+
+
+cdef inline void _col_moments(const floating *x, const double *c, double *s1, double *s2,
+                              Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        mg_col_moments_f(x, c, s1, s2, n)
+    else:
+        mg_col_moments_d(x, c, s1, s2, n)
+
+
+cdef inline void _col_extreme(const floating *x, floating *m, int64_t *index, int64_t a,
+                              int sign, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        mg_col_extreme_f(x, m, index, a, sign, n)
+    else:
+        mg_col_extreme_d(x, m, index, a, sign, n)
+
+
+cdef inline void _col_sumexp(const floating *x, const floating *shift, double *acc,
+                             Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        mg_col_sumexp_f(x, shift, acc, n)
+    else:
+        mg_col_sumexp_d(x, shift, acc, n)
+
+
+# ---- canonical (O, A, K, R) form ---------------------------------------------------------------
+
+def _memory_order(x: np.ndarray) -> list | None:
+    """Axis order in which ``x`` is a C-contiguous array (a transposed view), or None."""
+    if x.flags.c_contiguous:
+        return list(range(x.ndim))
+    order = sorted(range(x.ndim), key=lambda a: -abs(x.strides[a]))
+    return order if np.transpose(x, order).flags.c_contiguous else None
+
+
+def _canonical(x: np.ndarray, axes: tuple, keep_reduced_order: bool):
+    """View (or copy) ``x`` as a C-contiguous (O, A, K, R) array reduced over A and R.
+
+    Returns ``(x4, kept)``: ``kept`` lists the kept axes in the order the (O, K) output holds
+    them. With ``keep_reduced_order`` (max/min indices count in C order over the reduced axes)
+    the reduced axes may not be reordered.
+    """
+    order = _memory_order(x)
+    if order is not None and keep_reduced_order:
+        seen = [a for a in order if a in axes and x.shape[a] > 1]
+        if seen != sorted(seen):
+            order = None
+    if order is None:
+        order = list(range(x.ndim))
+        x = np.ascontiguousarray(x)
+    else:
+        x = np.transpose(x, order)
+    # runs of equal kind (reduced or kept) in memory order; size-1 axes do not matter
+    runs = []  # [is_reduced, size]
+    for pos, a in enumerate(order):
+        if x.shape[pos] == 1:
+            continue
+        red = a in axes
+        if runs and runs[len(runs) - 1][0] == red:
+            runs[len(runs) - 1][1] *= x.shape[pos]
+        else:
+            runs.append([red, x.shape[pos]])
+    kept = [a for a in order if a not in axes]
+    size_o = 1
+    if runs and not runs[0][0]:
+        size_o = runs.pop(0)[1]
+    if len(runs) > 3:  # reduced axes interleaved twice: one copy makes them trailing
+        moved = kept + [a for a in order if a in axes]
+        x = np.ascontiguousarray(np.transpose(x, [order.index(a) for a in moved]))
+        n_red = int(np.prod([x.shape[i] for i in range(len(kept), x.ndim)]))
+        return x.reshape(-1, 1, 1, n_red), kept
+    sizes = [r[1] for r in runs]
+    if len(sizes) == 1:  # one reduced run: contiguous rows
+        sizes = [1, 1, sizes[0]]
+    else:  # reduced, kept[, reduced]
+        sizes += [1] * (3 - len(sizes))
+    return x.reshape(size_o, sizes[0], sizes[1], sizes[2]), kept
+
+
+def _prepare(x, axis, keep_reduced_order=False):
+    """Validate and canonicalise; returns ``(x, axes, x4, kept)``."""
+    cdef int a, ndim, i
+    cdef Py_ssize_t outer = 1, inner = 1
+    if (type(x) is np.ndarray and type(axis) is int and x.flags.c_contiguous
+            and (x.dtype == np.float32 or x.dtype == np.float64)):
+        # fast path for the common call (one axis of a C-contiguous array): the generic
+        # canonicalisation below costs a few microseconds, as much as a small reduction
+        ndim = x.ndim
+        a = axis
+        if a < 0:
+            a += ndim
+        if 0 <= a < ndim:
+            shape = x.shape
+            for i in range(a):
+                outer *= shape[i]
+            for i in range(a + 1, ndim):
+                inner *= shape[i]
+            kept = list(range(a)) + list(range(a + 1, ndim))
+            if inner == 1:
+                return x, (a,), x.reshape(outer, 1, 1, shape[a]), kept
+            return x, (a,), x.reshape(outer, shape[a], inner, 1), kept
+    x = check_float(x)
+    axes = reduced_axes(x.ndim, axis)
+    x4, kept = _canonical(x, axes, keep_reduced_order)
+    return x, axes, x4, kept
+
+
+def _finish(out: np.ndarray, x: np.ndarray, axes: tuple, kept: list, keepdims: bool):
+    """Turn an (O, K) output back into the reduced shape, in the original axis order."""
+    if keepdims and len(axes) == 1 and kept == sorted(kept):
+        shape = list(x.shape)
+        shape[axes[0]] = 1
+        return out.reshape(shape)
+    y = out.reshape([x.shape[a] for a in kept])
+    originally = sorted(kept)
+    if kept != originally:
+        y = np.transpose(y, [kept.index(a) for a in originally])
+    if keepdims:
+        y = np.expand_dims(y, axes)
+    return y
+
+
+def _k_chunk(Py_ssize_t O, Py_ssize_t K, int nthreads) -> int:
+    """Width of the feature chunks handed to threads (all of K when O alone keeps them busy).
+
+    Chunking never changes a result: each output is accumulated by one task in a fixed order.
+    """
+    if nthreads < 2 or O >= 2 * nthreads or K < 64:
+        return K if K > 1 else 1
+    chunk = (K + 4 * nthreads - 1) // (4 * nthreads)
+    return chunk if chunk > 16 else 16
+
+
+# ---- sum / mean ----------------------------------------------------------------------------------
+
+cdef inline void _sum_task(const floating[:, :, :, ::1] x, double[:, ::1] acc, Py_ssize_t kchunk,
+                           Py_ssize_t t) noexcept nogil:
+    # one task: the outputs of one outer index o and one chunk of features
+    cdef Py_ssize_t A = x.shape[1], K = x.shape[2], R = x.shape[3]
+    cdef Py_ssize_t nk = (K + kchunk - 1) // kchunk
+    cdef Py_ssize_t o, a, k, k0, k1
+    cdef int rows
+    o = t // nk
+    k0 = (t % nk) * kchunk
+    k1 = _imin(k0 + kchunk, K)
+    for k in range(k0, k1):
+        acc[o, k] = 0.0
+    if R == 1:
+        # rows outside, features inside; four rows per sweep to cut accumulator traffic
+        a = 0
+        while a < A:
+            rows = <int>_imin(4, A - a)
+            _col_sum(&x[o, a, k0, 0], K, rows, &acc[o, k0], k1 - k0)
+            a = a + 4
+    else:
+        for a in range(A):
+            for k in range(k0, k1):
+                acc[o, k] += _row_sum(&x[o, a, k, 0], R)
+
+
+cdef void _sum_core(const floating[:, :, :, ::1] x, double[:, ::1] acc, Py_ssize_t kchunk,
+                    int nthreads) noexcept nogil:
+    """acc[o, k] = sum over a, r of x[o, a, k, r]."""
+    cdef Py_ssize_t t
+    cdef Py_ssize_t O = x.shape[0], K = x.shape[2]
+    cdef Py_ssize_t nk = (K + kchunk - 1) // kchunk
+    if nthreads > 1:
+        for t in prange(O * nk, num_threads=nthreads, schedule="static"):
+            _sum_task(x, acc, kchunk, t)
+    else:  # no OpenMP region at all: entering one costs microseconds
+        for t in range(O * nk):
+            _sum_task(x, acc, kchunk, t)
+
+
+def _sum_acc(x4: np.ndarray) -> np.ndarray:
+    """float64 sums of the canonical array over A and R, shape (O, K)."""
+    cdef Py_ssize_t O = x4.shape[0], K = x4.shape[2]
+    cdef int nthreads = threads_for(x4.size)
+    acc = np.empty((O, K), dtype=np.float64)
+    if x4.dtype == np.float32:
+        _sum_core[float](x4, acc, _k_chunk(O, K, nthreads), nthreads)
+    else:
+        _sum_core[double](x4, acc, _k_chunk(O, K, nthreads), nthreads)
+    return acc
+
+
+def sum(x, axis=None, keepdims=False):
+    """Sum over ``axis``: y = sum_i x_i (float64 accumulation, result in x's dtype)."""
+    x, axes, x4, kept = _prepare(x, axis)
+    out = _sum_acc(x4).astype(x.dtype, copy=False)
+    return _finish(out, x, axes, kept, keepdims)
+
+
+def mean(x, axis=None, keepdims=False):
+    """Mean over ``axis``: y = sum_i x_i / n (nan for an empty reduction, without a warning)."""
+    x, axes, x4, kept = _prepare(x, axis)
+    acc = _sum_acc(x4)
+    cdef Py_ssize_t n = x4.shape[1] * x4.shape[3]
+    with np.errstate(invalid="ignore"):
+        acc /= n
+    return _finish(acc.astype(x.dtype, copy=False), x, axes, kept, keepdims)
+
+
+# ---- var -----------------------------------------------------------------------------------------
+
+cdef inline void _var_task(const floating[:, :, :, ::1] x, double correction, floating[:, ::1] var,
+                           floating[:, ::1] mean, double[:, ::1] c, double[:, ::1] s1,
+                           double[:, ::1] s2, Py_ssize_t kchunk, Py_ssize_t t) noexcept nogil:
+    # one task: the outputs of one outer index o and one chunk of features
+    cdef Py_ssize_t A = x.shape[1], K = x.shape[2], R = x.shape[3]
+    cdef Py_ssize_t nk = (K + kchunk - 1) // kchunk
+    cdef Py_ssize_t o, a, k, k0, k1
+    cdef double n = <double>(A * R)
+    cdef double dof = n - correction
+    if dof < 0:
+        dof = 0.0
+    o = t // nk
+    k0 = (t % nk) * kchunk
+    k1 = _imin(k0 + kchunk, K)
+    for k in range(k0, k1):
+        c[o, k] = x[o, 0, k, 0] if A * R > 0 else 0.0
+        s1[o, k] = 0.0
+        s2[o, k] = 0.0
+    if R == 1:
+        for a in range(A):
+            _col_moments(&x[o, a, k0, 0], &c[o, k0], &s1[o, k0], &s2[o, k0], k1 - k0)
+    else:
+        for a in range(A):
+            for k in range(k0, k1):
+                _row_moments(&x[o, a, k, 0], R, c[o, k], &s1[o, k], &s2[o, k])
+    for k in range(k0, k1):
+        mean[o, k] = <floating>(c[o, k] + s1[o, k] / n)
+        var[o, k] = <floating>((s2[o, k] - s1[o, k] * s1[o, k] / n) / dof)
+
+
+cdef void _var_core(const floating[:, :, :, ::1] x, double correction, floating[:, ::1] var,
+                    floating[:, ::1] mean, double[:, ::1] c, double[:, ::1] s1, double[:, ::1] s2,
+                    Py_ssize_t kchunk, int nthreads) noexcept nogil:
+    """One pass of shifted sums per output: with c = the first element, s1 = sum(x - c),
+    s2 = sum((x - c)^2); mean = c + s1/n, var = (s2 - s1^2/n) / (n - correction).
+    The shift keeps float64 accurate when |mean| >> std."""
+    cdef Py_ssize_t t
+    cdef Py_ssize_t O = x.shape[0], K = x.shape[2]
+    cdef Py_ssize_t nk = (K + kchunk - 1) // kchunk
+    if nthreads > 1:
+        for t in prange(O * nk, num_threads=nthreads, schedule="static"):
+            _var_task(x, correction, var, mean, c, s1, s2, kchunk, t)
+    else:  # no OpenMP region at all: entering one costs microseconds
+        for t in range(O * nk):
+            _var_task(x, correction, var, mean, c, s1, s2, kchunk, t)
+
+
+def var(x, axis=None, keepdims=False, correction=0):
+    """Variance and mean over ``axis``: var = sum_i (x_i - mean)^2 / (n - correction).
+
+    ``correction=0`` is the biased estimate, 1 the unbiased one. When ``n - correction <= 0`` the
+    divisor is clamped at 0 as NumPy does, giving inf (or nan for 0/0), silently.
+    Returns ``(var, mean)``, both reduced the same way and in x's dtype.
+    """
+    x, axes, x4, kept = _prepare(x, axis)
+    cdef Py_ssize_t O = x4.shape[0], K = x4.shape[2]
+    cdef int nthreads = threads_for(x4.size)
+    v = np.empty((O, K), dtype=x.dtype)
+    m = np.empty((O, K), dtype=x.dtype)
+    c, s1, s2 = np.empty((3, O, K), dtype=np.float64)
+    kchunk = _k_chunk(O, K, nthreads)
+    if x.dtype == np.float32:
+        _var_core[float](x4, float(correction), v, m, c, s1, s2, kchunk, nthreads)
+    else:
+        _var_core[double](x4, float(correction), v, m, c, s1, s2, kchunk, nthreads)
+    return _finish(v, x, axes, kept, keepdims), _finish(m, x, axes, kept, keepdims)
+
+
+# ---- max / min -----------------------------------------------------------------------------------
+
+cdef inline void _extreme_task(const floating[:, :, :, ::1] x, int sign, floating[:, ::1] m,
+                               int64_t[:, ::1] index, Py_ssize_t kchunk,
+                               Py_ssize_t t) noexcept nogil:
+    # one task: the outputs of one outer index o and one chunk of features
+    cdef Py_ssize_t A = x.shape[1], K = x.shape[2], R = x.shape[3]
+    cdef Py_ssize_t nk = (K + kchunk - 1) // kchunk
+    cdef Py_ssize_t o, a, k, k0, k1, i
+    cdef floating v, cur
+    o = t // nk
+    k0 = (t % nk) * kchunk
+    k1 = _imin(k0 + kchunk, K)
+    if R == 1:
+        for k in range(k0, k1):
+            m[o, k] = x[o, 0, k, 0]
+            index[o, k] = 0
+        for a in range(1, A):
+            _col_extreme(&x[o, a, k0, 0], &m[o, k0], &index[o, k0], a, sign, k1 - k0)
+    else:
+        for a in range(A):
+            for k in range(k0, k1):
+                i = 0
+                v = _row_extreme(&x[o, a, k, 0], R, sign, &i)
+                cur = m[o, k]
+                # strictly better, or the first NaN: earlier rows win ties
+                if a == 0 or (v != v and cur == cur) or (
+                    v > cur if sign > 0 else v < cur
+                ):
+                    m[o, k] = v
+                    index[o, k] = a * R + i
+
+
+cdef void _extreme_core(const floating[:, :, :, ::1] x, int sign, floating[:, ::1] m,
+                        int64_t[:, ::1] index, Py_ssize_t kchunk, int nthreads) noexcept nogil:
+    """m[o, k] = max (sign 1) or min (sign -1) over a, r of x[o, a, k, r]; index[o, k] its first
+    position a * R + r. NaN wins, first NaN first. Needs A * R >= 1."""
+    cdef Py_ssize_t t
+    cdef Py_ssize_t O = x.shape[0], K = x.shape[2]
+    cdef Py_ssize_t nk = (K + kchunk - 1) // kchunk
+    if nthreads > 1:
+        for t in prange(O * nk, num_threads=nthreads, schedule="static"):
+            _extreme_task(x, sign, m, index, kchunk, t)
+    else:  # no OpenMP region at all: entering one costs microseconds
+        for t in range(O * nk):
+            _extreme_task(x, sign, m, index, kchunk, t)
+
+
+def _extreme(x, axis, keepdims, int sign):
+    x, axes, x4, kept = _prepare(x, axis, keep_reduced_order=True)
+    if x4.shape[1] * x4.shape[3] == 0:
+        raise ValueError(
+            f"zero-size reduction over axes {axes} of an array of shape {x.shape}: "
+            "max/min have no identity"
+        )
+    cdef Py_ssize_t O = x4.shape[0], K = x4.shape[2]
+    cdef int nthreads = threads_for(x4.size)
+    m = np.empty((O, K), dtype=x.dtype)
+    index = np.empty((O, K), dtype=np.int64)
+    kchunk = _k_chunk(O, K, nthreads)
+    if x.dtype == np.float32:
+        _extreme_core[float](x4, sign, m, index, kchunk, nthreads)
+    else:
+        _extreme_core[double](x4, sign, m, index, kchunk, nthreads)
+    return _finish(m, x, axes, kept, keepdims), _finish(index, x, axes, kept, keepdims)
+
+
+def max(x, axis=None, keepdims=False):
+    """Maximum over ``axis`` and the C-order position of its first occurrence.
+
+    y = max_i x_i; NaN wins (y is NaN and index the first NaN, like np.max / np.argmax).
+    Returns ``(y, index)`` with ``index`` an int64 array of y's shape. Empty: ValueError.
+    """
+    return _extreme(x, axis, keepdims, 1)
+
+
+def min(x, axis=None, keepdims=False):
+    """Minimum over ``axis`` and the C-order position of its first occurrence (see ``max``)."""
+    return _extreme(x, axis, keepdims, -1)
+
+
+# ---- logsumexp -----------------------------------------------------------------------------------
+
+cdef inline void _lse_task(const floating[:, :, :, ::1] x, floating[:, ::1] shift,
+                           int64_t[:, ::1] scratch, double[:, ::1] acc, floating[:, ::1] out,
+                           Py_ssize_t kchunk, Py_ssize_t t) noexcept nogil:
+    # one task: the outputs of one outer index o and one chunk of features
+    cdef Py_ssize_t A = x.shape[1], K = x.shape[2], R = x.shape[3]
+    cdef Py_ssize_t nk = (K + kchunk - 1) // kchunk
+    cdef Py_ssize_t o, a, k, k0, k1, i
+    cdef floating v
+    o = t // nk
+    k0 = (t % nk) * kchunk
+    k1 = _imin(k0 + kchunk, K)
+    if R == 1:
+        for k in range(k0, k1):
+            shift[o, k] = x[o, 0, k, 0]
+            acc[o, k] = 0.0
+        for a in range(1, A):
+            _col_extreme(&x[o, a, k0, 0], &shift[o, k0], &scratch[o, k0], a, 1, k1 - k0)
+    else:
+        for k in range(k0, k1):
+            acc[o, k] = 0.0
+        for a in range(A):
+            for k in range(k0, k1):
+                i = 0
+                v = _row_extreme(&x[o, a, k, 0], R, 1, &i)
+                if a == 0 or v > shift[o, k] or v != v:
+                    shift[o, k] = v
+    for k in range(k0, k1):
+        if not isfinite(shift[o, k]):
+            shift[o, k] = 0
+    if R == 1:
+        for a in range(A):
+            _col_sumexp(&x[o, a, k0, 0], &shift[o, k0], &acc[o, k0], k1 - k0)
+    else:
+        for a in range(A):
+            for k in range(k0, k1):
+                acc[o, k] += _row_sumexp(&x[o, a, k, 0], R, shift[o, k])
+    for k in range(k0, k1):
+        out[o, k] = <floating>(log(acc[o, k]) + shift[o, k])
+
+
+cdef void _lse_core(const floating[:, :, :, ::1] x, floating[:, ::1] shift,
+                    int64_t[:, ::1] scratch, double[:, ::1] acc, floating[:, ::1] out,
+                    Py_ssize_t kchunk, int nthreads) noexcept nogil:
+    """out = m + log(sum exp(x - m)) with m the max, or 0 when the max is not finite (then
+    the sum itself gives -inf, inf or NaN). Two passes: max, then the sum of exps."""
+    cdef Py_ssize_t t
+    cdef Py_ssize_t O = x.shape[0], K = x.shape[2]
+    cdef Py_ssize_t nk = (K + kchunk - 1) // kchunk
+    if nthreads > 1:
+        for t in prange(O * nk, num_threads=nthreads, schedule="static"):
+            _lse_task(x, shift, scratch, acc, out, kchunk, t)
+    else:  # no OpenMP region at all: entering one costs microseconds
+        for t in range(O * nk):
+            _lse_task(x, shift, scratch, acc, out, kchunk, t)
+
+
+def logsumexp(x, axis=None, keepdims=False):
+    """Stable y = m + log(sum_i exp(x_i - m)) with m = max_i x_i.
+
+    All -inf gives -inf, any +inf gives inf, any NaN gives NaN, an empty reduction gives -inf.
+    """
+    x, axes, x4, kept = _prepare(x, axis)
+    cdef Py_ssize_t O = x4.shape[0], K = x4.shape[2]
+    out = np.empty((O, K), dtype=x.dtype)
+    if x4.shape[1] * x4.shape[3] == 0:
+        out.fill(-np.inf)
+        return _finish(out, x, axes, kept, keepdims)
+    cdef int nthreads = threads_for(x4.size)
+    shift = np.empty((O, K), dtype=x.dtype)
+    scratch = np.empty((O, K), dtype=np.int64)
+    acc = np.empty((O, K), dtype=np.float64)
+    kchunk = _k_chunk(O, K, nthreads)
+    if x.dtype == np.float32:
+        _lse_core[float](x4, shift, scratch, acc, out, kchunk, nthreads)
+    else:
+        _lse_core[double](x4, shift, scratch, acc, out, kchunk, nthreads)
+    return _finish(out, x, axes, kept, keepdims)

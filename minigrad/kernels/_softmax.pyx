@@ -1,0 +1,589 @@
+"""Compiled softmax family: softmax, log_softmax, their backward passes, and softmax
+cross-entropy forward and backward.
+
+Softmax kernels work on one axis. The input is viewed as a C-contiguous (O, N, I) array
+with N the softmax axis: I == 1 is a contiguous row (the last axis), I > 1 sweeps the N rows
+with the I features inside, keeping per-feature statistics. exp is the vectorised polynomial
+of _simd.h. NumPy twins with the same signatures are in ``reference.py``.
+"""
+
+include "_parallel.pxi"
+
+import numpy as np
+
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.math cimport isfinite, log
+from libc.stdint cimport int64_t
+
+from minigrad.kernels.reference import check_cross_entropy, check_float
+
+cdef extern from "_simd.h" nogil:
+    float mg_row_extreme_f(const float *x, Py_ssize_t n, int sign, Py_ssize_t *index)
+    double mg_row_extreme_d(const double *x, Py_ssize_t n, int sign, Py_ssize_t *index)
+    double mg_row_sum_f(const float *x, Py_ssize_t n)
+    double mg_row_sum_d(const double *x, Py_ssize_t n)
+    double mg_row_sumexp_f(const float *x, Py_ssize_t n, float shift)
+    double mg_row_sumexp_d(const double *x, Py_ssize_t n, double shift)
+    double mg_row_expwrite_f(const float *x, float *y, Py_ssize_t n, float shift)
+    double mg_row_expwrite_d(const double *x, double *y, Py_ssize_t n, double shift)
+    double mg_row_dot_f(const float *x, const float *y, Py_ssize_t n)
+    double mg_row_dot_d(const double *x, const double *y, Py_ssize_t n)
+    void mg_row_affine_f(const float *x, float *y, Py_ssize_t n, float a, float b)
+    void mg_row_affine_d(const double *x, double *y, Py_ssize_t n, double a, double b)
+    void mg_row_logsoftmax_f(const float *x, float *y, Py_ssize_t n, float m, float lse)
+    void mg_row_logsoftmax_d(const double *x, double *y, Py_ssize_t n, double m, double lse)
+    void mg_row_softmax_bwd_f(const float *y, const float *g, float *dx, Py_ssize_t n,
+                              float dot)
+    void mg_row_softmax_bwd_d(const double *y, const double *g, double *dx, Py_ssize_t n,
+                              double dot)
+    void mg_row_logsoftmax_bwd_f(const float *y, const float *g, float *dx, Py_ssize_t n,
+                                 float total)
+    void mg_row_logsoftmax_bwd_d(const double *y, const double *g, double *dx, Py_ssize_t n,
+                                 double total)
+    void mg_row_xent_bwd_f(const float *x, float *dx, Py_ssize_t n, float lse, float g,
+                           float c)
+    void mg_row_xent_bwd_d(const double *x, double *dx, Py_ssize_t n, double lse, double g,
+                           double c)
+    void mg_exp_array_f(const float *x, float *y, Py_ssize_t n)
+    void mg_exp_array_d(const double *x, double *y, Py_ssize_t n)
+    void mg_col_sum_f(const float *x, Py_ssize_t stride, int rows, double *acc, Py_ssize_t n)
+    void mg_col_sum_d(const double *x, Py_ssize_t stride, int rows, double *acc, Py_ssize_t n)
+    void mg_col_extreme_f(const float *x, float *m, int64_t *index, int64_t a, int sign,
+                          Py_ssize_t n)
+    void mg_col_extreme_d(const double *x, double *m, int64_t *index, int64_t a, int sign,
+                          Py_ssize_t n)
+    void mg_col_sumexp_f(const float *x, const float *shift, double *acc, Py_ssize_t n)
+    void mg_col_sumexp_d(const double *x, const double *shift, double *acc, Py_ssize_t n)
+    void mg_col_expwrite_f(const float *x, float *y, const float *shift, double *acc,
+                           Py_ssize_t n)
+    void mg_col_expwrite_d(const double *x, double *y, const double *shift, double *acc,
+                           Py_ssize_t n)
+    void mg_col_dot_f(const float *x, const float *y, double *acc, Py_ssize_t n)
+    void mg_col_dot_d(const double *x, const double *y, double *acc, Py_ssize_t n)
+    void mg_col_affine_f(const float *x, float *y, const float *a, const float *b, Py_ssize_t n)
+    void mg_col_affine_d(const double *x, double *y, const double *a, const double *b,
+                         Py_ssize_t n)
+    void mg_col_logsoftmax_f(const float *x, float *y, const float *m, const float *lse,
+                             Py_ssize_t n)
+    void mg_col_logsoftmax_d(const double *x, double *y, const double *m, const double *lse,
+                             Py_ssize_t n)
+    void mg_col_softmax_bwd_f(const float *y, const float *g, float *dx, const float *dot,
+                              Py_ssize_t n)
+    void mg_col_softmax_bwd_d(const double *y, const double *g, double *dx, const double *dot,
+                              Py_ssize_t n)
+    void mg_col_logsoftmax_bwd_f(const float *y, const float *g, float *dx, const float *total,
+                                 Py_ssize_t n)
+    void mg_col_logsoftmax_bwd_d(const double *y, const double *g, double *dx,
+                                 const double *total, Py_ssize_t n)
+
+
+# ---- fused-type dispatch to the C helpers ------------------------------------------------------
+
+cdef inline Py_ssize_t _imin(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    return a if a < b else b
+
+
+cdef inline floating _row_max(const floating *x, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i = 0
+    if floating is float:
+        return mg_row_extreme_f(x, n, 1, &i)
+    else:
+        return mg_row_extreme_d(x, n, 1, &i)
+
+
+cdef inline double _row_sum(const floating *x, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        return mg_row_sum_f(x, n)
+    else:
+        return mg_row_sum_d(x, n)
+
+
+cdef inline double _row_sumexp(const floating *x, Py_ssize_t n, floating shift) noexcept nogil:
+    if floating is float:
+        return mg_row_sumexp_f(x, n, shift)
+    else:
+        return mg_row_sumexp_d(x, n, shift)
+
+
+cdef inline double _row_expwrite(const floating *x, floating *y, Py_ssize_t n,
+                                 floating shift) noexcept nogil:
+    if floating is float:
+        return mg_row_expwrite_f(x, y, n, shift)
+    else:
+        return mg_row_expwrite_d(x, y, n, shift)
+
+
+cdef inline double _row_dot(const floating *x, const floating *y, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        return mg_row_dot_f(x, y, n)
+    else:
+        return mg_row_dot_d(x, y, n)
+
+
+cdef inline void _row_affine(const floating *x, floating *y, Py_ssize_t n, floating a,
+                             floating b) noexcept nogil:
+    if floating is float:
+        mg_row_affine_f(x, y, n, a, b)
+    else:
+        mg_row_affine_d(x, y, n, a, b)
+
+
+cdef inline void _row_logsoftmax(const floating *x, floating *y, Py_ssize_t n, floating m,
+                                 floating lse) noexcept nogil:
+    if floating is float:
+        mg_row_logsoftmax_f(x, y, n, m, lse)
+    else:
+        mg_row_logsoftmax_d(x, y, n, m, lse)
+
+
+cdef inline void _row_softmax_bwd(const floating *y, const floating *g, floating *dx,
+                                  Py_ssize_t n, floating dot) noexcept nogil:
+    if floating is float:
+        mg_row_softmax_bwd_f(y, g, dx, n, dot)
+    else:
+        mg_row_softmax_bwd_d(y, g, dx, n, dot)
+
+
+cdef inline void _row_logsoftmax_bwd(const floating *y, const floating *g, floating *dx,
+                                     Py_ssize_t n, floating total) noexcept nogil:
+    if floating is float:
+        mg_row_logsoftmax_bwd_f(y, g, dx, n, total)
+    else:
+        mg_row_logsoftmax_bwd_d(y, g, dx, n, total)
+
+
+cdef inline void _row_xent_bwd(const floating *x, floating *dx, Py_ssize_t n, floating lse,
+                               floating g, floating c) noexcept nogil:
+    if floating is float:
+        mg_row_xent_bwd_f(x, dx, n, lse, g, c)
+    else:
+        mg_row_xent_bwd_d(x, dx, n, lse, g, c)
+
+
+cdef inline void _col_sum(const floating *x, double *acc, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        mg_col_sum_f(x, 0, 1, acc, n)
+    else:
+        mg_col_sum_d(x, 0, 1, acc, n)
+
+
+cdef inline void _col_max(const floating *x, floating *m, int64_t *scratch,
+                          Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        mg_col_extreme_f(x, m, scratch, 0, 1, n)
+    else:
+        mg_col_extreme_d(x, m, scratch, 0, 1, n)
+
+
+cdef inline void _col_sumexp(const floating *x, const floating *shift, double *acc,
+                             Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        mg_col_sumexp_f(x, shift, acc, n)
+    else:
+        mg_col_sumexp_d(x, shift, acc, n)
+
+
+cdef inline void _col_expwrite(const floating *x, floating *y, const floating *shift,
+                               double *acc, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        mg_col_expwrite_f(x, y, shift, acc, n)
+    else:
+        mg_col_expwrite_d(x, y, shift, acc, n)
+
+
+cdef inline void _col_dot(const floating *x, const floating *y, double *acc,
+                          Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        mg_col_dot_f(x, y, acc, n)
+    else:
+        mg_col_dot_d(x, y, acc, n)
+
+
+cdef inline void _col_scale(const floating *x, floating *y, const floating *a,
+                            const floating *zero, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        mg_col_affine_f(x, y, a, zero, n)
+    else:
+        mg_col_affine_d(x, y, a, zero, n)
+
+
+cdef inline void _col_logsoftmax(const floating *x, floating *y, const floating *m,
+                                 const floating *lse, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        mg_col_logsoftmax_f(x, y, m, lse, n)
+    else:
+        mg_col_logsoftmax_d(x, y, m, lse, n)
+
+
+cdef inline void _col_softmax_bwd(const floating *y, const floating *g, floating *dx,
+                                  const floating *dot, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        mg_col_softmax_bwd_f(y, g, dx, dot, n)
+    else:
+        mg_col_softmax_bwd_d(y, g, dx, dot, n)
+
+
+cdef inline void _col_logsoftmax_bwd(const floating *y, const floating *g, floating *dx,
+                                     const floating *total, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        mg_col_logsoftmax_bwd_f(y, g, dx, total, n)
+    else:
+        mg_col_logsoftmax_bwd_d(y, g, dx, total, n)
+
+
+def _vexp(x):
+    """The vectorised exp the kernels use, y = exp(x) elementwise; private, for the tests."""
+    x = np.ascontiguousarray(check_float(x)).ravel()
+    y = np.empty_like(x)
+    cdef float[::1] xf, yf
+    cdef double[::1] xd, yd
+    if x.size == 0:
+        return y
+    if x.dtype == np.float32:
+        xf, yf = x, y
+        mg_exp_array_f(&xf[0], &yf[0], x.size)
+    else:
+        xd, yd = x, y
+        mg_exp_array_d(&xd[0], &yd[0], x.size)
+    return y
+
+
+# ---- layout ----------------------------------------------------------------------------------
+
+def _single_axis(int ndim, axis) -> int:
+    """Softmax-style kernels take exactly one int axis (negative allowed)."""
+    if isinstance(axis, tuple) or axis is None:
+        raise TypeError(f"axis must be a single int, got {axis!r}")
+    if not -ndim <= axis < ndim or ndim == 0:
+        raise np.exceptions.AxisError(axis, ndim)
+    return axis % ndim
+
+
+def _as3d(x: np.ndarray, int axis) -> np.ndarray:
+    """C-contiguous (O, N, I) view of x with N the softmax axis (copies a strided input)."""
+    x = np.ascontiguousarray(x)
+    outer = int(np.prod(x.shape[:axis]))
+    inner = int(np.prod(x.shape[axis + 1:]))
+    return x.reshape(outer, x.shape[axis], inner)
+
+
+def _i_chunk(Py_ssize_t O, Py_ssize_t I, int nthreads) -> int:
+    """Width of the feature chunks handed to threads; never changes a result."""
+    if nthreads < 2 or O >= 2 * nthreads or I < 64:
+        return I if I > 1 else 1
+    chunk = (I + 4 * nthreads - 1) // (4 * nthreads)
+    return chunk if chunk > 16 else 16
+
+
+# ---- softmax / log_softmax -----------------------------------------------------------------------
+
+cdef inline void _softmax_task(const floating[:, :, ::1] x, floating[:, :, ::1] y, bint logarithm,
+                               floating[:, ::1] m, floating[:, ::1] t, floating[:, ::1] zero,
+                               int64_t[:, ::1] scratch, double[:, ::1] acc, Py_ssize_t chunk,
+                               Py_ssize_t task) noexcept nogil:
+    # one task: the outputs of one outer index o and one chunk of features
+    cdef Py_ssize_t N = x.shape[1], I = x.shape[2]
+    cdef Py_ssize_t nc = (I + chunk - 1) // chunk
+    cdef Py_ssize_t o, r, k, k0, k1, w
+    cdef floating mx
+    cdef double s
+    o = task // nc
+    k0 = (task % nc) * chunk
+    k1 = _imin(k0 + chunk, I)
+    w = k1 - k0
+    if I == 1:
+        mx = _row_max(&x[o, 0, 0], N)
+        if logarithm:
+            s = _row_sumexp(&x[o, 0, 0], N, mx)
+            _row_logsoftmax(&x[o, 0, 0], &y[o, 0, 0], N, mx, <floating>log(s))
+        else:
+            s = _row_expwrite(&x[o, 0, 0], &y[o, 0, 0], N, mx)
+            _row_affine(&y[o, 0, 0], &y[o, 0, 0], N, <floating>(1.0 / s), 0)
+    else:
+        for k in range(k0, k1):
+            m[o, k] = x[o, 0, k]
+            acc[o, k] = 0.0
+        for r in range(1, N):
+            _col_max(&x[o, r, k0], &m[o, k0], &scratch[o, k0], w)
+        if logarithm:
+            for r in range(N):
+                _col_sumexp(&x[o, r, k0], &m[o, k0], &acc[o, k0], w)
+            for k in range(k0, k1):
+                t[o, k] = <floating>log(acc[o, k])
+            for r in range(N):
+                _col_logsoftmax(&x[o, r, k0], &y[o, r, k0], &m[o, k0], &t[o, k0], w)
+        else:
+            for r in range(N):
+                _col_expwrite(&x[o, r, k0], &y[o, r, k0], &m[o, k0], &acc[o, k0], w)
+            for k in range(k0, k1):
+                t[o, k] = <floating>(1.0 / acc[o, k])
+            for r in range(N):
+                _col_scale(&y[o, r, k0], &y[o, r, k0], &t[o, k0], &zero[o, k0], w)
+
+
+cdef void _softmax_core(const floating[:, :, ::1] x, floating[:, :, ::1] y, bint logarithm,
+                        floating[:, ::1] m, floating[:, ::1] t, floating[:, ::1] zero,
+                        int64_t[:, ::1] scratch, double[:, ::1] acc, Py_ssize_t chunk,
+                        int nthreads) noexcept nogil:
+    """softmax: y = exp(x - m) / s; log_softmax: y = (x - m) - log(s); s = sum exp(x - m)."""
+    cdef Py_ssize_t task
+    cdef Py_ssize_t O = x.shape[0], I = x.shape[2]
+    cdef Py_ssize_t nc = (I + chunk - 1) // chunk
+    if nthreads > 1:
+        for task in prange(O * nc, num_threads=nthreads, schedule="static"):
+            _softmax_task(x, y, logarithm, m, t, zero, scratch, acc, chunk, task)
+    else:  # no OpenMP region at all: entering one costs microseconds
+        for task in range(O * nc):
+            _softmax_task(x, y, logarithm, m, t, zero, scratch, acc, chunk, task)
+
+
+def _softmax(x, axis, bint logarithm):
+    x = check_float(x)
+    axis = _single_axis(x.ndim, axis)
+    y = np.empty(x.shape, dtype=x.dtype)
+    if x.size == 0:
+        return y
+    x3 = _as3d(x, axis)
+    y3 = y.reshape(x3.shape)
+    O, I = x3.shape[0], x3.shape[2]
+    cdef int nthreads = threads_for(x3.size)
+    # per-feature statistics are only needed when I > 1
+    small = (O, I) if I > 1 else (1, 1)
+    m, t = np.empty(small, dtype=x.dtype), np.empty(small, dtype=x.dtype)
+    zero = np.zeros(small, dtype=x.dtype)
+    scratch = np.empty(small, dtype=np.int64)
+    acc = np.empty(small, dtype=np.float64)
+    chunk = _i_chunk(O, I, nthreads)
+    if x.dtype == np.float32:
+        _softmax_core[float](x3, y3, logarithm, m, t, zero, scratch, acc, chunk, nthreads)
+    else:
+        _softmax_core[double](x3, y3, logarithm, m, t, zero, scratch, acc, chunk, nthreads)
+    return y
+
+
+def softmax(x, axis=-1):
+    """y_i = exp(x_i - max x) / sum_j exp(x_j - max x) along one axis (all -inf gives NaN)."""
+    return _softmax(x, axis, False)
+
+
+def log_softmax(x, axis=-1):
+    """y_i = x_i - max x - log(sum_j exp(x_j - max x)) along one axis (all -inf gives NaN)."""
+    return _softmax(x, axis, True)
+
+
+# ---- backward --------------------------------------------------------------------------------
+
+cdef inline void _backward_task(const floating[:, :, ::1] y, const floating[:, :, ::1] g,
+                                floating[:, :, ::1] dx, bint logarithm, floating[:, ::1] t,
+                                double[:, ::1] acc, Py_ssize_t chunk,
+                                Py_ssize_t task) noexcept nogil:
+    # one task: the outputs of one outer index o and one chunk of features
+    cdef Py_ssize_t N = y.shape[1], I = y.shape[2]
+    cdef Py_ssize_t nc = (I + chunk - 1) // chunk
+    cdef Py_ssize_t o, r, k, k0, k1, w
+    cdef double s
+    o = task // nc
+    k0 = (task % nc) * chunk
+    k1 = _imin(k0 + chunk, I)
+    w = k1 - k0
+    if I == 1:
+        if logarithm:
+            s = _row_sum(&g[o, 0, 0], N)
+            _row_logsoftmax_bwd(&y[o, 0, 0], &g[o, 0, 0], &dx[o, 0, 0], N, <floating>s)
+        else:
+            s = _row_dot(&g[o, 0, 0], &y[o, 0, 0], N)
+            _row_softmax_bwd(&y[o, 0, 0], &g[o, 0, 0], &dx[o, 0, 0], N, <floating>s)
+    else:
+        for k in range(k0, k1):
+            acc[o, k] = 0.0
+        for r in range(N):
+            if logarithm:
+                _col_sum(&g[o, r, k0], &acc[o, k0], w)
+            else:
+                _col_dot(&g[o, r, k0], &y[o, r, k0], &acc[o, k0], w)
+        for k in range(k0, k1):
+            t[o, k] = <floating>acc[o, k]
+        for r in range(N):
+            if logarithm:
+                _col_logsoftmax_bwd(&y[o, r, k0], &g[o, r, k0], &dx[o, r, k0], &t[o, k0], w)
+            else:
+                _col_softmax_bwd(&y[o, r, k0], &g[o, r, k0], &dx[o, r, k0], &t[o, k0], w)
+
+
+cdef void _backward_core(const floating[:, :, ::1] y, const floating[:, :, ::1] g,
+                         floating[:, :, ::1] dx, bint logarithm, floating[:, ::1] t,
+                         double[:, ::1] acc, Py_ssize_t chunk, int nthreads) noexcept nogil:
+    """softmax: dx = y * (g - sum g*y); log_softmax: dx = g - exp(y) * sum g."""
+    cdef Py_ssize_t task
+    cdef Py_ssize_t O = y.shape[0], I = y.shape[2]
+    cdef Py_ssize_t nc = (I + chunk - 1) // chunk
+    if nthreads > 1:
+        for task in prange(O * nc, num_threads=nthreads, schedule="static"):
+            _backward_task(y, g, dx, logarithm, t, acc, chunk, task)
+    else:  # no OpenMP region at all: entering one costs microseconds
+        for task in range(O * nc):
+            _backward_task(y, g, dx, logarithm, t, acc, chunk, task)
+
+
+def _backward(y, grad_out, axis, bint logarithm):
+    y = check_float(y, "y")
+    grad_out = check_float(grad_out, "grad_out")
+    if y.shape != grad_out.shape:
+        raise ValueError(f"grad_out shape {grad_out.shape} does not match y shape {y.shape}")
+    if y.dtype != grad_out.dtype:
+        raise TypeError(f"grad_out dtype {grad_out.dtype} does not match y dtype {y.dtype}")
+    axis = _single_axis(y.ndim, axis)
+    dx = np.empty(y.shape, dtype=y.dtype)
+    if y.size == 0:
+        return dx
+    y3, g3 = _as3d(y, axis), _as3d(grad_out, axis)
+    O, I = y3.shape[0], y3.shape[2]
+    cdef int nthreads = threads_for(y3.size)
+    small = (O, I) if I > 1 else (1, 1)
+    t = np.empty(small, dtype=y.dtype)
+    acc = np.empty(small, dtype=np.float64)
+    chunk = _i_chunk(O, I, nthreads)
+    dx3 = dx.reshape(y3.shape)
+    if y.dtype == np.float32:
+        _backward_core[float](y3, g3, dx3, logarithm, t, acc, chunk, nthreads)
+    else:
+        _backward_core[double](y3, g3, dx3, logarithm, t, acc, chunk, nthreads)
+    return dx
+
+
+def softmax_backward(y, grad_out, axis=-1):
+    """Gradient of softmax from its output y: dx = y * (g - sum_j g_j * y_j)."""
+    return _backward(y, grad_out, axis, False)
+
+
+def log_softmax_backward(y, grad_out, axis=-1):
+    """Gradient of log_softmax from its output y: dx = g - exp(y) * sum_j g_j."""
+    return _backward(y, grad_out, axis, True)
+
+
+# ---- cross-entropy ---------------------------------------------------------------------------
+
+cdef inline void _xent_fwd_task(const floating[:, ::1] x, const int64_t[::1] target,
+                                const unsigned char[::1] ignored, double ls, floating[::1] loss,
+                                floating[::1] lse, Py_ssize_t i) noexcept nogil:
+    # one task: one row
+    cdef Py_ssize_t C = x.shape[1]
+    cdef floating mx, lse_i
+    cdef double val
+    mx = _row_max(&x[i, 0], C)
+    if not isfinite(mx):
+        mx = 0  # -inf / inf / NaN rows: the sum of exps itself gives the right lse
+    lse_i = <floating>(log(_row_sumexp(&x[i, 0], C, mx)) + mx)
+    lse[i] = lse_i
+    if ignored[i]:
+        loss[i] = 0
+    else:
+        val = <double>lse_i - (1.0 - ls) * x[i, target[i]]
+        if ls != 0:  # skipped at 0 so that an inf logit does not make 0 * inf = NaN
+            val = val - ls / C * _row_sum(&x[i, 0], C)
+        loss[i] = <floating>val
+
+
+cdef void _xent_fwd_core(const floating[:, ::1] x, const int64_t[::1] target,
+                         const unsigned char[::1] ignored, double ls, floating[::1] loss,
+                         floating[::1] lse, int nthreads) noexcept nogil:
+    """lse_i = logsumexp(x_i); loss_i = lse_i - (1 - ls) x[i, t_i] - ls / C sum_j x[i, j]."""
+    cdef Py_ssize_t i
+    cdef Py_ssize_t N = x.shape[0]
+    if nthreads > 1:
+        for i in prange(N, num_threads=nthreads, schedule="static"):
+            _xent_fwd_task(x, target, ignored, ls, loss, lse, i)
+    else:  # no OpenMP region at all: entering one costs microseconds
+        for i in range(N):
+            _xent_fwd_task(x, target, ignored, ls, loss, lse, i)
+
+
+def cross_entropy_forward(logits, target, label_smoothing=0.0, ignore_index=-100):
+    """Per-row softmax cross-entropy and the row log-sum-exp.
+
+    loss_i = lse_i - (1 - ls) * logits[i, t_i] - ls / C * sum_j logits[i, j], with
+    lse_i = logsumexp_j logits[i, j]; rows whose target is ``ignore_index`` get loss 0.
+    Shapes: logits (N, C), target (N,) integers -> ``(loss, lse)``, both (N,) in logits' dtype.
+    """
+    logits, target, ignored = check_cross_entropy(logits, target, label_smoothing, ignore_index)
+    n, c = logits.shape
+    loss = np.empty(n, dtype=logits.dtype)
+    lse = np.empty(n, dtype=logits.dtype)
+    if c == 0:  # only possible when every row is ignored
+        loss.fill(0)
+        lse.fill(-np.inf)
+        return loss, lse
+    x = np.ascontiguousarray(logits)
+    target = np.ascontiguousarray(target)
+    flags = ignored.view(np.uint8)
+    cdef int nthreads = threads_for(x.size)
+    if x.dtype == np.float32:
+        _xent_fwd_core[float](x, target, flags, float(label_smoothing), loss, lse, nthreads)
+    else:
+        _xent_fwd_core[double](x, target, flags, float(label_smoothing), loss, lse, nthreads)
+    return loss, lse
+
+
+cdef inline void _xent_bwd_task(const floating[:, ::1] x, const int64_t[::1] target,
+                                const unsigned char[::1] ignored, const floating[::1] lse,
+                                const floating[::1] grad, double ls, floating[:, ::1] dx,
+                                Py_ssize_t i) noexcept nogil:
+    # one task: one row
+    cdef Py_ssize_t C = x.shape[1]
+    cdef Py_ssize_t j
+    cdef floating g
+    if ignored[i]:
+        for j in range(C):
+            dx[i, j] = 0
+    else:
+        g = grad[i]
+        _row_xent_bwd(&x[i, 0], &dx[i, 0], C, lse[i], g, <floating>(g * (ls / C)))
+        dx[i, target[i]] -= <floating>(g * (1.0 - ls))
+
+
+cdef void _xent_bwd_core(const floating[:, ::1] x, const int64_t[::1] target,
+                         const unsigned char[::1] ignored, const floating[::1] lse,
+                         const floating[::1] grad, double ls, floating[:, ::1] dx,
+                         int nthreads) noexcept nogil:
+    """dx[i, j] = g_i * (exp(x[i, j] - lse_i) - (1 - ls) [j == t_i] - ls / C)."""
+    cdef Py_ssize_t i
+    cdef Py_ssize_t N = x.shape[0]
+    if nthreads > 1:
+        for i in prange(N, num_threads=nthreads, schedule="static"):
+            _xent_bwd_task(x, target, ignored, lse, grad, ls, dx, i)
+    else:  # no OpenMP region at all: entering one costs microseconds
+        for i in range(N):
+            _xent_bwd_task(x, target, ignored, lse, grad, ls, dx, i)
+
+
+def cross_entropy_backward(grad_loss, logits, target, lse, label_smoothing=0.0,
+                           ignore_index=-100):
+    """Gradient of the per-row cross-entropy with respect to the logits.
+
+    dlogits[i, j] = grad_loss[i] * (exp(logits[i, j] - lse_i) - (1 - ls) * [j == t_i] - ls / C),
+    zero rows where the target is ``ignore_index``. ``grad_loss`` is (N,) or a scalar.
+    """
+    logits, target, ignored = check_cross_entropy(logits, target, label_smoothing, ignore_index)
+    n, c = logits.shape
+    lse = check_float(lse, "lse")
+    if lse.shape != (n,):
+        raise ValueError(f"lse shape {lse.shape} does not match logits shape {logits.shape}")
+    grad_loss = check_float(grad_loss, "grad_loss")
+    if grad_loss.shape not in ((), (n,)):
+        raise ValueError(f"grad_loss shape {grad_loss.shape} is neither () nor ({n},)")
+    dx = np.empty((n, c), dtype=logits.dtype)
+    if dx.size == 0:
+        return dx
+    x = np.ascontiguousarray(logits)
+    grad = np.ascontiguousarray(np.broadcast_to(grad_loss, (n,)), dtype=logits.dtype)
+    lse = np.ascontiguousarray(lse, dtype=logits.dtype)
+    target = np.ascontiguousarray(target)
+    flags = ignored.view(np.uint8)
+    cdef int nthreads = threads_for(x.size)
+    if x.dtype == np.float32:
+        _xent_bwd_core[float](x, target, flags, lse, grad, float(label_smoothing), dx, nthreads)
+    else:
+        _xent_bwd_core[double](x, target, flags, lse, grad, float(label_smoothing), dx,
+                               nthreads)
+    return dx
