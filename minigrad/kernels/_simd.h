@@ -144,66 +144,67 @@ static inline void mg_row_moments_##S(const T *x, Py_ssize_t n, double c, double
                                                                                                \
 /* max (sign = 1) or min (sign = -1) of a row and the index of its first occurrence; NaN      \
    wins and its first position is reported, as np.max/np.argmax do. n >= 1.                    \
-   Each lane keeps its extreme and the block where it first appeared; the first occurrence    \
-   overall is the smallest position among lanes holding the extreme. `chk` turns NaN when a   \
-   NaN or inf was seen (x * 0), which sends the row to the exact scalar path. */               \
-static inline T mg_row_extreme_##S(const T *x, Py_ssize_t n, int sign, Py_ssize_t *index)            \
+   Two passes: the extreme value over independent lanes (one vector compare-select per        \
+   element), then the first element equal to it, found block by block with a vector compare; \
+   the search stops early (half a row on average). `chk` turns NaN when a NaN or inf was seen \
+   (x * 0); such rows, and short ones, take the exact scalar loop. */                          \
+static inline T mg_row_extreme_exact_##S(const T *x, Py_ssize_t n, int sign,                   \
+                                         Py_ssize_t *index)                                     \
 {                                                                                              \
     T m = x[0];                                                                                \
-    Py_ssize_t best = 0, i = 0;                                                                \
-    T c = 0;                                                                                   \
-    if (n >= 2 * MG_LANES && n / MG_LANES < INT32_MAX) {                                       \
-        T lane[MG_LANES], chk[MG_LANES];                                                       \
-        int32_t pos[MG_LANES];                                                                 \
-        for (int j = 0; j < MG_LANES; j++) { lane[j] = x[j]; pos[j] = 0; chk[j] = x[j] * 0; } \
-        int32_t blk = 0;                                                                       \
-        /* the sign test is hoisted so that each loop is one compare + two blends */          \
-        if (sign > 0) {                                                                        \
-            for (i = MG_LANES; i + MG_LANES <= n; i += MG_LANES) {                             \
-                blk++;                                                                         \
-                for (int j = 0; j < MG_LANES; j++) {                                           \
-                    T v = x[i + j];                                                            \
-                    int take = v > lane[j];                                                    \
-                    lane[j] = take ? v : lane[j];                                              \
-                    pos[j] = take ? blk : pos[j];                                              \
-                    chk[j] += v * 0;                                                           \
-                }                                                                              \
-            }                                                                                  \
-        } else {                                                                               \
-            for (i = MG_LANES; i + MG_LANES <= n; i += MG_LANES) {                             \
-                blk++;                                                                         \
-                for (int j = 0; j < MG_LANES; j++) {                                           \
-                    T v = x[i + j];                                                            \
-                    int take = v < lane[j];                                                    \
-                    lane[j] = take ? v : lane[j];                                              \
-                    pos[j] = take ? blk : pos[j];                                              \
-                    chk[j] += v * 0;                                                           \
-                }                                                                              \
-            }                                                                                  \
-        }                                                                                      \
-        for (int j = 0; j < MG_LANES; j++) {                                                   \
-            Py_ssize_t p = (Py_ssize_t)pos[j] * MG_LANES + j;                                  \
-            int better = sign > 0 ? lane[j] > m : lane[j] < m;                                 \
-            if (better || (lane[j] == m && p < best)) { m = lane[j]; best = p; }               \
-            c += chk[j];                                                                       \
-        }                                                                                      \
-    }                                                                                          \
-    for (; i < n; i++) {                                                                       \
+    Py_ssize_t best = 0;                                                                       \
+    for (Py_ssize_t i = 0; i < n; i++) {                                                       \
         T v = x[i];                                                                            \
+        if (v != v) { m = v; best = i; break; }                                                \
         if (sign > 0 ? v > m : v < m) { m = v; best = i; }                                     \
-        c += v * 0;                                                                            \
-    }                                                                                          \
-    if (c != c) {  /* a NaN or an inf: redo exactly, NaN first */                              \
-        m = x[0];                                                                              \
-        best = 0;                                                                              \
-        for (i = 0; i < n; i++) {                                                              \
-            T v = x[i];                                                                        \
-            if (v != v) { m = v; best = i; break; }                                            \
-            if (sign > 0 ? v > m : v < m) { m = v; best = i; }                                 \
-        }                                                                                      \
     }                                                                                          \
     *index = best;                                                                             \
     return m;                                                                                  \
+}                                                                                              \
+                                                                                               \
+static inline T mg_row_extreme_##S(const T *x, Py_ssize_t n, int sign, Py_ssize_t *index)            \
+{                                                                                              \
+    if (n < 2 * MG_LANES)                                                                      \
+        return mg_row_extreme_exact_##S(x, n, sign, index);                                    \
+    T lane[MG_LANES], chk[MG_LANES];                                                           \
+    Py_ssize_t i;                                                                              \
+    for (int j = 0; j < MG_LANES; j++) { lane[j] = x[j]; chk[j] = x[j] * 0; }                \
+    if (sign > 0) {  /* the sign test is hoisted out of the loops */                           \
+        for (i = MG_LANES; i + MG_LANES <= n; i += MG_LANES)                                   \
+            for (int j = 0; j < MG_LANES; j++) {                                               \
+                T v = x[i + j];                                                                \
+                lane[j] = v > lane[j] ? v : lane[j];                                           \
+                chk[j] += v * 0;                                                               \
+            }                                                                                  \
+    } else {                                                                                   \
+        for (i = MG_LANES; i + MG_LANES <= n; i += MG_LANES)                                   \
+            for (int j = 0; j < MG_LANES; j++) {                                               \
+                T v = x[i + j];                                                                \
+                lane[j] = v < lane[j] ? v : lane[j];                                           \
+                chk[j] += v * 0;                                                               \
+            }                                                                                  \
+    }                                                                                          \
+    T m = lane[0], c = 0;                                                                      \
+    for (int j = 0; j < MG_LANES; j++) {                                                       \
+        m = (sign > 0 ? lane[j] > m : lane[j] < m) ? lane[j] : m;                              \
+        c += chk[j];                                                                           \
+    }                                                                                          \
+    for (; i < n; i++) {                                                                       \
+        T v = x[i];                                                                            \
+        m = (sign > 0 ? v > m : v < m) ? v : m;                                                \
+        c += v * 0;                                                                            \
+    }                                                                                          \
+    if (c != c)  /* a NaN or an inf was seen: redo exactly, NaN first */                       \
+        return mg_row_extreme_exact_##S(x, n, sign, index);                                    \
+    Py_ssize_t best = 0;                                                                       \
+    for (; best + MG_LANES <= n; best += MG_LANES) {                                           \
+        int hit = 0;                                                                           \
+        for (int j = 0; j < MG_LANES; j++) hit |= x[best + j] == m;                            \
+        if (hit) break;                                                                        \
+    }                                                                                          \
+    while (x[best] != m) best++;                                                               \
+    *index = best;                                                                             \
+    return x[best];  /* of -0.0 and 0.0, the one found first, as argmax picks it */            \
 }                                                                                              \
                                                                                                \
 /* sum_i exp(x[i] - shift), accumulated in double */                                           \
