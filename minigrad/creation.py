@@ -19,13 +19,47 @@ def _shape(shape: tuple) -> tuple[int, ...]:
     return tuple(int(n) for n in shape)
 
 
-def _dtype(dtype: Any) -> np.dtype:
-    return DEFAULT_FLOAT if dtype is None else np.dtype(dtype)
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _dtype(dtype: Any, float_only: bool = False) -> np.dtype:
+    """The dtype to create (float32 by default); raise TypeError for one minigrad cannot use.
+
+    Tensors hold bools, ints or float32/float64: ops and kernels have no float16, complex,
+    object or string paths, so such a dtype is refused here rather than deep inside an op.
+    """
+    if dtype is None:
+        return DEFAULT_FLOAT
+    dt = np.dtype(dtype)
+    if dt in _FLOAT_DTYPES or (not float_only and dt.kind in "biu"):
+        return dt
+    expected = "float32 or float64" if float_only else "bool, an integer type, float32 or float64"
+    raise TypeError(f"unsupported tensor dtype {dt}; expected {expected}")
+
+
+def _like_dtype(x: np.ndarray, dtype: Any) -> np.dtype:
+    """An explicit dtype, else x's, with other floats (float16) becoming float32 as in tensor."""
+    if dtype is None and x.dtype.kind == "f" and x.dtype not in _FLOAT_DTYPES:
+        return DEFAULT_FLOAT
+    return _dtype(x.dtype if dtype is None else dtype)
 
 
 def tensor(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    """Make a tensor from data (copied). Floats default to float32; float64 arrays stay float64."""
+    """Make a tensor from data (copied). Floats default to float32; float64 arrays stay float64.
+
+    Raises:
+        TypeError: data of a kind minigrad cannot compute with (objects, strings, complex,
+            float16 asked for explicitly), or ``requires_grad`` on non-float data.
+        ValueError: ragged nested lists.
+    """
+    if dtype is not None:
+        dtype = _dtype(dtype)
     t = Tensor(data, dtype=dtype, requires_grad=requires_grad)
+    if t.data.dtype.kind not in "biuf":  # e.g. an object or complex ndarray passed as is
+        raise TypeError(
+            f"cannot make a tensor from data of dtype {t.data.dtype}; expected bools, "
+            "integers or floats"
+        )
     if isinstance(data, np.ndarray | Tensor) and np.shares_memory(t.data, np.asarray(data)):
         t.data = t.data.copy()
     return t
@@ -50,33 +84,35 @@ def full(shape: Any, fill_value: float, dtype: Any = None, requires_grad: bool =
 def zeros_like(x: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """Zeros with the shape (and, by default, the dtype) of x."""
     x = x.data if isinstance(x, Tensor) else np.asarray(x)
-    return Tensor(np.zeros(x.shape, dtype or x.dtype), requires_grad=requires_grad)
+    return Tensor(np.zeros(x.shape, _like_dtype(x, dtype)), requires_grad=requires_grad)
 
 
 def ones_like(x: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """Ones with the shape (and, by default, the dtype) of x."""
     x = x.data if isinstance(x, Tensor) else np.asarray(x)
-    return Tensor(np.ones(x.shape, dtype or x.dtype), requires_grad=requires_grad)
+    return Tensor(np.ones(x.shape, _like_dtype(x, dtype)), requires_grad=requires_grad)
 
 
 def randn(*shape: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """Standard normal samples from minigrad's seeded generator."""
-    data = generator().standard_normal(_shape(shape)).astype(_dtype(dtype))
+    data = generator().standard_normal(_shape(shape)).astype(_dtype(dtype, float_only=True))
     return Tensor(data, requires_grad=requires_grad)
 
 
 def rand(*shape: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """Uniform samples in [0, 1) from minigrad's seeded generator."""
-    data = generator().random(_shape(shape)).astype(_dtype(dtype))
+    data = generator().random(_shape(shape)).astype(_dtype(dtype, float_only=True))
     return Tensor(data, requires_grad=requires_grad)
 
 
 def arange(start: float, stop: float | None = None, step: float = 1, dtype: Any = None,
            requires_grad: bool = False) -> Tensor:
     """Evenly spaced values in [start, stop); ints give int64 unless a dtype is given."""
+    if step == 0:  # NumPy raises ZeroDivisionError, which does not say which argument
+        raise ValueError("arange: step must not be zero")
     data = np.arange(start, stop, step) if stop is not None else np.arange(start)
     if dtype is not None:
-        data = data.astype(dtype)
+        data = data.astype(_dtype(dtype))
     elif data.dtype.kind == "f":
         data = data.astype(DEFAULT_FLOAT)
     return Tensor(data, requires_grad=requires_grad)

@@ -46,6 +46,10 @@ class TensorDataset:
             array = a.data if isinstance(a, Tensor) else np.asarray(a)
             if array.ndim == 0:
                 raise ValueError(f"array {i} is a scalar; samples must lie along axis 0")
+            if array.dtype.hasobject:  # ragged rows or arbitrary objects cannot be batched
+                raise TypeError(
+                    f"array {i} has dtype object; TensorDataset needs numeric arrays"
+                )
             converted.append(array)
         lengths = [len(a) for a in converted]
         if len(set(lengths)) != 1:
@@ -99,6 +103,23 @@ class DataLoader:
             raise TypeError(f"batch_size must be an int, got {batch_size!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if isinstance(dataset, tuple) and dataset and all(
+            isinstance(a, np.ndarray | Tensor) for a in dataset
+        ):
+            # DataLoader((X, y)) would batch the two arrays as two "samples": a silent mix-up
+            raise TypeError(
+                "DataLoader got a tuple of arrays; wrap them in a dataset first: "
+                "DataLoader(TensorDataset(X, y), batch_size=...)"
+            )
+        if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
+            raise TypeError(
+                f"DataLoader needs a dataset with __len__ and __getitem__ (e.g. a "
+                f"TensorDataset), got {type(dataset).__name__}"
+            )
+        if seed is not None and (
+            isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0
+        ):
+            raise TypeError(f"seed must be a non-negative int or None, got {seed!r}")
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
@@ -156,8 +177,8 @@ def _finish(
     X: np.ndarray, y: np.ndarray, noise: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """Add Gaussian noise, shuffle the rows, and return (float32 X, int64 y)."""
-    if noise < 0:
-        raise ValueError(f"noise must be >= 0, got {noise}")
+    if not (math.isfinite(noise) and noise >= 0):  # NaN would pass a plain noise < 0 test
+        raise ValueError(f"noise must be a finite number >= 0, got {noise}")
     if noise > 0:
         X = X + rng.normal(scale=noise, size=X.shape)
     order = rng.permutation(len(y))

@@ -54,6 +54,8 @@ def save(obj: Any, path: str | os.PathLike) -> None:
 
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):  # else the error would name the temporary file
+        raise FileNotFoundError(f"cannot save to {path!r}: no such directory {directory!r}")
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -115,6 +117,7 @@ def load(path: str | os.PathLike) -> Any:
             EOFError,
             KeyError,
             TypeError,
+            RecursionError,  # a crafted manifest nested thousands of levels deep
             zipfile.BadZipFile,
             UnicodeDecodeError,
         ) as exc:

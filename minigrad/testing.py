@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -40,12 +41,18 @@ def gradcheck(
         True. Raises ``GradcheckError`` naming the input, the worst element, and its analytic
         and numeric values otherwise.
     """
+    if not (math.isfinite(eps) and eps > 0):  # eps = 0 divides by zero, NaN compares False
+        raise ValueError(f"gradcheck: eps must be a finite number > 0, got {eps!r}")
+    if not (atol >= 0 and rtol >= 0):
+        raise ValueError(f"gradcheck: atol and rtol must be >= 0, got {atol!r} and {rtol!r}")
     leaves = [_float64_leaf(x) for x in inputs]
     checked = [i for i, x in enumerate(leaves) if isinstance(x, Tensor) and x.requires_grad]
     if not checked:
         raise ValueError("gradcheck: no input has requires_grad=True")
 
     out = fn(*leaves)
+    if not isinstance(out, Tensor):
+        raise TypeError(f"gradcheck: fn must return a Tensor, got {type(out).__name__}")
     cotangent = np.random.default_rng(seed).standard_normal(out.shape)
     (out * Tensor(cotangent, dtype=out.dtype)).sum().backward()
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport sqrt
+from libc.math cimport isfinite, sqrt
 
 from minigrad.kernels.reference_norm import (
     check_batchnorm_backward,
@@ -265,6 +265,25 @@ cdef void _plane_grad_sums(const floating[:, :, ::1] dy, const floating[:, :, ::
             sum_dy_xc[c] += s2
 
 
+cdef void _plane_unshifted_sums(const floating[:, :, ::1] x, Py_ssize_t c, double *sum1,
+                                double *sum2) noexcept nogil:
+    """Sums of x and x^2 over channel c of (N, C, S) x (used when x[0, c, 0] is inf or NaN)."""
+    cdef Py_ssize_t n
+    cdef double s1, s2
+    sum1[0] = 0.0
+    sum2[0] = 0.0
+    for n in range(x.shape[0]):
+        _shifted_sums(&x[n, c, 0], x.shape[2], 0.0, &s1, &s2)
+        sum1[0] += s1
+        sum2[0] += s2
+
+
+cdef inline double _nonnegative(double var) noexcept nogil:
+    """Clamp the rounding error of a one-pass variance at 0, but let NaN through (NumPy's
+    variance of data holding NaN or inf is NaN; max(NaN, 0.0) would silently give 0)."""
+    return 0.0 if var < 0.0 else var
+
+
 cdef void _batchnorm_sums(const floating[:, :, ::1] x, double *sum1, double *sum2,
                           int nt) noexcept nogil:
     """Shifted sums per channel of (N, C, S) x, threads splitting the channels."""
@@ -365,16 +384,26 @@ cdef void _batchnorm_forward_core(
     """
     cdef Py_ssize_t C = x.shape[1], count = x.shape[0] * x.shape[2], c
     cdef int nt = threads_for(x.shape[0] * C * x.shape[2])
-    cdef double *mean = &stats[0, 0]
-    cdef double *rstd = &stats[1, 0]
-    cdef double m, var, scale
+    cdef double *mean
+    cdef double *rstd
+    cdef double m, var, scale, shift
+    if C == 0:  # nothing to compute (and no stats[0, 0] or x[0, 0, 0] to take the address of)
+        return
+    mean = &stats[0, 0]
+    rstd = &stats[1, 0]
     if training:
         # mean[] and rstd[] first hold the sums of x - x[0, c, 0] and of its squares
         _batchnorm_sums(x, mean, rstd, nt)
         for c in range(C):
+            shift = x[0, c, 0]
+            if not isfinite(shift):
+                # Every shifted term would be NaN; NumPy's mean of data holding inf is inf, so
+                # sum this channel unshifted (inf/NaN data only: never on the fast path).
+                shift = 0.0
+                _plane_unshifted_sums(x, c, &mean[c], &rstd[c])
             m = mean[c] / count
-            var = max(rstd[c] / count - m * m, 0.0)
-            mean[c] = x[0, c, 0] + m
+            var = _nonnegative(rstd[c] / count - m * m)
+            mean[c] = shift + m
             rstd[c] = 1.0 / sqrt(var + eps)
             if has_running:
                 running_mean[c] = running_mean[c] * momentum + mean[c] * (1.0 - momentum)
@@ -384,6 +413,8 @@ cdef void _batchnorm_forward_core(
         for c in range(C):
             mean[c] = running_mean[c]
             rstd[c] = 1.0 / sqrt(<double>running_var[c] + eps)
+    if count == 0:  # eval on an empty batch: statistics only, nothing to write
+        return
     for c in range(C):
         scale = rstd[c] * gamma[c] if has_gamma else rstd[c]
         _split(mean[c], &coef[0, c], &coef[1, c])
@@ -404,11 +435,21 @@ cdef void _batchnorm_backward_core(
     cdef Py_ssize_t C = x.shape[1], count = x.shape[0] * x.shape[2], c
     cdef int nt = threads_for(x.shape[0] * C * x.shape[2])
     cdef double a, r
-    if count == 0:
+    if count == 0 or C == 0:  # no values: the sums are 0 and dx is empty
         for c in range(C):
             out[0, c] = 0.0
             out[1, c] = 0.0
         return
+    if not training:
+        # Eval: mean and rstd were constants, so dx = dy * gamma * rstd does not involve x at
+        # all (a NaN in x must not leak into dx; the closed form below would give NaN * 0).
+        # The forward's write pass y = (x - 0 - 0) * a + 0 computes exactly that.
+        for c in range(C):
+            out[2, c] = 0.0
+            out[3, c] = 0.0
+            out[4, c] = <floating>(rstd[c] * gamma[c] if has_gamma else rstd[c])
+            out[5, c] = 0.0
+        _batchnorm_write(dy, out[2:6], dx, nt)
     _batchnorm_grad_sums(dy, x, &mean[0], &sums[0, 0], &sums[1, 0], nt)
     for c in range(C):
         r = rstd[c]
@@ -417,14 +458,11 @@ cdef void _batchnorm_backward_core(
         a = r * gamma[c] if has_gamma else r
         _split(mean[c], &out[2, c], &out[3, c])
         out[4, c] = <floating>a
-        if training:
-            # dx = a * (dy - dbeta / M - x_hat * dgamma / M), x_hat = (x - mean) * r
-            out[5, c] = <floating>(-a * r * r * sums[1, c] / count)
-            out[6, c] = <floating>(-a * sums[0, c] / count)
-        else:
-            out[5, c] = 0.0
-            out[6, c] = 0.0
-    _batchnorm_dx_write(dy, x, out, dx, nt)
+        # dx = a * (dy - dbeta / M - x_hat * dgamma / M), x_hat = (x - mean) * r
+        out[5, c] = <floating>(-a * r * r * sums[1, c] / count)
+        out[6, c] = <floating>(-a * sums[0, c] / count)
+    if training:
+        _batchnorm_dx_write(dy, x, out, dx, nt)
 
 
 # ------------------------------------------------------------------ LayerNorm cores
@@ -436,17 +474,20 @@ cdef void _layernorm_forward_rows(const floating[:, ::1] x, const floating[::1] 
                                   double[::1] mean, double[::1] rstd) noexcept nogil:
     """Samples r0..r1: statistics of the row, then y = (x - mean) * rstd * gamma + beta."""
     cdef Py_ssize_t D = x.shape[1], r
-    cdef double s1, s2, m, rs
+    cdef double s1, s2, m, rs, shift
     cdef floating mean_hi, mean_lo, rsf
     cdef const floating *xr
     cdef floating *yr
     for r in range(r0, r1):
         xr = &x[r, 0]
         yr = &y[r, 0]
-        _shifted_sums(xr, D, xr[0], &s1, &s2)
+        # shift by the first value (exact variance when |mean| >> std), unless it is inf or
+        # NaN: then every shifted term is NaN, where NumPy's mean of data holding inf is inf
+        shift = xr[0] if isfinite(xr[0]) else 0.0
+        _shifted_sums(xr, D, shift, &s1, &s2)
         m = s1 / D
-        rs = 1.0 / sqrt(max(s2 / D - m * m, 0.0) + eps)
-        m = xr[0] + m
+        rs = 1.0 / sqrt(_nonnegative(s2 / D - m * m) + eps)
+        m = shift + m
         mean[r] = m
         rstd[r] = rs
         _split(m, &mean_hi, &mean_lo)
@@ -580,6 +621,13 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, momentum, eps, 
     stats = np.empty((2, C), np.float64)  # mean, rstd
     coef = np.empty((4, C), x.dtype)  # write-pass scratch: mean_hi, mean_lo, scale, shift
     has_running = running_mean is not None
+    if has_running and not training:
+        # Eval only reads the buffers, so read-only ones are fine (the twin accepts them); a
+        # writeable memoryview cannot take them, a small copy can.
+        if not running_mean.flags.writeable:
+            running_mean = running_mean.copy()
+        if not running_var.flags.writeable:
+            running_var = running_var.copy()
     if x.dtype.itemsize == 4:  # float32 (the checks allowed only float32 and float64)
         _batchnorm_forward_core[float](
             x3, _contiguous(gamma), _contiguous(beta), running_mean, running_var,

@@ -24,6 +24,8 @@ from cython.parallel cimport prange
 from libc.math cimport pow, sqrt, sqrtf
 from libc.stdlib cimport free, malloc
 
+from minigrad.kernels.reference_optim import check_betas, check_hyperparameters
+
 cnp.import_array()
 
 # ------------------------------------------------------------------------- validation
@@ -252,6 +254,8 @@ def sgd_step(list params, list grads, object momentum_buffer, const cnp.int64_t[
     cdef _Batch batch = _Batch()
     cdef Py_ssize_t t, n
     cdef bint first
+    check_hyperparameters("sgd_step", lr=lr, momentum=momentum, dampening=dampening,
+                          weight_decay=weight_decay)
     batch.fill("sgd_step", params, grads, offsets, steps, (momentum_buffer, None, None))
     with nogil:
         for t in range(batch.n):
@@ -292,7 +296,9 @@ cdef void _adam_span(floating* p, const floating* g, floating* m, floating* v, f
             vi = beta2 * v[i] + (1 - beta2) * d * d
             m[i] = mi
             v[i] = vi
-            vi = vi if vi > vmax[i] else vmax[i]
+            # max that lets NaN through from either side, as np.maximum / torch.maximum do
+            # (vi > vmax alone would keep the old maximum when vi is NaN)
+            vi = vmax[i] if vmax[i] > vi or vmax[i] != vmax[i] else vi
             vmax[i] = vi
             p[i] = decay * p[i] - step_size * mi / (_sqrt(vi) * inv_sqrt_bc2 + eps)
 
@@ -340,6 +346,9 @@ def adam_step(list params, list grads, object exp_avg, object exp_avg_sq,
     """
     cdef _Batch batch = _Batch()
     cdef Py_ssize_t t, n, o
+    # a NaN lr or a beta of 1 (bias correction 1 - beta**t = 0) would fill the params with NaN
+    check_hyperparameters("adam_step", lr=lr, eps=eps, weight_decay=weight_decay)
+    check_betas("adam_step", beta1=beta1, beta2=beta2)
     if exp_avg is None or exp_avg_sq is None:
         raise TypeError("adam_step: exp_avg and exp_avg_sq are required state buffers")
     batch.fill("adam_step", params, grads, offsets, steps,
@@ -444,6 +453,8 @@ def rmsprop_step(list params, list grads, object square_avg, object grad_avg,
     """
     cdef _Batch batch = _Batch()
     cdef Py_ssize_t t, n, o
+    check_hyperparameters("rmsprop_step", lr=lr, alpha=alpha, eps=eps,
+                          weight_decay=weight_decay, momentum=momentum)
     if square_avg is None:
         raise TypeError("rmsprop_step: square_avg is a required state buffer")
     if momentum_buffer is None and momentum != 0.0:

@@ -49,8 +49,9 @@ def _check_like(fn: str, name: str, a: object, shape: tuple, x: np.ndarray, what
         )
 
 
-def _check_number(fn: str, name: str, value: object, minimum: float | None = None) -> None:
-    """Raise unless ``value`` is a finite real number (not a bool), at least ``minimum``."""
+def _check_number(fn: str, name: str, value: object, minimum: float | None = None,
+                  maximum: float | None = None) -> None:
+    """Raise unless ``value`` is a finite real number (not a bool) in [minimum, maximum]."""
     if type(value) is not float:  # the common case skips the slower abstract-class check
         if isinstance(value, bool) or not isinstance(value, Real):
             raise TypeError(f"{fn}: {name} must be a finite real number, got {value!r}")
@@ -58,6 +59,8 @@ def _check_number(fn: str, name: str, value: object, minimum: float | None = Non
         raise TypeError(f"{fn}: {name} must be a finite real number, got {value!r}")
     if minimum is not None and value < minimum:
         raise ValueError(f"{fn}: {name} must be >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{fn}: {name} must be <= {maximum}, got {value!r}")
 
 
 def _check_stats(fn: str, name: str, a: object, shape: tuple, x: np.ndarray) -> None:
@@ -96,7 +99,8 @@ def check_batchnorm_forward(
     if not isinstance(training, (bool, np.bool_)):
         raise TypeError(f"{fn}: training must be a bool, got {training!r}")
     _check_number(fn, "eps", eps, minimum=0.0)
-    _check_number(fn, "momentum", momentum)
+    # outside [0, 1] the running variance can turn negative (and rstd NaN in eval)
+    _check_number(fn, "momentum", momentum, minimum=0.0, maximum=1.0)
     if running_mean is not None:
         for name, a in (("running_mean", running_mean), ("running_var", running_var)):
             _check_like(fn, name, a, shape, x, "one per channel")
@@ -173,6 +177,24 @@ def _per_channel(v: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.asarray(v, dtype=x.dtype).reshape((1, -1) + (1,) * (x.ndim - 2))
 
 
+def _centre(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """x - mean in x's dtype, for a float64 mean shaped to broadcast against x.
+
+    Computed as (x - hi) - lo with hi the mean rounded to x's dtype and lo the rounding error:
+    x - hi is exact for x near the mean, so the float32 centred values keep their precision
+    even when |mean| >> std (plain x - float32(mean) loses |mean| / std units in the last
+    place). The compiled kernels centre the same way.
+    """
+    hi = mean.astype(x.dtype)
+    lo = (mean - hi).astype(x.dtype)
+    return (x - hi) - lo
+
+
+def _channel_shape(x: np.ndarray) -> tuple[int, ...]:
+    """(1, C, 1, ...): the shape that broadcasts a per-channel vector against x."""
+    return (1, -1) + (1,) * (x.ndim - 2)
+
+
 def batchnorm_forward(x, gamma, beta, running_mean, running_var, momentum, eps, training):
     """BatchNorm forward: y = gamma * (x - mean) / sqrt(var + eps) + beta, per channel (axis 1).
 
@@ -187,17 +209,17 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, momentum, eps, 
     axes = (0,) + tuple(range(2, x.ndim))
     if training:
         mean = x.mean(axis=axes, dtype=np.float64)
-        xc = x - _per_channel(mean, x)
+        xc = _centre(x, mean.reshape(_channel_shape(x)))
         var = np.mean(xc * xc, axis=axes, dtype=np.float64)
         rstd = 1.0 / np.sqrt(var + eps)
         if running_mean is not None:
-            count = x.size // x.shape[1]
+            count = x.shape[0] * math.prod(x.shape[2:])  # not x.size // C: C may be 0
             running_mean[...] = running_mean * momentum + mean * (1 - momentum)
             running_var[...] = running_var * momentum + var * count / (count - 1) * (1 - momentum)
     else:
         mean = running_mean.astype(np.float64)
         rstd = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
-        xc = x - _per_channel(mean, x)
+        xc = _centre(x, mean.reshape(_channel_shape(x)))
     y = xc * _per_channel(rstd, x)
     if gamma is not None:
         y *= _per_channel(gamma, x)
@@ -219,7 +241,7 @@ def batchnorm_backward(grad_out, x, gamma, mean, rstd, training=True):
     check_batchnorm_backward(grad_out, x, gamma, mean, rstd, training)
     axes = (0,) + tuple(range(2, x.ndim))
     count = x.size // x.shape[1] if x.shape[1] else 0
-    x_hat = (x - _per_channel(mean, x)) * _per_channel(rstd, x)
+    x_hat = _centre(x, np.asarray(mean).reshape(_channel_shape(x))) * _per_channel(rstd, x)
     dbeta = np.sum(grad_out, axis=axes, dtype=np.float64)
     dgamma = np.sum(grad_out * x_hat, axis=axes, dtype=np.float64)
     scale = rstd if gamma is None else gamma * rstd
@@ -247,7 +269,7 @@ def layernorm_forward(x, gamma, beta, eps, normalized_ndim):
     check_layernorm_forward(x, gamma, beta, eps, normalized_ndim)
     axes = tuple(range(x.ndim - normalized_ndim, x.ndim))
     mean = x.mean(axis=axes, dtype=np.float64, keepdims=True)
-    xc = x - mean.astype(x.dtype)
+    xc = _centre(x, mean)
     var = np.mean(xc * xc, axis=axes, dtype=np.float64, keepdims=True)
     rstd = 1.0 / np.sqrt(var + eps)
     y = xc * rstd.astype(x.dtype)
@@ -277,7 +299,7 @@ def layernorm_backward(grad_out, x, gamma, mean, rstd):
     count = math.prod(x.shape[mean.ndim :])
     keep = mean.shape + (1,) * normalized_ndim  # broadcasts a per-sample value against x
     rstd_k = rstd.reshape(keep).astype(x.dtype)
-    x_hat = (x - mean.reshape(keep).astype(x.dtype)) * rstd_k
+    x_hat = _centre(x, mean.reshape(keep)) * rstd_k
     g = grad_out if gamma is None else grad_out * gamma
     sum_g = np.sum(g, axis=axes, dtype=np.float64, keepdims=True).astype(x.dtype)
     sum_g_xhat = np.sum(g * x_hat, axis=axes, dtype=np.float64, keepdims=True).astype(x.dtype)

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from numbers import Real
+from typing import Any
+
+import numpy as np
+
 from .. import functional as F
 from ..ops.loss import _check_reduction
 from ..tensor import Tensor
 from .module import Module
+
+
+def _check_ignore_index(ignore_index: Any) -> None:
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int | np.integer):
+        raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
 
 
 class _Loss(Module):
@@ -49,6 +59,11 @@ class CrossEntropyLoss(_Loss):
     def __init__(self, reduction: str = "mean", label_smoothing: float = 0.0,
                  ignore_index: int = -100, fused: bool = True):
         super().__init__(reduction)
+        # checked here too, so that a bad option fails where the loss is made, not mid-epoch
+        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, Real) \
+                or not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+        _check_ignore_index(ignore_index)
         self.label_smoothing, self.ignore_index, self.fused = label_smoothing, ignore_index, fused
 
     def forward(self, input: Tensor, target) -> Tensor:
@@ -65,6 +80,7 @@ class NLLLoss(_Loss):
 
     def __init__(self, reduction: str = "mean", ignore_index: int = -100):
         super().__init__(reduction)
+        _check_ignore_index(ignore_index)
         self.ignore_index = ignore_index
 
     def forward(self, input: Tensor, target) -> Tensor:

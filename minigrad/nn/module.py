@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -59,6 +59,25 @@ class Module:
         if name in self._buffers:  # assigning a registered buffer keeps it a buffer
             self._buffers[name] = Tensor(value) if isinstance(value, np.ndarray) else value
             return
+        # Replacing a registered parameter (or sub-module) by something else would silently
+        # drop it from parameters() and state_dict(), e.g. ``self.weight = self.weight * 2``.
+        if name in self._parameters and not isinstance(value, Parameter):
+            if value is None:
+                self._parameters[name] = None
+                return
+            raise TypeError(
+                f"cannot assign {type(value).__name__} to parameter {name!r} of "
+                f"{type(self).__name__} (a Parameter or None expected); to change its values "
+                f"in place, assign to {name}.data"
+            )
+        if name in self._modules and not isinstance(value, Module):
+            if value is None:
+                self._modules[name] = None
+                return
+            raise TypeError(
+                f"cannot assign {type(value).__name__} to sub-module {name!r} of "
+                f"{type(self).__name__} (a Module or None expected)"
+            )
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
         if isinstance(value, Parameter):
@@ -169,6 +188,8 @@ class Module:
     # ----------------------------------------------------------------- modes and grads
     def train(self, mode: bool = True) -> Module:
         """Switch this module and all descendants to training (or, with False, eval) mode."""
+        if not isinstance(mode, bool | np.bool_):  # train("eval") would mean training
+            raise TypeError(f"train() expects a bool, got {mode!r}")
         for module in self.modules():
             object.__setattr__(module, "training", bool(mode))
         return self
@@ -197,18 +218,35 @@ class Module:
 
         With ``strict``, missing keys, unexpected keys and mis-shaped entries are all reported
         in one ``KeyError`` (or ``ValueError`` when only shapes are wrong) before anything is
-        changed. Without it, only matching keys are loaded; shapes must still agree.
+        changed. Without it, only matching keys are loaded; shapes must still agree. A
+        ``TypeError`` says that ``state_dict`` is not a dict or names entries that are not
+        numeric arrays (strings, objects, None). Values are cast to each target's dtype.
         """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(
+                f"load_state_dict into {type(self).__name__} expects a dict of arrays (from "
+                f"state_dict() or mg.load), got {type(state_dict).__name__}"
+            )
         targets = dict(self.named_parameters())
         targets.update(self.named_buffers())
         missing = [k for k in targets if k not in state_dict]
         unexpected = [k for k in state_dict if k not in targets]
-        wrong_shape = []
+        wrong_shape, wrong_type = [], []
+        values: dict[str, np.ndarray] = {}
         for key, target in targets.items():
             if key in state_dict:
-                value = np.asarray(getattr(state_dict[key], "data", state_dict[key]))
+                value = _as_numeric_array(state_dict[key])
+                if value is None:
+                    wrong_type.append(f"{key}: got {_describe(state_dict[key])}")
+                    continue
+                values[key] = value
                 if value.shape != target.shape:
                     wrong_shape.append(f"{key}: expected {target.shape}, got {value.shape}")
+        if wrong_type:  # strings, objects, None: copying them would raise half-way or make NaN
+            raise TypeError(
+                f"load_state_dict into {type(self).__name__}: entries that are not numeric "
+                f"arrays [{'; '.join(wrong_type)}]"
+            )
         problems = []
         if strict and missing:
             problems.append(f"missing keys {missing}")
@@ -219,10 +257,8 @@ class Module:
         if problems:
             message = f"load_state_dict into {type(self).__name__}: " + ", ".join(problems)
             raise (KeyError if (strict and (missing or unexpected)) else ValueError)(message)
-        for key, target in targets.items():
-            if key in state_dict:
-                value = np.asarray(getattr(state_dict[key], "data", state_dict[key]))
-                target.data[...] = value  # in place: optimizers keep views of .data
+        for key, value in values.items():
+            targets[key].data[...] = value  # in place: optimizers keep views of .data
         return self
 
     # ----------------------------------------------------------------- printing
@@ -237,6 +273,21 @@ class Module:
         if not lines:
             return head + ")"
         return head + "\n  " + "\n  ".join(lines) + "\n)"
+
+
+def _as_numeric_array(value: Any) -> np.ndarray | None:
+    """The array of a state-dict entry (ndarray, Tensor, number), or None if not numeric."""
+    value = value.data if isinstance(value, Tensor) else value
+    if not isinstance(value, np.ndarray | np.generic | int | float):
+        return None
+    array = np.asarray(value)
+    return array if array.dtype.kind in "biuf" else None
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return f"array of dtype {value.dtype}"
+    return type(value).__name__
 
 
 class Sequential(Module):

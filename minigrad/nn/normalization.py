@@ -3,11 +3,38 @@ docs/normalization.md)."""
 
 from __future__ import annotations
 
+import math
+from numbers import Real
+from typing import Any
+
 import numpy as np
 
 from .. import functional as F
 from ..tensor import Tensor
 from .module import Module, Parameter
+
+
+def _check_eps(name: str, eps: Any) -> float:
+    """eps must be a finite real >= 0: a negative one makes var + eps negative and rstd NaN."""
+    if isinstance(eps, bool) or not isinstance(eps, Real) or not math.isfinite(eps) or eps < 0:
+        raise ValueError(f"{name}: eps must be a finite number >= 0, got {eps!r}")
+    return float(eps)
+
+
+def _check_size(name: str, what: str, n: Any) -> int:
+    """A feature count must be an int >= 1 (a float such as 4.0 is refused, not truncated)."""
+    if isinstance(n, bool) or not isinstance(n, int | np.integer):
+        raise TypeError(f"{name}: {what} must be a positive int, got {n!r}")
+    if n < 1:
+        raise ValueError(f"{name}: {what} must be a positive int, got {n!r}")
+    return int(n)
+
+
+def _check_float_dtype(name: str, dtype: Any) -> np.dtype:
+    dt = np.dtype(dtype)
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"{name}: dtype must be float32 or float64, got {dt}")
+    return dt
 
 
 class _BatchNorm(Module):
@@ -29,9 +56,14 @@ class _BatchNorm(Module):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.9,
                  affine: bool = True, track_running_stats: bool = True, dtype=np.float32):
         super().__init__()
-        if not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"momentum must be in [0, 1], got {momentum}")
-        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        name = type(self).__name__
+        num_features = _check_size(name, "num_features", num_features)
+        eps = _check_eps(name, eps)
+        dtype = _check_float_dtype(name, dtype)
+        if isinstance(momentum, bool) or not isinstance(momentum, Real) \
+                or not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"{name}: momentum must be in [0, 1], got {momentum!r}")
+        self.num_features, self.eps, self.momentum = num_features, eps, float(momentum)
         self.affine, self.track_running_stats = affine, track_running_stats
         if affine:
             self.weight = Parameter(np.ones(num_features, dtype=dtype))
@@ -93,9 +125,18 @@ class LayerNorm(Module):
                  elementwise_affine: bool = True, dtype=np.float32):
         super().__init__()
         if isinstance(normalized_shape, int | np.integer):
-            normalized_shape = (int(normalized_shape),)
-        self.normalized_shape = tuple(int(n) for n in normalized_shape)
-        self.eps, self.elementwise_affine = eps, elementwise_affine
+            normalized_shape = (normalized_shape,)
+        if not isinstance(normalized_shape, tuple | list) or not normalized_shape:
+            raise ValueError(
+                f"LayerNorm: normalized_shape must be an int or a non-empty tuple of ints, "
+                f"got {normalized_shape!r}"
+            )
+        self.normalized_shape = tuple(
+            _check_size("LayerNorm", "normalized_shape", n) for n in normalized_shape
+        )
+        self.eps = _check_eps("LayerNorm", eps)
+        dtype = _check_float_dtype("LayerNorm", dtype)
+        self.elementwise_affine = elementwise_affine
         if elementwise_affine:
             self.weight = Parameter(np.ones(self.normalized_shape, dtype=dtype))
             self.bias = Parameter(np.zeros(self.normalized_shape, dtype=dtype))

@@ -46,7 +46,12 @@ def clip_grad_norm_(
         raise ValueError(f"max_norm must be >= 0, got {max_norm}")
 
     grads = []
-    for p in parameters:
+    for i, p in enumerate(parameters):
+        if not hasattr(p, "grad"):
+            raise TypeError(
+                f"clip_grad_norm_ expects Tensors (e.g. model.parameters()), got "
+                f"{type(p).__name__} at index {i}"
+            )
         grad = p.grad
         if grad is None:
             continue

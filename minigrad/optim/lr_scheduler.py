@@ -65,7 +65,32 @@ class LRScheduler:
         return {key: value for key, value in vars(self).items() if key != "optimizer"}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore a state saved by ``state_dict`` (the optimizer's lr is restored by it)."""
+        """Restore a state saved by ``state_dict`` (the optimizer's lr is restored by it).
+
+        Raises:
+            TypeError: state_dict is not a dict.
+            KeyError: its keys are not exactly this scheduler's (another scheduler's state).
+            ValueError: it holds a learning rate per group for a different number of groups.
+        """
+        if not isinstance(state_dict, dict):
+            raise TypeError(
+                f"{type(self).__name__}.load_state_dict expects a dict, got "
+                f"{type(state_dict).__name__}"
+            )
+        # setattr on arbitrary keys could overwrite any attribute (even the optimizer)
+        expected = set(self.state_dict())
+        if set(state_dict) != expected:
+            raise KeyError(
+                f"{type(self).__name__}.load_state_dict: missing keys "
+                f"{sorted(expected - set(state_dict))}, unexpected keys "
+                f"{sorted(map(str, set(state_dict) - expected))}"
+            )
+        groups = len(self.optimizer.param_groups)
+        if len(state_dict["base_lrs"]) != groups:
+            raise ValueError(
+                f"{type(self).__name__}.load_state_dict: {len(state_dict['base_lrs'])} "
+                f"base_lrs for an optimizer with {groups} param groups"
+            )
         for key, value in state_dict.items():
             setattr(self, key, list(value) if key in ("base_lrs", "_last_lr") else value)
 
