@@ -93,29 +93,12 @@ def axes(draw, ndim, allow_tuple=True, allow_none=True):
 
 
 # ------------------------------------------------------------------------------- known issues
-# Bugs in kernels owned by other files, each pinned by a strict xfail test in
-# tests/test_robustness.py. The fuzzer steps around exactly these cases so that it keeps
-# guarding everything else; delete an entry when its xfail test starts passing.
+# Known, reported bugs the fuzzer steps around so that it keeps guarding everything else (each
+# pinned by a strict xfail test in tests/test_robustness.py); none are open at the moment.
 
 
 def known_issue(name, args, kwargs):
     """True for a call that hits one of the known, reported bugs."""
-    if name in ("sum", "mean") and len(args) > 2 and not isinstance(args[2], bool):
-        return True  # compiled takes any keepdims by truthiness; the twin raises
-    if name in ("softmax", "log_softmax") and len(args) > 1 and _is_float(args[1]):
-        return True  # compiled truncates a float axis (1.5 -> 1); the twin raises
-    if name in ("softmax_backward", "log_softmax_backward") and len(args) > 2 and _is_float(
-            args[2]):
-        return True
-    if name == "var" and _is_float(args[0]) and np.isinf(args[0]).any():
-        return True  # compiled var's returned mean is NaN where NumPy's mean is inf
-    if name.startswith("cross_entropy") and isinstance(args[1 if name.endswith("forward")
-                                                          else 2], np.ndarray):
-        logits = args[0] if name.endswith("forward") else args[1]
-        ls = args[2] if name.endswith("forward") else args[4]
-        if isinstance(logits, np.ndarray) and logits.ndim == 2 and logits.shape[1] == 0 \
-                and ls:
-            return True  # the twin divides by C = 0 (ZeroDivisionError)
     return False
 
 

@@ -315,36 +315,26 @@ def test_optimizer_twins_reject_what_the_compiled_kernels_reject(call):
     assert len(set(errors)) == 1, errors
 
 
-# ---------------------------------------------- bugs in kernels owned by others (strict xfail)
+# ------------------------------------------------------ kernel argument edge cases
 
 @needs_compiled
-@pytest.mark.xfail(strict=True, reason="_softmax.pyx: a float axis is truncated (1.5 -> 1); "
-                   "fix: in _single_axis, raise TypeError unless operator.index(axis) works")
 def test_compiled_softmax_rejects_float_axis():
     with pytest.raises(TypeError):
         compiled.softmax(_x(), 1.5)
 
 
 @needs_compiled
-@pytest.mark.xfail(strict=True, reason="_reduce.pyx: keepdims is taken by truthiness (None, "
-                   "'no', [] pass) while the twin raises; fix: require a bool in _finish/_prepare")
 def test_compiled_sum_rejects_non_bool_keepdims():
     with pytest.raises(TypeError):
         compiled.sum(_x(), 0, "no")
 
 
 @needs_compiled
-@pytest.mark.xfail(strict=True, reason="_reduce.pyx var: the returned mean is NaN for data "
-                   "holding inf (shifted sums), NumPy's mean is inf; fix: shift by 0 when the "
-                   "shift value is not finite (as _norm.pyx now does)")
 def test_compiled_var_mean_of_inf_is_inf():
     var, mean = compiled.var(np.array([np.inf, 1.0], np.float32), None)
     assert mean == np.inf and np.isnan(var)
 
 
-@pytest.mark.xfail(strict=True, reason="reference.py cross_entropy_forward: ls / C divides by "
-                   "zero for logits with 0 classes; fix: check_cross_entropy raises ValueError "
-                   "when logits.shape[1] == 0")
 def test_cross_entropy_with_zero_classes_raises_value_error():
     with pytest.raises(ValueError):
         reference.cross_entropy_forward(np.zeros((0, 0), np.float32), np.zeros(0, np.int64),

@@ -20,7 +20,7 @@ from cython.parallel cimport prange
 from libc.math cimport isfinite, log
 from libc.stdint cimport int64_t
 
-from minigrad.kernels.reference import check_float, reduced_axes
+from minigrad.kernels.reference import check_float, check_keepdims, reduced_axes
 
 cdef extern from "_simd.h" nogil:
     double mg_row_sum_f(const float *x, Py_ssize_t n)
@@ -196,8 +196,9 @@ def _prepare(x, axis, keep_reduced_order=False):
     return x, axes, x4, kept
 
 
-def _finish(out: np.ndarray, x: np.ndarray, axes: tuple, kept: list, keepdims: bool):
+def _finish(out: np.ndarray, x: np.ndarray, axes: tuple, kept: list, keepdims):
     """Turn an (O, K) output back into the reduced shape, in the original axis order."""
+    check_keepdims(keepdims)
     if keepdims and len(axes) == 1 and kept == sorted(kept):
         shape = list(x.shape)
         shape[axes[0]] = 1
@@ -243,7 +244,7 @@ cdef inline void _sum_task(const floating[:, :, :, ::1] x, double[:, ::1] acc, P
             rows = <int>_imin(4, A - a)
             _col_sum(&x[o, a, k0, 0], K, rows, &acc[o, k0], k1 - k0)
             a = a + 4
-    else:
+    elif R > 0:  # (R == 0: an empty reduction, nothing to add and no element to address)
         for a in range(A):
             for k in range(k0, k1):
                 acc[o, k] += _row_sum(&x[o, a, k, 0], R)
@@ -310,12 +311,14 @@ cdef inline void _var_task(const floating[:, :, :, ::1] x, double correction, fl
     k1 = _imin(k0 + kchunk, K)
     for k in range(k0, k1):
         c[o, k] = x[o, 0, k, 0] if A * R > 0 else 0.0
+        if c[o, k] - c[o, k] != 0.0:  # an inf or NaN shift would turn an inf mean into NaN
+            c[o, k] = 0.0
         s1[o, k] = 0.0
         s2[o, k] = 0.0
     if R == 1:
         for a in range(A):
             _col_moments(&x[o, a, k0, 0], &c[o, k0], &s1[o, k0], &s2[o, k0], k1 - k0)
-    else:
+    elif R > 0:
         for a in range(A):
             for k in range(k0, k1):
                 _row_moments(&x[o, a, k, 0], R, c[o, k], &s1[o, k], &s2[o, k])

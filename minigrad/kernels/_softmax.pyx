@@ -9,6 +9,8 @@ of _simd.h. NumPy twins with the same signatures are in ``reference.py``.
 
 include "_parallel.pxi"
 
+import operator
+
 import numpy as np
 
 from cython cimport floating
@@ -255,6 +257,7 @@ def _single_axis(int ndim, axis) -> int:
     """Softmax-style kernels take exactly one int axis (negative allowed)."""
     if isinstance(axis, tuple) or axis is None:
         raise TypeError(f"axis must be a single int, got {axis!r}")
+    axis = operator.index(axis)  # a float axis is an error, not silently truncated
     if not -ndim <= axis < ndim or ndim == 0:
         raise np.exceptions.AxisError(axis, ndim)
     return axis % ndim

@@ -32,6 +32,12 @@ def check_float(x, name: str = "x") -> np.ndarray:
     return x
 
 
+def check_keepdims(keepdims) -> None:
+    """``keepdims`` must be a bool: anything else is a mistake, not a truth value."""
+    if keepdims is not True and keepdims is not False and not isinstance(keepdims, np.bool_):
+        raise TypeError(f"keepdims must be a bool, got {keepdims!r}")
+
+
 def reduced_axes(ndim: int, axis: Axis) -> tuple[int, ...]:
     """Normalise ``axis`` (None, int or tuple; negatives allowed) to a sorted tuple of axes.
 
@@ -68,6 +74,7 @@ def _single_axis(ndim: int, axis: int) -> int:
 
 def sum(x: np.ndarray, axis: Axis = None, keepdims: bool = False) -> np.ndarray:  # noqa: A001
     """Sum over ``axis``: y = sum_i x_i (float64 accumulation, result in x's dtype)."""
+    check_keepdims(keepdims)
     x = check_float(x)
     axes = reduced_axes(x.ndim, axis)
     y = np.sum(x, axis=axes, keepdims=keepdims, dtype=np.float64)
@@ -76,6 +83,7 @@ def sum(x: np.ndarray, axis: Axis = None, keepdims: bool = False) -> np.ndarray:
 
 def mean(x: np.ndarray, axis: Axis = None, keepdims: bool = False) -> np.ndarray:
     """Mean over ``axis``: y = sum_i x_i / n (nan for an empty reduction, without a warning)."""
+    check_keepdims(keepdims)
     x = check_float(x)
     axes = reduced_axes(x.ndim, axis)
     total = np.sum(x, axis=axes, keepdims=keepdims, dtype=np.float64)
@@ -93,6 +101,7 @@ def var(
     divisor is clamped at 0 as NumPy does, giving inf (or nan for 0/0), silently.
     Returns ``(var, mean)``, both reduced the same way and in x's dtype.
     """
+    check_keepdims(keepdims)
     x = check_float(x)
     axes = reduced_axes(x.ndim, axis)
     n = _count(x, axes)
@@ -108,6 +117,7 @@ def var(
 
 def _arg_extreme(x: np.ndarray, axis: Axis, keepdims: bool, find) -> tuple[np.ndarray, np.ndarray]:
     """Shared body of max/min: value and first index over the reduced axes in C order."""
+    check_keepdims(keepdims)
     x = check_float(x)
     axes = reduced_axes(x.ndim, axis)
     n = _count(x, axes)
@@ -146,6 +156,7 @@ def logsumexp(x: np.ndarray, axis: Axis = None, keepdims: bool = False) -> np.nd
 
     All -inf gives -inf, any +inf gives inf, any NaN gives NaN, an empty reduction gives -inf.
     """
+    check_keepdims(keepdims)
     x = check_float(x)
     axes = reduced_axes(x.ndim, axis)
     if _count(x, axes) == 0:
@@ -232,6 +243,8 @@ def check_cross_entropy(
         )
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
+    if logits.shape[1] == 0:
+        raise ValueError(f"logits need at least one class, got shape {logits.shape}")
     target = target.astype(np.int64, copy=False)
     ignored = target == ignore_index
     bad = (~ignored) & ((target < 0) | (target >= logits.shape[1]))
