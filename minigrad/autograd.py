@@ -99,6 +99,10 @@ class Context:
     may also set small non-array attributes (an axis, a shape) directly on the context.
     """
 
+    # Slots for the fields the engine reads on every node (faster than a dict lookup); the
+    # __dict__ slot still lets a Function store its own attributes.
+    __slots__ = ("fn", "inputs", "needs_input_grad", "saved", "__dict__")
+
     def __init__(self, fn: type[Function], inputs: tuple[Tensor, ...],
                  needs_input_grad: tuple[bool, ...]):
         self.fn = fn
@@ -138,9 +142,17 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs: Tensor, **attrs: Any) -> Tensor:
-        """Run ``forward`` on the inputs' arrays and record a graph node when one is needed."""
-        needs = tuple([t._requires_grad for t in inputs])
-        ctx = Context(cls, inputs, needs) if _grad_enabled and True in needs else None
+        """Run ``forward`` on the inputs' arrays and record a graph node when one is needed.
+
+        This runs for every op, so it does only what it must: under ``no_grad`` it does not
+        even look at ``requires_grad``, and it builds a Context only when some input needs a
+        gradient.
+        """
+        ctx = None
+        if _grad_enabled:
+            needs = tuple([t._requires_grad for t in inputs])
+            if True in needs:
+                ctx = Context(cls, inputs, needs)
         out = cls.forward(ctx or _ForwardOnly(), *[t.data for t in inputs], **attrs)
         if _anomaly_mode:
             _check_finite(cls, (np.asarray(out),), inputs, "forward")
@@ -208,20 +220,23 @@ def run_backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> 
                     "first call"
                 )
             input_grads = node.fn.backward(node, grad_out)
-            if not isinstance(input_grads, tuple):
+            if type(input_grads) is not tuple:
                 input_grads = (input_grads,)
             if _anomaly_mode:
                 _check_finite(node.fn, [None if g is None else np.asarray(g)
                                         for g in input_grads], node.inputs, "backward")
             if not retain_graph:
                 node.saved = None
-        for i, parent in enumerate(node.inputs):
-            g = input_grads[i] if i < len(input_grads) and node.needs_input_grad[i] else None
+        # A backward may return fewer gradients than inputs (trailing ones all None).
+        n_grads = len(input_grads)
+        for i, (parent, needed) in enumerate(zip(node.inputs, node.needs_input_grad, strict=True)):
+            g = input_grads[i] if needed and i < n_grads else None
             if g is not None:
-                if g.shape != parent.data.shape:
-                    g = unbroadcast(g, parent.data.shape)
-                if g.dtype != parent.data.dtype:
-                    g = g.astype(parent.data.dtype)
+                data = parent.data
+                if g.shape != data.shape:
+                    g = unbroadcast(g, data.shape)
+                if g.dtype != data.dtype:
+                    g = g.astype(data.dtype)
             parent_node = parent._ctx
             if parent_node is None:
                 if g is not None:
@@ -230,8 +245,9 @@ def run_backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> 
             if g is not None:
                 previous = pending.get(parent_node)
                 pending[parent_node] = g if previous is None else previous + g
-            remaining_uses[parent_node] -= 1
-            if remaining_uses[parent_node] == 0:
+            uses = remaining_uses[parent_node] - 1
+            remaining_uses[parent_node] = uses
+            if uses == 0:
                 ready.append(parent_node)
 
 

@@ -193,7 +193,8 @@ class Tensor:
                     f"backward() without a gradient needs a scalar (one-element) tensor, got "
                     f"shape {self.shape}; pass grad= with that shape"
                 )
-            seed = np.ones(self.shape, dtype=self.dtype)
+            seed = np.empty(self.data.shape, self.data.dtype)
+            seed.fill(1)  # cheaper than np.ones, which is a Python-level wrapper
         else:
             seed = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
             if seed.shape != self.shape:

@@ -1,4 +1,4 @@
-"""``python -m minigrad.bench [group ...|all] [--quick] [--json PATH] [--repeats N] [--no-torch]``.
+"""``python -m minigrad.bench [group ...|all] [--quick] [--json PATH] [--plot PATH] [--no-torch]``.
 
 PyTorch, when installed, runs with 2 threads. Importing it next to our OpenMP extensions can
 load two OpenMP runtimes whose idle threads spin against each other on a 2-core machine; if the
@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-from minigrad.bench import harness
+from minigrad.bench import harness, overhead, plot
 
 #: group name -> module defining ``cases(quick)``; a new group is one module and one line here.
 GROUPS = {
@@ -19,6 +19,8 @@ GROUPS = {
     "xent": "minigrad.bench.xent",
     "norm": "minigrad.bench.norm",
     "optim": "minigrad.bench.optim",
+    "step": "minigrad.bench.step",
+    "overhead": "minigrad.bench.overhead",
 }
 
 
@@ -29,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="also write every row to PATH")
     parser.add_argument("--repeats", type=int, default=None, help="interleaved repeats")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    parser.add_argument("--plot", metavar="PATH", help="also draw the ratios (needs matplotlib)")
     parser.add_argument("--threads", type=int, default=None,
                         help="cap the compiled kernels' OpenMP threads (default: all cores)")
     args = parser.parse_args(argv)
@@ -51,6 +54,13 @@ def main(argv: list[str] | None = None) -> int:
         rows += harness.run(cases, repeats, target)
     print()
     print(harness.format_table(rows))
+    print()
+    print(plot.format_all_times(rows))
+    per_node = overhead.per_node_overhead(rows)
+    if per_node is not None:
+        print(f"engine overhead per graph node: {per_node * 1e6:.1f} us")
+    if args.plot:
+        plot.plot_rows(rows, args.plot)
     if args.json:
         harness.write_json(args.json, env, rows)
     return 0

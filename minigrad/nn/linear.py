@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from .. import functional as F
+from ..ops import as_tensor, linalg
 from ..tensor import Tensor
 from . import init
 from .module import Module, Parameter
@@ -40,12 +40,19 @@ class Linear(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Apply the affine map."""
+        x = as_tensor(x)
         if x.shape[-1:] != (self.in_features,):
             raise ValueError(
                 f"Linear({self.in_features}, {self.out_features}) expected input of shape "
                 f"(..., {self.in_features}), got {x.shape}"
             )
-        return F.linear(x, self.weight, self.bias)
+        # The layer owns weight and bias and knows their shapes, so it calls the fused node
+        # directly instead of F.linear, which would check them again on every call; reading
+        # the registry skips Module.__getattr__'s slow fallback (a microsecond per lookup).
+        weight, bias = self._parameters["weight"], self._parameters["bias"]
+        if bias is None:
+            return linalg.Linear.apply(x, weight)
+        return linalg.Linear.apply(x, weight, bias)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "

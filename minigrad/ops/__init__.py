@@ -10,14 +10,17 @@ from typing import Any
 
 import numpy as np
 
+from .. import autograd
+
 
 def as_tensor(x: Any, like: Any = None):
     """Return ``x`` as a Tensor; a Python or NumPy scalar takes the float dtype of ``like``.
 
     This is why ``float32_tensor * 2.0`` stays float32: scalars never upcast a tensor.
     """
-    from ..tensor import Tensor
-
+    # autograd.Tensor is the class itself, set once tensor.py is imported: a function-level
+    # import here would cost about a microsecond on every op.
+    Tensor = autograd.Tensor
     if isinstance(x, Tensor):
         return x
     if like is not None and like.data.dtype.kind == "f" and np.ndim(x) == 0:

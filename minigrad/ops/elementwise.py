@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import autograd
 from ..autograd import Function
 from . import as_tensor
 
@@ -126,10 +127,9 @@ def pow(a: Any, b: Any):
 
 def _operands(a: Any, b: Any):
     """Both operands as Tensors; a scalar takes the other operand's float dtype."""
-    from ..tensor import Tensor
-
+    Tensor = autograd.Tensor
     if isinstance(a, Tensor):
-        return a, as_tensor(b, like=a)
+        return a, (b if isinstance(b, Tensor) else as_tensor(b, like=a))
     b = as_tensor(b)
     return as_tensor(a, like=b), b
 

@@ -8,11 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import kernels
+from .. import autograd, kernels
 from ..autograd import Function
-from . import as_tensor
+from . import as_tensor, reduce, shape
 from . import elementwise as ew
-from . import reduce, shape
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -48,7 +47,7 @@ class CrossEntropy(Function):
         ctx.save_for_backward(logits, lse)
         if reduction == "none":
             return loss
-        total = np.sum(loss, dtype=np.float64)
+        total = loss.sum(dtype=np.float64)  # the method skips np.sum's Python wrapper
         if reduction == "mean":
             ctx.count = int(np.count_nonzero(target != ignore_index))
             total = total / ctx.count if ctx.count else np.nan
@@ -78,8 +77,7 @@ def _class_last(input, target):
 
 def _targets(input, target) -> np.ndarray:
     """Integer class targets as an ndarray whose shape fits the input, or a clear error."""
-    from ..tensor import Tensor
-
+    Tensor = autograd.Tensor
     target = np.asarray(target.data if isinstance(target, Tensor) else target)
     if target.dtype.kind not in "iu":
         raise TypeError(

@@ -8,11 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import kernels
+from .. import autograd, kernels
 from ..autograd import Function, no_grad
-from . import as_tensor
+from . import as_tensor, reduce, shape
 from . import elementwise as ew
-from . import reduce, shape
 
 
 class BatchNorm(Function):
@@ -67,8 +66,7 @@ class LayerNorm(Function):
 
 def _buffer(b: Any) -> np.ndarray | None:
     """The ndarray of a running buffer given as Tensor or ndarray (updated in place)."""
-    from ..tensor import Tensor
-
+    Tensor = autograd.Tensor
     return b.data if isinstance(b, Tensor) else b
 
 

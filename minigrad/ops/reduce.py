@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_tuple
 
-from .. import kernels
+from .. import autograd, kernels
 from ..autograd import Function
 from . import as_tensor
 from .elementwise import sqrt
@@ -41,8 +41,11 @@ def _axes(ndim: int, axis: Axis) -> tuple[int, ...]:
     return tuple(sorted(normalize_axis_tuple(axis, ndim)))
 
 
-def _kept_shape(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, ...]:
+def _kept_shape(shape: tuple[int, ...], axis: Axis) -> tuple[int, ...]:
     """x's shape with the reduced axes set to 1: the keepdims shape of the result."""
+    if axis is None:  # the common full reduction needs no axis normalisation
+        return (1,) * len(shape)
+    axes = _axes(len(shape), axis)
     return tuple(1 if i in axes else n for i, n in enumerate(shape))
 
 
@@ -67,7 +70,7 @@ class Sum(Function):
 
     @staticmethod
     def forward(ctx, x, *, axis, keepdims):
-        ctx.kept_shape, ctx.shape = _kept_shape(x.shape, _axes(x.ndim, axis)), x.shape
+        ctx.kept_shape, ctx.shape = _kept_shape(x.shape, axis), x.shape
         return kernels.impl.sum(x, axis, keepdims)
 
     @staticmethod
@@ -80,7 +83,7 @@ class Mean(Function):
 
     @staticmethod
     def forward(ctx, x, *, axis, keepdims):
-        ctx.kept_shape, ctx.shape = _kept_shape(x.shape, _axes(x.ndim, axis)), x.shape
+        ctx.kept_shape, ctx.shape = _kept_shape(x.shape, axis), x.shape
         return kernels.impl.mean(x, axis, keepdims)
 
     @staticmethod
@@ -213,8 +216,7 @@ def _float_input(x: Any, op: str):
 
 def _plain(x, fn, axis: Axis, keepdims: bool, dtype=None):
     """Non-float tensors (counts, masks) reduce with NumPy directly, outside the graph."""
-    from ..tensor import Tensor
-
+    Tensor = autograd.Tensor
     axis = _axes(x.ndim, axis)  # validates like the float path
     return Tensor(np.asarray(fn(x.data, axis=axis, keepdims=keepdims, dtype=dtype)))
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_tuple
 
+from .. import autograd
 from ..autograd import Function
 from . import as_tensor, normalize_axis
 
@@ -177,8 +178,7 @@ def unsqueeze(x: Any, axis: int):
 
 def getitem(x: Any, index: Any):
     """x[index]; Tensors inside the index are used as integer or boolean arrays."""
-    from ..tensor import Tensor
-
+    Tensor = autograd.Tensor
     x = as_tensor(x)
     if isinstance(index, Tensor):
         index = index.data

@@ -167,27 +167,16 @@ class Optimizer:
 
     def _step_bucket(self, group: dict[str, Any], bucket: _Bucket) -> None:
         params, grads, active = [], [], []
+        sizes, dtype = bucket.sizes, bucket.dtype
         for k, p in enumerate(bucket.params):
             grad = _grad_array(p)
             if grad is None:
                 continue
             data = p.data
-            if data.dtype != bucket.dtype or data.size != bucket.sizes[k]:
-                raise ValueError(
-                    f"parameter {bucket.positions[k]} of a group changed from "
-                    f"{bucket.dtype} with {bucket.sizes[k]} elements to {data.dtype} with "
-                    f"{data.size} since the optimizer was created; make a new optimizer"
-                )
-            if grad.shape != data.shape:
-                raise ValueError(
-                    f"parameter {bucket.positions[k]} of a group has shape {data.shape} but "
-                    f"its gradient has shape {grad.shape}"
-                )
-            if grad.dtype != data.dtype:
-                raise TypeError(
-                    f"parameter {bucket.positions[k]} of a group is {data.dtype} but its "
-                    f"gradient is {grad.dtype}"
-                )
+            # One combined test on the hot path; the precise message only when it fails.
+            if (grad.shape != data.shape or grad.dtype != dtype or data.dtype != dtype
+                    or data.size != sizes[k]):
+                _raise_mismatch(bucket, k, data, grad)
             params.append(data)
             grads.append(grad)
             active.append(k)
@@ -357,6 +346,25 @@ class Optimizer:
                     lines.append(f"    {key}: {group[key]}")
         lines.append(")")
         return "\n".join(lines)
+
+
+def _raise_mismatch(bucket: _Bucket, k: int, data: np.ndarray, grad: np.ndarray) -> None:
+    """Explain why parameter k of a bucket cannot be stepped (its array or gradient changed)."""
+    if data.dtype != bucket.dtype or data.size != bucket.sizes[k]:
+        raise ValueError(
+            f"parameter {bucket.positions[k]} of a group changed from "
+            f"{bucket.dtype} with {bucket.sizes[k]} elements to {data.dtype} with "
+            f"{data.size} since the optimizer was created; make a new optimizer"
+        )
+    if grad.shape != data.shape:
+        raise ValueError(
+            f"parameter {bucket.positions[k]} of a group has shape {data.shape} but "
+            f"its gradient has shape {grad.shape}"
+        )
+    raise TypeError(
+        f"parameter {bucket.positions[k]} of a group is {data.dtype} but its "
+        f"gradient is {grad.dtype}"
+    )
 
 
 # --------------------------------------------------------------------- shared checks
