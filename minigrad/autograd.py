@@ -10,17 +10,27 @@ order. No math lives here.
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Any
 
 import numpy as np
 
-_grad_enabled = True
+
+class _Modes(threading.local):
+    """Grad mode and anomaly mode, one pair per Python thread: ``no_grad()`` in one thread
+    does not stop another thread from recording its graph."""
+
+    grad_enabled = True
+    anomaly = False
+
+
+_modes = _Modes()
 Tensor: type  # set by minigrad.tensor once the class exists (the two modules need each other)
 
 
 def is_grad_enabled() -> bool:
     """True when ops record the graph (the default); False inside ``no_grad()``."""
-    return _grad_enabled
+    return _modes.grad_enabled
 
 
 class _GradMode:
@@ -29,13 +39,11 @@ class _GradMode:
     enabled: bool
 
     def __enter__(self) -> None:
-        global _grad_enabled
-        self._previous = _grad_enabled
-        _grad_enabled = self.enabled
+        self._previous = _modes.grad_enabled
+        _modes.grad_enabled = self.enabled
 
     def __exit__(self, *exc_info: object) -> None:
-        global _grad_enabled
-        _grad_enabled = self._previous
+        _modes.grad_enabled = self._previous
 
     def __call__(self, fn):
         @functools.wraps(fn)
@@ -67,16 +75,11 @@ class detect_anomaly:
     """
 
     def __enter__(self) -> None:
-        global _anomaly_mode
-        self._previous = _anomaly_mode
-        _anomaly_mode = True
+        self._previous = _modes.anomaly
+        _modes.anomaly = True
 
     def __exit__(self, *exc_info: object) -> None:
-        global _anomaly_mode
-        _anomaly_mode = self._previous
-
-
-_anomaly_mode = False
+        _modes.anomaly = self._previous
 
 
 def _check_finite(fn: type, arrays: Any, inputs: tuple, stage: str) -> None:
@@ -149,12 +152,12 @@ class Function:
         gradient.
         """
         ctx = None
-        if _grad_enabled:
+        if _modes.grad_enabled:
             needs = tuple([t._requires_grad for t in inputs])
             if True in needs:
                 ctx = Context(cls, inputs, needs)
         out = cls.forward(ctx or _ForwardOnly(), *[t.data for t in inputs], **attrs)
-        if _anomaly_mode:
+        if _modes.anomaly:
             _check_finite(cls, (np.asarray(out),), inputs, "forward")
         return Tensor._from_op(out, ctx)
 
@@ -222,7 +225,7 @@ def run_backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> 
             input_grads = node.fn.backward(node, grad_out)
             if type(input_grads) is not tuple:
                 input_grads = (input_grads,)
-            if _anomaly_mode:
+            if _modes.anomaly:
                 _check_finite(node.fn, [None if g is None else np.asarray(g)
                                         for g in input_grads], node.inputs, "backward")
             if not retain_graph:

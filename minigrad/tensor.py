@@ -21,20 +21,21 @@ def _to_array(data: Any, dtype: Any = None) -> np.ndarray:
 
     An explicit ``dtype`` wins. Otherwise Python numbers and lists of floats become float32,
     NumPy float64 data stays float64, float16 becomes float32, ints and bools keep their kind.
+    Anything else (objects, complex numbers, strings) is a TypeError.
     """
     if isinstance(data, Tensor):
         data = data.data
     if dtype is not None:
-        return np.array(data, dtype=np.dtype(dtype), copy=None)
-    if isinstance(data, np.ndarray | np.generic):
+        array = np.array(data, dtype=np.dtype(dtype), copy=None)
+    elif isinstance(data, np.ndarray | np.generic):
         array = np.asarray(data)
         if array.dtype.kind == "f" and array.dtype not in _FLOAT_DTYPES:
             array = array.astype(DEFAULT_FLOAT)
-        return array
-    array = np.asarray(data)
-    if array.dtype.kind == "f":
-        array = array.astype(DEFAULT_FLOAT)
-    elif array.dtype.kind not in "biu":
+    else:
+        array = np.asarray(data)
+        if array.dtype.kind == "f":
+            array = array.astype(DEFAULT_FLOAT)
+    if array.dtype.kind not in "biuf":
         raise TypeError(
             f"cannot make a tensor from {type(data).__name__} data of dtype {array.dtype}; "
             "expected numbers, bools or nested sequences of them"

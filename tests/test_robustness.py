@@ -190,8 +190,6 @@ def test_mistake_raises_a_clear_error(label, call, error, match):
         call()
 
 
-@pytest.mark.xfail(strict=True, reason="tensor.py: Tensor(ndarray) keeps object/complex "
-                   "arrays; fix: in _to_array, raise TypeError unless dtype.kind in 'biuf'")
 def test_tensor_constructor_rejects_object_arrays():
     with pytest.raises(TypeError, match="object"):
         mg.Tensor(np.array([None, 1.0]))
@@ -674,9 +672,6 @@ def test_two_python_threads_give_the_same_results_as_serial_calls():
             np.testing.assert_array_equal(u, v, err_msg=f"seed {s}")
 
 
-@pytest.mark.xfail(strict=True, reason="autograd.py: grad mode is one module-level flag, so "
-                   "no_grad() in one thread stops graph recording in every thread; fix: keep "
-                   "_grad_enabled (and _anomaly_mode) in a threading.local()")
 def test_no_grad_in_one_thread_does_not_affect_another():
     entered, done = threading.Event(), threading.Event()
 
