@@ -43,7 +43,7 @@ def run(data, depth: int, width: int, norm: str, lr: float, epochs: int, seed: i
     optimizer = optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     loader = DataLoader(TensorDataset(X_train, y_train), batch_size=64, shuffle=True, seed=seed)
     losses, accuracies = [], []
-    for epoch in range(epochs):
+    for _ in range(epochs):
         losses.append(common.train_epoch(model, loader, optimizer, desc=f"{norm} lr={lr}"))
         accuracies.append(common.accuracy(model, X_test, y_test))
     return {"loss": losses, "accuracy": accuracies}

@@ -25,7 +25,7 @@ class _Modes(threading.local):
 
 
 _modes = _Modes()
-Tensor: type  # set by minigrad.tensor once the class exists (the two modules need each other)
+Tensor: Any = None  # the Tensor class, set by minigrad.tensor (the two modules need each other)
 
 
 def is_grad_enabled() -> bool:

@@ -23,7 +23,7 @@ from numpy.lib.array_utils import normalize_axis_tuple
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import minigrad as mg  # noqa: E402
-from minigrad.kernels import compiled, reference, reference_norm, reference_optim  # noqa: E402
+from minigrad.kernels import compiled, reference  # noqa: E402
 
 # The exceptions a bad call may raise (AxisError is a ValueError and an IndexError).
 CLEAN_ERRORS = (TypeError, ValueError, IndexError, KeyError, OverflowError)
@@ -343,7 +343,7 @@ def run_norm(n):
             rc = [x, gamma, beta, fresh(rm), fresh(rv), momentum, eps, training]
             rt = [x, gamma, beta, fresh(rm), fresh(rv), momentum, eps, training]
             kc, oc = outcome(compiled.batchnorm_forward, *rc)
-            kt, ot = outcome(reference_norm.batchnorm_forward, *rt)
+            kt, ot = outcome(reference.batchnorm_forward, *rt)
             assert kc == kt, f"batchnorm_forward: compiled {kc} {oc!r:.200}, twin {kt} " \
                              f"{ot!r:.200} for {describe(args)}"
             if kc != "ok":
@@ -361,7 +361,7 @@ def run_norm(n):
                 assert_close(c[1], t[1], dt, "bn dgamma", scale=s * finite_scale(x))
                 assert_close(c[2], t[2], dt, "bn dbeta", scale=s)
             same_outcome("batchnorm_backward", compiled.batchnorm_backward,
-                         reference_norm.batchnorm_backward,
+                         reference.batchnorm_backward,
                          [dy, x, gamma, mean, rstd, training], compare=compare_bwd)
             return
         x = data.draw(arrays(min_ndim=1, max_ndim=4))
@@ -379,7 +379,7 @@ def run_norm(n):
             assert_close(c[1], t[1], np.float64, "ln mean", scale=finite_scale(x))
             assert_close(c[2], t[2], np.float32, "ln rstd")
         kind, out, _ = same_outcome("layernorm_forward", compiled.layernorm_forward,
-                                    reference_norm.layernorm_forward, [x, gamma, beta, eps, k],
+                                    reference.layernorm_forward, [x, gamma, beta, eps, k],
                                     compare=compare)
         if kind != "ok":
             return
@@ -392,7 +392,7 @@ def run_norm(n):
             assert_close(c[1], t[1], dt, "ln dgamma", scale=s * finite_scale(x))
             assert_close(c[2], t[2], dt, "ln dbeta", scale=s)
         same_outcome("layernorm_backward", compiled.layernorm_backward,
-                     reference_norm.layernorm_backward, [dy, x, gamma, mean, rstd],
+                     reference.layernorm_backward, [dy, x, gamma, mean, rstd],
                      compare=compare_bwd)
 
     case()
@@ -460,7 +460,7 @@ def run_optim(n):
         # multiply-adds in the compiled loop round it differently from NumPy
         loosen = 100.0 if rule == "rmsprop" and args[3] is not None else 1.0
         kc, oc = outcome(getattr(compiled, name), *args_c, **kwargs)
-        kt, ot = outcome(getattr(reference_optim, name), *args_t, **kwargs)
+        kt, ot = outcome(getattr(reference, name), *args_t, **kwargs)
         assert kc == kt, f"{name}: compiled {kc} {oc!r:.200}, twin {kt} {ot!r:.200}, {kwargs}"
         if kc != "ok":
             return
@@ -499,8 +499,8 @@ def _valid_calls():
     loss, lse = reference.cross_entropy_forward(x, target)
     C = 3
     g, b = np.ones(C, np.float32), np.zeros(C, np.float32)
-    _, mean, rstd = reference_norm.batchnorm_forward(x, g, b, None, None, 0.9, 1e-5, True)
-    _, lmean, lrstd = reference_norm.layernorm_forward(x, g, b, 1e-5, 1)
+    _, mean, rstd = reference.batchnorm_forward(x, g, b, None, None, 0.9, 1e-5, True)
+    _, lmean, lrstd = reference.layernorm_forward(x, g, b, 1e-5, 1)
     params = [np.ones((2, 2), np.float32)]
     grads = [np.ones((2, 2), np.float32)]
     off, steps = np.zeros(1, np.int64), np.ones(1, np.int64)
@@ -527,7 +527,7 @@ def _valid_calls():
 
 
 def _twin(name):
-    for module in (reference, reference_norm, reference_optim):
+    for module in (reference,):
         if hasattr(module, name):
             return getattr(module, name)
     raise AssertionError(f"no NumPy twin named {name}")

@@ -23,7 +23,8 @@ def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
 @pytest.mark.skipif(NUMPY_ONLY, reason="MINIGRAD_BACKEND=numpy was set on purpose")
 def test_compiled_kernels_are_built_and_used_by_default():
     """Fails when the Cython extensions are missing, so a broken build cannot pass CI."""
-    assert kernels.compiled_available(), f"compiled kernels missing: {kernels.COMPILED_IMPORT_ERROR}"
+    assert kernels.compiled_available(), (
+        f"compiled kernels missing: {kernels.COMPILED_IMPORT_ERROR}")
     result = run_python("""
         import minigrad as mg
         from minigrad import kernels

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minigrad.kernels import reference_norm
+from minigrad.kernels import reference
 
 try:
     from minigrad.kernels import _norm
@@ -23,7 +23,7 @@ except ImportError:  # only acceptable when the NumPy backend was chosen on purp
         raise
     _norm = None
 
-IMPLS = [pytest.param(reference_norm, id="numpy")]
+IMPLS = [pytest.param(reference, id="numpy")]
 if _norm is not None:
     IMPLS.append(pytest.param(_norm, id="cython"))
 
@@ -294,7 +294,7 @@ def test_batchnorm_compiled_vs_twin(n, c, spatial, dtype, layout, affine, seed):
     if n * int(np.prod(spatial)) < 2:
         n, shape = 2, (2, c) + spatial
     compiled = run_batchnorm(_norm, shape, dtype, layout, affine, True, seed=seed)
-    twin = run_batchnorm(reference_norm, shape, dtype, layout, affine, True, seed=seed)
+    twin = run_batchnorm(reference, shape, dtype, layout, affine, True, seed=seed)
     assert_same_results(compiled, twin, dtype)
 
 
@@ -417,7 +417,7 @@ def test_layernorm_large_and_thread_count_independent(dtype, shape, k):
 def test_layernorm_compiled_vs_twin(lead, tail, dtype, layout, affine, seed):
     shape, k = lead + tail, len(tail)
     compiled = run_layernorm(_norm, shape, k, dtype, layout, affine, seed=seed)
-    twin = run_layernorm(reference_norm, shape, k, dtype, layout, affine, seed=seed)
+    twin = run_layernorm(reference, shape, k, dtype, layout, affine, seed=seed)
     assert_same_results(compiled, twin, dtype)
 
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minigrad.kernels import reference_optim as ref
+from minigrad.kernels import reference as ref
 
 try:
     from minigrad.kernels import _optim

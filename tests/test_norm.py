@@ -41,7 +41,7 @@ def test_batch_norm_fused_equals_composite(backend, rng, shape):
         y = F.batch_norm(xt, rm, rv, g, b, training=True, fused=fused)
         (y * mg.tensor(np.cos(np.arange(y.size)).reshape(y.shape))).sum().backward()
         outputs.append((y.numpy(), xt.grad.numpy(), g.grad.numpy(), b.grad.numpy(), rm, rv))
-    for fused_value, composite_value in zip(*outputs):
+    for fused_value, composite_value in zip(*outputs, strict=True):
         np.testing.assert_allclose(fused_value, composite_value, rtol=1e-10, atol=1e-12)
 
 
@@ -150,7 +150,7 @@ def test_layer_norm_fused_equals_composite(backend, rng):
         y = F.layer_norm(xs[0], (4, 5), xs[1], xs[2], fused=fused)
         (y * y).sum().backward()
         results.append([y.numpy()] + [t.grad.numpy() for t in xs])
-    for a, c in zip(*results):
+    for a, c in zip(*results, strict=True):
         np.testing.assert_allclose(a, c, rtol=1e-10, atol=1e-12)
 
 

@@ -14,7 +14,7 @@ import pytest
 
 import minigrad as mg
 from minigrad import nn, optim
-from minigrad.kernels import reference_optim
+from minigrad.kernels import reference
 from minigrad.nn.utils import clip_grad_norm_
 from minigrad.optim import lr_scheduler
 from minigrad.optim import optimizer as optimizer_module
@@ -33,7 +33,7 @@ def kernels(request, monkeypatch):
     if request.param == "cython":
         from minigrad.kernels import _optim as module  # a missing build fails here
     else:
-        module = reference_optim
+        module = reference
     monkeypatch.setattr(optimizer_module, "_kernels", lambda: module)
     return request.param
 

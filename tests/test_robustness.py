@@ -23,13 +23,13 @@ import pytest
 import minigrad as mg
 import minigrad.functional as F
 from minigrad import data, kernels, nn, optim
-from minigrad.kernels import reference, reference_norm, reference_optim
+from minigrad.kernels import reference
 from minigrad.nn.utils import clip_grad_norm_
 from minigrad.optim import lr_scheduler
 
 compiled = kernels.compiled
 needs_compiled = pytest.mark.skipif(compiled is None, reason="compiled kernels not built")
-KERNEL_IMPLS = [reference_norm] + ([compiled] if compiled is not None else [])
+KERNEL_IMPLS = [reference] + ([compiled] if compiled is not None else [])
 
 
 # =============================================================================== 1. clear errors
@@ -261,7 +261,7 @@ def test_norm_statistics_of_data_holding_inf_follow_numpy(impl):
     np.testing.assert_array_equal(mean, [np.inf, 1.5, -np.inf])
 
 
-OPTIM_IMPLS = [reference_optim] + ([compiled] if compiled is not None else [])
+OPTIM_IMPLS = [reference] + ([compiled] if compiled is not None else [])
 
 
 @pytest.mark.parametrize("impl", OPTIM_IMPLS, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
@@ -615,13 +615,13 @@ def _threaded_kernel_calls():
     calls["batchnorm_forward-4d"] = lambda: compiled.batchnorm_forward(
         x4, None, None, None, None, 0.9, 1e-5, True)
     calls["batchnorm_backward-2d"] = lambda: compiled.batchnorm_backward(
-        x, x, g, *reference_norm.batchnorm_forward(x, g, b, None, None, 0.9, 1e-5, True)[1:])
+        x, x, g, *reference.batchnorm_forward(x, g, b, None, None, 0.9, 1e-5, True)[1:])
     calls["batchnorm_backward-4d"] = lambda: compiled.batchnorm_backward(
-        x4, x4, None, *reference_norm.batchnorm_forward(x4, None, None, None, None, 0.9, 1e-5,
+        x4, x4, None, *reference.batchnorm_forward(x4, None, None, None, None, 0.9, 1e-5,
                                                         True)[1:])
     calls["layernorm_forward"] = lambda: compiled.layernorm_forward(x, g, b, 1e-5, 1)
     calls["layernorm_backward"] = lambda: compiled.layernorm_backward(
-        x, x, g, *reference_norm.layernorm_forward(x, g, b, 1e-5, 1)[1:])
+        x, x, g, *reference.layernorm_forward(x, g, b, 1e-5, 1)[1:])
     calls["sgd_step"] = optim_call("sgd_step", 1, lr=0.1, momentum=0.9)
     calls["adam_step"] = optim_call("adam_step", 3, lr=0.1)  # the third state: AMSGrad
     calls["rmsprop_step"] = optim_call("rmsprop_step", 3, lr=0.1, momentum=0.9)

@@ -14,7 +14,7 @@ import numpy as np
 from minigrad import nn
 from minigrad import optim as mg_optim
 from minigrad.bench.harness import Case, torch_or_none
-from minigrad.kernels import _optim, reference_optim
+from minigrad.kernels import _optim, reference
 from minigrad.optim import optimizer as optimizer_module
 from minigrad.tensor import Tensor
 
@@ -95,14 +95,14 @@ def cases(quick: bool) -> list[Case]:
             (
                 "adam kernel",
                 {
-                    "numpy": _kernel_step(reference_optim, "adam", shapes),
+                    "numpy": _kernel_step(reference, "adam", shapes),
                     "cython": _kernel_step(_optim, "adam", shapes),
                 },
             ),
             (
                 "Adam.step()",
                 {
-                    "numpy": _minigrad_step(reference_optim, shapes),
+                    "numpy": _minigrad_step(reference, shapes),
                     "cython": _minigrad_step(_optim, shapes),
                 },
             ),
@@ -112,7 +112,7 @@ def cases(quick: bool) -> list[Case]:
                 (
                     "sgd momentum kernel",
                     {
-                        "numpy": _kernel_step(reference_optim, "sgd", shapes),
+                        "numpy": _kernel_step(reference, "sgd", shapes),
                         "cython": _kernel_step(_optim, "sgd", shapes),
                     },
                 )

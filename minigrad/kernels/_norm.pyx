@@ -1,7 +1,7 @@
 """Fused BatchNorm and LayerNorm kernels, forward and backward, for float32 and float64 data.
 
 Each kernel is a thin ``def`` wrapper (validation shared with the NumPy twins in
-``reference_norm``, contiguous copies, output allocation) around a ``cdef ... nogil`` core. The
+``reference``, contiguous copies, output allocation) around a ``cdef ... nogil`` core. The
 cores follow one plan (docs/normalization.md, "How the kernels compute it"):
 
 * forward: one statistics pass, then one write pass ``y = x * scale + shift`` with gamma, beta,
@@ -26,7 +26,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport isfinite, sqrt
 
-from minigrad.kernels.reference_norm import (
+from minigrad.kernels.reference import (
     check_batchnorm_backward,
     check_batchnorm_forward,
     check_layernorm_backward,

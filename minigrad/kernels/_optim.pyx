@@ -11,7 +11,7 @@ skipped on some steps (it had no gradient) keeps its own bias correction.
 Every element is updated on its own, so results do not depend on the thread count. The
 arithmetic runs in the parameters' precision, as PyTorch's does: the state is stored in that
 precision anyway, and a float64 detour doubles the cost of the sqrt and the division.
-The NumPy twins, with the same signatures, live in ``reference_optim.py``.
+The NumPy twins, with the same signatures, live in ``reference.py``.
 """
 
 include "_parallel.pxi"
@@ -24,7 +24,7 @@ from cython.parallel cimport prange
 from libc.math cimport pow, sqrt, sqrtf
 from libc.stdlib cimport free, malloc
 
-from minigrad.kernels.reference_optim import check_betas, check_hyperparameters
+from minigrad.kernels.reference import check_betas, check_hyperparameters
 
 cnp.import_array()
 

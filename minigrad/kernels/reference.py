@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import builtins
 import math
+from collections.abc import Sequence
+from numbers import Real
 
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_tuple
@@ -307,14 +309,552 @@ def cross_entropy_backward(
     return dlogits
 
 
+# ==============================================================================================
+# BatchNorm and LayerNorm
+#
+# NumPy twins of the fused BatchNorm and LayerNorm kernels, and the argument checks both share.
+#
+# The twins have the names, signatures and return values of the compiled kernels in ``_norm.pyx``
+# and are written as plain NumPy, line by line the formulas of docs/normalization.md: they are the
+# test oracle and the benchmark baseline. Conventions shared with the compiled kernels:
+#
+# * ``mean`` and ``rstd`` (``1 / sqrt(var + eps)``) are returned as float64 arrays whatever the data
+#   dtype: the statistics are accumulated in float64 (a float32 sum of squares of data whose mean
+#   is 1e4 times its spread is useless) and the backward reuses them at full precision.
+# * ``y``, ``dx``, ``dgamma`` and ``dbeta`` have the data's dtype; ``gamma``, ``beta`` and the
+#   running buffers must have it too. ``gamma=None`` means 1 and ``beta=None`` means 0.
+# * Every reduction accumulates in float64; the elementwise work runs in the data's dtype.
+#
+# The ``check_*`` functions validate a call before any work is done; the compiled kernels call the
+# same functions, so both backends reject a bad call with the same exception and message.
+# ==============================================================================================
 
-# ----------------------------------------------------------------------------------------------
-# the normalization and optimizer twins (written beside their kernels' families)
 
-from .reference_norm import (  # noqa: E402
-    batchnorm_backward,
-    batchnorm_forward,
-    layernorm_backward,
-    layernorm_forward,
-)
-from .reference_optim import adam_step, rmsprop_step, sgd_step  # noqa: E402
+
+# ----------------------------------------------------------------------------- argument checks
+
+
+def _check_data(fn: str, name: str, a: object) -> None:
+    """Raise TypeError unless ``a`` is a float32 or float64 ndarray."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{fn}: {name} must be a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{fn}: {name} must be float32 or float64, got dtype {a.dtype}")
+
+
+def _check_like(fn: str, name: str, a: object, shape: tuple, x: np.ndarray, what: str) -> None:
+    """Raise unless ``a`` is an ndarray of x's dtype with the given shape."""
+    if not isinstance(a, np.ndarray) or a.dtype is not x.dtype:
+        _check_data(fn, name, a)
+        if a.dtype != x.dtype:
+            raise TypeError(f"{fn}: {name} has dtype {a.dtype} but x has dtype {x.dtype}")
+    if a.shape != shape:
+        raise ValueError(
+            f"{fn}: {name} must have shape {shape} ({what}) for x of shape {x.shape}, "
+            f"got shape {a.shape}"
+        )
+
+
+def _check_number(fn: str, name: str, value: object, minimum: float | None = None,
+                  maximum: float | None = None) -> None:
+    """Raise unless ``value`` is a finite real number (not a bool) in [minimum, maximum]."""
+    if type(value) is not float:  # the common case skips the slower abstract-class check
+        if isinstance(value, bool) or not isinstance(value, Real):
+            raise TypeError(f"{fn}: {name} must be a finite real number, got {value!r}")
+    if not math.isfinite(value):
+        raise TypeError(f"{fn}: {name} must be a finite real number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{fn}: {name} must be >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{fn}: {name} must be <= {maximum}, got {value!r}")
+
+
+def _check_stats(fn: str, name: str, a: object, shape: tuple, x: np.ndarray) -> None:
+    """Raise unless ``a`` (a saved mean or rstd) is a float ndarray of the given shape."""
+    _check_data(fn, name, a)
+    if a.shape != shape:
+        raise ValueError(
+            f"{fn}: {name} must have shape {shape} for x of shape {x.shape}, got shape {a.shape}"
+        )
+
+
+def _batchnorm_shape(fn: str, x: object) -> tuple[int, int]:
+    """Check x for a BatchNorm kernel; return (C, M): channels and values per channel."""
+    _check_data(fn, "x", x)
+    if x.ndim not in (2, 3, 4):
+        raise ValueError(
+            f"{fn}: x must have shape (N, C), (N, C, L) or (N, C, H, W), got shape {x.shape}"
+        )
+    channels = x.shape[1]
+    per_channel = x.shape[0] * math.prod(x.shape[2:])
+    return channels, per_channel
+
+
+def check_batchnorm_forward(
+    x, gamma, beta, running_mean, running_var, momentum, eps, training
+) -> None:
+    """Validate the arguments of ``batchnorm_forward``; raise TypeError or ValueError."""
+    fn = "batchnorm_forward"
+    channels, per_channel = _batchnorm_shape(fn, x)
+    shape = (channels,)
+    for name, a in (("gamma", gamma), ("beta", beta)):
+        if a is not None:
+            _check_like(fn, name, a, shape, x, "one per channel")
+    if (running_mean is None) != (running_var is None):
+        raise ValueError(f"{fn}: running_mean and running_var must both be arrays or both None")
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"{fn}: training must be a bool, got {training!r}")
+    _check_number(fn, "eps", eps, minimum=0.0)
+    # outside [0, 1] the running variance can turn negative (and rstd NaN in eval)
+    _check_number(fn, "momentum", momentum, minimum=0.0, maximum=1.0)
+    if running_mean is not None:
+        for name, a in (("running_mean", running_mean), ("running_var", running_var)):
+            _check_like(fn, name, a, shape, x, "one per channel")
+            if training and not a.flags.writeable:
+                raise ValueError(f"{fn}: {name} is updated in place but is read-only")
+    if training and per_channel <= 1:
+        raise ValueError(
+            f"expected more than 1 value per channel when training, got input of shape {x.shape}"
+        )
+    if not training and running_mean is None:
+        raise ValueError(
+            f"{fn}: training=False needs running_mean and running_var (without running "
+            "statistics, normalise with the batch statistics: training=True)"
+        )
+
+
+def check_batchnorm_backward(grad_out, x, gamma, mean, rstd, training) -> None:
+    """Validate the arguments of ``batchnorm_backward``; raise TypeError or ValueError."""
+    fn = "batchnorm_backward"
+    channels, _ = _batchnorm_shape(fn, x)
+    _check_like(fn, "grad_out", grad_out, x.shape, x, "the shape of x")
+    if gamma is not None:
+        _check_like(fn, "gamma", gamma, (channels,), x, "one per channel")
+    _check_stats(fn, "mean", mean, (channels,), x)
+    _check_stats(fn, "rstd", rstd, (channels,), x)
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"{fn}: training must be a bool, got {training!r}")
+
+
+def check_layernorm_forward(x, gamma, beta, eps, normalized_ndim) -> None:
+    """Validate the arguments of ``layernorm_forward``; raise TypeError or ValueError."""
+    fn = "layernorm_forward"
+    _check_data(fn, "x", x)
+    if isinstance(normalized_ndim, bool) or not isinstance(normalized_ndim, (int, np.integer)):
+        raise TypeError(f"{fn}: normalized_ndim must be an int, got {normalized_ndim!r}")
+    if not 1 <= normalized_ndim <= x.ndim:
+        raise ValueError(
+            f"{fn}: normalized_ndim must be in [1, x.ndim] = [1, {x.ndim}] for x of shape "
+            f"{x.shape}, got {normalized_ndim}"
+        )
+    normalized_shape = x.shape[x.ndim - normalized_ndim :]
+    if math.prod(normalized_shape) == 0:
+        raise ValueError(f"{fn}: cannot normalise over an empty shape {normalized_shape}")
+    for name, a in (("gamma", gamma), ("beta", beta)):
+        if a is not None:
+            _check_like(fn, name, a, normalized_shape, x, "the normalized shape")
+    _check_number(fn, "eps", eps, minimum=0.0)
+
+
+def check_layernorm_backward(grad_out, x, gamma, mean, rstd) -> None:
+    """Validate the arguments of ``layernorm_backward``; raise TypeError or ValueError."""
+    fn = "layernorm_backward"
+    _check_data(fn, "x", x)
+    _check_like(fn, "grad_out", grad_out, x.shape, x, "the shape of x")
+    _check_data(fn, "mean", mean)
+    if mean.ndim >= x.ndim or mean.shape != x.shape[: mean.ndim]:
+        raise ValueError(
+            f"{fn}: mean must have the leading (unnormalized) shape of x of shape {x.shape}, "
+            f"got shape {mean.shape}"
+        )
+    _check_stats(fn, "rstd", rstd, mean.shape, x)
+    normalized_shape = x.shape[mean.ndim :]
+    if math.prod(normalized_shape) == 0:
+        raise ValueError(f"{fn}: cannot normalise over an empty shape {normalized_shape}")
+    if gamma is not None:
+        _check_like(fn, "gamma", gamma, normalized_shape, x, "the normalized shape")
+
+
+# ----------------------------------------------------------------------------- BatchNorm twins
+
+
+def _per_channel(v: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """A (C,) vector as x's dtype, shaped (1, C, 1, ...) to broadcast against x."""
+    return np.asarray(v, dtype=x.dtype).reshape((1, -1) + (1,) * (x.ndim - 2))
+
+
+def _centre(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """x - mean in x's dtype, for a float64 mean shaped to broadcast against x.
+
+    Computed as (x - hi) - lo with hi the mean rounded to x's dtype and lo the rounding error:
+    x - hi is exact for x near the mean, so the float32 centred values keep their precision
+    even when |mean| >> std (plain x - float32(mean) loses |mean| / std units in the last
+    place). The compiled kernels centre the same way.
+    """
+    hi = mean.astype(x.dtype)
+    lo = (mean - hi).astype(x.dtype)
+    return (x - hi) - lo
+
+
+def _channel_shape(x: np.ndarray) -> tuple[int, ...]:
+    """(1, C, 1, ...): the shape that broadcasts a per-channel vector against x."""
+    return (1, -1) + (1,) * (x.ndim - 2)
+
+
+def batchnorm_forward(x, gamma, beta, running_mean, running_var, momentum, eps, training):
+    """BatchNorm forward: y = gamma * (x - mean) / sqrt(var + eps) + beta, per channel (axis 1).
+
+    Training uses the batch mean and biased variance over every axis but 1 and, when running
+    buffers are given, updates them in place: running = running * momentum + batch * (1 - momentum)
+    (with the unbiased variance for running_var). Eval (training=False) uses the running buffers.
+
+    Returns:
+        (y, mean, rstd): y like x; mean and rstd = 1 / sqrt(var + eps) as float64 (C,) arrays.
+    """
+    check_batchnorm_forward(x, gamma, beta, running_mean, running_var, momentum, eps, training)
+    axes = (0,) + tuple(range(2, x.ndim))
+    if training:
+        mean = x.mean(axis=axes, dtype=np.float64)
+        xc = _centre(x, mean.reshape(_channel_shape(x)))
+        var = np.mean(xc * xc, axis=axes, dtype=np.float64)
+        rstd = 1.0 / np.sqrt(var + eps)
+        if running_mean is not None:
+            count = x.shape[0] * math.prod(x.shape[2:])  # not x.size // C: C may be 0
+            running_mean[...] = running_mean * momentum + mean * (1 - momentum)
+            running_var[...] = running_var * momentum + var * count / (count - 1) * (1 - momentum)
+    else:
+        mean = running_mean.astype(np.float64)
+        rstd = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
+        xc = _centre(x, mean.reshape(_channel_shape(x)))
+    y = xc * _per_channel(rstd, x)
+    if gamma is not None:
+        y *= _per_channel(gamma, x)
+    if beta is not None:
+        y += _per_channel(beta, x)
+    return y, mean, rstd
+
+
+def batchnorm_backward(grad_out, x, gamma, mean, rstd, training=True):
+    """BatchNorm backward, closed form, with sums over the M values of each channel.
+
+    dbeta = sum(dy), dgamma = sum(dy * x_hat) with x_hat = (x - mean) * rstd, and
+    dx = gamma * rstd / M * (M * dy - dbeta - x_hat * dgamma) in training;
+    dx = gamma * rstd * dy in eval, where mean and rstd were constants.
+
+    Returns:
+        (dx, dgamma, dbeta): dx like x; dgamma and dbeta (C,) arrays of x's dtype.
+    """
+    check_batchnorm_backward(grad_out, x, gamma, mean, rstd, training)
+    axes = (0,) + tuple(range(2, x.ndim))
+    count = x.size // x.shape[1] if x.shape[1] else 0
+    x_hat = _centre(x, np.asarray(mean).reshape(_channel_shape(x))) * _per_channel(rstd, x)
+    dbeta = np.sum(grad_out, axis=axes, dtype=np.float64)
+    dgamma = np.sum(grad_out * x_hat, axis=axes, dtype=np.float64)
+    scale = rstd if gamma is None else gamma * rstd
+    if training:
+        dx = _per_channel(scale / count, x) * (
+            count * grad_out - _per_channel(dbeta, x) - x_hat * _per_channel(dgamma, x)
+        )
+    else:
+        dx = _per_channel(scale, x) * grad_out
+    return dx, dgamma.astype(x.dtype), dbeta.astype(x.dtype)
+
+
+# ----------------------------------------------------------------------------- LayerNorm twins
+
+
+def layernorm_forward(x, gamma, beta, eps, normalized_ndim):
+    """LayerNorm forward: y = gamma * (x - mean) / sqrt(var + eps) + beta, per sample.
+
+    mean and the biased var are taken over the trailing ``normalized_ndim`` axes of x; gamma and
+    beta have the shape of those axes.
+
+    Returns:
+        (y, mean, rstd): y like x; mean and rstd float64 with shape x.shape[:-normalized_ndim].
+    """
+    check_layernorm_forward(x, gamma, beta, eps, normalized_ndim)
+    axes = tuple(range(x.ndim - normalized_ndim, x.ndim))
+    mean = x.mean(axis=axes, dtype=np.float64, keepdims=True)
+    xc = _centre(x, mean)
+    var = np.mean(xc * xc, axis=axes, dtype=np.float64, keepdims=True)
+    rstd = 1.0 / np.sqrt(var + eps)
+    y = xc * rstd.astype(x.dtype)
+    if gamma is not None:
+        y *= gamma
+    if beta is not None:
+        y += beta
+    lead_shape = x.shape[: x.ndim - normalized_ndim]
+    return y, mean.reshape(lead_shape), rstd.reshape(lead_shape)
+
+
+def layernorm_backward(grad_out, x, gamma, mean, rstd):
+    """LayerNorm backward, closed form, with sums over the D normalized values of each sample.
+
+    With g = dy * gamma and x_hat = (x - mean) * rstd:
+    dx = rstd / D * (D * g - sum(g) - x_hat * sum(g * x_hat)),
+    dgamma = sum over samples of dy * x_hat, dbeta = sum over samples of dy.
+    The normalized axes are the trailing x.ndim - mean.ndim ones.
+
+    Returns:
+        (dx, dgamma, dbeta): dx like x; dgamma and dbeta with the normalized shape, x's dtype.
+    """
+    check_layernorm_backward(grad_out, x, gamma, mean, rstd)
+    normalized_ndim = x.ndim - mean.ndim
+    axes = tuple(range(mean.ndim, x.ndim))
+    sample_axes = tuple(range(mean.ndim))
+    count = math.prod(x.shape[mean.ndim :])
+    keep = mean.shape + (1,) * normalized_ndim  # broadcasts a per-sample value against x
+    rstd_k = rstd.reshape(keep).astype(x.dtype)
+    x_hat = _centre(x, mean.reshape(keep)) * rstd_k
+    g = grad_out if gamma is None else grad_out * gamma
+    sum_g = np.sum(g, axis=axes, dtype=np.float64, keepdims=True).astype(x.dtype)
+    sum_g_xhat = np.sum(g * x_hat, axis=axes, dtype=np.float64, keepdims=True).astype(x.dtype)
+    dx = rstd_k / count * (count * g - sum_g - x_hat * sum_g_xhat)
+    dgamma = np.sum(grad_out * x_hat, axis=sample_axes, dtype=np.float64)
+    dbeta = np.sum(grad_out, axis=sample_axes, dtype=np.float64)
+    return dx, dgamma.astype(x.dtype), dbeta.astype(x.dtype)
+
+
+# ==============================================================================================
+# Optimizer updates
+#
+# NumPy twins of the fused optimizer kernels in ``_optim.pyx``: same names, signatures, effects.
+#
+# Each twin updates the parameters and the flat state buffers in place, one tensor at a time,
+# with ordinary NumPy expressions; tensor ``i`` owns ``state[offsets[i] : offsets[i] + size]``
+# and ``steps[i]`` is its step count including this step. These loops are the benchmark
+# baseline (per-tensor NumPy) and the test oracle of the compiled kernels.
+# ==============================================================================================
+
+
+
+# ----------------------------------------------------------------------------- argument checks
+# The compiled kernels take raw pointers, so they validate every array (``_Batch.fill`` in
+# ``_optim.pyx``); the twins run the same rules here so that a bad call fails the same way on
+# both backends instead of deep inside a NumPy expression (or, worse, not at all).
+
+
+def check_hyperparameters(fn: str, **values: float) -> None:
+    """Raise ValueError unless every hyperparameter is a finite number >= 0.
+
+    Optimizers check their options when they are made, but ``group["lr"]`` can be edited
+    afterwards; a NaN or negative lr would silently turn every parameter into garbage.
+    """
+    for name, value in values.items():
+        if not (math.isfinite(value) and value >= 0.0):
+            raise ValueError(f"{fn}: {name} must be a finite number >= 0, got {value!r}")
+
+
+def check_betas(fn: str, **values: float) -> None:
+    """Raise ValueError unless every decay rate lies in [0, 1) (so 1 - beta**t is not 0)."""
+    for name, value in values.items():
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"{fn}: {name} must be in [0, 1), got {value!r}")
+
+
+def _describe(a: object) -> str:
+    if isinstance(a, np.ndarray):
+        return f"{a.dtype} array of shape {a.shape}"
+    return type(a).__name__
+
+
+def check_step(fn: str, params, grads, states: tuple, offsets, steps) -> None:
+    """The rules of the compiled kernels' ``_Batch.fill``: raise TypeError or ValueError.
+
+    params and grads are lists of same-shape ndarrays of one float dtype (params writeable);
+    offsets and steps are 1-D int64 arrays with one entry per tensor; each state buffer (or
+    None) is a writeable contiguous 1-D array of the params' dtype holding every tensor's slice.
+    """
+    if not isinstance(params, list) or not isinstance(grads, list):
+        raise TypeError(
+            f"{fn}: params and grads must be lists, got {type(params).__name__} and "
+            f"{type(grads).__name__}"
+        )
+    for name, a in (("offsets", offsets), ("steps", steps)):
+        if not isinstance(a, np.ndarray) or a.dtype != np.int64 or a.ndim != 1:
+            raise TypeError(f"{fn}: {name} must be a 1-D int64 array, got {_describe(a)}")
+    n = len(params)
+    if len(grads) != n or offsets.shape[0] != n or steps.shape[0] != n:
+        raise ValueError(
+            f"{fn}: got {n} params, {len(grads)} grads, {offsets.shape[0]} offsets and "
+            f"{steps.shape[0]} steps; expected one of each per tensor"
+        )
+    if n == 0:
+        return
+    if not isinstance(params[0], np.ndarray):
+        raise TypeError(f"{fn}: params must be ndarrays, got {type(params[0]).__name__}")
+    dtype = params[0].dtype
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{fn}: parameters must be float32 or float64, got {dtype}")
+    state_size = -1
+    for k, state in enumerate(states):
+        if state is None:
+            continue
+        if (not isinstance(state, np.ndarray) or state.ndim != 1 or state.dtype != dtype
+                or not state.flags.c_contiguous or not state.flags.writeable):
+            raise TypeError(
+                f"{fn}: state buffer {k} must be a writeable contiguous 1-D {dtype} "
+                f"array like the parameters, got {_describe(state)}"
+            )
+        if state_size not in (-1, state.shape[0]):
+            raise ValueError(
+                f"{fn}: state buffers have different sizes ({state_size} and {state.shape[0]})"
+            )
+        state_size = state.shape[0]
+    for i, (p, g) in enumerate(zip(params, grads, strict=True)):
+        if not isinstance(p, np.ndarray) or not isinstance(g, np.ndarray):
+            raise TypeError(
+                f"{fn}: params and grads must be ndarrays, got {type(p).__name__} and "
+                f"{type(g).__name__} at index {i}"
+            )
+        if p.dtype != dtype or g.dtype != dtype:
+            raise TypeError(
+                f"{fn}: param {i} ({p.dtype}) and its grad ({g.dtype}) must have the "
+                f"dtype of param 0 ({dtype}); split mixed dtypes into separate calls"
+            )
+        if p.shape != g.shape:
+            raise ValueError(
+                f"{fn}: param {i} has shape {p.shape} but its grad has shape {g.shape}"
+            )
+        if not p.flags.writeable:
+            raise ValueError(f"{fn}: param {i} (shape {p.shape}) is read-only")
+        offset = int(offsets[i])
+        if state_size >= 0 and (offset < 0 or offset > state_size - p.size):
+            raise ValueError(
+                f"{fn}: param {i} of size {p.size} at offset {offset} does not fit in state "
+                f"buffers of size {state_size}"
+            )
+
+
+def _slot(state: np.ndarray | None, start: int, like: np.ndarray) -> np.ndarray | None:
+    """The view of a flat state buffer that belongs to the tensor ``like``."""
+    if state is None:
+        return None
+    return state[start : start + like.size].reshape(like.shape)
+
+
+def sgd_step(
+    params: Sequence[np.ndarray],
+    grads: Sequence[np.ndarray],
+    momentum_buffer: np.ndarray | None,
+    offsets: np.ndarray,
+    steps: np.ndarray,
+    *,
+    lr: float,
+    momentum: float = 0.0,
+    dampening: float = 0.0,
+    nesterov: bool = False,
+    weight_decay: float = 0.0,
+) -> None:
+    """SGD in place: d = g + wd*p; b = mu*b + (1-dampening)*d (b = d when steps[i] == 1);
+    p -= lr * (d + mu*b if nesterov else b); without momentum (buffer None) p -= lr * d."""
+    check_hyperparameters("sgd_step", lr=lr, momentum=momentum, dampening=dampening,
+                          weight_decay=weight_decay)
+    check_step("sgd_step", params, grads, (momentum_buffer, None, None), offsets, steps)
+    for p, g, start, step in zip(params, grads, offsets, steps, strict=True):
+        d = g + weight_decay * p if weight_decay != 0 else g
+        buf = _slot(momentum_buffer, int(start), p)
+        if buf is not None:
+            if step == 1:
+                buf[...] = d
+            else:
+                buf *= momentum
+                buf += (1 - dampening) * d
+            d = d + momentum * buf if nesterov else buf
+        p -= lr * d
+
+
+def adam_step(
+    params: Sequence[np.ndarray],
+    grads: Sequence[np.ndarray],
+    exp_avg: np.ndarray,
+    exp_avg_sq: np.ndarray,
+    max_exp_avg_sq: np.ndarray | None,
+    offsets: np.ndarray,
+    steps: np.ndarray,
+    *,
+    lr: float,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    decoupled: bool = False,
+) -> None:
+    """Adam / AdamW in place, per tensor with t = steps[i]:
+    m = b1*m + (1-b1)*d; v = b2*v + (1-b2)*d^2; p -= lr/(1-b1^t) * m / (sqrt(v/(1-b2^t)) + eps),
+    where d = g + wd*p (Adam) or d = g after p *= 1 - lr*wd (AdamW, ``decoupled=True``).
+    With ``max_exp_avg_sq`` (AMSGrad) the denominator uses vmax = max(vmax, v)."""
+    check_hyperparameters("adam_step", lr=lr, eps=eps, weight_decay=weight_decay)
+    check_betas("adam_step", beta1=beta1, beta2=beta2)
+    if exp_avg is None or exp_avg_sq is None:
+        raise TypeError("adam_step: exp_avg and exp_avg_sq are required state buffers")
+    check_step("adam_step", params, grads, (exp_avg, exp_avg_sq, max_exp_avg_sq), offsets, steps)
+    if np.any(np.asarray(steps) < 1):  # the bias corrections 1 - beta^t would be 0
+        raise ValueError(f"adam_step: steps must be >= 1, got {list(steps)}")
+    for p, g, start, step in zip(params, grads, offsets, steps, strict=True):
+        m = _slot(exp_avg, int(start), p)
+        v = _slot(exp_avg_sq, int(start), p)
+        if weight_decay != 0:
+            if decoupled:
+                p *= 1 - lr * weight_decay
+            else:
+                g = g + weight_decay * p
+        m *= beta1
+        m += (1 - beta1) * g
+        v *= beta2
+        v += (1 - beta2) * g * g
+        if max_exp_avg_sq is not None:
+            v_max = _slot(max_exp_avg_sq, int(start), p)
+            v = np.maximum(v_max, v, out=v_max)
+        bias_correction1 = 1 - beta1 ** int(step)
+        bias_correction2 = 1 - beta2 ** int(step)
+        denom = np.sqrt(v) / math.sqrt(bias_correction2) + eps
+        p -= (lr / bias_correction1) * (m / denom)
+
+
+def rmsprop_step(
+    params: Sequence[np.ndarray],
+    grads: Sequence[np.ndarray],
+    square_avg: np.ndarray,
+    grad_avg: np.ndarray | None,
+    momentum_buffer: np.ndarray | None,
+    offsets: np.ndarray,
+    steps: np.ndarray,
+    *,
+    lr: float,
+    alpha: float = 0.99,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    momentum: float = 0.0,
+) -> None:
+    """RMSprop in place: d = g + wd*p; s = alpha*s + (1-alpha)*d^2; centered (grad_avg given):
+    a = alpha*a + (1-alpha)*d, s~ = s - a^2; u = d / (sqrt(s~) + eps);
+    with momentum (buffer given) b = mu*b + u, p -= lr*b; else p -= lr*u.
+    ``steps`` does not enter the rule; it is accepted for a uniform signature."""
+    check_hyperparameters("rmsprop_step", lr=lr, alpha=alpha, eps=eps,
+                          weight_decay=weight_decay, momentum=momentum)
+    if square_avg is None:
+        raise TypeError("rmsprop_step: square_avg is a required state buffer")
+    if momentum_buffer is None and momentum != 0:
+        raise ValueError("rmsprop_step: momentum != 0 needs a momentum_buffer")
+    check_step("rmsprop_step", params, grads, (square_avg, grad_avg, momentum_buffer), offsets,
+               steps)
+    for p, g, start in zip(params, grads, offsets, strict=True):
+        d = g + weight_decay * p if weight_decay != 0 else g
+        s = _slot(square_avg, int(start), p)
+        s *= alpha
+        s += (1 - alpha) * d * d
+        if grad_avg is not None:
+            a = _slot(grad_avg, int(start), p)
+            a *= alpha
+            a += (1 - alpha) * d
+            avg = np.sqrt(s - a * a) + eps
+        else:
+            avg = np.sqrt(s) + eps
+        buf = _slot(momentum_buffer, int(start), p)
+        if buf is not None:
+            buf *= momentum
+            buf += d / avg
+            p -= lr * buf
+        else:
+            p -= lr * d / avg

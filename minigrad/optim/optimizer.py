@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .. import kernels
-from ..kernels import reference_optim
+from ..kernels import reference
 
 try:
     from ..kernels import _optim
@@ -32,7 +32,7 @@ def _kernels() -> Any:
     """The module holding the optimizer kernels of the backend in use."""
     if _optim is not None and kernels.get_backend() == "cython":
         return _optim
-    return reference_optim
+    return reference
 
 
 def _grad_array(param: Any) -> np.ndarray | None:
