@@ -157,6 +157,8 @@ class Function:
             if True in needs:
                 ctx = Context(cls, inputs, needs)
         out = cls.forward(ctx or _ForwardOnly(), *[t.data for t in inputs], **attrs)
+        if type(out) is not np.ndarray:  # NumPy returns scalars from 0-d arithmetic
+            out = np.asarray(out)
         if _modes.anomaly:
             _check_finite(cls, (np.asarray(out),), inputs, "forward")
         return Tensor._from_op(out, ctx)
@@ -205,7 +207,7 @@ def run_backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> 
     ``.grad``. Unless ``retain_graph``, each node's saved arrays are released once it has run.
     """
     if root._ctx is None:  # a leaf: its gradient is the seed itself
-        _accumulate_leaf(root, grad, set())
+        _accumulate_leaf(root, grad, {id(grad)})  # the caller's array is never stored
         return
     remaining_uses = _consumer_counts(root._ctx)
     pending: dict[Context, np.ndarray] = {root._ctx: grad}

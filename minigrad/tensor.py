@@ -151,7 +151,11 @@ class Tensor:
         return (self[i] for i in range(len(self)))
 
     def __array__(self, dtype=None, copy=None):
-        return self.data if dtype is None else self.data.astype(dtype)
+        # NumPy's protocol: copy=True must copy, copy=False must not (or fail), None may share
+        if copy is False and dtype is not None and np.dtype(dtype) != self.data.dtype:
+            raise ValueError(f"cannot view a {self.data.dtype} tensor as {dtype} without a copy")
+        array = self.data if dtype is None else self.data.astype(dtype, copy=False)
+        return array.copy() if copy and array is self.data else array
 
     def __repr__(self) -> str:
         body = np.array2string(self.data, separator=", ", prefix="tensor(")

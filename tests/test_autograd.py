@@ -227,3 +227,33 @@ def test_creation_functions_and_seed():
     r = mg.rand(1000).numpy()
     assert 0 <= r.min() and r.max() < 1
     assert mg.randn(2, requires_grad=True).requires_grad
+
+
+def test_zero_dim_results_are_ndarrays():
+    assert type((mg.tensor(2.0) * 3.0).data) is np.ndarray
+    assert type(mg.tensor([1.0, 2.0])[0].data) is np.ndarray
+
+
+def test_numpy_array_protocol_copies_when_asked():
+    x = mg.ones(2, 2)
+    copy = np.array(x)
+    copy[0, 0] = 5
+    assert x.numpy()[0, 0] == 1
+    assert np.asarray(x) is x.numpy()  # asarray may share, as for ndarrays
+
+
+def test_backward_on_a_leaf_does_not_keep_the_callers_array():
+    x = mg.ones(3, requires_grad=True)
+    seed = np.full(3, 2.0, dtype=np.float32)
+    x.backward(seed)
+    seed[:] = 0
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 2.0, 2.0])
+
+
+def test_functional_accepts_dim_aliases():
+    import minigrad.nn.functional as nnF
+
+    x = mg.randn(2, 3)
+    np.testing.assert_allclose(nnF.softmax(x, dim=0).numpy(), x.softmax(axis=0).numpy())
+    np.testing.assert_allclose(mg.log_softmax(x, dim=1).numpy(), x.log_softmax(1).numpy())
+    assert mg.logsumexp(x, dim=1, keepdim=True).shape == (2, 1)

@@ -14,10 +14,8 @@ import pytest
 
 import minigrad as mg
 from minigrad import nn, optim
-from minigrad.kernels import reference
 from minigrad.nn.utils import clip_grad_norm_
 from minigrad.optim import lr_scheduler
-from minigrad.optim import optimizer as optimizer_module
 from minigrad.serialization import load, save
 
 SHAPES = [(4, 3), (3,), (2, 5, 2), (1,)]
@@ -28,14 +26,14 @@ NUMPY_ONLY = os.environ.get("MINIGRAD_BACKEND", "").strip().lower() == "numpy"
 
 
 @pytest.fixture(params=["numpy"] if NUMPY_ONLY else ["cython", "numpy"], autouse=True)
-def kernels(request, monkeypatch):
+def kernels(request):
     """Run each test with the compiled kernels and again with the NumPy twins."""
     if request.param == "cython":
-        from minigrad.kernels import _optim as module  # a missing build fails here
-    else:
-        module = reference
-    monkeypatch.setattr(optimizer_module, "_kernels", lambda: module)
-    return request.param
+        from minigrad.kernels import _optim  # noqa: F401  (a missing build fails here)
+    previous = mg.get_backend()
+    mg.set_backend(request.param)
+    yield request.param
+    mg.set_backend(previous)
 
 
 # --------------------------------------------------------------------------- the rules

@@ -11,11 +11,11 @@ from collections.abc import Callable
 
 import numpy as np
 
+import minigrad as mg
 from minigrad import nn
 from minigrad import optim as mg_optim
 from minigrad.bench.harness import Case, torch_or_none
 from minigrad.kernels import _optim, reference
-from minigrad.optim import optimizer as optimizer_module
 from minigrad.tensor import Tensor
 
 
@@ -60,13 +60,15 @@ def _minigrad_step(module, shapes) -> Callable[[], None]:
         p.grad = Tensor(g)
     opt = mg_optim.Adam(params, lr=1e-3)
 
+    backend = "numpy" if module is reference else "cython"
+
     def step():
-        saved = optimizer_module._kernels
-        optimizer_module._kernels = lambda: module
+        previous = mg.get_backend()
+        mg.set_backend(backend)
         try:
             opt.step()
         finally:
-            optimizer_module._kernels = saved
+            mg.set_backend(previous)
 
     return step
 

@@ -1,6 +1,6 @@
 """Layers, losses and containers: the stateful, PyTorch-shaped API."""
 
-from . import init, utils
+from . import functional, init, utils
 from .activation import GELU, Flatten, LeakyReLU, LogSoftmax, ReLU, Sigmoid, SiLU, Softmax, Tanh
 from .dropout import Dropout
 from .linear import Identity, Linear

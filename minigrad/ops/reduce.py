@@ -257,21 +257,23 @@ def min(x: Any, axis: Axis = None, keepdims: bool = False):
     return Min.apply(_float_input(x, "min"), axis=axis, keepdims=keepdims)
 
 
-def logsumexp(x: Any, axis: Axis = None, keepdims: bool = False):
-    """log(sum(exp(x))) over ``axis``, stable for large inputs."""
-    return LogSumExp.apply(_float_input(x, "logsumexp"), axis=axis, keepdims=keepdims)
+def logsumexp(x: Any, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None,
+              keepdim: bool | None = None):
+    """log(sum(exp(x))) over ``axis`` (alias ``dim``), stable for large inputs."""
+    args = axis_args(axis, keepdims, dim, keepdim)
+    return LogSumExp.apply(_float_input(x, "logsumexp"), **args)
 
 
-def softmax(x: Any, axis: int = -1):
-    """Softmax along one axis."""
+def softmax(x: Any, axis: int = -1, *, dim: int | None = None):
+    """Softmax along one axis (``axis``, or PyTorch's ``dim``)."""
     x = _float_input(x, "softmax")
-    return Softmax.apply(x, axis=_single_axis(axis, x.ndim))
+    return Softmax.apply(x, axis=_single_axis(axis if dim is None else dim, x.ndim))
 
 
-def log_softmax(x: Any, axis: int = -1):
-    """Log-softmax along one axis."""
+def log_softmax(x: Any, axis: int = -1, *, dim: int | None = None):
+    """Log-softmax along one axis (``axis``, or PyTorch's ``dim``)."""
     x = _float_input(x, "log_softmax")
-    return LogSoftmax.apply(x, axis=_single_axis(axis, x.ndim))
+    return LogSoftmax.apply(x, axis=_single_axis(axis if dim is None else dim, x.ndim))
 
 
 def _single_axis(axis: Any, ndim: int) -> int:

@@ -18,21 +18,8 @@ from typing import Any
 import numpy as np
 
 from .. import kernels
-from ..kernels import reference
-
-try:
-    from ..kernels import _optim
-except ImportError:  # not built: the NumPy twins do the work (kernels warns about the build)
-    _optim = None
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-def _kernels() -> Any:
-    """The module holding the optimizer kernels of the backend in use."""
-    if _optim is not None and kernels.get_backend() == "cython":
-        return _optim
-    return reference
 
 
 def _grad_array(param: Any) -> np.ndarray | None:
@@ -212,7 +199,7 @@ class Optimizer:
 
     def _kernel(self, name: str) -> Callable[..., None]:
         """The kernel ``name`` of the backend in use (looked up at every step)."""
-        return getattr(_kernels(), name)
+        return getattr(kernels.impl, name)
 
     def _update(
         self,
