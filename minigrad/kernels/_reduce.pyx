@@ -190,6 +190,10 @@ def _prepare(x, axis, keep_reduced_order=False):
             if inner == 1:
                 return x, (a,), x.reshape(outer, 1, 1, shape[a]), kept
             return x, (a,), x.reshape(outer, shape[a], inner, 1), kept
+    if (axis is None and type(x) is np.ndarray and x.flags.c_contiguous
+            and (x.dtype == np.float32 or x.dtype == np.float64)):
+        # a full reduction of a C-contiguous array is one contiguous row
+        return x, tuple(range(x.ndim)), x.reshape(1, 1, 1, x.size), []
     x = check_float(x)
     axes = reduced_axes(x.ndim, axis)
     x4, kept = _canonical(x, axes, keep_reduced_order)
