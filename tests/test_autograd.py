@@ -257,3 +257,12 @@ def test_functional_accepts_dim_aliases():
     np.testing.assert_allclose(nnF.softmax(x, dim=0).numpy(), x.softmax(axis=0).numpy())
     np.testing.assert_allclose(mg.log_softmax(x, dim=1).numpy(), x.log_softmax(1).numpy())
     assert mg.logsumexp(x, dim=1, keepdim=True).shape == (2, 1)
+
+
+def test_integer_tensors_meeting_floats_give_float32_like_pytorch():
+    assert (mg.arange(4) * 0.5).dtype == np.float32
+    assert (0.5 * mg.arange(4)).dtype == np.float32
+    assert (mg.arange(4) / 2).dtype == np.float32
+    assert (mg.arange(4) + 1).dtype == np.int64
+    assert (mg.arange(3) + mg.ones(3, dtype=np.float64)).dtype == np.float64
+    np.testing.assert_allclose((mg.arange(4) / 2).numpy(), [0, 0.5, 1, 1.5])

@@ -23,10 +23,12 @@ def as_tensor(x: Any, like: Any = None):
     Tensor = autograd.Tensor
     if isinstance(x, Tensor):
         return x
-    if like is not None and like.data.dtype.kind == "f" and np.ndim(x) == 0:
+    if like is not None and np.ndim(x) == 0:
         value = np.asarray(x)
-        if value.dtype.kind in "biuf":
+        if like.data.dtype.kind == "f" and value.dtype.kind in "biuf":
             return Tensor._from_op(value.astype(like.data.dtype), None)
+        if value.dtype.kind == "f":  # a float scalar with an integer tensor: default float
+            return Tensor._from_op(value.astype(np.float32), None)
     return Tensor(x)
 
 

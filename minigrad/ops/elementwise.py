@@ -114,8 +114,11 @@ def mul(a: Any, b: Any):
 
 
 def div(a: Any, b: Any):
-    """a / b with broadcasting."""
+    """a / b with broadcasting; dividing integers gives float32 (true division, as PyTorch)."""
     a, b = _operands(a, b)
+    if a.data.dtype.kind != "f" and b.data.dtype.kind != "f":
+        a = autograd.Tensor._from_op(a.data.astype(np.float32), None)
+        b = autograd.Tensor._from_op(b.data.astype(np.float32), None)
     return Div.apply(a, b)
 
 
@@ -126,12 +129,24 @@ def pow(a: Any, b: Any):
 
 
 def _operands(a: Any, b: Any):
-    """Both operands as Tensors; a scalar takes the other operand's float dtype."""
+    """Both operands as Tensors; a scalar takes the other operand's float dtype.
+
+    An integer or boolean operand meeting a float one takes the float's dtype (PyTorch's rule:
+    ``int_tensor * 0.5`` is float32, where NumPy would promote to float64).
+    """
     Tensor = autograd.Tensor
     if isinstance(a, Tensor):
-        return a, (b if isinstance(b, Tensor) else as_tensor(b, like=a))
-    b = as_tensor(b)
-    return as_tensor(a, like=b), b
+        b = b if isinstance(b, Tensor) else as_tensor(b, like=a)
+    else:
+        b = as_tensor(b)
+        a = as_tensor(a, like=b)
+    kind_a, kind_b = a.data.dtype.kind, b.data.dtype.kind
+    if kind_a != kind_b and "f" in (kind_a, kind_b):
+        if kind_a != "f":
+            a = Tensor._from_op(a.data.astype(b.data.dtype), None)
+        elif kind_b != "f":
+            b = Tensor._from_op(b.data.astype(a.data.dtype), None)
+    return a, b
 
 
 # ----------------------------------------------------------------------------- unary
