@@ -20,98 +20,19 @@ from cython.parallel cimport prange
 from libc.math cimport isfinite, log
 from libc.stdint cimport int64_t
 
+from minigrad.kernels._simd cimport (
+    _col_extreme,
+    _col_moments,
+    _col_sum,
+    _col_sumexp,
+    _imin,
+    _row_extreme,
+    _row_moments,
+    _row_sum,
+    _row_sumexp,
+)
+
 from minigrad.kernels.reference import check_float, check_keepdims, reduced_axes
-
-cdef extern from "_simd.h" nogil:
-    double mg_row_sum_f(const float *x, Py_ssize_t n)
-    double mg_row_sum_d(const double *x, Py_ssize_t n)
-    void mg_row_moments_f(const float *x, Py_ssize_t n, double c, double *s1, double *s2)
-    void mg_row_moments_d(const double *x, Py_ssize_t n, double c, double *s1, double *s2)
-    float mg_row_extreme_f(const float *x, Py_ssize_t n, int sign, Py_ssize_t *index)
-    double mg_row_extreme_d(const double *x, Py_ssize_t n, int sign, Py_ssize_t *index)
-    double mg_row_sumexp_f(const float *x, Py_ssize_t n, float shift)
-    double mg_row_sumexp_d(const double *x, Py_ssize_t n, double shift)
-    void mg_col_sum_f(const float *x, Py_ssize_t stride, int rows, double *acc, Py_ssize_t n)
-    void mg_col_sum_d(const double *x, Py_ssize_t stride, int rows, double *acc, Py_ssize_t n)
-    void mg_col_moments_f(const float *x, const double *c, double *s1, double *s2, Py_ssize_t n)
-    void mg_col_moments_d(const double *x, const double *c, double *s1, double *s2,
-                          Py_ssize_t n)
-    void mg_col_extreme_f(const float *x, float *m, int64_t *index, int64_t a, int sign,
-                          Py_ssize_t n)
-    void mg_col_extreme_d(const double *x, double *m, int64_t *index, int64_t a, int sign,
-                          Py_ssize_t n)
-    void mg_col_sumexp_f(const float *x, const float *shift, double *acc, Py_ssize_t n)
-    void mg_col_sumexp_d(const double *x, const double *shift, double *acc, Py_ssize_t n)
-
-
-# ---- small helpers (``min``/``max`` are this module's reductions, not the builtins) --------------
-
-cdef inline Py_ssize_t _imin(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
-    return a if a < b else b
-
-
-# ---- fused-type dispatch to the C helpers ------------------------------------------------------
-
-cdef inline double _row_sum(const floating *x, Py_ssize_t n) noexcept nogil:
-    if floating is float:
-        return mg_row_sum_f(x, n)
-    else:
-        return mg_row_sum_d(x, n)
-
-
-cdef inline void _row_moments(const floating *x, Py_ssize_t n, double c, double *s1,
-                              double *s2) noexcept nogil:
-    if floating is float:
-        mg_row_moments_f(x, n, c, s1, s2)
-    else:
-        mg_row_moments_d(x, n, c, s1, s2)
-
-
-cdef inline floating _row_extreme(const floating *x, Py_ssize_t n, int sign,
-                                  Py_ssize_t *index) noexcept nogil:
-    if floating is float:
-        return mg_row_extreme_f(x, n, sign, index)
-    else:
-        return mg_row_extreme_d(x, n, sign, index)
-
-
-cdef inline double _row_sumexp(const floating *x, Py_ssize_t n, floating shift) noexcept nogil:
-    if floating is float:
-        return mg_row_sumexp_f(x, n, shift)
-    else:
-        return mg_row_sumexp_d(x, n, shift)
-
-
-cdef inline void _col_sum(const floating *x, Py_ssize_t stride, int rows, double *acc,
-                          Py_ssize_t n) noexcept nogil:
-    if floating is float:
-        mg_col_sum_f(x, stride, rows, acc, n)
-    else:
-        mg_col_sum_d(x, stride, rows, acc, n)
-
-
-cdef inline void _col_moments(const floating *x, const double *c, double *s1, double *s2,
-                              Py_ssize_t n) noexcept nogil:
-    if floating is float:
-        mg_col_moments_f(x, c, s1, s2, n)
-    else:
-        mg_col_moments_d(x, c, s1, s2, n)
-
-
-cdef inline void _col_extreme(const floating *x, floating *m, int64_t *index, int64_t a,
-                              int sign, Py_ssize_t n) noexcept nogil:
-    if floating is float:
-        mg_col_extreme_f(x, m, index, a, sign, n)
-    else:
-        mg_col_extreme_d(x, m, index, a, sign, n)
-
-
-cdef inline void _col_sumexp(const floating *x, const floating *shift, double *acc,
-                             Py_ssize_t n) noexcept nogil:
-    if floating is float:
-        mg_col_sumexp_f(x, shift, acc, n)
-    else:
-        mg_col_sumexp_d(x, shift, acc, n)
 
 
 # ---- canonical (O, A, K, R) form ---------------------------------------------------------------
