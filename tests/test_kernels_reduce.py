@@ -4,26 +4,18 @@ vs a float64 NumPy oracle, over shapes, axes, keepdims, dtypes and memory layout
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from kernel_modules import compiled_module, implementations
 
 from minigrad.kernels import reference
 
-try:
-    from minigrad.kernels import _reduce
-except ImportError:  # only acceptable when the NumPy backend was chosen on purpose
-    if os.environ.get("MINIGRAD_BACKEND", "").strip().lower() != "numpy":
-        raise
-    _reduce = None
-
-IMPLS = [pytest.param(reference, id="numpy")]
-if _reduce is not None:
-    IMPLS.append(pytest.param(_reduce, id="cython"))
+_reduce = compiled_module("_reduce")
+IMPLS = implementations("_reduce")
 needs_compiled = pytest.mark.skipif(_reduce is None, reason="compiled kernels not built")
 
 DTYPES = [np.float32, np.float64]

@@ -4,26 +4,18 @@ cross-entropy) and of the vectorised exp inside them: compiled vs NumPy twin vs 
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from kernel_modules import compiled_module, implementations
 
 from minigrad.kernels import reference
 
-try:
-    from minigrad.kernels import _softmax
-except ImportError:  # only acceptable when the NumPy backend was chosen on purpose
-    if os.environ.get("MINIGRAD_BACKEND", "").strip().lower() != "numpy":
-        raise
-    _softmax = None
-
-IMPLS = [pytest.param(reference, id="numpy")]
-if _softmax is not None:
-    IMPLS.append(pytest.param(_softmax, id="cython"))
+_softmax = compiled_module("_softmax")
+IMPLS = implementations("_softmax")
 needs_compiled = pytest.mark.skipif(_softmax is None, reason="compiled kernels not built")
 
 DTYPES = [np.float32, np.float64]

@@ -1,0 +1,33 @@
+"""Which kernel implementations a kernel test runs on: the NumPy twins always, a compiled module
+too unless the NumPy-only run was chosen on purpose (then a missing build is no failure)."""
+
+import importlib
+import os
+
+import pytest
+
+from minigrad.kernels import reference
+
+NUMPY_ONLY = os.environ.get("MINIGRAD_BACKEND", "").strip().lower() == "numpy"
+
+
+def compiled_module(name: str):
+    """``minigrad.kernels.<name>``, or None in a NumPy-only run whose build is missing.
+
+    Anywhere else a missing build raises ImportError, so the suite fails loudly.
+    """
+    try:
+        return importlib.import_module(f"minigrad.kernels.{name}")
+    except ImportError:
+        if not NUMPY_ONLY:
+            raise
+        return None
+
+
+def implementations(name: str) -> list:
+    """pytest params: the twins (id "numpy") and, when built, the compiled module ("cython")."""
+    impls = [pytest.param(reference, id="numpy")]
+    module = compiled_module(name)
+    if module is not None:
+        impls.append(pytest.param(module, id="cython"))
+    return impls
