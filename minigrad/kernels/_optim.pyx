@@ -24,7 +24,7 @@ from cython.parallel cimport prange
 from libc.math cimport pow, sqrt, sqrtf
 from libc.stdlib cimport free, malloc
 
-from minigrad.kernels.reference import check_betas, check_hyperparameters
+from minigrad.kernels.reference import check_betas, check_hyperparameters, check_step
 
 cnp.import_array()
 
@@ -62,44 +62,41 @@ cdef class _Batch:
 
     cdef int fill(self, str name, list params, list grads, const cnp.int64_t[::1] offsets,
                   const cnp.int64_t[::1] steps, tuple states) except -1:
-        """Check everything a bad call could crash on; raise TypeError/ValueError instead."""
+        """Collect the pointers; on anything a bad call could crash on, raise the error
+        ``reference.check_step`` words (the twins' rules, so both backends say the same)."""
+        if not self._collect(params, grads, offsets, steps, states):
+            check_step(name, params, grads, states, np.asarray(offsets), np.asarray(steps))
+            raise ValueError(f"{name}: invalid arguments")  # check_step raises first
+        return 0
+
+    cdef bint _collect(self, list params, list grads, const cnp.int64_t[::1] offsets,
+                       const cnp.int64_t[::1] steps, tuple states) except -1:
+        """Fill the pointer arrays; False at the first argument check_step would reject."""
         cdef Py_ssize_t i, n = len(params), state_size = -1
         cdef cnp.ndarray p, g, s
         cdef int type_num
         if len(grads) != n or offsets.shape[0] != n or steps.shape[0] != n:
-            raise ValueError(
-                f"{name}: got {n} params, {len(grads)} grads, {offsets.shape[0]} offsets and "
-                f"{steps.shape[0]} steps; expected one of each per tensor"
-            )
+            return False
         if n == 0:
-            return 0
-        if not isinstance(params[0], np.ndarray):
-            raise TypeError(f"{name}: params must be ndarrays, got {type(params[0]).__name__}")
-        dtype = params[0].dtype
-        if dtype == np.float32:
-            type_num = cnp.NPY_FLOAT32
-        elif dtype == np.float64:
-            type_num = cnp.NPY_FLOAT64
-        else:
-            raise TypeError(f"{name}: parameters must be float32 or float64, got {dtype}")
+            return True
+        if not isinstance(params[0], cnp.ndarray):
+            return False
+        type_num = cnp.PyArray_TYPE(<cnp.ndarray>params[0])
+        if type_num != cnp.NPY_FLOAT32 and type_num != cnp.NPY_FLOAT64:
+            return False
         self.is_double = type_num == cnp.NPY_FLOAT64
 
         for k, state in enumerate(states):
             if state is None:
                 continue
-            if (not isinstance(state, np.ndarray) or state.ndim != 1 or state.dtype != dtype
-                    or not state.flags.c_contiguous or not state.flags.writeable):
-                raise TypeError(
-                    f"{name}: state buffer {k} must be a writeable contiguous 1-D {dtype} "
-                    f"array like the parameters, got {_describe(state)}"
-                )
-            if state_size not in (-1, state.shape[0]):
-                raise ValueError(
-                    f"{name}: state buffers have different sizes ({state_size} and "
-                    f"{state.shape[0]})"
-                )
+            if not isinstance(state, cnp.ndarray):
+                return False
             s = state
-            state_size = s.shape[0]
+            if (cnp.PyArray_NDIM(s) != 1 or cnp.PyArray_TYPE(s) != type_num
+                    or not cnp.PyArray_IS_C_CONTIGUOUS(s) or not cnp.PyArray_ISWRITEABLE(s)
+                    or state_size not in (-1, cnp.PyArray_DIMS(s)[0])):
+                return False
+            state_size = cnp.PyArray_DIMS(s)[0]
             self.state[k] = cnp.PyArray_DATA(s)
 
         self.p = <void**> malloc(n * sizeof(void*))
@@ -109,35 +106,20 @@ cdef class _Batch:
         if self.p == NULL or self.g == NULL or self.size == NULL or self.offset == NULL:
             raise MemoryError()
         for i in range(n):
-            if not isinstance(params[i], np.ndarray) or not isinstance(grads[i], np.ndarray):
-                raise TypeError(
-                    f"{name}: params and grads must be ndarrays, got "
-                    f"{type(params[i]).__name__} and {type(grads[i]).__name__} at index {i}"
-                )
+            if not isinstance(params[i], cnp.ndarray) or not isinstance(grads[i], cnp.ndarray):
+                return False
             p = params[i]
             g = grads[i]
-            if cnp.PyArray_TYPE(p) != type_num or cnp.PyArray_TYPE(g) != type_num:
-                raise TypeError(
-                    f"{name}: param {i} ({p.dtype}) and its grad ({g.dtype}) must have the "
-                    f"dtype of param 0 ({dtype}); split mixed dtypes into separate calls"
-                )
-            if not cnp.PyArray_SAMESHAPE(p, g):
-                raise ValueError(
-                    f"{name}: param {i} has shape {params[i].shape} but its grad has shape "
-                    f"{grads[i].shape}"
-                )
-            if not cnp.PyArray_ISWRITEABLE(p):
-                raise ValueError(f"{name}: param {i} (shape {params[i].shape}) is read-only")
+            if (cnp.PyArray_TYPE(p) != type_num or cnp.PyArray_TYPE(g) != type_num
+                    or not cnp.PyArray_SAMESHAPE(p, g) or not cnp.PyArray_ISWRITEABLE(p)):
+                return False
             self.size[i] = cnp.PyArray_SIZE(p)
             self.offset[i] = offsets[i]
             # Written so that a huge offset cannot overflow into a check that passes.
             if state_size >= 0 and (
                 self.offset[i] < 0 or self.offset[i] > state_size - self.size[i]
             ):
-                raise ValueError(
-                    f"{name}: param {i} of size {self.size[i]} at offset {self.offset[i]} "
-                    f"does not fit in state buffers of size {state_size}"
-                )
+                return False
             if not cnp.PyArray_IS_C_CONTIGUOUS(p):
                 p = np.ascontiguousarray(p)
                 self.copies.append((params[i], p))
@@ -147,17 +129,11 @@ cdef class _Batch:
             self.p[i] = cnp.PyArray_DATA(p)
             self.g[i] = cnp.PyArray_DATA(g)
         self.n = n
-        return 0
+        return True
 
     cdef write_back(self):
         for original, updated in self.copies:
             np.copyto(original, updated)
-
-
-cdef str _describe(object a):
-    if isinstance(a, np.ndarray):
-        return f"{a.dtype} array of shape {a.shape}"
-    return type(a).__name__
 
 
 cdef inline floating* _at(void* base, Py_ssize_t offset, floating* kind) noexcept nogil:
