@@ -122,21 +122,14 @@ def cross_entropy(input: Any, target: Any, reduction: str = "mean",
 
 def _cross_entropy_composite(logits, target, reduction, label_smoothing, ignore_index,
                              out_shape):
-    """The same loss from primitive ops: -(1-ls) logp[t] - ls mean_j logp_j."""
-    n, c = logits.shape
-    counted = target != ignore_index
-    if np.any(counted & ((target < 0) | (target >= c))):
-        bad = target[counted & ((target < 0) | (target >= c))][0]
-        raise ValueError(f"target {bad} is out of range for {c} classes")
+    """The same loss from primitive ops: (1-ls) NLL(log_softmax) - ls mean_j logp_j."""
     logp = reduce.log_softmax(logits, axis=1)
-    picked = shape.getitem(logp, (np.arange(n), np.where(counted, target, 0)))
-    loss = ew.mul(picked, -(1.0 - label_smoothing))
+    nll, counted = _picked_nll(logp, target, ignore_index)
+    loss = ew.mul(nll, 1.0 - label_smoothing)
     if label_smoothing:
-        loss = ew.sub(loss, ew.mul(reduce.mean(logp, axis=1), label_smoothing))
-    loss = ew.mul(loss, counted.astype(logits.dtype))
-    if reduction == "mean":
-        return ew.div(reduce.sum(loss), float(np.count_nonzero(counted)))
-    return _reduce(shape.reshape(loss, out_shape), reduction)
+        uniform = ew.mul(reduce.mean(logp, axis=1), counted * label_smoothing)
+        loss = ew.sub(loss, uniform)
+    return _reduce_counted(loss, counted, reduction, out_shape)
 
 
 def nll_loss(input: Any, target: Any, reduction: str = "mean", ignore_index: int = -100):
@@ -145,16 +138,27 @@ def nll_loss(input: Any, target: Any, reduction: str = "mean", ignore_index: int
     input = as_tensor(input)
     target = _targets(input, target)
     logp, flat = _class_last(input, target)
+    nll, counted = _picked_nll(logp, flat, ignore_index)
+    return _reduce_counted(nll, counted, reduction, target.shape)
+
+
+def _picked_nll(logp, target: np.ndarray, ignore_index: int):
+    """Per row -logp[i, t_i] (0 where t_i == ignore_index) and the float mask of counted rows."""
     n, c = logp.shape
-    counted = flat != ignore_index
-    if np.any(counted & ((flat < 0) | (flat >= c))):
-        bad = flat[counted & ((flat < 0) | (flat >= c))][0]
-        raise ValueError(f"target {bad} is out of range for {c} classes")
-    picked = shape.getitem(logp, (np.arange(n), np.where(counted, flat, 0)))
-    loss = ew.mul(picked, -counted.astype(logp.dtype))
+    counted = target != ignore_index
+    out_of_range = counted & ((target < 0) | (target >= c))
+    if np.any(out_of_range):
+        raise ValueError(f"target {target[out_of_range][0]} is out of range for {c} classes")
+    picked = shape.getitem(logp, (np.arange(n), np.where(counted, target, 0)))
+    mask = counted.astype(logp.dtype)
+    return ew.mul(picked, -mask), mask
+
+
+def _reduce_counted(loss, counted: np.ndarray, reduction: str, out_shape):
+    """Reduce per-row losses; "mean" divides by the rows whose target is not ignored."""
     if reduction == "mean":
         return ew.div(reduce.sum(loss), float(np.count_nonzero(counted)))
-    return _reduce(shape.reshape(loss, target.shape), reduction)
+    return _reduce(shape.reshape(loss, out_shape), reduction)
 
 
 def _check_same_shape(input, target, name: str) -> None:
