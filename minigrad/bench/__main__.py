@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 
+import minigrad as mg
 from minigrad.bench import harness, overhead, plot
 
 #: group name -> module defining ``cases(quick)``; a new group is one module and one line here.
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     harness.USE_TORCH = not args.no_torch
     if args.threads is not None:
-        harness.set_kernel_threads(args.threads)
+        mg.set_num_threads(args.threads)
 
     names = list(GROUPS) if "all" in args.groups else args.groups
     unknown = [n for n in names if n not in GROUPS]

@@ -45,19 +45,6 @@ def torch_or_none(threads: int = 2):
     return torch
 
 
-def set_kernel_threads(n: int) -> None:
-    """Cap the OpenMP threads of every compiled kernel module (each keeps its own cap)."""
-    import pkgutil
-
-    import minigrad.kernels
-
-    for info in pkgutil.iter_modules(minigrad.kernels.__path__):
-        if info.name.startswith("_"):
-            module = importlib.import_module(f"minigrad.kernels.{info.name}")
-            if hasattr(module, "set_num_threads"):
-                module.set_num_threads(n)
-
-
 def _calls_per_timing(fn: Callable[[], object], target: float) -> int:
     """How many calls make one timing last about ``target`` seconds (at least one)."""
     fn()  # warm up: first-call allocations, lazy imports, caches
@@ -100,7 +87,8 @@ def run(cases: list[Case], repeats: int, target: float) -> list[dict]:
     return rows
 
 
-def _fmt_time(t: float | None) -> str:
+def format_time(t: float | None) -> str:
+    """Seconds as '12.3 us' or '4.56 ms' ('-' for a missing time)."""
     if t is None:
         return "-"
     if t < 1e-3:
@@ -119,9 +107,9 @@ def format_table(rows: list[dict]) -> str:
         [
             f"{r['group']}.{r['case']}",
             r["shape"],
-            _fmt_time(r["times"].get("numpy")),
-            _fmt_time(r["times"].get("cython")),
-            _fmt_time(r["times"].get("torch")),
+            format_time(r["times"].get("numpy")),
+            format_time(r["times"].get("cython")),
+            format_time(r["times"].get("torch")),
             _fmt_ratio(r["numpy/cython"]),
             _fmt_ratio(r["torch/cython"]),
         ]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+from minigrad.bench import harness
+
 #: The ratios drawn, as (row key, legend label): how many times faster minigrad's compiled
 #: backend is than the other implementation (above 1: minigrad wins).
 RATIOS = (("numpy/cython", "NumPy time / minigrad time"),
@@ -67,10 +69,8 @@ def format_all_times(rows: list[dict]) -> str:
             if t is None:
                 continue
             ratio = f" ({t / cython:.2f}x)" if cython and label != "cython" else ""
-            cells.append(f"{label} {_fmt_time(t)}{ratio}")
+            cells.append(f"{label} {harness.format_time(t)}{ratio}")
         lines.append(f"{r['group']}.{r['case']} [{r['shape']}]: " + ", ".join(cells))
     return "\n".join(lines)
 
 
-def _fmt_time(t: float) -> str:
-    return f"{t * 1e6:.1f} us" if t < 1e-3 else f"{t * 1e3:.2f} ms"
