@@ -15,6 +15,7 @@ from numpy.lib.array_utils import normalize_axis_tuple
 
 from .. import autograd, kernels
 from ..autograd import Function
+from ..kernels.reference import reduced_axes
 from . import as_tensor
 from .elementwise import sqrt
 
@@ -34,18 +35,11 @@ def axis_args(axis: Axis, keepdims: bool, dim: Axis, keepdim: bool | None) -> di
     return {"axis": axis, "keepdims": bool(keepdims)}
 
 
-def _axes(ndim: int, axis: Axis) -> tuple[int, ...]:
-    """Sorted non-negative reduced axes; AxisError when out of range, ValueError on repeats."""
-    if axis is None:
-        return tuple(range(ndim))
-    return tuple(sorted(normalize_axis_tuple(axis, ndim)))
-
-
 def _kept_shape(shape: tuple[int, ...], axis: Axis) -> tuple[int, ...]:
     """x's shape with the reduced axes set to 1: the keepdims shape of the result."""
     if axis is None:  # the common full reduction needs no axis normalisation
         return (1,) * len(shape)
-    axes = _axes(len(shape), axis)
+    axes = reduced_axes(len(shape), axis)
     return tuple(1 if i in axes else n for i, n in enumerate(shape))
 
 
@@ -97,7 +91,7 @@ class Var(Function):
 
     @staticmethod
     def forward(ctx, x, *, axis, keepdims, correction):
-        axes = _axes(x.ndim, axis)
+        axes = reduced_axes(x.ndim, axis)
         ctx.kept_shape, ctx.correction = _kept_shape(x.shape, axes), correction
         ctx.count = math.prod(x.shape[a] for a in axes)
         var, mean = kernels.impl.var(x, axis, keepdims, correction)
@@ -120,7 +114,7 @@ class _Extreme(Function):
 
     @classmethod
     def forward(cls, ctx, x, *, axis, keepdims):
-        axes = _axes(x.ndim, axis)
+        axes = reduced_axes(x.ndim, axis)
         y, index = getattr(kernels.impl, cls.kernel_name)(x, axis, keepdims)
         ctx.axes, ctx.keepdims, ctx.shape = axes, keepdims, x.shape
         ctx.save_for_backward(index)
@@ -158,7 +152,7 @@ class LogSumExp(Function):
 
     @staticmethod
     def forward(ctx, x, *, axis, keepdims):
-        ctx.kept_shape = _kept_shape(x.shape, _axes(x.ndim, axis))
+        ctx.kept_shape = _kept_shape(x.shape, reduced_axes(x.ndim, axis))
         y = kernels.impl.logsumexp(x, axis, keepdims)
         ctx.save_for_backward(x, y)
         return y
@@ -217,7 +211,7 @@ def _float_input(x: Any, op: str):
 def _plain(x, fn, axis: Axis, keepdims: bool, dtype=None):
     """Non-float tensors (counts, masks) reduce with NumPy directly, outside the graph."""
     Tensor = autograd.Tensor
-    axis = _axes(x.ndim, axis)  # validates like the float path
+    axis = reduced_axes(x.ndim, axis)  # validates like the float path
     return Tensor(np.asarray(fn(x.data, axis=axis, keepdims=keepdims, dtype=dtype)))
 
 
