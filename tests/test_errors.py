@@ -1,0 +1,331 @@
+"""Clear errors for bad input: each audited mistake raises a Python exception that names it.
+
+The error table holds one row per mistake (the call, the exception type and a regex its
+message must match); the kernel sections check that direct kernel calls with bad arrays or
+arguments are refused the same way on both backends, never with a crash.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+import minigrad.functional as F
+from minigrad import data, kernels, nn, optim
+from minigrad.kernels import reference
+from minigrad.nn.utils import clip_grad_norm_
+from minigrad.optim import lr_scheduler
+
+compiled = kernels.compiled
+needs_compiled = pytest.mark.skipif(compiled is None, reason="compiled kernels not built")
+KERNEL_IMPLS = [reference] + ([compiled] if compiled is not None else [])
+
+
+# =============================================================================== 1. clear errors
+# (label, call, exception, regex the message must match). Each row is one audited mistake.
+
+def _bad_backward_grad():
+    (mg.randn(3, requires_grad=True) * 2).backward(np.ones(4))
+
+
+def _load_into_linear(state):
+    nn.Linear(3, 2).load_state_dict(state)
+
+
+_LINEAR_OK = {"weight": np.zeros((2, 3), np.float32), "bias": np.zeros(2, np.float32)}
+
+ERROR_TABLE = [
+    # creation and dtypes
+    ("tensor of None", lambda: mg.tensor(None), TypeError, "NoneType"),
+    ("tensor of str", lambda: mg.tensor("abc"), TypeError, "str"),
+    ("tensor of ragged lists", lambda: mg.tensor([[1, 2], [3]]), ValueError, "inhomogeneous"),
+    ("tensor of object array", lambda: mg.tensor(np.array([None, 1.0])), TypeError, "object"),
+    ("tensor of complex array", lambda: mg.tensor(np.ones(2, complex)), TypeError, "complex"),
+    ("tensor dtype=object", lambda: mg.tensor([1.0], dtype=object), TypeError, "object"),
+    ("tensor dtype=float16", lambda: mg.tensor([1.0], dtype="float16"), TypeError, "float16"),
+    ("requires_grad on int", lambda: mg.tensor([1, 2], requires_grad=True), TypeError,
+     "floating-point"),
+    ("requires_grad on bool", lambda: mg.zeros(2, dtype=bool, requires_grad=True), TypeError,
+     "floating-point"),
+    ("randn of int dtype", lambda: mg.randn(2, dtype="int32"), TypeError, "float32 or float64"),
+    ("negative shape", lambda: mg.zeros(-1, 3), ValueError, "non-negative"),
+    ("float shape", lambda: mg.ones(2.5), ValueError, "non-negative ints"),
+    ("arange step 0", lambda: mg.arange(0, 5, 0), ValueError, "step"),
+    ("bad backend", lambda: mg.set_backend("torch"), ValueError, "torch"),
+    ("zero threads", lambda: mg.set_num_threads(0), ValueError, "positive"),
+    # shapes
+    ("matmul mismatch", lambda: mg.randn(3, 4) @ mg.randn(5, 2), ValueError,
+     r"\(3, 4\).*\(5, 2\)"),
+    ("matmul 0-d", lambda: mg.randn(3, 4) @ mg.tensor(2.0), ValueError, "1-D"),
+    ("Linear mismatch", lambda: nn.Linear(4, 2)(mg.randn(3, 5)), ValueError,
+     r"\(\.\.\., 4\).*\(3, 5\)"),
+    ("broadcast mismatch", lambda: mg.randn(3, 4) + mg.randn(5), ValueError, "broadcast"),
+    ("add None", lambda: mg.randn(2) + None, TypeError, "NoneType"),
+    ("reshape to wrong size", lambda: mg.randn(3, 4).reshape(5, 5), ValueError,
+     r"\(3, 4\).*\(5, 5\)"),
+    ("concat mismatch", lambda: mg.concat([mg.randn(3, 4), mg.randn(2, 5)]), ValueError,
+     r"\(3, 4\).*\(2, 5\)"),
+    ("concat of nothing", lambda: mg.concat([]), ValueError, "at least one"),
+    ("index out of range", lambda: mg.randn(3)[5], IndexError, "out of bounds"),
+    # axes
+    ("sum axis out of range", lambda: mg.randn(3, 4).sum(axis=2), np.exceptions.AxisError,
+     "axis 2"),
+    ("sum repeated axis", lambda: mg.randn(3, 4).sum(axis=(0, 0)), ValueError, "repeated"),
+    ("sum axis str", lambda: mg.randn(3, 4).sum(axis="a"), TypeError, "str"),
+    ("softmax axis tuple", lambda: mg.randn(3, 4).softmax(axis=(0, 1)), TypeError, "one int"),
+    ("max over empty axis", lambda: mg.zeros(0, 3).max(axis=0), ValueError, "zero-size"),
+    ("permute repeated", lambda: mg.randn(3, 4).permute(0, 0), ValueError, "repeated"),
+    # backward
+    ("backward of non-scalar", lambda: (mg.randn(3, requires_grad=True) * 2).backward(),
+     RuntimeError, r"scalar.*\(3,\)"),
+    ("backward wrong grad shape", _bad_backward_grad, ValueError, r"\(4,\).*\(3,\)"),
+    ("backward without grad", lambda: mg.randn(3).sum().backward(), RuntimeError,
+     "does not require grad"),
+    # normalization layers
+    ("BatchNorm features", lambda: nn.BatchNorm1d(4)(mg.randn(8, 5)), ValueError,
+     "expected 4 features.*got 5"),
+    ("BatchNorm1d rank", lambda: nn.BatchNorm1d(4)(mg.randn(8, 4, 2, 2)), ValueError,
+     r"\(N, C\).*\(8, 4, 2, 2\)"),
+    ("BatchNorm one value per channel", lambda: nn.BatchNorm1d(4)(mg.randn(1, 4)), ValueError,
+     "more than 1 value"),
+    ("BatchNorm dtype mix", lambda: nn.BatchNorm1d(4)(mg.tensor(np.ones((8, 4)))), TypeError,
+     "float64.*float32"),
+    ("BatchNorm int input", lambda: nn.BatchNorm1d(4)(mg.tensor(np.ones((8, 4), int))),
+     TypeError, "floating-point"),
+    ("BatchNorm negative eps", lambda: nn.BatchNorm1d(4, eps=-1.0), ValueError, "eps"),
+    ("BatchNorm NaN momentum", lambda: nn.BatchNorm1d(4, momentum=float("nan")), ValueError,
+     "momentum"),
+    ("BatchNorm float features", lambda: nn.BatchNorm1d(4.0), TypeError, "num_features"),
+    ("LayerNorm trailing shape", lambda: nn.LayerNorm(4)(mg.randn(8, 5)), ValueError,
+     r"\(4,\).*\(8, 5\)"),
+    ("LayerNorm float shape", lambda: nn.LayerNorm((2.5,)), TypeError, "normalized_shape"),
+    ("LayerNorm empty shape", lambda: nn.LayerNorm(()), ValueError, "normalized_shape"),
+    ("LayerNorm negative eps", lambda: nn.LayerNorm(4, eps=-1.0), ValueError, "eps"),
+    # losses
+    ("cross_entropy target out of range",
+     lambda: F.cross_entropy(mg.randn(4, 3), mg.tensor([0, 1, 2, 3])), ValueError,
+     "3 is out of range for 3 classes"),
+    ("cross_entropy float target",
+     lambda: F.cross_entropy(mg.randn(4, 3), mg.tensor([0.0, 1.0, 2.0, 0.0])), TypeError,
+     "integer"),
+    ("cross_entropy target shape", lambda: F.cross_entropy(mg.randn(4, 3), mg.tensor([0, 1])),
+     ValueError, r"\(2,\)"),
+    ("CrossEntropyLoss label_smoothing", lambda: nn.CrossEntropyLoss(label_smoothing=2.0),
+     ValueError, "label_smoothing"),
+    ("NLLLoss float ignore_index", lambda: nn.NLLLoss(ignore_index=1.5), TypeError,
+     "ignore_index"),
+    ("bad reduction", lambda: nn.MSELoss(reduction="avg"), ValueError, "avg"),
+    ("mse shapes", lambda: nn.MSELoss()(mg.randn(4, 3), mg.randn(3)), ValueError,
+     r"\(4, 3\).*\(3,\)"),
+    ("dropout p", lambda: nn.Dropout(1.5), ValueError, "1.5"),
+    # modules and state dicts
+    ("state_dict missing key", lambda: _load_into_linear({"weight": _LINEAR_OK["weight"]}),
+     KeyError, r"missing keys \['bias'\]"),
+    ("state_dict unexpected key", lambda: _load_into_linear({**_LINEAR_OK, "extra": 1.0}),
+     KeyError, "unexpected keys"),
+    ("state_dict wrong shape",
+     lambda: _load_into_linear({**_LINEAR_OK, "weight": np.zeros((3, 3), np.float32)}),
+     ValueError, r"weight: expected \(2, 3\), got \(3, 3\)"),
+    ("state_dict object entry",
+     lambda: _load_into_linear({**_LINEAR_OK, "bias": np.array([None, None])}), TypeError,
+     "bias.*object"),
+    ("state_dict str entry", lambda: _load_into_linear({**_LINEAR_OK, "bias": "ab"}),
+     TypeError, "bias.*str"),
+    ("state_dict not a dict", lambda: _load_into_linear([1, 2]), TypeError, "list"),
+    ("assign int over a Parameter", lambda: setattr(nn.Linear(2, 2), "weight", 3), TypeError,
+     "Parameter or None"),
+    ("train('eval')", lambda: nn.Linear(2, 2).train("eval"), TypeError, "bool"),
+    ("Sequential of non-Module", lambda: nn.Sequential(3), TypeError, "Module"),
+    # optimizers and schedulers
+    ("SGD NaN lr", lambda: optim.SGD(nn.Linear(2, 2).parameters(), lr=float("nan")),
+     ValueError, "learning rate"),
+    ("Adam beta1 = 1", lambda: optim.Adam(nn.Linear(2, 2).parameters(), betas=(1.0, 0.9)),
+     ValueError, "beta1"),
+    ("RMSprop negative momentum",
+     lambda: optim.RMSprop(nn.Linear(2, 2).parameters(), lr=0.1, momentum=-1), ValueError,
+     "momentum"),
+    ("optimizer of one Tensor", lambda: optim.SGD(mg.randn(2, requires_grad=True), lr=0.1),
+     TypeError, "single Tensor"),
+    ("scheduler state of another kind",
+     lambda: lr_scheduler.StepLR(optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1), 1)
+     .load_state_dict({"T_max": 3}), KeyError, "unexpected keys"),
+    ("scheduler state None",
+     lambda: lr_scheduler.StepLR(optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1), 1)
+     .load_state_dict(None), TypeError, "dict"),
+    ("clip_grad_norm_ of ints", lambda: clip_grad_norm_([1, 2], 1.0), TypeError, "int"),
+    ("clip_grad_norm_ NaN max_norm", lambda: clip_grad_norm_([], float("nan")), ValueError,
+     "max_norm"),
+    ("gradcheck eps 0", lambda: mg.gradcheck(lambda t: t, mg.randn(2, requires_grad=True),
+                                             eps=0.0), ValueError, "eps"),
+    # data
+    ("TensorDataset lengths", lambda: data.TensorDataset(np.zeros((5, 2)), np.zeros(4)),
+     ValueError, r"\[5, 4\]"),
+    ("TensorDataset of objects",
+     lambda: data.TensorDataset(np.array([None, 1], dtype=object)), TypeError, "object"),
+    ("DataLoader of a tuple", lambda: data.DataLoader((np.zeros((5, 2)), np.zeros(4))),
+     TypeError, "TensorDataset"),
+    ("DataLoader of None", lambda: data.DataLoader(None), TypeError, "__len__"),
+    ("DataLoader batch 0", lambda: data.DataLoader(data.TensorDataset(np.zeros(3)), 0),
+     ValueError, "batch_size"),
+    ("DataLoader str seed", lambda: data.DataLoader(data.TensorDataset(np.zeros(3)), seed="a"),
+     TypeError, "seed"),
+    ("moons NaN noise", lambda: data.make_moons(10, noise=float("nan")), ValueError, "noise"),
+]
+
+
+@pytest.mark.parametrize("label,call,error,match", ERROR_TABLE, ids=[r[0] for r in ERROR_TABLE])
+def test_mistake_raises_a_clear_error(label, call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_tensor_constructor_rejects_object_arrays():
+    with pytest.raises(TypeError, match="object"):
+        mg.Tensor(np.array([None, 1.0]))
+
+
+def test_mg_tensor_copies_and_keeps_good_dtypes():
+    assert mg.tensor(np.ones(2, np.float16)).dtype == np.float32
+    assert mg.tensor([True]).dtype == bool
+    assert mg.zeros_like(np.zeros(2, np.float16)).dtype == np.float32
+    assert mg.arange(3, dtype="float64").dtype == np.float64
+
+
+# ------------------------------------------------------------------------ kernel wrappers
+
+def _x(shape=(4, 3), dtype=np.float32):
+    return np.random.default_rng(0).standard_normal(shape).astype(dtype)
+
+
+@pytest.mark.parametrize("impl", KERNEL_IMPLS, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+@pytest.mark.parametrize("momentum", [1.5, -0.1])
+def test_batchnorm_kernel_rejects_momentum_outside_unit_interval(impl, momentum):
+    # running = running * momentum + batch * (1 - momentum) can turn negative outside [0, 1]
+    rm, rv = np.zeros(3, np.float32), np.ones(3, np.float32)
+    with pytest.raises(ValueError, match="momentum"):
+        impl.batchnorm_forward(_x(), None, None, rm, rv, momentum, 1e-5, True)
+    assert np.all(rv == 1)
+
+
+@pytest.mark.parametrize("impl", KERNEL_IMPLS, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def test_batchnorm_eval_accepts_read_only_running_buffers(impl):
+    rm = np.zeros(3, np.float32)
+    rv = np.ones(3, np.float32)
+    rm.flags.writeable = rv.flags.writeable = False  # eval only reads them
+    y, _, _ = impl.batchnorm_forward(_x(), None, None, rm, rv, 0.9, 1e-5, False)
+    np.testing.assert_allclose(y, _x() / np.sqrt(1 + 1e-5), rtol=1e-6)
+
+
+@pytest.mark.parametrize("impl", KERNEL_IMPLS, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def test_batchnorm_kernel_with_zero_channels(impl):
+    x = np.zeros((4, 0), np.float32)
+    rm, rv = np.zeros(0, np.float32), np.ones(0, np.float32)
+    y, mean, rstd = impl.batchnorm_forward(x, None, None, rm, rv, 0.9, 1e-5, True)
+    assert y.shape == (4, 0) and mean.shape == rstd.shape == (0,)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("impl", KERNEL_IMPLS, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def test_batchnorm_eval_backward_does_not_leak_nan_from_x(impl):
+    # eval: dx = dy * gamma * rstd involves no x; NaN * 0 from the training form must not appear
+    x = _x()
+    x[1, 2] = np.nan
+    dy = np.ones_like(x)
+    gamma = np.array([1.0, 2.0, 3.0], np.float32)
+    rstd = np.full(3, 0.5)
+    dx, _, dbeta = impl.batchnorm_backward(dy, x, gamma, np.zeros(3), rstd, False)
+    np.testing.assert_allclose(dx, np.broadcast_to(gamma * 0.5, x.shape))
+    np.testing.assert_allclose(dbeta, [4, 4, 4])
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("impl", KERNEL_IMPLS, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def test_norm_statistics_of_data_holding_inf_follow_numpy(impl):
+    # an inf first value must not turn the shifted sums into NaN: NumPy's mean is inf
+    x = np.array([[np.inf, 1.0], [1.0, 2.0], [3.0, -np.inf]], np.float32)
+    _, mean, rstd = impl.batchnorm_forward(x, None, None, None, None, 0.9, 1e-5, True)
+    np.testing.assert_array_equal(mean, [np.inf, -np.inf])
+    assert np.all(np.isnan(rstd))
+    _, mean, _ = impl.layernorm_forward(x, None, None, 1e-5, 1)
+    np.testing.assert_array_equal(mean, [np.inf, 1.5, -np.inf])
+
+
+OPTIM_IMPLS = [reference] + ([compiled] if compiled is not None else [])
+
+
+@pytest.mark.parametrize("impl", OPTIM_IMPLS, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def test_amsgrad_maximum_lets_nan_through_like_numpy(impl):
+    p, g = [np.ones(2, np.float32)], [np.array([np.nan, 1.0], np.float32)]
+    m, v, vmax = np.zeros(2, np.float32), np.zeros(2, np.float32), np.ones(2, np.float32)
+    impl.adam_step(p, g, m, v, vmax, np.zeros(1, np.int64), np.ones(1, np.int64), lr=0.1)
+    np.testing.assert_array_equal(np.isnan(vmax), [True, False])  # np.maximum keeps NaN
+
+
+def _adam_args():
+    p, g = [np.ones(3, np.float32)], [np.ones(3, np.float32)]
+    return p, g, np.zeros(3, np.float32), np.zeros(3, np.float32), None, \
+        np.zeros(1, np.int64), np.ones(1, np.int64)
+
+
+@pytest.mark.parametrize("impl", OPTIM_IMPLS, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+@pytest.mark.parametrize("bad", [dict(lr=float("nan")), dict(lr=-1.0), dict(beta1=1.0),
+                                 dict(beta2=float("nan")), dict(eps=-1.0),
+                                 dict(weight_decay=float("inf"))])
+def test_adam_kernel_rejects_hyperparameters_that_would_make_nan(impl, bad):
+    # an optimizer checks its options once; group["lr"] edited later reaches the kernel as is
+    args = _adam_args()
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        impl.adam_step(*args, **{"lr": 0.1, **bad})
+    assert np.all(args[0][0] == 1)
+
+
+@pytest.mark.parametrize("call", [
+    lambda k: k.sgd_step((np.ones(2, np.float32),), [np.ones(2, np.float32)], None,
+                         np.zeros(1, np.int64), np.ones(1, np.int64), lr=0.1),
+    lambda k: k.sgd_step([np.ones(2, np.float32)], [np.ones(2)], None, np.zeros(1, np.int64),
+                         np.ones(1, np.int64), lr=0.1),
+    lambda k: k.sgd_step([np.ones(4, np.float32)], [np.ones(4, np.float32)],
+                         np.zeros(4, np.float32), np.array([2]), np.ones(1, np.int64), lr=0.1,
+                         momentum=0.9),
+    lambda k: k.rmsprop_step([np.ones(4, np.float32)], [np.ones(4, np.float32)],
+                             np.zeros(3, np.float32), None, None, np.zeros(1, np.int64),
+                             np.ones(1, np.int64), lr=0.1),
+    lambda k: k.adam_step([np.ones(2, np.float32)], [np.ones(2, np.float32)], None, None,
+                          None, np.zeros(1, np.int64), np.ones(1, np.int64), lr=0.1),
+], ids=["params tuple", "grad f64", "offsets int", "state too small", "no state"])
+def test_optimizer_twins_reject_what_the_compiled_kernels_reject(call):
+    errors = []
+    for impl in OPTIM_IMPLS:
+        with pytest.raises((TypeError, ValueError)) as info:
+            call(impl)
+        errors.append(info.type)
+    assert len(set(errors)) == 1, errors
+
+
+# ------------------------------------------------------ kernel argument edge cases
+
+@needs_compiled
+def test_compiled_softmax_rejects_float_axis():
+    with pytest.raises(TypeError):
+        compiled.softmax(_x(), 1.5)
+
+
+@needs_compiled
+def test_compiled_sum_rejects_non_bool_keepdims():
+    with pytest.raises(TypeError):
+        compiled.sum(_x(), 0, "no")
+
+
+@needs_compiled
+def test_compiled_var_mean_of_inf_is_inf():
+    var, mean = compiled.var(np.array([np.inf, 1.0], np.float32), None)
+    assert mean == np.inf and np.isnan(var)
+
+
+def test_cross_entropy_with_zero_classes_raises_value_error():
+    with pytest.raises(ValueError):
+        reference.cross_entropy_forward(np.zeros((0, 0), np.float32), np.zeros(0, np.int64),
+                                        0.1, -100)
+
+
