@@ -60,13 +60,15 @@ class Tensor:
         array([[2., 4.]], dtype=float32)
     """
 
-    __slots__ = ("data", "grad", "_requires_grad", "_ctx", "__weakref__")
+    # _version counts in-place changes of the data (see autograd: saved inputs are checked)
+    __slots__ = ("data", "grad", "_requires_grad", "_ctx", "_version", "__weakref__")
     __array_priority__ = 1000  # ndarray (op) Tensor defers to Tensor's reflected operators
 
     def __init__(self, data: Any, dtype: Any = None, requires_grad: bool = False):
         self.data: np.ndarray = _to_array(data, dtype)
         self.grad: Tensor | None = None
         self._ctx: autograd.Context | None = None
+        self._version = 0
         self._requires_grad = False
         self.requires_grad = requires_grad
 
@@ -77,6 +79,7 @@ class Tensor:
         t.data = data
         t.grad = None
         t._ctx = ctx
+        t._version = 0
         t._requires_grad = ctx is not None
         return t
 
