@@ -65,10 +65,31 @@ def compiled_available() -> bool:
     return compiled is not None
 
 
+def _available_cpus() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no affinity API (macOS, Windows)
+        return os.cpu_count() or 1
+
+
+def max_threads() -> int:
+    """The largest count ``set_num_threads`` accepts: the CPUs this process may run on, or the
+    OpenMP default when ``OMP_NUM_THREADS`` asked for more at start-up."""
+    return max(_available_cpus(), _DEFAULT_THREADS)
+
+
 def set_num_threads(n: int) -> None:
-    """Cap the number of OpenMP threads the compiled kernels may use (``n >= 1``)."""
+    """Cap the number of OpenMP threads the compiled kernels may use, ``1 <= n <=
+    max_threads()``: more threads than CPUs only take turns, and far more make OpenMP fail."""
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"set_num_threads expects a positive int, got {n!r}")
+    limit = max_threads()
+    if n > limit:
+        raise ValueError(
+            f"set_num_threads({n}): at most {limit} threads here ({_available_cpus()} CPUs "
+            "available to this process; OMP_NUM_THREADS set before start-up raises the limit)"
+        )
     if compiled is not None:
         compiled.set_num_threads(n)
 
@@ -78,4 +99,5 @@ def get_num_threads() -> int:
     return compiled.get_num_threads() if compiled is not None else 1
 
 
+_DEFAULT_THREADS = get_num_threads()
 set_backend(os.environ.get("MINIGRAD_BACKEND", "cython").strip().lower() or "cython")
