@@ -42,13 +42,7 @@ def set_backend(name: str) -> None:
         raise ValueError(f"unknown backend {name!r}; expected one of {BACKENDS}")
     if name == "cython" and compiled is None:
         if not _warned:
-            warnings.warn(
-                "minigrad's compiled kernels could not be imported "
-                f"({COMPILED_IMPORT_ERROR}); running on the NumPy twins. "
-                "Reinstall with `pip install .` to build them.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+            warnings.warn(compiled_unavailable_reason(), RuntimeWarning, stacklevel=2)
             _warned = True
         name = "numpy"
     impl = compiled if name == "cython" else reference
@@ -63,6 +57,15 @@ def get_backend() -> str:
 def compiled_available() -> bool:
     """True when the compiled Cython kernels were imported."""
     return compiled is not None
+
+
+def compiled_unavailable_reason() -> str | None:
+    """Why the compiled kernels are missing and how to build them; None when they loaded."""
+    if compiled is not None:
+        return None
+    from ._diagnose import missing_build_message
+
+    return missing_build_message(COMPILED_IMPORT_ERROR)
 
 
 def _available_cpus() -> int:
