@@ -173,9 +173,11 @@ def environment() -> dict:
 
 
 def format_environment(env: dict) -> str:
+    """One right-aligned ``key: value`` line per entry; None prints as "not installed"."""
     return "\n".join(f"{k:>15}: {v if v is not None else 'not installed'}" for k, v in env.items())
 
 
 def write_json(path: str, env: dict, rows: list[dict]) -> None:
+    """Write ``{"environment": env, "rows": rows}``, times in seconds, for later comparison."""
     with open(path, "w") as f:
         json.dump({"environment": env, "rows": rows}, f, indent=2)
