@@ -65,6 +65,12 @@ def save(obj: Any, path: str | os.PathLike) -> None:
     directory = os.path.dirname(target)
     if not os.path.isdir(directory):  # else the error would name the temporary file
         raise FileNotFoundError(f"cannot save to {path!r}: no such directory {directory!r}")
+    _replace_atomically(target, members)
+
+
+def _replace_atomically(target: str, members: dict[str, np.ndarray]) -> None:
+    """Write ``target`` through a temporary file beside it, then rename; keep its old mode."""
+    directory = os.path.dirname(target)
     try:
         mode: int | None = stat.S_IMODE(os.stat(target).st_mode)
     except FileNotFoundError:
