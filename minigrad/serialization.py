@@ -8,9 +8,11 @@ File layout: every array of the object is one ``.npz`` member named ``a0, a1, ..
          | {"t": "array", "ref": "a3", "tensor": bool} | {"t": "none"} | {"t": "bool", "v": b}
          | {"t": "int" | "float" | "str", "v": value} | {"t": "npscalar", "ref": "a4"}
 
-so nothing in the file is ever executed (``allow_pickle=False``), and dict key order, tuples
-and NumPy scalar dtypes survive a round trip. Tensors are saved as their arrays and load as
-ndarrays (``Module.load_state_dict`` accepts both).
+so nothing in the file is ever executed (no pickle), and dict key order, tuples and NumPy
+scalar dtypes survive a round trip. Tensors are saved as their arrays and load as ndarrays
+(``Module.load_state_dict`` accepts both). Members are stored uncompressed, and ``load`` reads
+them with its own checks (see ``_Members``) so that a file cannot claim more memory than its
+own size.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
+import secrets
+import stat
 import zipfile
 from typing import Any
 
@@ -32,8 +35,11 @@ VERSION = 1
 def save(obj: Any, path: str | os.PathLike) -> None:
     """Write a state dict (nested dicts/lists/tuples of arrays, Tensors and scalars) to ``path``.
 
-    The file is written to a temporary file in the same directory, flushed to disk and then
-    renamed over ``path``, so a crash leaves either the old file or the new one, never half.
+    The file is written to a temporary file beside its final place, flushed to disk and then
+    renamed over it, so a crash leaves either the old file or the new one, never half. A new
+    file gets the permissions any program's new file gets (0666 less the umask); an existing
+    file keeps its mode. When ``path`` is a symbolic link, its target is replaced and the link
+    stays.
 
     Args:
         obj: dicts with str keys, lists and tuples of: ndarrays (not of dtype object), Tensors
@@ -41,7 +47,9 @@ def save(obj: Any, path: str | os.PathLike) -> None:
         path: the file to write; ``.npz`` is the customary suffix (none is added).
 
     Raises:
-        TypeError: an unsupported object or a non-str dict key, named by its key path.
+        TypeError: an unsupported object or a non-str dict key, named by its key path (a Module
+            or an optimizer names the fix: save its ``state_dict()``).
+        FileNotFoundError: the directory does not exist.
 
     Example:
         >>> mg.save({"model": model.state_dict(), "optim": opt.state_dict()}, "ckpt.npz")
@@ -53,16 +61,29 @@ def save(obj: Any, path: str | os.PathLike) -> None:
     members.update(arrays)
 
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
+    target = os.path.realpath(path)  # through symbolic links: replace the file, keep the link
+    directory = os.path.dirname(target)
     if not os.path.isdir(directory):  # else the error would name the temporary file
         raise FileNotFoundError(f"cannot save to {path!r}: no such directory {directory!r}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    _replace_atomically(target, members)
+
+
+def _replace_atomically(target: str, members: dict[str, np.ndarray]) -> None:
+    """Write ``target`` through a temporary file beside it, then rename; keep its old mode."""
+    directory = os.path.dirname(target)
+    try:
+        mode: int | None = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        mode = None
+    fd, tmp = _create_temporary(directory, os.path.basename(target))
     try:
         with os.fdopen(fd, "wb") as f:
             _write_npz(f, members)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, target)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -75,10 +96,14 @@ def save(obj: Any, path: str | os.PathLike) -> None:
 def load(path: str | os.PathLike) -> Any:
     """Read an object written by ``save``; arrays come back as ndarrays.
 
+    Nothing in the file is executed, and the file cannot make ``load`` allocate more memory
+    than its own size: every array must be stored uncompressed, be used once, and hold exactly
+    the bytes its header declares.
+
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: the file is not a minigrad save file (corrupt, truncated, or a foreign
-            ``.npz`` without the manifest); the message names the file.
+        ValueError: the file is not a minigrad save file (corrupt, truncated, hostile, or a
+            foreign ``.npz``, ``.npy`` or pickle); the message names the file and the problem.
 
     Example:
         >>> state = mg.load("ckpt.npz")
@@ -87,41 +112,36 @@ def load(path: str | os.PathLike) -> Any:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such file: {path!r}")
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"{path!r} is not a minigrad save file: {exc}") from exc
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path!r} is not a minigrad save file (a single .npy array)")
-    with loaded as npz:
-        if MANIFEST not in npz.files:
-            raise ValueError(
-                f"{path!r} is not a minigrad save file (an .npz without the {MANIFEST} entry)"
-            )
+    with open(path, "rb") as f:
+        kind = _foreign_kind(f.read(len(_NPY_MAGIC)))
+        f.seek(0)
+        if kind is not None:
+            raise ValueError(f"{path!r} is not a minigrad save file ({kind})")
         try:
-            raw = npz[MANIFEST]
-            if not isinstance(raw, np.ndarray) or raw.dtype != np.uint8:
-                raise ValueError("its manifest is not a uint8 array")
-            manifest = json.loads(raw.tobytes().decode("utf-8"))
-            if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-                raise ValueError("its manifest is not minigrad's")
-            if manifest.get("version") != VERSION:
+            archive = zipfile.ZipFile(f)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            raise ValueError(f"{path!r} is not a minigrad save file: {exc}") from exc
+        with archive:
+            names = set(archive.namelist())
+            if MANIFEST + ".npy" not in names:
                 raise ValueError(
-                    f"it has format version {manifest.get('version')}; this minigrad reads "
-                    f"version {VERSION}"
+                    f"{path!r} is not a minigrad save file (an .npz without the {MANIFEST} "
+                    "entry)"
                 )
-            return _decode(manifest["root"], npz)
-        except (
-            ValueError,
-            OSError,
-            EOFError,
-            KeyError,
-            TypeError,
-            RecursionError,  # a crafted manifest nested thousands of levels deep
-            zipfile.BadZipFile,
-            UnicodeDecodeError,
-        ) as exc:
-            raise ValueError(f"{path!r} is not a valid minigrad save file: {exc}") from exc
+            try:
+                return _read_archive(_Members(archive, os.fstat(f.fileno()).st_size))
+            except (
+                ValueError,
+                OSError,
+                EOFError,
+                KeyError,
+                TypeError,
+                RuntimeError,  # zipfile: an encrypted member
+                RecursionError,  # a crafted manifest nested thousands of levels deep
+                zipfile.BadZipFile,
+                UnicodeDecodeError,
+            ) as exc:
+                raise ValueError(f"{path!r} is not a valid minigrad save file: {exc}") from exc
 
 
 # --------------------------------------------------------------------------- encoding
@@ -162,6 +182,12 @@ def _encode(obj: Any, arrays: dict[str, np.ndarray], key_path: str) -> dict[str,
         }
     array, is_tensor = _as_array(obj)
     if array is None:
+        if callable(getattr(obj, "state_dict", None)):  # a Module or an optimizer
+            raise TypeError(
+                f"cannot save {key_path}: a {type(obj).__name__} is an object, not data; save "
+                f"its state dict instead ({key_path}.state_dict()) and restore it with "
+                f"load_state_dict(mg.load(path))"
+            )
         raise TypeError(f"cannot save {key_path}: unsupported type {type(obj).__name__}")
     if array.dtype.hasobject or array.dtype.kind not in "biufcUS":
         raise TypeError(f"cannot save {key_path}: arrays of dtype {array.dtype} are not supported")
@@ -185,6 +211,22 @@ def _write_npz(f: Any, members: dict[str, np.ndarray]) -> None:
     np.savez(f, allow_pickle=False, **members)
 
 
+def _create_temporary(directory: str, name: str) -> tuple[int, str]:
+    """Create a fresh temporary file for ``name`` in ``directory``: (descriptor, path).
+
+    Created with mode 0666 so that the kernel applies the umask, as for any new file (reading
+    the umask would mean setting it, which races with other threads).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"cannot create a temporary file for {name!r} in {directory!r}")
+
+
 def _fsync_directory(directory: str) -> None:
     """Make the rename itself durable (POSIX); not possible, nor needed, everywhere."""
     try:
@@ -200,7 +242,97 @@ def _fsync_directory(directory: str) -> None:
 
 
 # --------------------------------------------------------------------------- decoding
-def _decode(node: Any, npz: Any) -> Any:
+_NPY_MAGIC = b"\x93NUMPY"
+_CHUNK = 1 << 24  # bytes read at a time into an array
+
+
+def _foreign_kind(head: bytes) -> str | None:
+    """What a file that is surely not a save file is, from its first bytes; None otherwise."""
+    if head.startswith(_NPY_MAGIC):
+        return "a single .npy array, not an .npz written by mg.save"
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:  # pickle protocols 2 to 5
+        return "it looks like a pickle, which mg.load never reads"
+    return None
+
+
+class _Members:
+    """The arrays of an open save file, read so that the file bounds the memory it can claim.
+
+    Every member must be stored uncompressed, be read at most once, and hold exactly the bytes
+    its .npy header declares; the members read together cannot exceed the file's size.
+    """
+
+    def __init__(self, archive: zipfile.ZipFile, file_size: int):
+        self.archive = archive
+        self.budget = file_size
+        self.used: set[str] = set()
+
+    def array(self, ref: Any) -> np.ndarray:
+        """The array of member ``ref`` (a name such as ``"a3"``), checked before allocating."""
+        if not isinstance(ref, str):
+            raise ValueError(f"malformed array reference {ref!r}")
+        if ref in self.used:
+            raise ValueError(f"member {ref!r} is referenced more than once")
+        self.used.add(ref)
+        try:
+            info = self.archive.getinfo(ref + ".npy")
+        except KeyError:
+            raise ValueError(f"the manifest names a missing member {ref!r}") from None
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise ValueError(f"member {ref!r} is compressed; mg.save stores arrays uncompressed")
+        self.budget -= info.compress_size
+        if self.budget < 0:
+            raise ValueError(f"its members claim more bytes than the file holds (at {ref!r})")
+        with self.archive.open(info) as f:
+            shape, fortran, dtype = _read_header(f, ref)
+            count = math.prod(shape)
+            held = info.file_size - f.tell()
+            if count * dtype.itemsize != held:
+                raise ValueError(
+                    f"member {ref!r} declares shape {shape} of {dtype} ({count * dtype.itemsize} "
+                    f"bytes) but holds {held} bytes"
+                )
+            flat = np.empty(count, dtype)
+            raw = flat.view(np.uint8)
+            for start in range(0, held, _CHUNK):
+                chunk = f.read(min(_CHUNK, held - start))
+                if len(chunk) != min(_CHUNK, held - start):
+                    raise ValueError(f"member {ref!r} is truncated")
+                raw[start : start + len(chunk)] = np.frombuffer(chunk, np.uint8)
+        return flat.reshape(shape, order="F" if fortran else "C")
+
+
+def _read_header(f: Any, ref: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran_order, dtype) of the .npy member open as ``f``, for plain dtypes only."""
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+    elif version == (2, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+    else:
+        raise ValueError(f"member {ref!r} has .npy format version {version}")
+    if dtype.hasobject or dtype.kind not in "biufcUS" or dtype.itemsize == 0:
+        raise ValueError(f"member {ref!r} has dtype {dtype}, which mg.save never writes")
+    return shape, fortran, dtype
+
+
+def _read_archive(members: _Members) -> Any:
+    """Check the manifest of an open save file and rebuild the object it describes."""
+    raw = members.array(MANIFEST)
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise ValueError("its manifest is not a 1-d uint8 array")
+    manifest = json.loads(raw.tobytes().decode("utf-8"))
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ValueError("its manifest is not minigrad's")
+    if manifest.get("version") != VERSION:
+        raise ValueError(
+            f"it has format version {manifest.get('version')}; this minigrad reads "
+            f"version {VERSION}"
+        )
+    return _decode(manifest["root"], members)
+
+
+def _decode(node: Any, members: _Members) -> Any:
     if not isinstance(node, dict) or "t" not in node:
         raise ValueError(f"malformed manifest node {node!r}")
     kind = node["t"]
@@ -215,13 +347,13 @@ def _decode(node: Any, npz: Any) -> Any:
     if kind == "str":
         return str(node["v"])
     if kind == "array":
-        return npz[node["ref"]]
+        return members.array(node["ref"])
     if kind == "npscalar":
-        return npz[node["ref"]][()]
+        return members.array(node["ref"])[()]
     if kind == "dict":
-        return {str(key): _decode(value, npz) for key, value in node["items"]}
+        return {str(key): _decode(value, members) for key, value in node["items"]}
     if kind == "list":
-        return [_decode(value, npz) for value in node["items"]]
+        return [_decode(value, members) for value in node["items"]]
     if kind == "tuple":
-        return tuple(_decode(value, npz) for value in node["items"])
+        return tuple(_decode(value, members) for value in node["items"])
     raise ValueError(f"unknown manifest node type {kind!r}")

@@ -6,6 +6,8 @@ Speed is never asserted here; the benchmark itself reports it.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,3 +37,50 @@ def test_bench_rejects_unknown_group():
                           capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
     assert "unknown group" in done.stderr
+
+
+def _source_tree_without_build(tmp_path: Path) -> Path:
+    """A copy of the package as a fresh clone has it: sources only, no compiled modules."""
+    clone = tmp_path / "clone"
+    shutil.copytree(ROOT / "minigrad", clone / "minigrad",
+                    ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__", "*.c"))
+    return clone
+
+
+def _run_bench(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items()
+                   if k not in ("MINIGRAD_BACKEND", "PYTHONPATH")}
+    environment.update(env)
+    return subprocess.run([sys.executable, "-m", "minigrad.bench", *args], cwd=cwd, env=environment,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_bench_in_an_unbuilt_source_tree_runs_the_twins_and_says_how_to_build(tmp_path):
+    clone = _source_tree_without_build(tmp_path)
+    out = tmp_path / "bench.json"
+    done = _run_bench(clone, "all", "--quick", "--no-torch", "--repeats", "1",
+                      "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    assert str(clone / "minigrad") in done.stderr  # the warning names the tree it imported
+    for advice in ("pip install -e .", "python setup.py build_ext --inplace"):
+        assert advice in done.stderr and advice in done.stdout
+    assert "circular import" not in done.stderr + done.stdout
+    assert "NOTE: the cython columns are empty" in done.stdout
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["group"] for r in rows} == {"reductions", "xent", "norm", "optim", "step",
+                                          "overhead"}
+    for row in rows:
+        assert "cython" not in row["times"] and row["times"]["numpy"] > 0, row
+    step = next(r for r in rows if r["group"] == "step")
+    assert step["times"]["minigrad-numpy"] > 0
+
+
+def test_the_warning_points_at_an_installed_copy_hidden_by_the_source_tree(tmp_path):
+    clone = _source_tree_without_build(tmp_path)
+    site = tmp_path / "site-packages"
+    kernels_dir = site / "minigrad" / "kernels"
+    kernels_dir.mkdir(parents=True)
+    (kernels_dir / "_reduce.cpython-311-x86_64-linux-gnu.so").write_bytes(b"")  # only listed
+    done = _run_bench(clone, "nope", PYTHONPATH=str(site))
+    assert f"installed copy with built kernels is at {site / 'minigrad'}" in done.stderr
+    assert "run from another directory" in done.stderr

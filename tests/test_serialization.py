@@ -183,3 +183,14 @@ def test_load_never_unpickles(tmp_path):
     )
     with pytest.raises(ValueError, match="pickle.npz"):
         load(path)
+
+
+@pytest.mark.parametrize("what", ["module", "optimizer", "nested module"])
+def test_saving_a_module_or_optimizer_points_at_state_dict(tmp_path, what):
+    model = mg.nn.Linear(3, 2)
+    obj = {"module": model, "optimizer": optim.SGD(model.parameters(), lr=0.1),
+           "nested module": {"model": model}}[what]
+    path = tmp_path / "m.npz"
+    with pytest.raises(TypeError, match=r"save its state dict instead.*\.state_dict\(\)"):
+        save(obj, path)
+    assert not path.exists()

@@ -147,3 +147,34 @@ def test_no_grad_in_one_thread_does_not_affect_another():
         thread.join()
 
 
+
+
+@pytest.mark.parametrize("count", [100_000, "limit + 1"])
+def test_more_threads_than_the_machine_has_are_refused(backend, count):
+    n = kernels.max_threads() + 1 if count == "limit + 1" else count
+    previous = mg.get_num_threads()
+    try:
+        with pytest.raises(ValueError, match=rf"set_num_threads\({n}\): at most "
+                                             rf"{kernels.max_threads()} threads"):
+            mg.set_num_threads(n)
+    finally:
+        mg.set_num_threads(previous)  # a missed refusal must not crash the tests that follow
+    assert mg.get_num_threads() == previous
+    x = np.random.default_rng(0).standard_normal((4, BIG)).astype(np.float32)
+    np.testing.assert_allclose(mg.tensor(x).sum(axis=1).numpy(), x.sum(axis=1, dtype=np.float64),
+                               rtol=1e-5)
+    mg.set_num_threads(kernels.max_threads())  # the limit itself is accepted
+    mg.set_num_threads(previous)
+
+
+@needs_compiled
+@pytest.mark.parametrize("module", ["_norm", "_optim", "_reduce", "_softmax"])
+def test_a_kernel_module_refuses_more_threads_than_openmp_can_start(module):
+    mod = getattr(compiled, module)
+    previous = mod.get_num_threads()
+    try:
+        with pytest.raises(ValueError, match="number of threads must be between 1 and"):
+            mod.set_num_threads(100_000)
+    finally:
+        mod.set_num_threads(previous)
+    assert mod.get_num_threads() == previous

@@ -1,5 +1,9 @@
 """``python -m minigrad.bench [group ...|all] [--quick] [--json PATH] [--plot PATH] [--no-torch]``.
 
+minigrad's rows run on the compiled kernels. When those are not built (say, run from a source
+checkout whose kernels were never compiled), the benchmark says so and times only the NumPy
+twins: the cython columns stay empty.
+
 PyTorch, when installed, runs with 2 threads. Importing it next to our OpenMP extensions can
 load two OpenMP runtimes whose idle threads spin against each other on a 2-core machine; if the
 torch column looks odd, compare with ``--no-torch`` or set ``OMP_WAIT_POLICY=PASSIVE``.
@@ -12,6 +16,7 @@ import importlib
 import sys
 
 import minigrad as mg
+from minigrad import kernels
 from minigrad.bench import harness, overhead, plot
 
 #: group name -> module defining ``cases(quick)``; a new group is one module and one line here.
@@ -47,14 +52,21 @@ def main(argv: list[str] | None = None) -> int:
     repeats = args.repeats or (3 if args.quick else 21)
     target = 0.002 if args.quick else 0.02  # seconds per timing sample
 
+    if kernels.compiled_available():
+        mg.set_backend("cython")  # whatever MINIGRAD_BACKEND says: the cython rows mean it
     env = harness.environment()
     print(harness.format_environment(env), flush=True)
+    missing = _missing_build_note()
+    if missing:
+        print(missing, flush=True)
     rows = []
     for name in names:
         cases = importlib.import_module(GROUPS[name]).cases(args.quick)
         rows += harness.run(cases, repeats, target)
     print()
     print(harness.format_table(rows))
+    if missing:
+        print("NOTE: the cython columns are empty: the compiled kernels are not built (above).")
     print()
     print(plot.format_all_times(rows))
     per_node = overhead.per_node_overhead(rows)
@@ -65,6 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         harness.write_json(args.json, env, rows)
     return 0
+
+
+def _missing_build_note() -> str | None:
+    """One line saying that the compiled columns are empty, and why; None when they are not."""
+    reason = kernels.compiled_unavailable_reason()
+    if reason is None:
+        return None
+    return f"NOTE: no cython column in this run, only the NumPy twins. {reason}"
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 A benchmark group is a module with ``cases(quick: bool) -> list[Case]``. Each ``Case`` holds
 zero-argument callables keyed by implementation label ("numpy", "cython", "torch"); the
 harness times them interleaved (every repeat runs each implementation once, in turn) so that
-machine noise hits all of them alike, and reports medians.
+machine noise hits all of them alike, and reports medians. Groups take the compiled kernels
+from ``COMPILED``, which is None when they are not built: those groups then leave the
+"cython" implementation out and the table shows "-" in its columns.
 """
 
 from __future__ import annotations
@@ -18,6 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+
+import minigrad as mg
+from minigrad import kernels
+
+#: The compiled kernels under their public names, or None when they are not built.
+COMPILED = kernels.compiled
 
 IMPLS = ("numpy", "cython", "torch")
 
@@ -151,8 +159,6 @@ def _blas() -> str:
 
 def environment() -> dict:
     """What the numbers depend on: versions, BLAS, threads, CPU, torch."""
-    from minigrad.kernels import _reduce
-
     torch = torch_or_none()
     return {
         "python": platform.python_version(),
@@ -160,15 +166,18 @@ def environment() -> dict:
         "blas": _blas(),
         "cpu": _cpu_model(),
         "cpus": os.cpu_count(),
-        "kernel_threads": _reduce.get_num_threads(),
+        "compiled": "yes" if COMPILED is not None else "not built (NumPy twins only)",
+        "kernel_threads": mg.get_num_threads(),
         "torch": f"{torch.__version__} ({torch.get_num_threads()} threads)" if torch else None,
     }
 
 
 def format_environment(env: dict) -> str:
+    """One right-aligned ``key: value`` line per entry; None prints as "not installed"."""
     return "\n".join(f"{k:>15}: {v if v is not None else 'not installed'}" for k, v in env.items())
 
 
 def write_json(path: str, env: dict, rows: list[dict]) -> None:
+    """Write ``{"environment": env, "rows": rows}``, times in seconds, for later comparison."""
     with open(path, "w") as f:
         json.dump({"environment": env, "rows": rows}, f, indent=2)

@@ -8,14 +8,15 @@ default implementation) on the same shapes. Also one SGD-with-momentum row.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
 import minigrad as mg
 from minigrad import nn
 from minigrad import optim as mg_optim
-from minigrad.bench.harness import Case, torch_or_none
-from minigrad.kernels import _optim, reference
+from minigrad.bench.harness import COMPILED, Case, torch_or_none
+from minigrad.kernels import reference
 from minigrad.tensor import Tensor
 
 
@@ -93,33 +94,16 @@ def cases(quick: bool) -> list[Case]:
     for label, sizes in nets.items():
         shapes = _mlp_shapes(sizes)
         shape = f"{sum(int(np.prod(s)) for s in shapes)} in {len(shapes)}"
-        rows = [
-            (
-                "adam kernel",
-                {
-                    "numpy": _kernel_step(reference, "adam", shapes),
-                    "cython": _kernel_step(_optim, "adam", shapes),
-                },
-            ),
-            (
-                "Adam.step()",
-                {
-                    "numpy": _minigrad_step(reference, shapes),
-                    "cython": _minigrad_step(_optim, shapes),
-                },
-            ),
-        ]
+        rows = {  # row name -> how to build it on one kernel module
+            "adam kernel": partial(_kernel_step, name="adam", shapes=shapes),
+            "Adam.step()": partial(_minigrad_step, shapes=shapes),
+        }
         if label == "64-128-128-10":
-            rows.append(
-                (
-                    "sgd momentum kernel",
-                    {
-                        "numpy": _kernel_step(reference, "sgd", shapes),
-                        "cython": _kernel_step(_optim, "sgd", shapes),
-                    },
-                )
-            )
-        for name, impls in rows:
+            rows["sgd momentum kernel"] = partial(_kernel_step, name="sgd", shapes=shapes)
+        for name, build in rows.items():
+            impls = {"numpy": build(reference)}
+            if COMPILED is not None:
+                impls["cython"] = build(COMPILED)
             if torch is not None:
                 impls["torch"] = _torch_step(torch, "sgd" if "sgd" in name else "adam", shapes)
             out.append(Case("optim", f"{name} {label}", shape, impls))

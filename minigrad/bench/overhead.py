@@ -10,6 +10,9 @@ Rows:
   ``numpy`` here makes exactly the kernel calls minigrad makes (the same matmuls and the
   same compiled BatchNorm, cross-entropy and Adam kernels) with no engine at all, so
   ``(cython - numpy) / 8`` is the Python cost of one graph node, forward plus backward.
+
+Without the compiled kernels, tiny-op times minigrad on the NumPy twins (``minigrad-numpy``)
+and the engine row, whose baseline is the compiled kernels, is left out.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 
 import minigrad as mg
 from minigrad.bench import step as step_group
-from minigrad.bench.harness import Case, torch_or_none
+from minigrad.bench.harness import COMPILED, Case, torch_or_none
 from minigrad.kernels import compiled
 
 TINY = 4
@@ -115,11 +118,18 @@ def _kernels_only_step(net: step_group.Net) -> Callable[[], object]:
     return step
 
 
+#: minigrad's own label: "cython" when the compiled kernels run it, else the twins' label.
+MINIGRAD_LABEL = "cython" if COMPILED is not None else "minigrad-numpy"
+
+
 def cases(quick: bool) -> list[Case]:
     torch = torch_or_none()
-    tiny = {"numpy": _numpy_tiny(), "cython": _minigrad_tiny()}
+    tiny = {"numpy": _numpy_tiny(), MINIGRAD_LABEL: _minigrad_tiny()}
     if torch is not None:
         tiny["torch"] = _torch_tiny(torch)
+    rows = [Case("overhead", "tiny-op (a*b+c).sum().backward()", f"{TINY}", tiny)]
+    if COMPILED is None:
+        return rows
     net = step_group.NETS[0]
     weights = step_group.initial_weights(net)
     x, y = step_group.batch(net)
@@ -127,10 +137,7 @@ def cases(quick: bool) -> list[Case]:
         "numpy": _kernels_only_step(net),
         "cython": step_group.minigrad_step(net, weights, x, y),
     }
-    return [
-        Case("overhead", "tiny-op (a*b+c).sum().backward()", f"{TINY}", tiny),
-        Case("overhead", "engine: digits step vs bare kernels", net.shape, engine),
-    ]
+    return rows + [Case("overhead", "engine: digits step vs bare kernels", net.shape, engine)]
 
 
 def per_node_overhead(rows: list[dict]) -> float | None:

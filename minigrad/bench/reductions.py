@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from minigrad.bench.harness import Case, torch_or_none
-from minigrad.kernels import _reduce, _softmax, reference
+from minigrad.bench.harness import COMPILED, Case, torch_or_none
+from minigrad.kernels import reference
 
 SHAPES = [(64, 128), (256, 512), (1024, 1024)]
 QUICK_SHAPES = [(64, 128)]
@@ -28,9 +28,11 @@ def _torch_fn(torch, name: str, t, axis):
 
 
 def _case(name: str, x: np.ndarray, axis, torch) -> Case:
-    module = _softmax if name in SOFTMAX else _reduce
-    ref, fast = getattr(reference, name), getattr(module, name)
-    impls = {"numpy": lambda: ref(x, axis), "cython": lambda: fast(x, axis)}
+    ref = getattr(reference, name)
+    impls = {"numpy": lambda: ref(x, axis)}
+    if COMPILED is not None:
+        fast = getattr(COMPILED, name)
+        impls["cython"] = lambda: fast(x, axis)
     if torch is not None and not (name == "max" and isinstance(axis, tuple)):
         impls["torch"] = _torch_fn(torch, name, torch.from_numpy(x), axis)
     label = f"{name}(axis={axis})"

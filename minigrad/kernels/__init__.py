@@ -42,13 +42,7 @@ def set_backend(name: str) -> None:
         raise ValueError(f"unknown backend {name!r}; expected one of {BACKENDS}")
     if name == "cython" and compiled is None:
         if not _warned:
-            warnings.warn(
-                "minigrad's compiled kernels could not be imported "
-                f"({COMPILED_IMPORT_ERROR}); running on the NumPy twins. "
-                "Reinstall with `pip install .` to build them.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+            warnings.warn(compiled_unavailable_reason(), RuntimeWarning, stacklevel=2)
             _warned = True
         name = "numpy"
     impl = compiled if name == "cython" else reference
@@ -65,10 +59,40 @@ def compiled_available() -> bool:
     return compiled is not None
 
 
+def compiled_unavailable_reason() -> str | None:
+    """Why the compiled kernels are missing and how to build them; None when they loaded."""
+    if compiled is not None:
+        return None
+    from ._diagnose import missing_build_message
+
+    return missing_build_message(COMPILED_IMPORT_ERROR)
+
+
+def _available_cpus() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no affinity API (macOS, Windows)
+        return os.cpu_count() or 1
+
+
+def max_threads() -> int:
+    """The largest count ``set_num_threads`` accepts: the CPUs this process may run on, or the
+    OpenMP default when ``OMP_NUM_THREADS`` asked for more at start-up."""
+    return max(_available_cpus(), _DEFAULT_THREADS)
+
+
 def set_num_threads(n: int) -> None:
-    """Cap the number of OpenMP threads the compiled kernels may use (``n >= 1``)."""
+    """Cap the number of OpenMP threads the compiled kernels may use, ``1 <= n <=
+    max_threads()``: more threads than CPUs only take turns, and far more make OpenMP fail."""
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"set_num_threads expects a positive int, got {n!r}")
+    limit = max_threads()
+    if n > limit:
+        raise ValueError(
+            f"set_num_threads({n}): at most {limit} threads here ({_available_cpus()} CPUs "
+            "available to this process; OMP_NUM_THREADS set before start-up raises the limit)"
+        )
     if compiled is not None:
         compiled.set_num_threads(n)
 
@@ -78,4 +102,5 @@ def get_num_threads() -> int:
     return compiled.get_num_threads() if compiled is not None else 1
 
 
+_DEFAULT_THREADS = get_num_threads()
 set_backend(os.environ.get("MINIGRAD_BACKEND", "cython").strip().lower() or "cython")

@@ -7,25 +7,39 @@ cdef extern from *:
     #ifdef _OPENMP
     #include <omp.h>
     static int mg_max_threads(void) { return omp_get_max_threads(); }
+    static int mg_num_procs(void) { return omp_get_num_procs(); }
     #else
+    #include <limits.h>
     static int mg_max_threads(void) { return 1; }
+    static int mg_num_procs(void) { return INT_MAX; }  /* a serial build starts no threads */
     #endif
     """
     int mg_max_threads() noexcept nogil
+    int mg_num_procs() noexcept nogil
 
 # Below this many elements per call a second thread costs more than it saves (measured on
 # 2 cores: at 8K elements two threads were 1.3x slower; splitting pays from about 256K).
 cdef enum:
     PARALLEL_MIN_WORK = 262144
 
-cdef int _num_threads = mg_max_threads()
+cdef int _default_threads = mg_max_threads()
+cdef int _num_threads = _default_threads
 
 
 def set_num_threads(int n):
-    """Cap the OpenMP threads this module's kernels may use."""
+    """Cap the OpenMP threads this module's kernels may use.
+
+    At most the processors OpenMP sees (or its start-up default when larger): asked for tens
+    of thousands of threads, OpenMP fails to start them and the process dies.
+    ``minigrad.set_num_threads`` checks the same bound first, with a fuller message.
+    """
     global _num_threads
-    if n < 1:
-        raise ValueError(f"number of threads must be >= 1, got {n}")
+    # No max(): modules that include this file define their own max (the reduction).
+    cdef int limit = mg_num_procs()
+    if limit < _default_threads:
+        limit = _default_threads
+    if n < 1 or n > limit:
+        raise ValueError(f"number of threads must be between 1 and {limit}, got {n}")
     _num_threads = n
 
 
