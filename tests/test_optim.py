@@ -308,15 +308,15 @@ def test_state_dict_layout():
     _set_grads(params, [np.ones((2, 3)), None])
     opt.step()
     sd = opt.state_dict()
-    assert list(sd["state"]) == ["0"]  # parameter 1 never had a gradient
-    assert sd["state"]["0"]["step"] == 1
-    assert set(sd["state"]["0"]) == {"step", "exp_avg", "exp_avg_sq"}
-    assert sd["state"]["0"]["exp_avg"].shape == (2, 3)
-    np.testing.assert_allclose(sd["state"]["0"]["exp_avg"], 0.1)
+    assert list(sd["state"]) == [0]  # parameter 1 never had a gradient
+    assert sd["state"][0]["step"] == 1
+    assert set(sd["state"][0]) == {"step", "exp_avg", "exp_avg_sq"}
+    assert sd["state"][0]["exp_avg"].shape == (2, 3)
+    np.testing.assert_allclose(sd["state"][0]["exp_avg"], 0.1)
     assert [g["params"] for g in sd["param_groups"]] == [[0], [1]]
     assert sd["param_groups"][1]["lr"] == 0.5 and sd["param_groups"][0]["betas"] == (0.9, 0.999)
-    sd["state"]["0"]["exp_avg"][...] = 7  # a copy: the optimizer is not affected
-    assert opt.state_dict()["state"]["0"]["exp_avg"][0, 0] == pytest.approx(0.1)
+    sd["state"][0]["exp_avg"][...] = 7  # a copy: the optimizer is not affected
+    assert opt.state_dict()["state"][0]["exp_avg"][0, 0] == pytest.approx(0.1)
 
 
 def test_load_state_dict_rejects_mismatches_and_leaves_state_alone():
@@ -327,14 +327,14 @@ def test_load_state_dict_rejects_mismatches_and_leaves_state_alone():
     good = opt.state_dict()
 
     bad_shape = opt.state_dict()
-    bad_shape["state"]["1"]["momentum_buffer"] = np.zeros(4)
+    bad_shape["state"][1]["momentum_buffer"] = np.zeros(4)
     with pytest.raises(ValueError, match=r"shape \(4,\)"):
         opt.load_state_dict(bad_shape)
     bad_groups = {"state": {}, "param_groups": good["param_groups"] * 2}
     with pytest.raises(ValueError, match="param groups"):
         opt.load_state_dict(bad_groups)
     bad_key = opt.state_dict()
-    bad_key["state"]["0"]["exp_avg"] = np.zeros(2)
+    bad_key["state"][0]["exp_avg"] = np.zeros(2)
     with pytest.raises(ValueError, match="exp_avg"):
         opt.load_state_dict(bad_key)
     bad_lr = opt.state_dict()
@@ -345,7 +345,7 @@ def test_load_state_dict_rejects_mismatches_and_leaves_state_alone():
         opt.load_state_dict({"state": {}})
     after = opt.state_dict()
     np.testing.assert_array_equal(
-        after["state"]["1"]["momentum_buffer"], good["state"]["1"]["momentum_buffer"]
+        after["state"][1]["momentum_buffer"], good["state"][1]["momentum_buffer"]
     )
     assert after["param_groups"][0]["lr"] == 0.1
 
