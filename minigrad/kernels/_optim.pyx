@@ -111,28 +111,29 @@ cdef class _Batch:
         free(self.plain)
 
     cdef int fill(self, str fn, object params, object grads, dict states,
-                  object counts, bint steps) except -1:
+                  str counts_name, object counts) except -1:
         """Check and collect; at the first doubt ``_checks`` decides and words the error, so
-        both backends raise the same exception with the same message."""
-        if not self._collect(params, grads, states, counts, steps):
+        both backends raise the same exception with the same message. ``counts_name`` is
+        "steps" (Adam), "first" (SGD with momentum) or None (no per-tensor counts)."""
+        if not self._collect(params, grads, states, counts_name, counts):
             tensor_lists(fn, params, grads, **states)
-            if counts is not None:
-                if steps:
-                    step_list(fn, "steps", counts, len(params))
-                else:
-                    flag_list(fn, "first", counts, len(params))
+            if counts_name == "steps":
+                step_list(fn, "steps", counts, len(params))
+            elif counts_name is not None:
+                flag_list(fn, "first", counts, len(params))
             # _checks accepted: only byte ranges overlapped, which it proved harmless
-            if not self._collect(params, grads, states, counts, steps, exact=True):
+            if not self._collect(params, grads, states, counts_name, counts, exact=True):
                 raise AssertionError(f"{fn}: argument checks disagree")  # pragma: no cover
         return 0
 
-    cdef bint _collect(self, object params, object grads, dict states, object counts,
-                       bint steps, bint exact=False) except -1:
+    cdef bint _collect(self, object params, object grads, dict states, str counts_name,
+                       object counts, bint exact=False) except -1:
         cdef Py_ssize_t i, n, k
         cdef int type_num
         cdef cnp.ndarray p
         cdef list lists = [v for v in states.values()]
         cdef void** slots[3]
+        cdef bint steps = counts_name == "steps"
         if type(params) is not list or type(grads) is not list:
             return False
         n = len(<list> params)
@@ -141,7 +142,7 @@ cdef class _Batch:
         for k in range(len(lists)):
             if lists[k] is not None and (type(lists[k]) is not list or len(lists[k]) != n):
                 return False
-        if counts is not None and (type(counts) is not list or len(<list> counts) != n):
+        if counts_name is not None and (type(counts) is not list or len(<list> counts) != n):
             return False
         if n == 0:
             return True
@@ -168,7 +169,7 @@ cdef class _Batch:
                     slots[k][i] = cnp.PyArray_DATA(<cnp.ndarray> lists[k][i])
             if not exact and not _apart(arrays):
                 return False
-            if counts is not None and not self._count(i, counts[i], steps):
+            if counts_name is not None and not self._count(i, counts[i], steps):
                 return False
             self.size[i] = cnp.PyArray_SIZE(p)
             self.plain[i] = (cnp.PyArray_IS_C_CONTIGUOUS(p)
@@ -356,7 +357,7 @@ def sgd_step(object params, object grads, object momentum_buffers, object first,
     h.lr, h.wd, h.mu, h.nesterov = lr, weight_decay, momentum, nesterov
     h.keep_grad = 1.0 - dampening
     batch.fill("sgd_step", params, grads, {"momentum_buffers": momentum_buffers},
-               first if momentum_buffers is not None else None, False)
+               "first" if momentum_buffers is not None else None, first)
     batch.run(SGD, &h)
 
 
@@ -419,7 +420,7 @@ def adam_step(object params, object grads, object exp_avgs, object exp_avg_sqs,
         raise TypeError("adam_step: exp_avgs and exp_avg_sqs are required")
     batch.fill("adam_step", params, grads,
                {"exp_avgs": exp_avgs, "exp_avg_sqs": exp_avg_sqs,
-                "max_exp_avg_sqs": max_exp_avg_sqs}, steps, True)
+                "max_exp_avg_sqs": max_exp_avg_sqs}, "steps", steps)
     batch.run(ADAM, &h)
 
 
@@ -485,5 +486,5 @@ def rmsprop_step(object params, object grads, object square_avgs, object grad_av
         raise TypeError("rmsprop_step: square_avgs is required")
     batch.fill("rmsprop_step", params, grads,
                {"square_avgs": square_avgs, "grad_avgs": grad_avgs,
-                "momentum_buffers": momentum_buffers}, None, False)
+                "momentum_buffers": momentum_buffers}, None, None)
     batch.run(RMSPROP, &h)
