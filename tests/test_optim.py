@@ -518,3 +518,180 @@ def test_gradient_of_wrong_shape_or_dtype_is_rejected_before_any_change():
         opt.step()
     np.testing.assert_array_equal(params[0].data, before)
     assert opt.state_dict()["state"] == {}
+
+
+# --------------------------------------------------------------------------- per-parameter state
+@pytest.mark.parametrize(
+    "make, keys",
+    [
+        (lambda ps: optim.SGD(ps, lr=0.1), None),
+        (lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9), {"momentum_buffer"}),
+        (lambda ps: optim.Adam(ps), {"step", "exp_avg", "exp_avg_sq"}),
+        (lambda ps: optim.AdamW(ps, amsgrad=True),
+         {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}),
+        (lambda ps: optim.RMSprop(ps), {"step", "square_avg"}),
+        (lambda ps: optim.RMSprop(ps, momentum=0.5, centered=True),
+         {"step", "square_avg", "momentum_buffer", "grad_avg"}),
+    ],
+)
+def test_state_is_kept_per_parameter_under_pytorchs_names(make, keys):
+    params = _params(30, np.float32, shapes=[(2, 3), (4,)])
+    opt = make(params)
+    _set_grads(params, [np.ones((2, 3)), None])
+    opt.step()
+    opt.step()
+    assert params[1] not in opt.state  # never had a gradient
+    if keys is None:
+        assert opt.state == {}
+        return
+    state = opt.state[params[0]]
+    assert set(state) == keys
+    if "step" in keys:
+        assert state["step"] == 2 and type(state["step"]) is int
+    for name in keys - {"step"}:
+        assert state[name].shape == (2, 3) and state[name].dtype == np.float32
+        assert state[name].flags.c_contiguous
+
+
+def test_each_updated_parameter_version_goes_up_by_one_per_step():
+    params = _params(31, np.float32, shapes=[(2,), (3,), (4,)])
+    opt = optim.Adam(params)
+    _set_grads(params, [np.ones(2), None, np.ones(4)])
+    versions = [p._version for p in params]
+    opt.step()
+    opt.step()
+    assert [p._version - v for p, v in zip(params, versions, strict=True)] == [2, 0, 2]
+
+
+def test_overlapping_parameters_each_receive_their_update():
+    # two parameters viewing one array: both updates land, in group order (PyTorch's loop);
+    # the compiled SGD used to write back a stale copy of the strided view
+    base = nn.Parameter(np.arange(24, dtype=np.float32).reshape(4, 6))
+    view = nn.Parameter(np.zeros((4, 3), np.float32))
+    view.data = base.data[:, ::2]
+    expected = base.data - 0.5
+    expected[:, ::2] -= 5.0
+    _set_grads([base, view], [np.ones((4, 6)), np.full((4, 3), 10.0)])
+    optim.SGD([base, view], lr=0.5).step()
+    np.testing.assert_array_equal(base.data, expected)
+    assert np.shares_memory(base.data, view.data)
+
+
+def _snapshot(opt):
+    """Everything an optimizer holds, as plain values (arrays copied) for a deep comparison."""
+    state = {id(p): {k: np.array(v, copy=True) for k, v in s.items()} for p, s in opt.state.items()}
+    groups = [{k: (list(map(id, v)) if k == "params" else v) for k, v in g.items()}
+              for g in opt.param_groups]
+    return state, groups
+
+
+def _assert_same(a, b):
+    assert a[1] == b[1]
+    assert a[0].keys() == b[0].keys()
+    for key in a[0]:
+        assert a[0][key].keys() == b[0][key].keys()
+        for name in a[0][key]:
+            np.testing.assert_array_equal(a[0][key][name], b[0][key][name])
+            assert a[0][key][name].dtype == b[0][key][name].dtype
+
+
+def _edit(path, value):
+    def edit(sd):
+        node = sd
+        for key in path[:-1]:
+            node = node[key]
+        if value is _DELETE:
+            del node[path[-1]]
+        else:
+            node[path[-1]] = value
+    return edit
+
+
+_DELETE = object()
+BAD_STATE_DICTS = [
+    # (edit, exception, regex naming the key and the parameter index)
+    (_edit(("state", 1, "exp_avg_sq"), np.zeros(5)), ValueError, r"state\[1\]\['exp_avg_sq'\]"),
+    (_edit(("state", 1, "exp_avg"), np.array(["a", "b", "c"])), TypeError,
+     r"state\[1\]\['exp_avg'\].*dtype"),
+    (_edit(("state", 1, "step"), -3), ValueError, r"state\[1\]\['step'\]"),
+    (_edit(("state", 1, "step"), 2.5), ValueError, r"state\[1\]\['step'\]"),
+    (_edit(("state", 1, "momentum_buffer"), np.zeros(3)), ValueError,
+     r"state\[1\].*'momentum_buffer'"),
+    (_edit(("state", 1, "exp_avg_sq"), _DELETE), ValueError, r"state\[1\] lacks \['exp_avg_sq'\]"),
+    (_edit(("state", 1, "step"), _DELETE), ValueError, r"state\[1\] lacks \['step'\]"),
+    (_edit(("state", 7), {"step": 1}), ValueError, "unknown parameter 7"),
+    (_edit(("state", "x"), {}), ValueError, "parameter indices"),
+    (_edit(("state", 1), [1, 2]), TypeError, r"state\[1\] must be a dict"),
+    (_edit(("param_groups", 0, "lr"), -1.0), ValueError, "learning rate"),
+    (_edit(("param_groups", 0, "amsgrad"), "no"), TypeError, "amsgrad"),
+    (_edit(("param_groups", 0, "momentum"), 0.9), ValueError, r"param_groups\[0\].*'momentum'"),
+    (_edit(("param_groups", 0, "maximize"), True), ValueError, "maximize"),
+    (_edit(("param_groups", 0, "params"), [0]), ValueError, r"param_groups\[0\]\['params'\]"),
+    (_edit(("param_groups",), []), ValueError, "param groups"),
+    (_edit(("extra",), 1), ValueError, "exactly the keys"),
+]
+
+
+@pytest.mark.parametrize("edit, exc, match", BAD_STATE_DICTS)
+def test_load_state_dict_is_atomic(edit, exc, match):
+    params = _params(32, np.float32, shapes=[(2,), (3,)])
+    opt = optim.Adam(params, lr=0.01)
+    for _ in range(2):
+        _set_grads(params, [np.ones(2), np.full(3, -1.0)])
+        opt.step()
+    sd = opt.state_dict()
+    for entry in sd["state"].values():  # a different, valid state: a partial load would show
+        entry["exp_avg"] = entry["exp_avg"] + 1
+        entry["step"] = 9
+    sd["param_groups"][0]["lr"] = 0.5
+    edit(sd)
+    before = _snapshot(opt)
+    with pytest.raises(exc, match=match):
+        opt.load_state_dict(sd)
+    _assert_same(_snapshot(opt), before)
+
+
+def test_load_state_dict_takes_int_or_string_indices_and_copies():
+    params = _params(33, np.float64, shapes=[(3,)])
+    opt = optim.SGD(params, lr=0.1, momentum=0.9)
+    _set_grads(params, [np.ones(3)])
+    opt.step()
+    sd = opt.state_dict()
+    buffer = sd["state"][0]["momentum_buffer"]
+    sd["state"] = {"0": sd["state"][0]}  # what a JSON-like store may give back
+    opt.load_state_dict(sd)
+    assert opt.state[params[0]]["momentum_buffer"] is not buffer
+    np.testing.assert_array_equal(opt.state[params[0]]["momentum_buffer"], buffer)
+
+
+TORCH_CASES = [
+    ("SGD", dict(lr=0.1, momentum=0.9, dampening=0.1, weight_decay=0.01)),
+    ("SGD", dict(lr=0.1, momentum=0.8, nesterov=True)),
+    ("Adam", dict(lr=0.01, weight_decay=0.1)),
+    ("Adam", dict(lr=0.01, betas=(0.8, 0.99), amsgrad=True)),
+    ("AdamW", dict(lr=0.01)),
+    ("RMSprop", dict(lr=0.01, momentum=0.5, centered=True)),
+]
+
+
+@pytest.mark.parametrize("name, options", TORCH_CASES, ids=lambda v: str(v))
+def test_loads_a_pytorch_state_dict_and_continues_as_pytorch_does(name, options):
+    torch = pytest.importorskip("torch")
+    grads = _grads(34, n_steps=6)
+    start = [p.data.copy() for p in _params(35, np.float32)]
+    theirs = [torch.nn.Parameter(torch.from_numpy(a.copy())) for a in start]
+    torch_opt = getattr(torch.optim, name)(theirs, **options)
+    for step, g in enumerate(grads):
+        if step == 3:  # halfway: hand PyTorch's state over to minigrad
+            ours = [nn.Parameter(t.detach().numpy().copy()) for t in theirs]
+            opt = getattr(optim, name)(ours, **dict(options, lr=123.0))
+            opt.load_state_dict(torch_opt.state_dict())
+            assert opt.param_groups[0]["lr"] == options["lr"]
+        for t, a in zip(theirs, g, strict=True):
+            t.grad = torch.from_numpy(np.asarray(a, np.float32))
+        torch_opt.step()
+        if step >= 3:
+            _set_grads(ours, g)
+            opt.step()
+    for p, t in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=2e-5, atol=1e-6)
