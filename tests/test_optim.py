@@ -695,3 +695,25 @@ def test_loads_a_pytorch_state_dict_and_continues_as_pytorch_does(name, options)
             opt.step()
     for p, t in zip(ours, theirs, strict=True):
         np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=2e-5, atol=1e-6)
+
+
+def test_step_sees_state_replaced_or_options_changed_between_steps():
+    # step() caches each group's state lookups; any change to optimizer.state or to the
+    # options that decide the state must reach the next step
+    params = _params(36, np.float64, shapes=[(3,)])
+    opt = optim.Adam(params, lr=0.1, eps=0.0)
+    _set_grads(params, [np.ones(3)])
+    opt.step()
+    opt.step()
+    opt.state[params[0]] = {"step": 0, "exp_avg": np.zeros(3), "exp_avg_sq": np.zeros(3)}
+    start = params[0].data.copy()
+    opt.step()  # a first step again: each weight moves by lr exactly
+    np.testing.assert_allclose(params[0].data, start - 0.1, rtol=1e-12)
+    assert opt.state[params[0]]["step"] == 1
+    opt.param_groups[0]["amsgrad"] = True
+    opt.step()
+    np.testing.assert_array_equal(opt.state[params[0]]["max_exp_avg_sq"],
+                                  opt.state[params[0]]["exp_avg_sq"])
+    del opt.state[params[0]]
+    opt.step()
+    assert opt.state[params[0]]["step"] == 1

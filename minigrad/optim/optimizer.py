@@ -11,6 +11,7 @@ float64). The update rules themselves live in sgd.py, adam.py and rmsprop.py.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -33,6 +34,61 @@ class _Batch:
         self.grads: list[np.ndarray] = []
         self.states: list[dict[str, Any]] = []
         self.fresh: list[tuple[Any, dict[str, Any]]] = []
+
+
+class _State(dict):
+    """``optimizer.state``: a plain dict (parameter -> its state dict) that counts how often
+    entries were set or removed, so that ``step()`` knows when its per-group cache is stale."""
+
+    __slots__ = ("changes",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.changes = 0
+
+    def _changed(method):  # noqa: N805 -- wraps the dict methods below
+        def wrapper(self, *args, **kwargs):
+            self.changes += 1
+            return method(self, *args, **kwargs)
+        wrapper.__name__ = method.__name__
+        return wrapper
+
+    __setitem__ = _changed(dict.__setitem__)
+    __delitem__ = _changed(dict.__delitem__)
+    pop = _changed(dict.pop)
+    popitem = _changed(dict.popitem)
+    clear = _changed(dict.clear)
+    update = _changed(dict.update)
+    setdefault = _changed(dict.setdefault)
+    __ior__ = _changed(dict.__ior__)
+    del _changed
+
+
+class _GroupCache:
+    """What ``step()`` looked up for one group last time: each parameter's state dict (None
+    where it has none yet or lacks an array the options need). Valid while the group holds
+    the same parameters and options and ``optimizer.state`` had no entry set or removed."""
+
+    __slots__ = ("group", "params", "names", "state", "changes", "states", "found")
+
+    def __init__(self, opt: Optimizer, group: dict[str, Any], names: tuple[str, ...]):
+        self.group, self.params, self.names = group, list(group["params"]), names
+        self.state, self.changes = opt.state, getattr(opt.state, "changes", None)
+        needed = frozenset(names)
+        self.found = [opt.state.get(p) for p in self.params]
+        self.states = [s if s is not None and s.keys() >= needed else None for s in self.found]
+
+    def valid(self, opt: Optimizer, group: dict[str, Any], names: tuple[str, ...]) -> bool:
+        params = group["params"]
+        return (
+            self.changes is not None
+            and opt.state is self.state
+            and opt.state.changes == self.changes
+            and self.group is group
+            and names == self.names
+            and len(params) == len(self.params)
+            and all(map(operator.is_, params, self.params))
+        )
 
 
 class Optimizer:
@@ -62,7 +118,8 @@ class Optimizer:
                 f"{type(params).__name__}; wrap it in a list"
             )
         self.defaults = dict(defaults)
-        self.state: dict[Any, dict[str, Any]] = {}
+        self.state: dict[Any, dict[str, Any]] = _State()
+        self._caches: dict[int, _GroupCache] = {}
         self.param_groups: list[dict[str, Any]] = []
         # id(group) -> (group, option values last validated): step() re-checks on a change
         self._validated: dict[int, tuple[dict[str, Any], list[Any]]] = {}
@@ -158,37 +215,31 @@ class Optimizer:
     def _collect(self, group: dict[str, Any]) -> list[_Batch]:
         """The group's parameters that have a gradient, with their state, one batch per dtype."""
         names = self._state_arrays(group)
+        cache = self._caches.get(id(group))
+        if cache is None or not cache.valid(self, group, names):
+            cache = self._caches[id(group)] = _GroupCache(self, group, names)
+        batch = _Batch()
+        tensors, params, grads, states = batch.tensors, batch.params, batch.grads, batch.states
+        dtype, mixed = None, False
         counts = self._counts_steps
-        state_of = self.state.get
-        batch, dtype, others = _Batch(), None, None
-        for p in group["params"]:
+        for p, state, found in zip(group["params"], cache.states, cache.found, strict=True):
             grad = p.grad
             if grad is None:
                 continue
-            g = grad if isinstance(grad, np.ndarray) else grad.data
             data = p.data
-            state = state_of(p)
-            if state is None or any(name not in state for name in names):
-                state = _completed(state, names, data, counts)
-                fresh = True
-            else:
-                fresh = False
-            if dtype is None:
-                dtype = data.dtype
-            if data.dtype != dtype:  # a group mixing float32 and float64: one call per dtype
-                others = {} if others is None else others
-                target = others.setdefault(data.dtype, _Batch())
-            else:
-                target = batch
-            target.tensors.append(p)
-            target.params.append(data)
-            target.grads.append(g)
-            target.states.append(state)
-            if fresh:
-                target.fresh.append((p, state))
+            if state is None:  # no state yet, or an array the options now need is missing
+                state = _completed(found, names, data, counts) if names or counts else {}
+                batch.fresh.append((p, state))
+            if data.dtype is not dtype:
+                mixed = mixed or (dtype is not None and data.dtype != dtype)
+                dtype = dtype or data.dtype
+            tensors.append(p)
+            params.append(data)
+            grads.append(grad if type(grad) is np.ndarray else grad.data)
+            states.append(state)
         if dtype is None:
             return []
-        return [batch] if others is None else [batch, *others.values()]
+        return _split_by_dtype(batch) if mixed else [batch]
 
     # ----------------------------------------------------------------- subclass hooks
     def _check_options(self, group: dict[str, Any]) -> None:
@@ -228,7 +279,7 @@ class Optimizer:
         TypeError naming its key (and parameter index) and leaves the optimizer as it was.
         """
         state, groups = load_state(self, state_dict)
-        self.state = state
+        self.state = _State(state)
         for group, options in zip(self.param_groups, groups, strict=True):
             group.update(options)
 
@@ -250,6 +301,23 @@ def _same(a: Any, b: Any) -> bool:
 def _grad_array(param: Any) -> np.ndarray:
     grad = param.grad
     return grad if isinstance(grad, np.ndarray) else grad.data
+
+
+def _split_by_dtype(batch: _Batch) -> list[_Batch]:
+    """A batch mixing float32 and float64 parameters as one batch per dtype (a kernel call
+    takes one dtype)."""
+    parts: dict[np.dtype, _Batch] = {}
+    fresh = {id(p) for p, _ in batch.fresh}
+    for p, data, g, state in zip(batch.tensors, batch.params, batch.grads, batch.states,
+                                 strict=True):
+        part = parts.setdefault(data.dtype, _Batch())
+        part.tensors.append(p)
+        part.params.append(data)
+        part.grads.append(g)
+        part.states.append(state)
+        if id(p) in fresh:
+            part.fresh.append((p, state))
+    return list(parts.values())
 
 
 def _completed(state: dict[str, Any] | None, names: tuple[str, ...], like: np.ndarray,

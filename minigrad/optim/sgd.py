@@ -74,10 +74,13 @@ class SGD(Optimizer):
         if group["momentum"] != 0:
             # a parameter's buffer starts at its first momentum step, as a copy of g
             first = ["momentum_buffer" not in s for s in batch.states]
-            buffers = [
-                np.zeros(p.shape, p.dtype) if new else s["momentum_buffer"]
-                for p, s, new in zip(batch.params, batch.states, first, strict=True)
-            ]
+            if any(first):
+                buffers = [
+                    np.zeros(p.shape, p.dtype) if new else s["momentum_buffer"]
+                    for p, s, new in zip(batch.params, batch.states, first, strict=True)
+                ]
+            else:
+                buffers = [s["momentum_buffer"] for s in batch.states]
         kernels.impl.sgd_step(
             batch.params,
             batch.grads,
@@ -89,7 +92,7 @@ class SGD(Optimizer):
             nesterov=group["nesterov"],
             weight_decay=group["weight_decay"],
         )
-        if buffers is not None:
+        if buffers is not None and any(first):
             for s, b, new in zip(batch.states, buffers, first, strict=True):
                 if new:
                     s["momentum_buffer"] = b
