@@ -225,7 +225,8 @@ cdef class _Batch:
                 self.stage(t)
                 with nogil:
                     _update(rule, self, t, h)
-                np.copyto(self.params[t], self.staged[0])
+                if self.staged[0] is not self.params[t]:  # only the gradient was staged
+                    np.copyto(self.params[t], self.staged[0])
                 self.staged = None
                 t += 1
                 continue
