@@ -3,6 +3,7 @@
 # follow ``_checks.tensor_lists`` (the twins' check): at the first doubt the Python rule decides
 # and words the error, so both backends raise the same exception with the same message.
 
+cimport cython
 from libc.stdint cimport uintptr_t
 from libc.stdlib cimport calloc, free
 
@@ -37,13 +38,10 @@ cdef inline void _bounds(cnp.ndarray a, uintptr_t* lo, uintptr_t* hi) noexcept:
     hi[0] += cnp.PyArray_ITEMSIZE(a)
 
 
-cdef bint _apart(list arrays) except -1:
-    """True when no two arrays of one tensor may overlap (their byte ranges are disjoint)."""
-    cdef Py_ssize_t i, j, n = len(arrays)
-    cdef uintptr_t lo[5]
-    cdef uintptr_t hi[5]
+cdef inline bint _apart(Py_ssize_t n, uintptr_t* lo, uintptr_t* hi) noexcept:
+    """True when the byte ranges [lo[i], hi[i]) of one tensor's n arrays are disjoint."""
+    cdef Py_ssize_t i, j
     for i in range(n):
-        _bounds(<cnp.ndarray> arrays[i], &lo[i], &hi[i])
         for j in range(i):
             if lo[i] < hi[j] and lo[j] < hi[i]:
                 return False
@@ -95,9 +93,16 @@ cdef class _Batch:
                 raise AssertionError(f"{fn}: argument checks disagree")  # pragma: no cover
         return 0
 
+    # Python lists are indexed with bounds checks: a strange element (an object whose
+    # ``__class__`` runs code) could shrink a list while it is being read.
+    @cython.boundscheck(True)
     cdef bint _collect(self, object params, object grads, dict states, str counts_name,
                        object counts, bint exact=False) except -1:
         cdef Py_ssize_t i, n, k
+        cdef uintptr_t lo[5]
+        cdef uintptr_t hi[5]
+        cdef Py_ssize_t m
+        cdef object a, g, c
         cdef int type_num
         cdef cnp.ndarray p
         cdef list lists = [v for v in states.values()]
@@ -124,27 +129,41 @@ cdef class _Batch:
         self._alloc(n)
         slots[0], slots[1], slots[2] = self.s0, self.s1, self.s2
         for i in range(n):
-            if not _ok(params[i], type_num, None, False):
+            a = (<list> params)[i]
+            if not _ok(a, type_num, None, False):
                 return False
-            p = params[i]
-            if not cnp.PyArray_ISWRITEABLE(p) or not _ok(grads[i], type_num, p, False):
+            p = <cnp.ndarray> a
+            g = (<list> grads)[i]
+            if not cnp.PyArray_ISWRITEABLE(p) or not _ok(g, type_num, p, False):
                 return False
-            arrays = [p, grads[i]]
+            _bounds(p, &lo[0], &hi[0])
+            _bounds(<cnp.ndarray> g, &lo[1], &hi[1])
+            m = 2
             for k in range(len(lists)):
                 if lists[k] is not None:
-                    if not _ok(lists[k][i], type_num, p, True):
+                    a = (<list> lists[k])[i]
+                    if not _ok(a, type_num, p, True):
                         return False
-                    arrays.append(lists[k][i])
-                    slots[k][i] = cnp.PyArray_DATA(<cnp.ndarray> lists[k][i])
-            if not exact and not _apart(arrays):
+                    _bounds(<cnp.ndarray> a, &lo[m], &hi[m])
+                    m += 1
+                    slots[k][i] = cnp.PyArray_DATA(<cnp.ndarray> a)
+            if not exact and not _apart(m, lo, hi):
                 return False
-            if counts_name is not None and not self._count(i, counts[i], steps):
-                return False
+            if counts_name is not None:
+                c = (<list> counts)[i]
+                if steps:
+                    if type(c) is not int or not 1 <= c <= MAX_STEP:
+                        return False
+                    self.count[i] = c
+                elif c is True or c is False:
+                    self.count[i] = c is True
+                else:
+                    return False
             self.size[i] = cnp.PyArray_SIZE(p)
             self.plain[i] = (cnp.PyArray_IS_C_CONTIGUOUS(p)
-                             and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray> grads[i]))
+                             and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray> g))
             self.p[i] = cnp.PyArray_DATA(p)
-            self.g[i] = cnp.PyArray_DATA(<cnp.ndarray> grads[i])
+            self.g[i] = cnp.PyArray_DATA(<cnp.ndarray> g)
         for k in range(len(lists)):
             if lists[k] is None:
                 free(slots[k])
@@ -174,18 +193,7 @@ cdef class _Batch:
             raise MemoryError()
         return 0
 
-    cdef bint _count(self, Py_ssize_t i, object value, bint steps) except -1:
-        """A step count in [1, MAX_STEP] (Adam) or a bool first-step flag (SGD)."""
-        if steps:
-            if type(value) is not int or not 1 <= value <= MAX_STEP:
-                return False
-            self.count[i] = value
-        else:
-            if value is not True and value is not False:
-                return False
-            self.count[i] = 1 if value is True else 0
-        return True
-
+    @cython.boundscheck(True)
     cdef int run(self, Rule rule, Hyper* h) except -1:
         """Update the tensors in order; contiguous runs in one GIL-free stretch."""
         cdef Py_ssize_t t = 0, end
@@ -208,6 +216,7 @@ cdef class _Batch:
                     t += 1
         return 0
 
+    @cython.boundscheck(True)
     cdef int stage(self, Py_ssize_t t) except -1:
         """Contiguous copies of tensor t's param and grad, taken now (not before the tensors
         ahead of it were updated)."""
