@@ -7,6 +7,7 @@ A kernel takes one list per kind of array (params, grads, and each state such as
 released, updating each parameter and its state in place. Tensors are updated one after the
 other, so tensors that share memory see each other's updates exactly as in the NumPy twins
 (``_optim_twin.py``, same names, signatures and structure) and in PyTorch's per-parameter loop.
+The lists are checked and turned into pointers in ``_optim_lists.pxi``; this file holds the rules.
 
 The element arithmetic runs in the parameters' precision, as PyTorch's does (a float64 detour
 doubles the cost of the sqrt and the division), but every hyperparameter term (``1 - beta2``,
