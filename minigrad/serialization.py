@@ -42,8 +42,8 @@ def save(obj: Any, path: str | os.PathLike) -> None:
     stays.
 
     Args:
-        obj: dicts with str keys, lists and tuples of: ndarrays (not of dtype object), Tensors
-            (saved as their arrays), bool, int, float, str, None and NumPy scalars.
+        obj: dicts with str or int keys, lists and tuples of: ndarrays (not of dtype object),
+            Tensors (saved as their arrays), bool, int, float, str, None and NumPy scalars.
         path: the file to write; ``.npz`` is the customary suffix (none is added).
 
     Raises:
@@ -167,9 +167,10 @@ def _encode(obj: Any, arrays: dict[str, np.ndarray], key_path: str) -> dict[str,
     if isinstance(obj, dict):
         items = []
         for key, value in obj.items():
-            if not isinstance(key, str):
+            # int keys too: an optimizer's state is keyed by parameter index (PyTorch's layout)
+            if not isinstance(key, str) and type(key) is not int:
                 raise TypeError(
-                    f"cannot save {key_path}: dict keys must be str, got {key!r} "
+                    f"cannot save {key_path}: dict keys must be str or int, got {key!r} "
                     f"({type(key).__name__})"
                 )
             items.append([key, _encode(value, arrays, f"{key_path}[{key!r}]")])
@@ -351,7 +352,8 @@ def _decode(node: Any, members: _Members) -> Any:
     if kind == "npscalar":
         return members.array(node["ref"])[()]
     if kind == "dict":
-        return {str(key): _decode(value, members) for key, value in node["items"]}
+        return {key if type(key) is int else str(key): _decode(value, members)
+                for key, value in node["items"]}
     if kind == "list":
         return [_decode(value, members) for value in node["items"]]
     if kind == "tuple":

@@ -41,7 +41,9 @@ def _valid_calls():
     _, lmean, lrstd = reference.layernorm_forward(x, g, b, 1e-5, 1)
     params = [np.ones((2, 2), np.float32)]
     grads = [np.ones((2, 2), np.float32)]
-    off, steps = np.zeros(1, np.int64), np.ones(1, np.int64)
+
+    def state():
+        return [np.zeros((2, 2), np.float32)]
     return {
         "sum": ([x, 0, False], {}), "mean": ([x, 1, True], {}),
         "var": ([x, None, False], {"correction": 1}), "max": ([x, 0, False], {}),
@@ -55,12 +57,9 @@ def _valid_calls():
         "batchnorm_backward": ([x, x, g, mean, rstd, True], {}),
         "layernorm_forward": ([x, g, b, 1e-5, 1], {}),
         "layernorm_backward": ([x, x, g, lmean, lrstd], {}),
-        "sgd_step": ([params, grads, np.zeros(4, np.float32), off, steps],
-                     {"lr": 0.1, "momentum": 0.9}),
-        "adam_step": ([params, grads, np.zeros(4, np.float32), np.zeros(4, np.float32), None,
-                       off, steps], {"lr": 0.1}),
-        "rmsprop_step": ([params, grads, np.zeros(4, np.float32), None, None, off, steps],
-                         {"lr": 0.1}),
+        "sgd_step": ([params, grads, state(), [True]], {"lr": 0.1, "momentum": 0.9}),
+        "adam_step": ([params, grads, state(), state(), None, [1]], {"lr": 0.1}),
+        "rmsprop_step": ([params, grads, state(), None, None], {"lr": 0.1}),
     }
 
 

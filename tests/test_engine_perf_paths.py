@@ -228,7 +228,10 @@ def test_optimizer_rejects_a_gradient_of_the_wrong_dtype():
 
 
 def test_optimizer_rejects_a_parameter_that_changed_size():
+    # state is made at a parameter's first step (PyTorch's lazy state), so change it after one
     p, opt = _one_param_adam()
+    p.grad = mg.tensor(np.ones((2, 3), dtype=np.float32))
+    opt.step()
     p.data = np.ones(7, dtype=np.float32)
     p.grad = mg.tensor(np.ones(7, dtype=np.float32))
     with pytest.raises(ValueError, match="changed"):

@@ -258,49 +258,70 @@ OPTIM_IMPLS = [reference] + ([compiled] if compiled is not None else [])
 def test_amsgrad_maximum_lets_nan_through_like_numpy(impl):
     p, g = [np.ones(2, np.float32)], [np.array([np.nan, 1.0], np.float32)]
     m, v, vmax = np.zeros(2, np.float32), np.zeros(2, np.float32), np.ones(2, np.float32)
-    impl.adam_step(p, g, m, v, vmax, np.zeros(1, np.int64), np.ones(1, np.int64), lr=0.1)
+    impl.adam_step(p, g, [m], [v], [vmax], [1], lr=0.1)
     np.testing.assert_array_equal(np.isnan(vmax), [True, False])  # np.maximum keeps NaN
 
 
-def _adam_args():
-    p, g = [np.ones(3, np.float32)], [np.ones(3, np.float32)]
-    return p, g, np.zeros(3, np.float32), np.zeros(3, np.float32), None, \
-        np.zeros(1, np.int64), np.ones(1, np.int64)
+# An optimizer checks its options when it is made AND when step() finds them changed, with the
+# same rules (one function per optimizer): an edited group must not reach the kernel.
+def _one_param_step(make, edit):
+    p = nn.Parameter(np.ones(3, np.float32))
+    opt = make([p])
+    p.grad = mg.tensor(np.ones(3, np.float32))
+    opt.step()
+    before = p.data.copy(), opt.state_dict()
+    edit(opt.param_groups[0])
+    return p, opt, before
 
 
-@pytest.mark.parametrize("impl", OPTIM_IMPLS, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
-@pytest.mark.parametrize("bad", [dict(lr=float("nan")), dict(lr=-1.0), dict(beta1=1.0),
-                                 dict(beta2=float("nan")), dict(eps=-1.0),
-                                 dict(weight_decay=float("inf"))])
-def test_adam_kernel_rejects_hyperparameters_that_would_make_nan(impl, bad):
-    # an optimizer checks its options once; group["lr"] edited later reaches the kernel as is
-    args = _adam_args()
-    with pytest.raises(ValueError, match=next(iter(bad))):
-        impl.adam_step(*args, **{"lr": 0.1, **bad})
-    assert np.all(args[0][0] == 1)
+EDITED_OPTIONS = [
+    (lambda ps: optim.RMSprop(ps), lambda g: g.update(alpha=3.0), ValueError, "alpha"),
+    (lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9), lambda g: g.update(dampening=7),
+     ValueError, "dampening"),
+    (lambda ps: optim.Adam(ps), lambda g: g.update(amsgrad="no"), TypeError, "amsgrad"),
+    (lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9), lambda g: g.update(nesterov="yes"),
+     TypeError, "nesterov"),
+    (lambda ps: optim.RMSprop(ps), lambda g: g.update(centered=1), TypeError, "centered"),
+    (lambda ps: optim.Adam(ps), lambda g: g.update(lr=float("nan")), ValueError,
+     "learning rate"),
+    (lambda ps: optim.Adam(ps), lambda g: g.update(betas=(0.9, 1.0)), ValueError, "beta2"),
+    (lambda ps: optim.AdamW(ps), lambda g: g.update(eps=-1.0), ValueError, "eps"),
+    (lambda ps: optim.SGD(ps, lr=0.1), lambda g: g.update(weight_decay=float("inf")),
+     ValueError, "weight_decay"),
+    (lambda ps: optim.SGD(ps, lr=0.1), lambda g: g.update(nesterov=True), ValueError,
+     "Nesterov"),
+]
 
 
-@pytest.mark.parametrize("call", [
-    lambda k: k.sgd_step((np.ones(2, np.float32),), [np.ones(2, np.float32)], None,
-                         np.zeros(1, np.int64), np.ones(1, np.int64), lr=0.1),
-    lambda k: k.sgd_step([np.ones(2, np.float32)], [np.ones(2)], None, np.zeros(1, np.int64),
-                         np.ones(1, np.int64), lr=0.1),
-    lambda k: k.sgd_step([np.ones(4, np.float32)], [np.ones(4, np.float32)],
-                         np.zeros(4, np.float32), np.array([2]), np.ones(1, np.int64), lr=0.1,
-                         momentum=0.9),
-    lambda k: k.rmsprop_step([np.ones(4, np.float32)], [np.ones(4, np.float32)],
-                             np.zeros(3, np.float32), None, None, np.zeros(1, np.int64),
-                             np.ones(1, np.int64), lr=0.1),
-    lambda k: k.adam_step([np.ones(2, np.float32)], [np.ones(2, np.float32)], None, None,
-                          None, np.zeros(1, np.int64), np.ones(1, np.int64), lr=0.1),
-], ids=["params tuple", "grad f64", "offsets int", "state too small", "no state"])
-def test_optimizer_twins_reject_what_the_compiled_kernels_reject(call):
-    errors = []
-    for impl in OPTIM_IMPLS:
-        with pytest.raises((TypeError, ValueError)) as info:
-            call(impl)
-        errors.append(info.type)
-    assert len(set(errors)) == 1, errors
+@pytest.mark.parametrize("make, edit, exc, match", EDITED_OPTIONS)
+def test_options_edited_after_construction_are_checked_at_step(backend, make, edit, exc, match):
+    p, opt, (data, state) = _one_param_step(make, edit)
+    with pytest.raises(exc, match=match):
+        opt.step()
+    np.testing.assert_array_equal(p.data, data)  # nothing moved
+    after = opt.state_dict()
+    assert after["state"].keys() == state["state"].keys()
+    for k, entry in state["state"].items():
+        for name, value in entry.items():
+            np.testing.assert_array_equal(after["state"][k][name], value)
+
+
+@pytest.mark.parametrize("make, edit, exc, match", EDITED_OPTIONS)
+def test_constructor_refuses_what_step_refuses(make, edit, exc, match):
+    group: dict = {}
+    edit(group)
+    with pytest.raises(exc, match=match):
+        make([{"params": [nn.Parameter(np.ones(3, np.float32))], **group}])
+
+
+def test_non_bool_flags_are_refused_at_construction():
+    ps = [nn.Parameter(np.ones(2, np.float32))]
+    with pytest.raises(TypeError, match="amsgrad"):
+        optim.Adam(ps, amsgrad="no")
+    with pytest.raises(TypeError, match="nesterov"):
+        optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=1)
+    with pytest.raises(TypeError, match="centered"):
+        optim.RMSprop(ps, centered="False")
 
 
 # ------------------------------------------------------ kernel argument edge cases

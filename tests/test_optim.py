@@ -1,5 +1,6 @@
 """Optimizers against hand-written NumPy versions of PyTorch's documented update rules, plus
-parameter groups, state_dict round trips, schedulers and clip_grad_norm_.
+parameter groups, option checks, version counters, schedulers and clip_grad_norm_ (the state
+and state dicts are tested in test_optim_state.py).
 
 Every optimizer test runs twice: with the compiled fused kernels and with their NumPy twins.
 """
@@ -11,16 +12,12 @@ import os
 
 import numpy as np
 import pytest
+from optim_cases import CASES, TOL, adam_rule, case_id, grads_for, make_params, set_grads
 
 import minigrad as mg
 from minigrad import nn, optim
 from minigrad.nn.utils import clip_grad_norm_
 from minigrad.optim import lr_scheduler
-from minigrad.serialization import load, save
-
-SHAPES = [(4, 3), (3,), (2, 5, 2), (1,)]
-TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
-
 
 NUMPY_ONLY = os.environ.get("MINIGRAD_BACKEND", "").strip().lower() == "numpy"
 
@@ -36,123 +33,16 @@ def kernels(request):
     mg.set_backend(previous)
 
 
-# --------------------------------------------------------------------------- the rules
-# Straight transcriptions of the pseudo-code in PyTorch's documentation, one parameter at a
-# time in float64; ``state`` is a dict per parameter, ``t`` the 1-based step.
-def sgd_rule(p, g, state, t, lr, momentum=0, dampening=0, nesterov=False, weight_decay=0):
-    if weight_decay != 0:
-        g = g + weight_decay * p
-    if momentum != 0:
-        if t > 1:
-            state["b"] = momentum * state["b"] + (1 - dampening) * g
-        else:
-            state["b"] = g
-        g = g + momentum * state["b"] if nesterov else state["b"]
-    return p - lr * g
-
-
-def adam_rule(
-    p,
-    g,
-    state,
-    t,
-    lr=1e-3,
-    betas=(0.9, 0.999),
-    eps=1e-8,
-    weight_decay=0,
-    amsgrad=False,
-    decoupled=False,
-):
-    beta1, beta2 = betas
-    if weight_decay != 0:
-        if decoupled:
-            p = p * (1 - lr * weight_decay)
-        else:
-            g = g + weight_decay * p
-    state["m"] = beta1 * state.get("m", 0) + (1 - beta1) * g
-    state["v"] = beta2 * state.get("v", 0) + (1 - beta2) * g**2
-    m_hat = state["m"] / (1 - beta1**t)
-    if amsgrad:
-        state["v_max"] = np.maximum(state.get("v_max", 0), state["v"])
-        v_hat = state["v_max"] / (1 - beta2**t)
-    else:
-        v_hat = state["v"] / (1 - beta2**t)
-    return p - lr * m_hat / (np.sqrt(v_hat) + eps)
-
-
-def adamw_rule(p, g, state, t, weight_decay=1e-2, **options):
-    return adam_rule(p, g, state, t, weight_decay=weight_decay, decoupled=True, **options)
-
-
-def rmsprop_rule(
-    p, g, state, t, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False
-):
-    if weight_decay != 0:
-        g = g + weight_decay * p
-    state["v"] = alpha * state.get("v", 0) + (1 - alpha) * g**2
-    v_tilde = state["v"]
-    if centered:
-        state["g_ave"] = alpha * state.get("g_ave", 0) + (1 - alpha) * g
-        v_tilde = v_tilde - state["g_ave"] ** 2
-    if momentum > 0:
-        state["b"] = momentum * state.get("b", 0) + g / (np.sqrt(v_tilde) + eps)
-        return p - lr * state["b"]
-    return p - lr * g / (np.sqrt(v_tilde) + eps)
-
-
-CASES = [
-    (optim.SGD, sgd_rule, dict(lr=0.1)),
-    (optim.SGD, sgd_rule, dict(lr=0.1, weight_decay=0.1)),
-    (optim.SGD, sgd_rule, dict(lr=0.1, momentum=0.9)),
-    (optim.SGD, sgd_rule, dict(lr=0.1, momentum=0.9, dampening=0.25, weight_decay=0.05)),
-    (optim.SGD, sgd_rule, dict(lr=0.1, momentum=0.8, nesterov=True, weight_decay=0.05)),
-    (optim.Adam, adam_rule, dict()),
-    (optim.Adam, adam_rule, dict(lr=0.05, weight_decay=0.1)),
-    (optim.Adam, adam_rule, dict(lr=0.05, betas=(0.5, 0.8), eps=1e-4, amsgrad=True)),
-    (optim.AdamW, adamw_rule, dict(lr=0.05)),
-    (optim.AdamW, adamw_rule, dict(lr=0.05, weight_decay=0.3, amsgrad=True)),
-    (optim.RMSprop, rmsprop_rule, dict()),
-    (optim.RMSprop, rmsprop_rule, dict(lr=0.02, alpha=0.9, weight_decay=0.1)),
-    (optim.RMSprop, rmsprop_rule, dict(lr=0.02, momentum=0.9)),
-    (optim.RMSprop, rmsprop_rule, dict(lr=0.02, centered=True)),
-    (optim.RMSprop, rmsprop_rule, dict(lr=0.02, centered=True, momentum=0.5, weight_decay=0.1)),
-]
-
-
-def _case_id(case):
-    cls, _, options = case
-    return cls.__name__ + "-" + "-".join(f"{k}={v}" for k, v in options.items())
-
-
-def _grads(seed, n_steps, shapes=SHAPES):
-    rng = np.random.default_rng(seed)
-    # Gradients that flip sign each step keep centered RMSprop's s - a^2 away from 0, where
-    # float32 would lose digits in any implementation.
-    return [
-        [(-1) ** t * (0.5 + np.abs(rng.standard_normal(s))) for s in shapes] for t in range(n_steps)
-    ]
-
-
-def _params(seed, dtype, shapes=SHAPES):
-    rng = np.random.default_rng(seed)
-    return [nn.Parameter(rng.standard_normal(s).astype(dtype)) for s in shapes]
-
-
-def _set_grads(params, grads):
-    for p, g in zip(params, grads, strict=True):
-        p.grad = None if g is None else mg.Tensor(np.array(g, dtype=p.data.dtype))
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("case", CASES, ids=_case_id)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_matches_pytorch_rule(case, dtype):
     cls, rule, options = case
-    params = _params(0, dtype)
+    params = make_params(0, dtype)
     expected = [p.data.astype(np.float64) for p in params]
     states = [{} for _ in params]
     opt = cls(params, **options)
-    for t, grads in enumerate(_grads(1, n_steps=5), start=1):
-        _set_grads(params, grads)
+    for t, grads in enumerate(grads_for(1, n_steps=5), start=1):
+        set_grads(params, grads)
         opt.step()
         expected = [
             rule(e, g, s, t, **options) for e, g, s in zip(expected, grads, states, strict=True)
@@ -162,18 +52,18 @@ def test_matches_pytorch_rule(case, dtype):
             np.testing.assert_allclose(p.data, e, **TOL[dtype])
 
 
-@pytest.mark.parametrize("case", CASES, ids=_case_id)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_skipped_parameters_keep_their_own_step_count(case):
     """A parameter without a gradient is not updated and its step count does not advance."""
     cls, rule, options = case
-    params = _params(2, np.float64)
+    params = make_params(2, np.float64)
     expected = [p.data.copy() for p in params]
     states = [{} for _ in params]
     counts = [0] * len(params)
     opt = cls(params, **options)
-    for step, grads in enumerate(_grads(3, n_steps=6)):
+    for step, grads in enumerate(grads_for(3, n_steps=6)):
         grads = [None if (k + step) % 3 == 0 else g for k, g in enumerate(grads)]
-        _set_grads(params, grads)
+        set_grads(params, grads)
         opt.step()
         for k, g in enumerate(grads):
             if g is not None:
@@ -184,7 +74,7 @@ def test_skipped_parameters_keep_their_own_step_count(case):
 
 
 def test_non_contiguous_and_rebound_param_data():
-    params = _params(4, np.float32, shapes=[(6, 4), (5,)])
+    params = make_params(4, np.float32, shapes=[(6, 4), (5,)])
     # A transposed view and a negatively strided view of bigger buffers.
     transposed = np.zeros((4, 6), np.float32).T
     transposed[...] = params[0].data
@@ -194,8 +84,8 @@ def test_non_contiguous_and_rebound_param_data():
     expected = [p.data.astype(np.float64) for p in params]
     states = [{}, {}]
     opt = optim.Adam(params, lr=0.05)
-    for t, grads in enumerate(_grads(5, 3, shapes=[(6, 4), (5,)]), start=1):
-        _set_grads(params, grads)
+    for t, grads in enumerate(grads_for(5, 3, shapes=[(6, 4), (5,)]), start=1):
+        set_grads(params, grads)
         opt.step()
         expected = [
             adam_rule(e, g, s, t, lr=0.05) for e, g, s in zip(expected, grads, states, strict=True)
@@ -206,7 +96,7 @@ def test_non_contiguous_and_rebound_param_data():
 
     # Rebinding .data to a new array of the same size is harmless (state is not tied to it).
     params[1].data = params[1].data.copy()
-    _set_grads(params, [np.ones((6, 4)), np.ones(5)])
+    set_grads(params, [np.ones((6, 4)), np.ones(5)])
     opt.step()
     params[1].data = np.zeros(7, np.float32)
     with pytest.raises(ValueError, match="changed"):
@@ -216,7 +106,7 @@ def test_non_contiguous_and_rebound_param_data():
 def test_mixed_dtypes_in_one_group():
     params = [nn.Parameter(np.ones(3, np.float32)), nn.Parameter(np.ones(2, np.float64))]
     opt = optim.SGD(params, lr=0.5, momentum=0.9)
-    _set_grads(params, [np.ones(3), np.ones(2)])
+    set_grads(params, [np.ones(3), np.ones(2)])
     opt.step()
     opt.step()
     assert params[0].data.dtype == np.float32 and params[1].data.dtype == np.float64
@@ -226,27 +116,27 @@ def test_mixed_dtypes_in_one_group():
 
 
 def test_param_groups_options_and_lr_changes():
-    a, b = _params(6, np.float64, shapes=[(3,)]), _params(7, np.float64, shapes=[(2,)])
+    a, b = make_params(6, np.float64, shapes=[(3,)]), make_params(7, np.float64, shapes=[(2,)])
     opt = optim.SGD([{"params": a}, {"params": b, "lr": 0.5, "momentum": 0.9}], lr=0.1)
     assert [g["lr"] for g in opt.param_groups] == [0.1, 0.5]
     assert opt.param_groups[0]["momentum"] == 0 and opt.param_groups[1]["momentum"] == 0.9
     start_a, start_b = a[0].data.copy(), b[0].data.copy()
-    _set_grads(a + b, [np.ones(3), np.ones(2)])
+    set_grads(a + b, [np.ones(3), np.ones(2)])
     opt.param_groups[0]["lr"] = 0.2  # as a scheduler would
     opt.step()
     np.testing.assert_allclose(a[0].data, start_a - 0.2)
     np.testing.assert_allclose(b[0].data, start_b - 0.5)
-    c = _params(8, np.float64, shapes=[(4,)])
+    c = make_params(8, np.float64, shapes=[(4,)])
     opt.add_param_group({"params": c, "lr": 1.0})
-    _set_grads(c, [np.ones(4)])
+    set_grads(c, [np.ones(4)])
     start_c = c[0].data.copy()
     opt.step()
     np.testing.assert_allclose(c[0].data, start_c - 1.0)
 
 
 def test_zero_grad():
-    params = _params(9, np.float32, shapes=[(2,), (3,)])
-    _set_grads(params, [np.ones(2), np.ones(3)])
+    params = make_params(9, np.float32, shapes=[(2,), (3,)])
+    set_grads(params, [np.ones(2), np.ones(3)])
     opt = optim.Adam(params)
     opt.zero_grad(set_to_none=False)
     assert all(np.all(p.grad.data == 0) for p in params)
@@ -274,82 +164,6 @@ def test_works_with_a_module_and_autograd():
     assert losses[-1] < 0.5 * losses[0]
 
 
-@pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_state_dict_round_trip_resumes_identically(case, tmp_path):
-    cls, _, options = case
-    grads = _grads(10, n_steps=6)
-    reference = _params(11, np.float32)
-    opt = cls(reference, **options)
-    for g in grads:
-        _set_grads(reference, g)
-        opt.step()
-
-    resumed = _params(11, np.float32)
-    first = cls(resumed, **options)
-    for g in grads[:3]:
-        _set_grads(resumed, g)
-        first.step()
-    save({"optim": first.state_dict()}, tmp_path / "ckpt.npz")
-    # A fresh optimizer with other hyperparameters: load must restore them as well.
-    other = dict(options, lr=options.get("lr", 1e-2) * 3)
-    second = cls(resumed, **other)
-    second.load_state_dict(load(tmp_path / "ckpt.npz")["optim"])
-    assert second.param_groups[0]["lr"] == first.param_groups[0]["lr"]
-    for g in grads[3:]:
-        _set_grads(resumed, g)
-        second.step()
-    for p, q in zip(resumed, reference, strict=True):
-        np.testing.assert_array_equal(p.data, q.data)
-
-
-def test_state_dict_layout():
-    params = _params(12, np.float64, shapes=[(2, 3), (3,)])
-    opt = optim.Adam([{"params": params[:1]}, {"params": params[1:], "lr": 0.5}])
-    _set_grads(params, [np.ones((2, 3)), None])
-    opt.step()
-    sd = opt.state_dict()
-    assert list(sd["state"]) == ["0"]  # parameter 1 never had a gradient
-    assert sd["state"]["0"]["step"] == 1
-    assert set(sd["state"]["0"]) == {"step", "exp_avg", "exp_avg_sq"}
-    assert sd["state"]["0"]["exp_avg"].shape == (2, 3)
-    np.testing.assert_allclose(sd["state"]["0"]["exp_avg"], 0.1)
-    assert [g["params"] for g in sd["param_groups"]] == [[0], [1]]
-    assert sd["param_groups"][1]["lr"] == 0.5 and sd["param_groups"][0]["betas"] == (0.9, 0.999)
-    sd["state"]["0"]["exp_avg"][...] = 7  # a copy: the optimizer is not affected
-    assert opt.state_dict()["state"]["0"]["exp_avg"][0, 0] == pytest.approx(0.1)
-
-
-def test_load_state_dict_rejects_mismatches_and_leaves_state_alone():
-    params = _params(13, np.float64, shapes=[(2,), (3,)])
-    opt = optim.SGD(params, lr=0.1, momentum=0.9)
-    _set_grads(params, [np.ones(2), np.ones(3)])
-    opt.step()
-    good = opt.state_dict()
-
-    bad_shape = opt.state_dict()
-    bad_shape["state"]["1"]["momentum_buffer"] = np.zeros(4)
-    with pytest.raises(ValueError, match=r"shape \(4,\)"):
-        opt.load_state_dict(bad_shape)
-    bad_groups = {"state": {}, "param_groups": good["param_groups"] * 2}
-    with pytest.raises(ValueError, match="param groups"):
-        opt.load_state_dict(bad_groups)
-    bad_key = opt.state_dict()
-    bad_key["state"]["0"]["exp_avg"] = np.zeros(2)
-    with pytest.raises(ValueError, match="exp_avg"):
-        opt.load_state_dict(bad_key)
-    bad_lr = opt.state_dict()
-    bad_lr["param_groups"][0]["lr"] = -1.0
-    with pytest.raises(ValueError, match="learning rate"):
-        opt.load_state_dict(bad_lr)
-    with pytest.raises(ValueError, match="keys"):
-        opt.load_state_dict({"state": {}})
-    after = opt.state_dict()
-    np.testing.assert_array_equal(
-        after["state"]["1"]["momentum_buffer"], good["state"]["1"]["momentum_buffer"]
-    )
-    assert after["param_groups"][0]["lr"] == 0.1
-
-
 @pytest.mark.parametrize(
     "make, match",
     [
@@ -373,7 +187,7 @@ def test_load_state_dict_rejects_mismatches_and_leaves_state_alone():
 )
 def test_invalid_arguments_raise_value_error(make, match):
     with pytest.raises(ValueError, match=match):
-        make(_params(14, np.float32, shapes=[(2,)]))
+        make(make_params(14, np.float32, shapes=[(2,)]))
 
 
 def test_invalid_parameters_raise_type_error():
@@ -386,10 +200,10 @@ def test_invalid_parameters_raise_type_error():
 
 
 def test_step_with_closure_returns_loss():
-    params = _params(15, np.float64, shapes=[(2,)])
+    params = make_params(15, np.float64, shapes=[(2,)])
 
     def closure():
-        _set_grads(params, [np.ones(2)])
+        set_grads(params, [np.ones(2)])
         return 3.0
 
     start = params[0].data.copy()
@@ -399,7 +213,7 @@ def test_step_with_closure_returns_loss():
 
 # --------------------------------------------------------------------------- schedulers
 def _lrs(scheduler_cls, epochs, lr=0.1, **options):
-    opt = optim.SGD(_params(16, np.float32, shapes=[(1,)]), lr=lr)
+    opt = optim.SGD(make_params(16, np.float32, shapes=[(1,)]), lr=lr)
     scheduler = scheduler_cls(opt, **options)
     lrs = []
     for _ in range(epochs):
@@ -430,7 +244,7 @@ def test_cosine_annealing_sequence_past_t_max():
 
 
 def test_scheduler_per_group_base_lrs_and_resume():
-    a, b = _params(17, np.float32, shapes=[(1,)]), _params(18, np.float32, shapes=[(1,)])
+    a, b = make_params(17, np.float32, shapes=[(1,)]), make_params(18, np.float32, shapes=[(1,)])
     opt = optim.SGD([{"params": a}, {"params": b, "lr": 1.0}], lr=0.1)
     scheduler = lr_scheduler.ExponentialLR(opt, gamma=0.5)
     scheduler.step()
@@ -441,7 +255,7 @@ def test_scheduler_per_group_base_lrs_and_resume():
     resumed.load_state_dict(state)
     resumed.step()
     assert resumed.get_last_lr() == [0.0125, 0.125]
-    fresh = optim.SGD(_params(19, np.float32, shapes=[(1,)]), lr=0.1)
+    fresh = optim.SGD(make_params(19, np.float32, shapes=[(1,)]), lr=0.1)
     with pytest.raises(KeyError, match="initial_lr"):
         lr_scheduler.StepLR(fresh, step_size=2, last_epoch=3)
     with pytest.raises(ValueError, match="step_size"):
@@ -453,7 +267,7 @@ def test_scheduler_per_group_base_lrs_and_resume():
 # --------------------------------------------------------------------------- clipping
 def _clip_params(grads, dtype=np.float64):
     params = [nn.Parameter(np.zeros(np.shape(g), dtype)) for g in grads]
-    _set_grads(params, grads)
+    set_grads(params, grads)
     return params
 
 
@@ -507,7 +321,7 @@ def test_clip_grad_norm_nonfinite_and_bad_arguments():
 
 
 def test_gradient_of_wrong_shape_or_dtype_is_rejected_before_any_change():
-    params = _params(21, np.float32, shapes=[(2, 3)])
+    params = make_params(21, np.float32, shapes=[(2, 3)])
     opt = optim.Adam(params)
     before = params[0].data.copy()
     params[0].grad = mg.Tensor(np.ones((3, 2), np.float32))
@@ -518,3 +332,27 @@ def test_gradient_of_wrong_shape_or_dtype_is_rejected_before_any_change():
         opt.step()
     np.testing.assert_array_equal(params[0].data, before)
     assert opt.state_dict()["state"] == {}
+
+
+def test_each_updated_parameter_version_goes_up_by_one_per_step():
+    params = make_params(31, np.float32, shapes=[(2,), (3,), (4,)])
+    opt = optim.Adam(params)
+    set_grads(params, [np.ones(2), None, np.ones(4)])
+    versions = [p._version for p in params]
+    opt.step()
+    opt.step()
+    assert [p._version - v for p, v in zip(params, versions, strict=True)] == [2, 0, 2]
+
+
+def test_overlapping_parameters_each_receive_their_update():
+    # two parameters viewing one array: both updates land, in group order (PyTorch's loop);
+    # the compiled SGD used to write back a stale copy of the strided view
+    base = nn.Parameter(np.arange(24, dtype=np.float32).reshape(4, 6))
+    view = nn.Parameter(np.zeros((4, 3), np.float32))
+    view.data = base.data[:, ::2]
+    expected = base.data - 0.5
+    expected[:, ::2] -= 5.0
+    set_grads([base, view], [np.ones((4, 6)), np.full((4, 3), 10.0)])
+    optim.SGD([base, view], lr=0.5).step()
+    np.testing.assert_array_equal(base.data, expected)
+    assert np.shares_memory(base.data, view.data)

@@ -41,14 +41,13 @@ def _threaded_kernel_calls():
     target = rng.integers(0, c, x.shape[0])
     big_params = [rng.standard_normal(BIG).astype(np.float32)]
     big_grads = [rng.standard_normal(BIG).astype(np.float32)]
-    off, steps = np.zeros(1, np.int64), np.ones(1, np.int64)
 
-    def optim_call(name, n_state, **kw):
+    def optim_call(name, n_state, *counts, **kw):
         def run():
             p = [a.copy() for a in big_params]
-            state = [np.zeros(BIG, np.float32) for _ in range(n_state)]
-            getattr(compiled, name)(p, big_grads, *state, off, steps, **kw)
-            return [p[0]] + state
+            state = [[np.zeros(BIG, np.float32)] for _ in range(n_state)]
+            getattr(compiled, name)(p, big_grads, *state, *counts, **kw)
+            return [p[0]] + [s[0] for s in state]
         return run
 
     calls = {}
@@ -78,8 +77,8 @@ def _threaded_kernel_calls():
     calls["layernorm_forward"] = lambda: compiled.layernorm_forward(x, g, b, 1e-5, 1)
     calls["layernorm_backward"] = lambda: compiled.layernorm_backward(
         x, x, g, *reference.layernorm_forward(x, g, b, 1e-5, 1)[1:])
-    calls["sgd_step"] = optim_call("sgd_step", 1, lr=0.1, momentum=0.9)
-    calls["adam_step"] = optim_call("adam_step", 3, lr=0.1)  # the third state: AMSGrad
+    calls["sgd_step"] = optim_call("sgd_step", 1, [False], lr=0.1, momentum=0.9)
+    calls["adam_step"] = optim_call("adam_step", 3, [1], lr=0.1)  # the third state: AMSGrad
     calls["rmsprop_step"] = optim_call("rmsprop_step", 3, lr=0.1, momentum=0.9)
     return calls
 

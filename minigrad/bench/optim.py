@@ -36,20 +36,20 @@ def _arrays(shapes, seed: int) -> list[np.ndarray]:
 
 
 def _kernel_step(module, name: str, shapes) -> Callable[[], None]:
-    """One kernel call over every tensor, state in flat buffers (steps grow each call)."""
+    """One kernel call over every tensor, one state array per tensor (steps grow each call)."""
     params, grads = _arrays(shapes, 0), _arrays(shapes, 1)
-    sizes = [p.size for p in params]
-    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-    steps = np.zeros(len(params), np.int64)
-    buffers = [np.zeros(sum(sizes), np.float32) for _ in range(2)]
+    steps = [0] * len(params)
+    moments = [[np.zeros_like(p) for p in params] for _ in range(2)]
 
     def adam():
-        steps[:] += 1
-        module.adam_step(params, grads, buffers[0], buffers[1], None, offsets, steps, lr=1e-3)
+        steps[:] = [t + 1 for t in steps]
+        module.adam_step(params, grads, moments[0], moments[1], None, steps, lr=1e-3)
+
+    first = [True] * len(params)
 
     def sgd():
-        steps[:] += 1
-        module.sgd_step(params, grads, buffers[0], offsets, steps, lr=1e-3, momentum=0.9)
+        module.sgd_step(params, grads, moments[0], first, lr=1e-3, momentum=0.9)
+        first[:] = [False] * len(params)
 
     return adam if name == "adam" else sgd
 

@@ -74,10 +74,9 @@ def _kernels_only_step(net: step_group.Net) -> Callable[[], object]:
     x, y = step_group.batch(net)
     hidden = len(net.sizes) - 2
     running = [(np.zeros(n, np.float32), np.ones(n, np.float32)) for n in net.sizes[1:-1]]
-    sizes = [w.size for w in weights]
-    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-    exp_avg, exp_avg_sq = np.zeros(sum(sizes), np.float32), np.zeros(sum(sizes), np.float32)
-    steps = np.zeros(len(weights), np.int64)
+    exp_avg = [np.zeros_like(w) for w in weights]
+    exp_avg_sq = [np.zeros_like(w) for w in weights]
+    steps = [0] * len(weights)
     k = compiled
 
     def step():
@@ -111,8 +110,8 @@ def _kernels_only_step(net: step_group.Net) -> Callable[[], object]:
             grads[4 * i + 1] = grad.sum(axis=0)
             if i > 0:
                 grad = grad @ w
-        steps[:] += 1
-        k.adam_step(weights, grads, exp_avg, exp_avg_sq, None, offsets, steps, lr=1e-3)
+        steps[:] = [t + 1 for t in steps]
+        k.adam_step(weights, grads, exp_avg, exp_avg_sq, None, steps, lr=1e-3)
         return total
 
     return step

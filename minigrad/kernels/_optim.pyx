@@ -2,16 +2,18 @@
 # (sqrt must not set errno, or gcc keeps the Adam and RMSprop loops scalar: 2-3x slower.)
 """Fused optimizer updates: one compiled pass over every parameter of a group.
 
-The optimizer keeps its state (moments, momentum buffers) in flat 1-D buffers, one per kind,
-and tensor ``i`` owns ``state[offsets[i] : offsets[i] + params[i].size]``. A kernel walks the
-list of (param, grad) arrays once with the GIL released, updating parameters and state in
-place. ``steps[i]`` is tensor i's step count *including* this step (>= 1), so that a tensor
-skipped on some steps (it had no gradient) keeps its own bias correction.
+A kernel takes one list per kind of array (params, grads, and each state such as
+``exp_avgs``), one entry per tensor, and walks the tensors in list order with the GIL
+released, updating each parameter and its state in place. Tensors are updated one after the
+other, so tensors that share memory see each other's updates exactly as in the NumPy twins
+(``_optim_twin.py``, same names, signatures and structure) and in PyTorch's per-parameter loop.
+The lists are checked and turned into pointers in ``_optim_lists.pxi``; this file holds the rules.
 
-Every element is updated on its own, so results do not depend on the thread count. The
-arithmetic runs in the parameters' precision, as PyTorch's does: the state is stored in that
-precision anyway, and a float64 detour doubles the cost of the sqrt and the division.
-The NumPy twins, with the same signatures, live in ``reference.py``.
+The element arithmetic runs in the parameters' precision, as PyTorch's does (a float64 detour
+doubles the cost of the sqrt and the division), but every hyperparameter term (``1 - beta2``,
+``lr / (1 - beta1**t)``) is formed in float64 and rounded once: ``1 - beta2`` formed in float32
+from a rounded beta2 = 0.999 is already 1.3e-5 off. Every element is updated on its own, so
+results do not depend on the thread count.
 """
 
 include "_parallel.pxi"
@@ -22,126 +24,27 @@ cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport pow, sqrt, sqrtf
-from libc.stdlib cimport free, malloc
-
-from minigrad.kernels.reference import check_betas, check_hyperparameters, check_step
 
 cnp.import_array()
 
-# ------------------------------------------------------------------------- validation
-cdef class _Batch:
-    """Validated raw pointers to a list of (param, grad) arrays and to the flat state buffers.
+cdef enum Rule:
+    SGD, ADAM, RMSPROP
 
-    A non-contiguous parameter is updated through a contiguous copy that ``write_back``
-    copies into the caller's array (``copies`` keeps both alive until then); a non-contiguous
-    gradient is read from a contiguous copy kept in ``keep``.
-    """
-    cdef Py_ssize_t n
-    cdef bint is_double
-    cdef void** p
-    cdef void** g
-    cdef Py_ssize_t* size
-    cdef Py_ssize_t* offset
-    cdef void* state[3]
-    cdef list keep
-    cdef list copies
-
-    def __cinit__(self):
-        self.n = 0
-        self.p = self.g = NULL
-        self.size = self.offset = NULL
-        self.state[0] = self.state[1] = self.state[2] = NULL
-        self.keep = []
-        self.copies = []
-
-    def __dealloc__(self):
-        free(self.p)
-        free(self.g)
-        free(self.size)
-        free(self.offset)
-
-    cdef int fill(self, str name, list params, list grads, const cnp.int64_t[::1] offsets,
-                  const cnp.int64_t[::1] steps, tuple states) except -1:
-        """Collect the pointers; on anything a bad call could crash on, raise the error
-        ``reference.check_step`` words (the twins' rules, so both backends say the same)."""
-        if not self._collect(params, grads, offsets, steps, states):
-            check_step(name, params, grads, states, np.asarray(offsets), np.asarray(steps))
-            raise ValueError(f"{name}: invalid arguments")  # check_step raises first
-        return 0
-
-    cdef bint _collect(self, list params, list grads, const cnp.int64_t[::1] offsets,
-                       const cnp.int64_t[::1] steps, tuple states) except -1:
-        """Fill the pointer arrays; False at the first argument check_step would reject."""
-        cdef Py_ssize_t i, n = len(params), state_size = -1
-        cdef cnp.ndarray p, g, s
-        cdef int type_num
-        if len(grads) != n or offsets.shape[0] != n or steps.shape[0] != n:
-            return False
-        if n == 0:
-            return True
-        if not isinstance(params[0], cnp.ndarray):
-            return False
-        type_num = cnp.PyArray_TYPE(<cnp.ndarray>params[0])
-        if type_num != cnp.NPY_FLOAT32 and type_num != cnp.NPY_FLOAT64:
-            return False
-        self.is_double = type_num == cnp.NPY_FLOAT64
-
-        for k, state in enumerate(states):
-            if state is None:
-                continue
-            if not isinstance(state, cnp.ndarray):
-                return False
-            s = state
-            if (cnp.PyArray_NDIM(s) != 1 or cnp.PyArray_TYPE(s) != type_num
-                    or not cnp.PyArray_IS_C_CONTIGUOUS(s) or not cnp.PyArray_ISWRITEABLE(s)
-                    or state_size not in (-1, cnp.PyArray_DIMS(s)[0])):
-                return False
-            state_size = cnp.PyArray_DIMS(s)[0]
-            self.state[k] = cnp.PyArray_DATA(s)
-
-        self.p = <void**> malloc(n * sizeof(void*))
-        self.g = <void**> malloc(n * sizeof(void*))
-        self.size = <Py_ssize_t*> malloc(n * sizeof(Py_ssize_t))
-        self.offset = <Py_ssize_t*> malloc(n * sizeof(Py_ssize_t))
-        if self.p == NULL or self.g == NULL or self.size == NULL or self.offset == NULL:
-            raise MemoryError()
-        for i in range(n):
-            if not isinstance(params[i], cnp.ndarray) or not isinstance(grads[i], cnp.ndarray):
-                return False
-            p = params[i]
-            g = grads[i]
-            if (cnp.PyArray_TYPE(p) != type_num or cnp.PyArray_TYPE(g) != type_num
-                    or not cnp.PyArray_SAMESHAPE(p, g) or not cnp.PyArray_ISWRITEABLE(p)):
-                return False
-            self.size[i] = cnp.PyArray_SIZE(p)
-            self.offset[i] = offsets[i]
-            # Written so that a huge offset cannot overflow into a check that passes.
-            if state_size >= 0 and (
-                self.offset[i] < 0 or self.offset[i] > state_size - self.size[i]
-            ):
-                return False
-            if not cnp.PyArray_IS_C_CONTIGUOUS(p):
-                p = np.ascontiguousarray(p)
-                self.copies.append((params[i], p))
-            if not cnp.PyArray_IS_C_CONTIGUOUS(g):
-                g = np.ascontiguousarray(g)
-                self.keep.append(g)
-            self.p[i] = cnp.PyArray_DATA(p)
-            self.g[i] = cnp.PyArray_DATA(g)
-        self.n = n
-        return True
-
-    cdef write_back(self):
-        for original, updated in self.copies:
-            np.copyto(original, updated)
+cdef struct Hyper:
+    # every term in float64; the loops round them to the parameters' precision once
+    double lr, wd, mu, keep_grad, beta1, beta2, eps
+    bint nesterov, decoupled
 
 
-cdef inline floating* _at(void* base, Py_ssize_t offset, floating* kind) noexcept nogil:
-    """Typed pointer to element ``offset`` of a state buffer; NULL stays NULL. ``kind`` (a
-    typed NULL) only picks the float or double version."""
-    if base == NULL:
+include "_optim_lists.pxi"
+
+
+cdef inline floating* _at(void** slots, Py_ssize_t t, floating* kind) noexcept nogil:
+    """Tensor t's state array from a slot list (NULL when the state is absent); ``kind``
+    (a typed NULL) only picks the float or double version."""
+    if slots == NULL:
         return NULL
-    return (<floating*> base) + offset
+    return <floating*> slots[t]
 
 
 cdef inline floating* _plus(floating* a, Py_ssize_t k) noexcept nogil:
@@ -157,29 +60,64 @@ cdef inline floating _sqrt(floating x) noexcept nogil:
         return sqrt(x)
 
 
+cdef void _update(Rule rule, _Batch b, Py_ssize_t t, Hyper* h) noexcept nogil:
+    """Tensor t of the batch under ``rule``, in the batch's dtype."""
+    if b.is_double:
+        _tensor(rule, <double*> b.p[t], <const double*> b.g[t], _at(b.s0, t, <double*> NULL),
+                _at(b.s1, t, <double*> NULL), _at(b.s2, t, <double*> NULL), b.size[t],
+                b.count[t], h)
+    else:
+        _tensor(rule, <float*> b.p[t], <const float*> b.g[t], _at(b.s0, t, <float*> NULL),
+                _at(b.s1, t, <float*> NULL), _at(b.s2, t, <float*> NULL), b.size[t],
+                b.count[t], h)
+
+
+cdef void _tensor(Rule rule, floating* p, const floating* g, floating* s0, floating* s1,
+                  floating* s2, Py_ssize_t n, Py_ssize_t count, Hyper* h) noexcept nogil:
+    """One tensor, split into one contiguous span per thread when it is large.
+
+    All three rules use the project's element threshold even though Adam and RMSprop do more
+    work per element: on the shared 2-core machine two threads were slower at 262K elements.
+    """
+    cdef int c, parts = threads_for(n)
+    cdef Py_ssize_t start, chunk = (n + parts - 1) // parts
+    if parts == 1:
+        _span(rule, p, g, s0, s1, s2, n, count, h)
+        return
+    for c in prange(parts, num_threads=parts, schedule="static"):
+        start = c * chunk
+        if start < n:
+            _span(rule, p + start, g + start, _plus(s0, start), _plus(s1, start),
+                  _plus(s2, start), min(chunk, n - start), count, h)
+
+
+cdef inline void _span(Rule rule, floating* p, const floating* g, floating* s0, floating* s1,
+                       floating* s2, Py_ssize_t n, Py_ssize_t count, Hyper* h) noexcept nogil:
+    if rule == SGD:
+        _sgd_span(p, g, s0, n, count == 1, h)
+    elif rule == ADAM:
+        _adam_span(p, g, s0, s1, s2, n, count, h)
+    else:
+        _rmsprop_span(p, g, s0, s1, s2, n, h)
+
+
 # ------------------------------------------------------------------------- SGD
-cdef void _sgd_span(floating* p, const floating* g, floating* buf, Py_ssize_t n,
-                    floating lr, floating wd, floating mu, floating keep_grad,
-                    bint first, bint nesterov) noexcept nogil:
+cdef void _sgd_span(floating* p, const floating* g, floating* buf, Py_ssize_t n, bint first,
+                    Hyper* h) noexcept nogil:
     """SGD on n contiguous elements; buf is NULL without momentum."""
     cdef Py_ssize_t i
     cdef floating d, b
+    cdef floating lr = h.lr, wd = h.wd, mu = h.mu, keep_grad = h.keep_grad
     if buf == NULL:
         for i in range(n):
             p[i] = p[i] - lr * (g[i] + wd * p[i])
     elif first:
         # PyTorch starts the buffer at the (decayed) gradient itself, without dampening.
-        if nesterov:
-            for i in range(n):
-                d = g[i] + wd * p[i]
-                buf[i] = d
-                p[i] = p[i] - lr * (d + mu * d)
-        else:
-            for i in range(n):
-                d = g[i] + wd * p[i]
-                buf[i] = d
-                p[i] = p[i] - lr * d
-    elif nesterov:
+        for i in range(n):
+            d = g[i] + wd * p[i]
+            buf[i] = d
+            p[i] = p[i] - lr * (d + mu * d if h.nesterov else d)
+    elif h.nesterov:
         for i in range(n):
             d = g[i] + wd * p[i]
             b = mu * buf[i] + keep_grad * d
@@ -192,265 +130,151 @@ cdef void _sgd_span(floating* p, const floating* g, floating* buf, Py_ssize_t n,
             p[i] = p[i] - lr * b
 
 
-cdef void _sgd_tensor(floating* p, const floating* g, floating* buf, Py_ssize_t n,
-                      double lr, double wd, double mu, double dampening,
-                      bint first, bint nesterov) noexcept nogil:
-    """One tensor, split into one contiguous span per thread when it is large.
-
-    All three rules use the project's element threshold even though Adam and RMSprop do more
-    work per element: on the shared 2-core machine two threads were slower at 262K elements.
-    """
-    cdef int c, parts = threads_for(n)
-    cdef Py_ssize_t start, chunk = (n + parts - 1) // parts
-    if parts == 1:
-        _sgd_span(p, g, buf, n, <floating> lr, <floating> wd, <floating> mu,
-                  <floating> (1.0 - dampening), first, nesterov)
-        return
-    for c in prange(parts, num_threads=parts, schedule="static"):
-        start = c * chunk
-        if start < n:
-            _sgd_span(p + start, g + start, _plus(buf, start), min(chunk, n - start),
-                      <floating> lr, <floating> wd, <floating> mu,
-                      <floating> (1.0 - dampening), first, nesterov)
-
-
-def sgd_step(list params, list grads, object momentum_buffer, const cnp.int64_t[::1] offsets,
-             const cnp.int64_t[::1] steps, *, double lr, double momentum=0.0,
-             double dampening=0.0, bint nesterov=False, double weight_decay=0.0) -> None:
-    """SGD in place: d = g + wd*p; b = mu*b + (1-dampening)*d (b = d when steps[i] == 1);
-    p -= lr * (d + mu*b if nesterov else b); without momentum (buffer None) p -= lr * d.
+def sgd_step(object params, object grads, object momentum_buffers, object first, *,
+             double lr, double momentum=0.0, double dampening=0.0, bint nesterov=False,
+             double weight_decay=0.0) -> None:
+    """SGD in place: d = g + wd*p; b = mu*b + (1-dampening)*d (b = d where first[i]);
+    p -= lr * (d + mu*b if nesterov else b); without buffers (None) p -= lr * d.
 
     Args:
         params, grads: lists of same-shape float32 or float64 ndarrays (one dtype per call).
-        momentum_buffer: the group's flat momentum state, or None when momentum is 0.
-        offsets: int64 (n,), where each tensor's slice of the state starts.
-        steps: int64 (n,), momentum steps of each tensor including this one; 1 starts the
-            buffer (ignored without momentum).
+        momentum_buffers: one C-contiguous buffer per tensor, or None (no momentum).
+        first: one bool per tensor, True where its buffer starts at this step (ignored
+            without buffers).
     """
     cdef _Batch batch = _Batch()
-    cdef Py_ssize_t t, n
-    cdef bint first
-    check_hyperparameters("sgd_step", lr=lr, momentum=momentum, dampening=dampening,
-                          weight_decay=weight_decay)
-    batch.fill("sgd_step", params, grads, offsets, steps, (momentum_buffer, None, None))
-    with nogil:
-        for t in range(batch.n):
-            n = batch.size[t]
-            first = steps[t] == 1
-            if batch.is_double:
-                _sgd_tensor(<double*> batch.p[t], <const double*> batch.g[t],
-                            _at(batch.state[0], batch.offset[t], <double*> NULL), n,
-                            lr, weight_decay, momentum, dampening, first, nesterov)
-            else:
-                _sgd_tensor(<float*> batch.p[t], <const float*> batch.g[t],
-                            _at(batch.state[0], batch.offset[t], <float*> NULL), n,
-                            lr, weight_decay, momentum, dampening, first, nesterov)
-    batch.write_back()
+    cdef Hyper h
+    h.lr, h.wd, h.mu, h.nesterov = lr, weight_decay, momentum, nesterov
+    h.keep_grad = 1.0 - dampening
+    batch.fill("sgd_step", params, grads, {"momentum_buffers": momentum_buffers},
+               "first" if momentum_buffers is not None else None, first)
+    batch.run(SGD, &h)
 
 
 # ------------------------------------------------------------------------- Adam / AdamW
 cdef void _adam_span(floating* p, const floating* g, floating* m, floating* v, floating* vmax,
-                     Py_ssize_t n, floating beta1, floating beta2, floating l2,
-                     floating decay, floating step_size, floating inv_sqrt_bc2,
-                     floating eps) noexcept nogil:
-    """Adam on n contiguous elements. Weight decay is folded into two constants so that the
-    loop has no branch: l2 = wd (Adam) or 0, decay = 1 - lr*wd (AdamW) or 1."""
+                     Py_ssize_t n, Py_ssize_t step, Hyper* h) noexcept nogil:
+    """Adam on n contiguous elements of a tensor at ``step``. Weight decay is folded into two
+    constants so that the loop has no branch: l2 = wd (Adam) or 0, decay = 1 - lr*wd (AdamW)
+    or 1; every constant is formed in float64."""
     cdef Py_ssize_t i
     cdef floating d, mi, vi
+    cdef floating beta1 = h.beta1, beta2 = h.beta2, eps = h.eps
+    cdef floating keep1 = 1.0 - h.beta1, keep2 = 1.0 - h.beta2
+    cdef floating l2 = 0.0 if h.decoupled else h.wd
+    cdef floating decay = 1.0 - h.lr * h.wd if h.decoupled else 1.0
+    cdef floating step_size = h.lr / (1.0 - pow(h.beta1, <double> step))
+    cdef floating inv_root_bc2 = 1.0 / sqrt(1.0 - pow(h.beta2, <double> step))
     if vmax == NULL:
         for i in range(n):
             d = g[i] + l2 * p[i]
-            mi = beta1 * m[i] + (1 - beta1) * d
-            vi = beta2 * v[i] + (1 - beta2) * d * d
+            mi = beta1 * m[i] + keep1 * d
+            vi = beta2 * v[i] + keep2 * d * d
             m[i] = mi
             v[i] = vi
-            p[i] = decay * p[i] - step_size * mi / (_sqrt(vi) * inv_sqrt_bc2 + eps)
+            p[i] = decay * p[i] - step_size * mi / (_sqrt(vi) * inv_root_bc2 + eps)
     else:
         for i in range(n):
             d = g[i] + l2 * p[i]
-            mi = beta1 * m[i] + (1 - beta1) * d
-            vi = beta2 * v[i] + (1 - beta2) * d * d
+            mi = beta1 * m[i] + keep1 * d
+            vi = beta2 * v[i] + keep2 * d * d
             m[i] = mi
             v[i] = vi
             # max that lets NaN through from either side, as np.maximum / torch.maximum do
             # (vi > vmax alone would keep the old maximum when vi is NaN)
             vi = vmax[i] if vmax[i] > vi or vmax[i] != vmax[i] else vi
             vmax[i] = vi
-            p[i] = decay * p[i] - step_size * mi / (_sqrt(vi) * inv_sqrt_bc2 + eps)
+            p[i] = decay * p[i] - step_size * mi / (_sqrt(vi) * inv_root_bc2 + eps)
 
 
-cdef void _adam_tensor(floating* p, const floating* g, floating* m, floating* v,
-                       floating* vmax, Py_ssize_t n, Py_ssize_t step, double lr,
-                       double beta1, double beta2, double eps, double wd,
-                       bint decoupled) noexcept nogil:
-    """One tensor: bias corrections from its own step count, then one span per thread."""
-    cdef double bc1 = 1.0 - pow(beta1, <double> step)
-    cdef double bc2 = 1.0 - pow(beta2, <double> step)
-    cdef floating l2 = 0.0 if decoupled else wd
-    cdef floating decay = 1.0 - lr * wd if decoupled else 1.0
-    cdef floating step_size = lr / bc1, inv_sqrt_bc2 = 1.0 / sqrt(bc2)
-    cdef int c, parts = threads_for(n)
-    cdef Py_ssize_t start, chunk = (n + parts - 1) // parts
-    if parts == 1:
-        _adam_span(p, g, m, v, vmax, n, <floating> beta1, <floating> beta2, l2, decay,
-                   step_size, inv_sqrt_bc2, <floating> eps)
-        return
-    for c in prange(parts, num_threads=parts, schedule="static"):
-        start = c * chunk
-        if start < n:
-            _adam_span(p + start, g + start, m + start, v + start, _plus(vmax, start),
-                       min(chunk, n - start), <floating> beta1, <floating> beta2, l2, decay,
-                       step_size, inv_sqrt_bc2, <floating> eps)
-
-
-def adam_step(list params, list grads, object exp_avg, object exp_avg_sq,
-              object max_exp_avg_sq, const cnp.int64_t[::1] offsets,
-              const cnp.int64_t[::1] steps, *, double lr,
-              double beta1=0.9, double beta2=0.999, double eps=1e-8, double weight_decay=0.0,
+def adam_step(object params, object grads, object exp_avgs, object exp_avg_sqs,
+              object max_exp_avg_sqs, object steps, *, double lr, double beta1=0.9,
+              double beta2=0.999, double eps=1e-8, double weight_decay=0.0,
               bint decoupled=False) -> None:
-    """Adam / AdamW in place, per tensor with t = steps[i]:
-    m = b1*m + (1-b1)*d; v = b2*v + (1-b2)*d^2; p -= lr/(1-b1^t) * m / (sqrt(v/(1-b2^t)) + eps),
-    where d = g + wd*p (Adam) or d = g after p *= 1 - lr*wd (AdamW, ``decoupled=True``).
-    With ``max_exp_avg_sq`` (AMSGrad) the denominator uses vmax = max(vmax, v).
+    """Adam / AdamW in place, tensor i at step t = steps[i]: m = b1*m + (1-b1)*d;
+    v = b2*v + (1-b2)*d^2; p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps), where
+    d = g + wd*p (Adam) or d = g after p *= 1 - lr*wd (AdamW, ``decoupled``). AMSGrad (max
+    buffers given) uses vmax = max(vmax, v) in the denominator.
 
     Args:
         params, grads: lists of same-shape float32 or float64 ndarrays (one dtype per call).
-        exp_avg, exp_avg_sq: the group's flat first and second moments.
-        max_exp_avg_sq: flat running maximum of exp_avg_sq for AMSGrad, or None.
-        offsets: int64 (n,), where each tensor's slice of the state starts.
-        steps: int64 (n,), each tensor's step count including this one (>= 1).
+        exp_avgs, exp_avg_sqs: one C-contiguous first and second moment per tensor.
+        max_exp_avg_sqs: one running maximum of exp_avg_sq per tensor (AMSGrad), or None.
+        steps: one int per tensor, its step count including this one (>= 1).
     """
     cdef _Batch batch = _Batch()
-    cdef Py_ssize_t t, n, o
-    # a NaN lr or a beta of 1 (bias correction 1 - beta**t = 0) would fill the params with NaN
-    check_hyperparameters("adam_step", lr=lr, eps=eps, weight_decay=weight_decay)
-    check_betas("adam_step", beta1=beta1, beta2=beta2)
-    if exp_avg is None or exp_avg_sq is None:
-        raise TypeError("adam_step: exp_avg and exp_avg_sq are required state buffers")
-    batch.fill("adam_step", params, grads, offsets, steps,
-               (exp_avg, exp_avg_sq, max_exp_avg_sq))
-    for t in range(batch.n):
-        if steps[t] < 1:  # the bias corrections 1 - beta^t would be 0
-            raise ValueError(f"adam_step: steps must be >= 1, got {steps[t]} at index {t}")
-    with nogil:
-        for t in range(batch.n):
-            n = batch.size[t]
-            o = batch.offset[t]
-            if batch.is_double:
-                _adam_tensor(<double*> batch.p[t], <const double*> batch.g[t],
-                             _at(batch.state[0], o, <double*> NULL),
-                             _at(batch.state[1], o, <double*> NULL),
-                             _at(batch.state[2], o, <double*> NULL), n, steps[t],
-                             lr, beta1, beta2, eps, weight_decay, decoupled)
-            else:
-                _adam_tensor(<float*> batch.p[t], <const float*> batch.g[t],
-                             _at(batch.state[0], o, <float*> NULL),
-                             _at(batch.state[1], o, <float*> NULL),
-                             _at(batch.state[2], o, <float*> NULL), n, steps[t],
-                             lr, beta1, beta2, eps, weight_decay, decoupled)
-    batch.write_back()
+    cdef Hyper h
+    h.lr, h.beta1, h.beta2, h.eps, h.wd, h.decoupled = (
+        lr, beta1, beta2, eps, weight_decay, decoupled)
+    if exp_avgs is None or exp_avg_sqs is None:
+        raise TypeError("adam_step: exp_avgs and exp_avg_sqs are required")
+    batch.fill("adam_step", params, grads,
+               {"exp_avgs": exp_avgs, "exp_avg_sqs": exp_avg_sqs,
+                "max_exp_avg_sqs": max_exp_avg_sqs}, "steps", steps)
+    batch.run(ADAM, &h)
 
 
 # ------------------------------------------------------------------------- RMSprop
 cdef void _rmsprop_span(floating* p, const floating* g, floating* sq, floating* gavg,
-                        floating* buf, Py_ssize_t n, floating lr, floating alpha,
-                        floating eps, floating wd, floating mu) noexcept nogil:
+                        floating* buf, Py_ssize_t n, Hyper* h) noexcept nogil:
     """RMSprop on n contiguous elements; gavg is NULL unless centered, buf NULL without
     momentum. The four variants are separate loops so that each one vectorises."""
     cdef Py_ssize_t i
     cdef floating d, s, a
+    cdef floating lr = h.lr, alpha = h.beta2, keep = 1.0 - h.beta2, eps = h.eps
+    cdef floating wd = h.wd, mu = h.mu
     if gavg == NULL and buf == NULL:
         for i in range(n):
             d = g[i] + wd * p[i]
-            s = alpha * sq[i] + (1 - alpha) * d * d
+            s = alpha * sq[i] + keep * d * d
             sq[i] = s
             p[i] = p[i] - lr * d / (_sqrt(s) + eps)
     elif gavg == NULL:
         for i in range(n):
             d = g[i] + wd * p[i]
-            s = alpha * sq[i] + (1 - alpha) * d * d
+            s = alpha * sq[i] + keep * d * d
             sq[i] = s
             buf[i] = mu * buf[i] + d / (_sqrt(s) + eps)
             p[i] = p[i] - lr * buf[i]
     elif buf == NULL:
         for i in range(n):
             d = g[i] + wd * p[i]
-            s = alpha * sq[i] + (1 - alpha) * d * d
-            a = alpha * gavg[i] + (1 - alpha) * d
+            s = alpha * sq[i] + keep * d * d
+            a = alpha * gavg[i] + keep * d
             sq[i] = s
             gavg[i] = a
             p[i] = p[i] - lr * d / (_sqrt(s - a * a) + eps)
     else:
         for i in range(n):
             d = g[i] + wd * p[i]
-            s = alpha * sq[i] + (1 - alpha) * d * d
-            a = alpha * gavg[i] + (1 - alpha) * d
+            s = alpha * sq[i] + keep * d * d
+            a = alpha * gavg[i] + keep * d
             sq[i] = s
             gavg[i] = a
             buf[i] = mu * buf[i] + d / (_sqrt(s - a * a) + eps)
             p[i] = p[i] - lr * buf[i]
 
 
-cdef void _rmsprop_tensor(floating* p, const floating* g, floating* sq, floating* gavg,
-                          floating* buf, Py_ssize_t n, double lr, double alpha, double eps,
-                          double wd, double mu) noexcept nogil:
-    """One tensor, split into one contiguous span per thread when it is large."""
-    cdef int c, parts = threads_for(n)
-    cdef Py_ssize_t start, chunk = (n + parts - 1) // parts
-    if parts == 1:
-        _rmsprop_span(p, g, sq, gavg, buf, n, <floating> lr, <floating> alpha,
-                      <floating> eps, <floating> wd, <floating> mu)
-        return
-    for c in prange(parts, num_threads=parts, schedule="static"):
-        start = c * chunk
-        if start < n:
-            _rmsprop_span(p + start, g + start, sq + start, _plus(gavg, start),
-                          _plus(buf, start), min(chunk, n - start), <floating> lr,
-                          <floating> alpha, <floating> eps, <floating> wd, <floating> mu)
-
-
-def rmsprop_step(list params, list grads, object square_avg, object grad_avg,
-                 object momentum_buffer, const cnp.int64_t[::1] offsets,
-                 const cnp.int64_t[::1] steps, *, double lr,
-                 double alpha=0.99, double eps=1e-8, double weight_decay=0.0,
-                 double momentum=0.0) -> None:
-    """RMSprop in place: d = g + wd*p; s = alpha*s + (1-alpha)*d^2; centered (grad_avg given):
-    a = alpha*a + (1-alpha)*d, s~ = s - a^2; u = d / (sqrt(s~) + eps);
-    with momentum (buffer given) b = mu*b + u, p -= lr*b; else p -= lr*u.
+def rmsprop_step(object params, object grads, object square_avgs, object grad_avgs,
+                 object momentum_buffers, *, double lr, double alpha=0.99, double eps=1e-8,
+                 double weight_decay=0.0, double momentum=0.0) -> None:
+    """RMSprop in place: d = g + wd*p; s = alpha*s + (1-alpha)*d^2; centered (grad_avgs
+    given): a = alpha*a + (1-alpha)*d, s~ = s - a^2; u = d / (sqrt(s~) + eps); with momentum
+    buffers b = mu*b + u, p -= lr*b; else p -= lr*u.
 
     Args:
         params, grads: lists of same-shape float32 or float64 ndarrays (one dtype per call).
-        square_avg: the group's flat running average of squared gradients.
-        grad_avg: flat running average of gradients (centered RMSprop), or None.
-        momentum_buffer: flat momentum state, or None when momentum is 0.
-        offsets: int64 (n,), where each tensor's slice of the state starts.
-        steps: int64 (n,), each tensor's step count including this one; the rule does not
-            depend on it (a uniform signature keeps the optimizer code simple).
+        square_avgs: one C-contiguous running average of squared gradients per tensor.
+        grad_avgs: one running average of gradients per tensor (centered), or None.
+        momentum_buffers: one momentum buffer per tensor, or None (no momentum).
     """
     cdef _Batch batch = _Batch()
-    cdef Py_ssize_t t, n, o
-    check_hyperparameters("rmsprop_step", lr=lr, alpha=alpha, eps=eps,
-                          weight_decay=weight_decay, momentum=momentum)
-    if square_avg is None:
-        raise TypeError("rmsprop_step: square_avg is a required state buffer")
-    if momentum_buffer is None and momentum != 0.0:
-        raise ValueError("rmsprop_step: momentum != 0 needs a momentum_buffer")
-    batch.fill("rmsprop_step", params, grads, offsets, steps,
-               (square_avg, grad_avg, momentum_buffer))
-    with nogil:
-        for t in range(batch.n):
-            n = batch.size[t]
-            o = batch.offset[t]
-            if batch.is_double:
-                _rmsprop_tensor(<double*> batch.p[t], <const double*> batch.g[t],
-                                _at(batch.state[0], o, <double*> NULL),
-                                _at(batch.state[1], o, <double*> NULL),
-                                _at(batch.state[2], o, <double*> NULL), n,
-                                lr, alpha, eps, weight_decay, momentum)
-            else:
-                _rmsprop_tensor(<float*> batch.p[t], <const float*> batch.g[t],
-                                _at(batch.state[0], o, <float*> NULL),
-                                _at(batch.state[1], o, <float*> NULL),
-                                _at(batch.state[2], o, <float*> NULL), n,
-                                lr, alpha, eps, weight_decay, momentum)
-    batch.write_back()
+    cdef Hyper h
+    # alpha travels in the beta2 slot: both are the decay of a squared-gradient average
+    h.lr, h.beta2, h.eps, h.wd, h.mu = lr, alpha, eps, weight_decay, momentum
+    if square_avgs is None:
+        raise TypeError("rmsprop_step: square_avgs is required")
+    batch.fill("rmsprop_step", params, grads,
+               {"square_avgs": square_avgs, "grad_avgs": grad_avgs,
+                "momentum_buffers": momentum_buffers}, None, None)
+    batch.run(RMSPROP, &h)

@@ -1,6 +1,7 @@
 """Optimizers (SGD, Adam, AdamW, RMSprop) and learning-rate schedulers.
 
-Each optimizer updates all parameters of a group in one fused kernel call (see optimizer.py).
+Each optimizer keeps PyTorch's per-parameter state and updates all parameters of a group in
+one fused kernel call (see optimizer.py); each update rule is written out in its own file.
 """
 
 from . import lr_scheduler

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .optimizer import Optimizer, _check_number
+from .optimizer import Optimizer, check_number
 
 
 class LRScheduler:
@@ -115,7 +115,7 @@ class StepLR(LRScheduler):
     ):
         if isinstance(step_size, bool) or not isinstance(step_size, int) or step_size < 1:
             raise ValueError(f"step_size must be a positive int, got {step_size!r}")
-        _check_number("gamma", gamma)
+        check_number("gamma", gamma)
         self.step_size = step_size
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
@@ -132,7 +132,7 @@ class ExponentialLR(LRScheduler):
     """
 
     def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1):
-        _check_number("gamma", gamma)
+        check_number("gamma", gamma)
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
 
@@ -155,7 +155,7 @@ class CosineAnnealingLR(LRScheduler):
     ):
         if isinstance(T_max, bool) or not isinstance(T_max, int) or T_max < 1:
             raise ValueError(f"T_max must be a positive int, got {T_max!r}")
-        _check_number("eta_min", eta_min)
+        check_number("eta_min", eta_min)
         self.T_max = T_max
         self.eta_min = eta_min
         super().__init__(optimizer, last_epoch)

@@ -1,73 +1,115 @@
-"""Optimizer base class: parameter groups, flat per-group state, state_dict; no update rules.
+"""Optimizer base class: parameter groups, per-parameter state, step() and PyTorch's state_dict.
 
-Layout of the state (why a step is one compiled pass): the parameters of a group are split by
-dtype into *buckets*; a bucket keeps each kind of state (``exp_avg``, ``momentum_buffer``...)
-in ONE flat buffer, parameter ``k`` owning ``buffer[offsets[k] : offsets[k] + size_k]``, plus
-one int64 step counter per parameter. ``step()`` hands the kernel the list of (param, grad)
-arrays and the flat buffers, and the kernel updates everything in one pass. Nothing is
-re-homed: a parameter's ``.data`` stays the user's array, so rebinding ``p.data`` to a new
-array of the same size and dtype is harmless.
+The state is kept as PyTorch keeps it: ``optimizer.state[p]`` is a dict of the parameter's
+arrays (``"exp_avg"``, ``"momentum_buffer"``...) and, for the rules that need it, its
+``"step"`` count. ``step()`` collects, per group, the list of parameters that have a gradient,
+their gradients and their state dicts, and hands them to the subclass, whose ``_update``
+makes ONE kernel call for the whole group (one per dtype when a group mixes float32 and
+float64). The update rules themselves live in sgd.py, adam.py and rmsprop.py.
 """
 
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 
-from .. import kernels
+from ._state import load_state, save_state
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def _grad_array(param: Any) -> np.ndarray | None:
-    """The gradient of a parameter as an ndarray (a Tensor's ``.data``), or None."""
-    grad = param.grad
-    if grad is None or isinstance(grad, np.ndarray):
-        return grad
-    return grad.data
+class _Batch:
+    """The parameters of one group and dtype that take a step now, with what the kernel needs;
+    ``fresh`` holds (param, state) pairs made for this step, stored once the kernel succeeded."""
+
+    __slots__ = ("tensors", "params", "grads", "states", "fresh")
+
+    def __init__(self) -> None:
+        self.tensors: list[Any] = []
+        self.params: list[np.ndarray] = []
+        self.grads: list[np.ndarray] = []
+        self.states: list[dict[str, Any]] = []
+        self.fresh: list[tuple[Any, dict[str, Any]]] = []
 
 
-class _Bucket:
-    """The parameters of one group that share a dtype, and their flat state."""
+class _State(dict):
+    """``optimizer.state``: a plain dict (parameter -> its state dict) that counts how often
+    entries were set or removed, so that ``step()`` knows when its per-group cache is stale."""
 
-    def __init__(self, positions: list[int], params: list[Any], dtype: np.dtype):
-        self.positions = positions  # index of each parameter in its group's "params" list
-        self.params = params
-        self.dtype = dtype
-        self.sizes = [p.data.size for p in params]
-        self.offsets = np.zeros(len(params), dtype=np.int64)
-        np.cumsum(self.sizes[:-1], out=self.offsets[1:])
-        self.total = int(sum(self.sizes))
-        self.steps = np.zeros(len(params), dtype=np.int64)
-        self.buffers: dict[str, np.ndarray] = {}
+    __slots__ = ("changes",)
 
-    def buffer(self, name: str) -> np.ndarray:
-        """The flat state buffer ``name``, created as zeros on first use."""
-        if name not in self.buffers:
-            self.buffers[name] = np.zeros(self.total, dtype=self.dtype)
-        return self.buffers[name]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.changes = 0
 
-    def view(self, name: str, k: int) -> np.ndarray:
-        """Parameter k's slice of buffer ``name``, shaped like the parameter."""
-        start = int(self.offsets[k])
-        return self.buffers[name][start : start + self.sizes[k]].reshape(self.params[k].shape)
+    def _changed(method):  # noqa: N805 -- wraps the dict methods below
+        def wrapper(self, *args, **kwargs):
+            self.changes += 1
+            return method(self, *args, **kwargs)
+        wrapper.__name__ = method.__name__
+        return wrapper
+
+    __setitem__ = _changed(dict.__setitem__)
+    __delitem__ = _changed(dict.__delitem__)
+    pop = _changed(dict.pop)
+    popitem = _changed(dict.popitem)
+    clear = _changed(dict.clear)
+    update = _changed(dict.update)
+    setdefault = _changed(dict.setdefault)
+    __ior__ = _changed(dict.__ior__)
+    del _changed
+
+
+class _GroupCache:
+    """What ``step()`` looked up for one group last time: each parameter's state dict (None
+    where it has none yet or lacks an array the options need). Valid while the group holds
+    the same parameters and options and ``optimizer.state`` had no entry set or removed."""
+
+    __slots__ = ("group", "params", "names", "state", "changes", "states", "found")
+
+    def __init__(self, opt: Optimizer, group: dict[str, Any], names: tuple[str, ...]):
+        self.group, self.params, self.names = group, list(group["params"]), names
+        self.state, self.changes = opt.state, getattr(opt.state, "changes", None)
+        needed = frozenset(names)
+        self.found = [opt.state.get(p) for p in self.params]
+        self.states = [s if s is not None and s.keys() >= needed else None for s in self.found]
+
+    def valid(self, opt: Optimizer, group: dict[str, Any], names: tuple[str, ...]) -> bool:
+        params = group["params"]
+        return (
+            self.changes is not None
+            and opt.state is self.state
+            and opt.state.changes == self.changes
+            and self.group is group
+            and names == self.names
+            and len(params) == len(self.params)
+            and all(map(operator.is_, params, self.params))
+        )
 
 
 class Optimizer:
-    """Base class of the optimizers: holds ``param_groups`` and the state, runs ``step()``.
+    """Base class of the optimizers: holds ``param_groups`` and ``state``, runs ``step()``.
 
     Args:
         params: an iterable of parameters (Tensors with ``.data`` and ``.grad``), or of dicts
             each holding ``"params"`` and per-group options that override ``defaults``.
         defaults: every hyperparameter with its default value.
 
-    Subclasses define ``_check(group)`` (validate hyperparameters, raising ValueError),
-    ``_state_names(group)`` (the flat buffers the rule needs) and ``_update(group, bucket,
-    params, grads, offsets, steps)`` (one kernel call).
+    A subclass defines ``_check_options(group)`` (its hyperparameter rules, used by the
+    constructor, by every ``step()`` after an option changed and by ``load_state_dict``),
+    ``_state_arrays(group)`` (the zero-initialised arrays its rule keeps per parameter) and
+    ``_update(group, batch)`` (one kernel call). ``_counts_steps`` says whether the state
+    holds a ``"step"`` count.
+
+    Overlapping parameters (two views of one array) are updated one after the other, in group
+    order, as PyTorch's per-parameter loop does: each receives its own update.
     """
+
+    _counts_steps = True
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]):
         if hasattr(params, "data") and hasattr(params, "grad"):
@@ -76,8 +118,11 @@ class Optimizer:
                 f"{type(params).__name__}; wrap it in a list"
             )
         self.defaults = dict(defaults)
+        self.state: dict[Any, dict[str, Any]] = _State()
+        self._caches: dict[int, _GroupCache] = {}
         self.param_groups: list[dict[str, Any]] = []
-        self._buckets: list[list[_Bucket]] = []
+        # id(group) -> (group, option values last validated): step() re-checks on a change
+        self._validated: dict[int, tuple[dict[str, Any], list[Any]]] = {}
         groups = list(params)
         if not groups:
             raise ValueError("optimizer got an empty parameter list")
@@ -119,15 +164,17 @@ class Optimizer:
         for name, value in self.defaults.items():
             group.setdefault(name, value)
         group["params"] = params
-        self._check(group)
-
-        buckets = []
-        for dtype in _FLOAT_DTYPES:
-            positions = [k for k, p in enumerate(params) if p.data.dtype == dtype]
-            if positions:
-                buckets.append(_Bucket(positions, [params[k] for k in positions], dtype))
+        self._validate(group)
         self.param_groups.append(group)
-        self._buckets.append(buckets)
+
+    def _validate(self, group: dict[str, Any]) -> None:
+        """Check a group's options unless they are the very objects checked last time."""
+        values = [group[name] for name in self.defaults]
+        seen = self._validated.get(id(group))
+        if seen is not None and seen[0] is group and all(map(_same, values, seen[1])):
+            return
+        self._check_options(group)
+        self._validated[id(group)] = (group, [group[name] for name in self.defaults])
 
     # ----------------------------------------------------------------- stepping
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -140,189 +187,101 @@ class Optimizer:
                     _grad_array(p)[...] = 0
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """Update every parameter that has a gradient; one kernel call per group and dtype.
+        """Update every parameter that has a gradient: one kernel call per group (and dtype).
+
+        Each updated parameter's ``_version`` goes up by one (a graph that saved it for
+        backward then refuses to use the changed value).
 
         Args:
             closure: optional function that recomputes the loss (and the gradients); it is
                 called first and its result returned.
         """
         loss = closure() if closure is not None else None
-        for group, buckets in zip(self.param_groups, self._buckets, strict=True):
-            for bucket in buckets:
-                self._step_bucket(group, bucket)
+        for group in self.param_groups:
+            self._validate(group)
+            for batch in self._collect(group):
+                try:
+                    self._update(group, batch)
+                except (TypeError, ValueError) as exc:
+                    _explain(group, batch, exc)
+                    raise
+                for p, state in batch.fresh:
+                    if state:
+                        self.state[p] = state
+                for p in batch.tensors:
+                    p._version += 1
         return loss
 
-    def _step_bucket(self, group: dict[str, Any], bucket: _Bucket) -> None:
-        params, grads, active = [], [], []
-        sizes, dtype = bucket.sizes, bucket.dtype
-        for k, p in enumerate(bucket.params):
-            grad = _grad_array(p)
+    def _collect(self, group: dict[str, Any]) -> list[_Batch]:
+        """The group's parameters that have a gradient, with their state, one batch per dtype."""
+        names = self._state_arrays(group)
+        cache = self._caches.get(id(group))
+        if cache is None or not cache.valid(self, group, names):
+            cache = self._caches[id(group)] = _GroupCache(self, group, names)
+        batch = _Batch()
+        tensors, params, grads, states = batch.tensors, batch.params, batch.grads, batch.states
+        dtype, mixed = None, False
+        counts = self._counts_steps
+        for p, state, found in zip(group["params"], cache.states, cache.found, strict=True):
+            grad = p.grad
             if grad is None:
                 continue
             data = p.data
-            # One combined test on the hot path; the precise message only when it fails.
-            if (grad.shape != data.shape or grad.dtype != dtype or data.dtype != dtype
-                    or data.size != sizes[k]):
-                _raise_mismatch(bucket, k, data, grad)
+            if state is None:  # no state yet, or an array the options now need is missing
+                state = _completed(found, names, data, counts) if names or counts else {}
+                batch.fresh.append((p, state))
+            if data.dtype is not dtype:
+                mixed = mixed or (dtype is not None and data.dtype != dtype)
+                dtype = dtype or data.dtype
+            tensors.append(p)
             params.append(data)
-            grads.append(grad)
-            active.append(k)
-        if not active:
-            return
-        # The kernels take the step counts including this step; they are stored only after
-        # the kernel succeeded, so a failed step leaves the counters as they were.
-        increment = 1 if self._counts_step(group) else 0
-        if len(active) == len(bucket.params):
-            index = slice(None)
-            offsets = bucket.offsets
-        else:
-            index = np.array(active, dtype=np.intp)
-            offsets = bucket.offsets[index]
-        steps = bucket.steps[index] + increment
-        for name in self._state_names(group):
-            bucket.buffer(name)
-        self._update(group, bucket, params, grads, offsets, steps)
-        bucket.steps[index] = steps
+            grads.append(grad if type(grad) is np.ndarray else grad.data)
+            states.append(state)
+        if dtype is None:
+            return []
+        return _split_by_dtype(batch) if mixed else [batch]
 
     # ----------------------------------------------------------------- subclass hooks
-    def _check(self, group: dict[str, Any]) -> None:
-        """Validate a group's hyperparameters (raise ValueError)."""
-        _check_lr(group["lr"])
+    def _check_options(self, group: dict[str, Any]) -> None:
+        """Validate a group's hyperparameters (raise ValueError or TypeError)."""
+        check_number("learning rate", group["lr"])
 
-    def _state_names(self, group: dict[str, Any]) -> tuple[str, ...]:
-        """Names of the flat state buffers the update rule needs with these options."""
+    def _state_arrays(self, group: dict[str, Any]) -> tuple[str, ...]:
+        """Names of the per-parameter arrays the rule needs with these options (zeros at first)."""
         return ()
 
-    def _counts_step(self, group: dict[str, Any]) -> bool:
-        """Whether a step with a gradient advances the per-parameter step counter."""
-        return True
-
-    def _kernel(self, name: str) -> Callable[..., None]:
-        """The kernel ``name`` of the backend in use (looked up at every step)."""
-        return getattr(kernels.impl, name)
-
-    def _update(
-        self,
-        group: dict[str, Any],
-        bucket: _Bucket,
-        params: list[np.ndarray],
-        grads: list[np.ndarray],
-        offsets: np.ndarray,
-        steps: np.ndarray,
-    ) -> None:
+    def _update(self, group: dict[str, Any], batch: _Batch) -> None:
+        """Update ``batch`` (params, grads and state dicts of one group and dtype)."""
         raise NotImplementedError
+
+    def _state_names(self) -> frozenset[str]:
+        """Every key a parameter's state may hold with any options (for load_state_dict)."""
+        return frozenset()
+
+    def _torch_only_options(self) -> dict[str, Any]:
+        """PyTorch options this optimizer lacks, each with the only value it can load."""
+        return {}
 
     # ----------------------------------------------------------------- state dict
     def state_dict(self) -> dict[str, Any]:
-        """The optimizer's state as nested dicts of arrays and scalars (``mg.save`` can write it).
+        """The optimizer's state in PyTorch's layout (``mg.save`` can write it).
 
-        ``{"state": {"<index>": {"step": int, "<buffer>": ndarray, ...}}, "param_groups":
-        [{hyperparameters..., "params": [index, ...]}]}``, parameters being numbered across
-        groups in order (as PyTorch does) and only those that have taken a step appearing in
-        ``"state"``. Arrays are copies.
+        ``{"state": {index: {"step": int, "<name>": ndarray, ...}}, "param_groups":
+        [{options..., "params": [index, ...]}]}``, parameters numbered across groups in order
+        and only those with state appearing in ``"state"``. Arrays are copies.
         """
-        state: dict[str, dict[str, Any]] = {}
-        groups = []
-        start = 0
-        for group, buckets in zip(self.param_groups, self._buckets, strict=True):
-            for bucket in buckets:
-                for k, position in enumerate(bucket.positions):
-                    if bucket.steps[k] == 0:
-                        continue
-                    entry: dict[str, Any] = {"step": int(bucket.steps[k])}
-                    for name in sorted(bucket.buffers):
-                        entry[name] = bucket.view(name, k).copy()
-                    state[str(start + position)] = entry
-            saved = {key: value for key, value in group.items() if key != "params"}
-            saved["params"] = list(range(start, start + len(group["params"])))
-            groups.append(saved)
-            start += len(group["params"])
-        return {"state": state, "param_groups": groups}
+        return save_state(self)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore hyperparameters and state saved by ``state_dict`` (possibly via mg.load).
+        """Restore options and state saved by ``state_dict`` (also PyTorch's, same parameters).
 
-        The groups must have the same sizes and the arrays the parameters' shapes; anything
-        else raises ValueError before the optimizer is changed.
+        Everything is checked before anything changes: a bad entry raises ValueError or
+        TypeError naming its key (and parameter index) and leaves the optimizer as it was.
         """
-        if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
-            raise ValueError(
-                "an optimizer state dict has exactly the keys 'state' and 'param_groups'"
-            )
-        saved_groups = list(state_dict["param_groups"])
-        if len(saved_groups) != len(self.param_groups):
-            raise ValueError(
-                f"state dict has {len(saved_groups)} param groups, optimizer has "
-                f"{len(self.param_groups)}"
-            )
-        sizes = [len(g["params"]) for g in self.param_groups]
-        saved_sizes = [len(g["params"]) for g in saved_groups]
-        if sizes != saved_sizes:
-            raise ValueError(
-                f"param group sizes differ: state dict {saved_sizes}, optimizer {sizes}"
-            )
-        new_groups = []
-        for group, saved in zip(self.param_groups, saved_groups, strict=True):
-            candidate = dict(group)
-            for key, value in saved.items():
-                if key != "params":
-                    candidate[key] = tuple(value) if isinstance(value, list) else value
-            self._check(candidate)
-            new_groups.append(candidate)
-        try:
-            entries = {int(key): value for key, value in state_dict["state"].items()}
-        except (TypeError, ValueError) as exc:
-            raise ValueError("optimizer state keys must be parameter indices") from exc
-        # Check everything first so that a bad state dict leaves the optimizer untouched.
-        plan = []
-        start = 0
-        for group, buckets in zip(new_groups, self._buckets, strict=True):
-            allowed = set(self._state_names(group))
-            for bucket in buckets:
-                for k, position in enumerate(bucket.positions):
-                    entry = entries.pop(start + position, None)
-                    if entry is None:
-                        continue
-                    step = entry.get("step", 0)
-                    integer = isinstance(step, (int, np.integer)) and not isinstance(step, bool)
-                    if not integer or step < 0:
-                        raise ValueError(
-                            f"step of parameter {start + position} must be an int >= 0, "
-                            f"got {step!r}"
-                        )
-                    arrays = {}
-                    for name, value in entry.items():
-                        if name == "step":
-                            continue
-                        if name not in allowed:
-                            raise ValueError(
-                                f"unexpected state {name!r} for parameter {start + position}; "
-                                f"{type(self).__name__} with these options keeps "
-                                f"{sorted(allowed)}"
-                            )
-                        array = np.asarray(value)
-                        if array.shape != bucket.params[k].shape:
-                            raise ValueError(
-                                f"state {name!r} of parameter {start + position} has shape "
-                                f"{array.shape}, the parameter has {bucket.params[k].shape}"
-                            )
-                        arrays[name] = array
-                    plan.append((bucket, k, int(step), arrays))
-            start += len(group["params"])
-        if entries:
-            raise ValueError(f"state dict has state for unknown parameters {sorted(entries)}")
-
-        for buckets in self._buckets:
-            for bucket in buckets:
-                bucket.steps[:] = 0
-                bucket.buffers = {}
-        for bucket, k, step, arrays in plan:
-            bucket.steps[k] = step
-            for name, array in arrays.items():
-                bucket.buffer(name)
-                bucket.view(name, k)[...] = array
-        for group, candidate in zip(self.param_groups, new_groups, strict=True):
-            group.update(candidate)
+        state, groups = load_state(self, state_dict)
+        self.state = _State(state)
+        for group, options in zip(self.param_groups, groups, strict=True):
+            group.update(options)
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
@@ -335,31 +294,80 @@ class Optimizer:
         return "\n".join(lines)
 
 
-def _raise_mismatch(bucket: _Bucket, k: int, data: np.ndarray, grad: np.ndarray) -> None:
-    """Explain why parameter k of a bucket cannot be stepped (its array or gradient changed)."""
-    if data.dtype != bucket.dtype or data.size != bucket.sizes[k]:
-        raise ValueError(
-            f"parameter {bucket.positions[k]} of a group changed from "
-            f"{bucket.dtype} with {bucket.sizes[k]} elements to {data.dtype} with "
-            f"{data.size} since the optimizer was created; make a new optimizer"
-        )
-    if grad.shape != data.shape:
-        raise ValueError(
-            f"parameter {bucket.positions[k]} of a group has shape {data.shape} but "
-            f"its gradient has shape {grad.shape}"
-        )
-    raise TypeError(
-        f"parameter {bucket.positions[k]} of a group is {data.dtype} but its "
-        f"gradient is {grad.dtype}"
-    )
+def _same(a: Any, b: Any) -> bool:
+    return a is b
 
 
-# --------------------------------------------------------------------- shared checks
-def _check_number(
+def _grad_array(param: Any) -> np.ndarray:
+    grad = param.grad
+    return grad if isinstance(grad, np.ndarray) else grad.data
+
+
+def _split_by_dtype(batch: _Batch) -> list[_Batch]:
+    """A batch mixing float32 and float64 parameters as one batch per dtype (a kernel call
+    takes one dtype)."""
+    parts: dict[np.dtype, _Batch] = {}
+    fresh = {id(p) for p, _ in batch.fresh}
+    for p, data, g, state in zip(batch.tensors, batch.params, batch.grads, batch.states,
+                                 strict=True):
+        part = parts.setdefault(data.dtype, _Batch())
+        part.tensors.append(p)
+        part.params.append(data)
+        part.grads.append(g)
+        part.states.append(state)
+        if id(p) in fresh:
+            part.fresh.append((p, state))
+    return list(parts.values())
+
+
+def _completed(state: dict[str, Any] | None, names: tuple[str, ...], like: np.ndarray,
+               counts: bool) -> dict[str, Any]:
+    """A new state dict: ``state``'s entries plus zero arrays for the missing ``names``
+    (PyTorch's initial state), with ``"step": 0`` when the rule counts steps."""
+    new = dict(state) if state is not None else ({"step": 0} if counts else {})
+    for name in names:
+        if name not in new:
+            new[name] = np.zeros(like.shape, like.dtype)
+    return new
+
+
+def _explain(group: dict[str, Any], batch: _Batch, exc: Exception) -> None:
+    """Turn a kernel's refusal into a message that names the parameter (its index in the
+    group), when the cause is a parameter, gradient or state array that no longer fits."""
+    index = {id(p): k for k, p in enumerate(group["params"])}
+    for p, data, g, state in zip(batch.tensors, batch.params, batch.grads, batch.states,
+                                 strict=True):
+        k = index[id(p)]
+        if data.dtype not in _FLOAT_DTYPES:
+            raise TypeError(f"parameter {k} of a group is {data.dtype}; optimizers update "
+                            "float32 or float64 parameters") from exc
+        for name, value in state.items():
+            if isinstance(value, np.ndarray) and value.shape != data.shape:
+                raise ValueError(
+                    f"parameter {k} of a group changed from shape {value.shape} to "
+                    f"{data.shape} since its state {name!r} was made; make a new optimizer"
+                ) from exc
+            if isinstance(value, np.ndarray) and value.dtype != data.dtype:
+                raise TypeError(
+                    f"parameter {k} of a group changed from {value.dtype} to {data.dtype} "
+                    f"since its state {name!r} was made; make a new optimizer"
+                ) from exc
+        if g.shape != data.shape:
+            raise ValueError(f"parameter {k} of a group has shape {data.shape} but its "
+                             f"gradient has shape {g.shape}") from exc
+        if g.dtype != data.dtype:
+            raise TypeError(f"parameter {k} of a group is {data.dtype} but its gradient is "
+                            f"{g.dtype}") from exc
+
+
+# --------------------------------------------------------------------- shared option rules
+def check_number(
     name: str, value: Any, low: float = 0.0, high: float | None = None, high_open: bool = False
 ) -> None:
-    """Raise ValueError unless ``low <= value`` (and ``value <(=) high``), value a real number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+    """Raise unless ``value`` is a real number with ``low <= value`` (and ``value <(=) high``)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
         raise ValueError(f"{name} must be a number, got {value!r}")
     ok = math.isfinite(value) and value >= low
     if high is not None:
@@ -369,5 +377,7 @@ def _check_number(
         raise ValueError(f"invalid {name}: {value!r} (expected >= {low}{bound})")
 
 
-def _check_lr(lr: Any) -> None:
-    _check_number("learning rate", lr)
+def check_flag(name: str, value: Any) -> None:
+    """Raise TypeError unless ``value`` is a bool (``"no"`` is truthy and would turn it on)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r}")

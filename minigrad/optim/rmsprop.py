@@ -5,18 +5,24 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import numpy as np
-
-from .optimizer import Optimizer, _Bucket, _check_lr, _check_number
+from .. import kernels
+from .optimizer import Optimizer, _Batch, check_flag, check_number
 
 
 class RMSprop(Optimizer):
     """RMSprop, PyTorch's rule.
 
-    Per step, with d the gradient: ``d = d + weight_decay * p``;
-    ``s = alpha * s + (1 - alpha) * d**2``; centered: ``a = alpha * a + (1 - alpha) * d`` and
-    ``s~ = s - a**2`` (else ``s~ = s``); ``u = d / (sqrt(s~) + eps)``; with momentum
-    ``b = momentum * b + u`` and ``p = p - lr * b``, else ``p = p - lr * u``.
+    Per step, with g the gradient::
+
+        g = g + weight_decay * p
+        s = alpha * s + (1 - alpha) * g**2
+        a = alpha * a + (1 - alpha) * g;  s~ = s - a**2   (centered; else s~ = s)
+        u = g / (sqrt(s~) + eps)
+        b = momentum * b + u;  p = p - lr * b            (momentum > 0)
+        p = p - lr * u                                   (otherwise)
+
+    State per parameter: ``"step"``, ``"square_avg"`` (s), ``"momentum_buffer"`` (b, when
+    momentum > 0) and ``"grad_avg"`` (a, when centered).
 
     Args:
         params: parameters, or dicts of parameters with per-group options.
@@ -51,41 +57,38 @@ class RMSprop(Optimizer):
         )
         super().__init__(params, defaults)
 
-    def _check(self, group: dict[str, Any]) -> None:
-        _check_lr(group["lr"])
-        _check_number("alpha", group["alpha"], 0.0, 1.0)
-        _check_number("eps", group["eps"])
-        _check_number("weight_decay", group["weight_decay"])
-        _check_number("momentum", group["momentum"])
+    def _check_options(self, group: dict[str, Any]) -> None:
+        check_number("learning rate", group["lr"])
+        check_number("alpha", group["alpha"], 0.0, 1.0)
+        check_number("eps", group["eps"])
+        check_number("weight_decay", group["weight_decay"])
+        check_number("momentum", group["momentum"])
+        check_flag("centered", group["centered"])
 
-    def _state_names(self, group: dict[str, Any]) -> tuple[str, ...]:
-        names = ["square_avg"]
+    def _state_arrays(self, group: dict[str, Any]) -> tuple[str, ...]:
+        names = ("square_avg",)
         if group["momentum"] != 0:
-            names.append("momentum_buffer")
+            names += ("momentum_buffer",)
         if group["centered"]:
-            names.append("grad_avg")
-        return tuple(names)
+            names += ("grad_avg",)
+        return names
 
-    def _update(
-        self,
-        group: dict[str, Any],
-        bucket: _Bucket,
-        params: list[np.ndarray],
-        grads: list[np.ndarray],
-        offsets: np.ndarray,
-        steps: np.ndarray,
-    ) -> None:
-        self._kernel("rmsprop_step")(
-            params,
-            grads,
-            bucket.buffers["square_avg"],
-            bucket.buffers["grad_avg"] if group["centered"] else None,
-            bucket.buffers["momentum_buffer"] if group["momentum"] != 0 else None,
-            offsets,
-            steps,
+    def _state_names(self) -> frozenset[str]:
+        return frozenset({"step", "square_avg", "momentum_buffer", "grad_avg"})
+
+    def _update(self, group: dict[str, Any], batch: _Batch) -> None:
+        states = batch.states
+        kernels.impl.rmsprop_step(
+            batch.params,
+            batch.grads,
+            [s["square_avg"] for s in states],
+            [s["grad_avg"] for s in states] if group["centered"] else None,
+            [s["momentum_buffer"] for s in states] if group["momentum"] != 0 else None,
             lr=group["lr"],
             alpha=group["alpha"],
             eps=group["eps"],
             weight_decay=group["weight_decay"],
             momentum=group["momentum"],
         )
+        for s in states:
+            s["step"] += 1

@@ -7,21 +7,28 @@ from typing import Any
 
 import numpy as np
 
-from .optimizer import Optimizer, _Bucket, _check_lr, _check_number
+from .. import kernels
+from .optimizer import Optimizer, _Batch, check_flag, check_number
 
 
 class SGD(Optimizer):
     """Stochastic gradient descent, PyTorch's rule.
 
-    Per step, with d the gradient: ``d = d + weight_decay * p``; with momentum,
-    ``b = momentum * b + (1 - dampening) * d`` (``b = d`` on the first step) and
-    ``d = d + momentum * b`` (Nesterov) or ``d = b``; then ``p = p - lr * d``.
+    Per step, with g the gradient::
+
+        g = g + weight_decay * p
+        b = g                                   (first step with momentum)
+        b = momentum * b + (1 - dampening) * g  (later steps)
+        g = g + momentum * b  (nesterov)   or   g = b
+        p = p - lr * g
+
+    State per parameter: ``"momentum_buffer"`` (b), only when momentum != 0.
 
     Args:
         params: parameters, or dicts of parameters with per-group options.
         lr: learning rate (required).
         momentum: momentum factor; 0 keeps no state.
-        dampening: dampening of the gradient in the momentum buffer.
+        dampening: dampening of the gradient in the momentum buffer, in [0, 1].
         nesterov: Nesterov momentum (needs momentum > 0 and dampening 0).
         weight_decay: L2 penalty added to the gradient.
 
@@ -29,6 +36,8 @@ class SGD(Optimizer):
         >>> opt = SGD(model.parameters(), lr=0.1, momentum=0.9)
         >>> opt.zero_grad(); loss.backward(); opt.step()
     """
+
+    _counts_steps = False  # PyTorch's SGD keeps no step count
 
     def __init__(
         self,
@@ -48,40 +57,42 @@ class SGD(Optimizer):
         )
         super().__init__(params, defaults)
 
-    def _check(self, group: dict[str, Any]) -> None:
-        _check_lr(group["lr"])
-        _check_number("momentum", group["momentum"])
-        _check_number("dampening", group["dampening"], 0.0, 1.0)
-        _check_number("weight_decay", group["weight_decay"])
+    def _check_options(self, group: dict[str, Any]) -> None:
+        check_number("learning rate", group["lr"])
+        check_number("momentum", group["momentum"])
+        check_number("dampening", group["dampening"], 0.0, 1.0)
+        check_number("weight_decay", group["weight_decay"])
+        check_flag("nesterov", group["nesterov"])
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError("Nesterov momentum needs momentum > 0 and dampening = 0")
 
-    def _state_names(self, group: dict[str, Any]) -> tuple[str, ...]:
-        return ("momentum_buffer",) if group["momentum"] != 0 else ()
+    def _state_names(self) -> frozenset[str]:
+        return frozenset({"momentum_buffer"})
 
-    def _counts_step(self, group: dict[str, Any]) -> bool:
-        # The counter tells the kernel when a momentum buffer starts; no momentum, no state.
-        return group["momentum"] != 0
-
-    def _update(
-        self,
-        group: dict[str, Any],
-        bucket: _Bucket,
-        params: list[np.ndarray],
-        grads: list[np.ndarray],
-        offsets: np.ndarray,
-        steps: np.ndarray,
-    ) -> None:
-        buffer = bucket.buffers["momentum_buffer"] if group["momentum"] != 0 else None
-        self._kernel("sgd_step")(
-            params,
-            grads,
-            buffer,
-            offsets,
-            steps,
+    def _update(self, group: dict[str, Any], batch: _Batch) -> None:
+        buffers = first = None
+        if group["momentum"] != 0:
+            # a parameter's buffer starts at its first momentum step, as a copy of g
+            first = ["momentum_buffer" not in s for s in batch.states]
+            if any(first):
+                buffers = [
+                    np.zeros(p.shape, p.dtype) if new else s["momentum_buffer"]
+                    for p, s, new in zip(batch.params, batch.states, first, strict=True)
+                ]
+            else:
+                buffers = [s["momentum_buffer"] for s in batch.states]
+        kernels.impl.sgd_step(
+            batch.params,
+            batch.grads,
+            buffers,
+            first,
             lr=group["lr"],
             momentum=group["momentum"],
             dampening=group["dampening"],
             nesterov=group["nesterov"],
             weight_decay=group["weight_decay"],
         )
+        if buffers is not None and any(first):
+            for s, b, new in zip(batch.states, buffers, first, strict=True):
+                if new:
+                    s["momentum_buffer"] = b
