@@ -153,7 +153,7 @@ def test_requires_grad_on_integer_tensor_is_a_type_error():
 def test_dtype_rules():
     assert mg.tensor([1.0, 2.0]).dtype == np.float32
     assert mg.tensor(1.5).dtype == np.float32
-    assert mg.tensor(np.ones(2)).dtype == np.float64  # float64 arrays are kept
+    assert mg.tensor(np.ones(2)).dtype == np.float32  # every float array becomes float32
     assert mg.tensor([1, 2]).dtype == np.int64
     assert mg.tensor([1, 2], dtype=np.float64).dtype == np.float64
     x = mg.ones(2)

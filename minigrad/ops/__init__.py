@@ -23,7 +23,9 @@ def as_tensor(x: Any, like: Any = None):
     Tensor = autograd.Tensor
     if isinstance(x, Tensor):
         return x
-    if like is not None and np.ndim(x) == 0:
+    # A float ndarray operand takes the tensor's float dtype too: float64 data meeting a
+    # float64 tensor must not be rounded to float32 by the one dtype rule.
+    if like is not None and (isinstance(x, np.ndarray) or np.ndim(x) == 0):
         value = np.asarray(x)
         if like.data.dtype.kind == "f" and value.dtype.kind in "biuf":
             return Tensor._from_op(value.astype(like.data.dtype), None)
