@@ -282,22 +282,7 @@ def run_backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> 
         stale = node.epoch != _clock[0]  # some tensor was changed in place since its forward
         input_grads: Any = ()
         if grad_out is not None:
-            if node.saved is None:
-                raise RuntimeError(
-                    f"backward through {node.fn.__name__} a second time: its saved arrays "
-                    "were released after the first backward; pass retain_graph=True to the "
-                    "first call"
-                )
-            if stale and node.saved:
-                _check_saved(node)
-            input_grads = node.fn.backward(node, grad_out)
-            if type(input_grads) is not tuple:
-                input_grads = (input_grads,)
-            if _modes.anomaly:
-                _check_finite(node.fn, [None if g is None else np.asarray(g)
-                                        for g in input_grads], node.inputs, "backward")
-            if not retain_graph:
-                node.saved = None
+            input_grads = _node_backward(node, grad_out, stale, retain_graph)
         # A backward may return fewer gradients than inputs (trailing ones all None).
         n_grads = len(input_grads)
         for i, (parent, needed) in enumerate(zip(node.inputs, node.needs_input_grad, strict=True)):
@@ -322,6 +307,29 @@ def run_backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> 
             remaining_uses[parent_node] = uses
             if uses == 0:
                 ready.append(parent_node)
+
+
+def _node_backward(node: Context, grad_out: np.ndarray, stale: bool,
+                   retain_graph: bool) -> tuple:
+    """Run one node's backward (after the in-place check when the clock moved since its
+    forward) and return its input gradients as a tuple; release its saved arrays unless
+    ``retain_graph``."""
+    if node.saved is None:
+        raise RuntimeError(
+            f"backward through {node.fn.__name__} a second time: its saved arrays were "
+            "released after the first backward; pass retain_graph=True to the first call"
+        )
+    if stale and node.saved:
+        _check_saved(node)
+    input_grads = node.fn.backward(node, grad_out)
+    if type(input_grads) is not tuple:
+        input_grads = (input_grads,)
+    if _modes.anomaly:
+        _check_finite(node.fn, [None if g is None else np.asarray(g) for g in input_grads],
+                      node.inputs, "backward")
+    if not retain_graph:
+        node.saved = None
+    return input_grads
 
 
 def _node_at(t: Tensor, epoch: int) -> Context | None:

@@ -1,5 +1,6 @@
-"""The dtype half of Tensor's methods (``astype``, ``float()``, ``argmax`` ...) and the one
-dtype rule that turns user data into a tensor's array."""
+"""Tensor's conversions: to other dtypes (``astype``, ``float()`` ...), to Python and NumPy
+objects (``item``, ``tolist``, ``repr``, ``__array__``), the arg-reductions, and the one dtype
+rule that turns user data into a tensor's array."""
 
 from __future__ import annotations
 
@@ -41,9 +42,53 @@ def to_array(data: Any, dtype: Any = None) -> np.ndarray:
 
 
 class ConversionMixin:
-    """Conversions between dtypes and to Python numbers, and the arg-reductions."""
+    """The conversion methods of Tensor (a mixin: Tensor holds the data and the state)."""
 
     __slots__ = ()
+
+    def item(self) -> float | int | bool:
+        """Return the value of a one-element tensor as a Python number."""
+        if self.data.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
+        return self.data.item()
+
+    def tolist(self) -> Any:
+        """Return the data as nested Python lists."""
+        return self.data.tolist()
+
+    def __len__(self) -> int:
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return len(self.data)
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __array__(self, dtype=None, copy=None):
+        # NumPy's protocol: copy=True must copy, copy=False must not (or fail), None may share;
+        # a shared array is read-only when the tensor requires grad, as .numpy() is
+        if copy is False and dtype is not None and np.dtype(dtype) != self.data.dtype:
+            raise ValueError(f"cannot view a {self.data.dtype} tensor as {dtype} without a copy")
+        array = self.numpy() if dtype is None else self.data.astype(dtype, copy=False)
+        return array.copy() if copy and np.may_share_memory(array, self.data) else array
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.data, separator=", ", prefix="tensor(")
+        extras = ""
+        if self.data.dtype != DEFAULT_FLOAT:
+            extras += f", dtype={self.data.dtype}"
+        if self._ctx is not None:
+            extras += f", grad_fn={self._ctx.fn.__name__}"
+        elif self._requires_grad:
+            extras += ", requires_grad=True"
+        return f"tensor({body}{extras})"
+
+    def __bool__(self) -> bool:
+        if self.data.size != 1:
+            raise ValueError(
+                f"the truth value of a tensor with {self.data.size} elements is ambiguous"
+            )
+        return bool(self.data)
 
     def __float__(self) -> float:
         return float(self.item())

@@ -6,8 +6,9 @@ from typing import Any
 
 import numpy as np
 
+from .conversion import DEFAULT_FLOAT
 from .random import generator
-from .tensor import DEFAULT_FLOAT, Tensor
+from .tensor import Tensor
 
 
 def _shape(shape: tuple) -> tuple[int, ...]:

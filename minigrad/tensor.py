@@ -9,7 +9,7 @@ import numpy as np
 
 from . import autograd
 from .autograd import FRESH_COUNTER
-from .conversion import DEFAULT_FLOAT, ConversionMixin, to_array
+from .conversion import ConversionMixin, to_array
 from .inplace import InplaceMixin
 from .ops import elementwise as ew
 from .ops import inplace as inplace_ops
@@ -140,49 +140,6 @@ class Tensor(ConversionMixin, InplaceMixin):
         view = self._data.view()
         view.flags.writeable = False
         return view
-
-    def item(self) -> float | int | bool:
-        """Return the value of a one-element tensor as a Python number."""
-        if self.data.size != 1:
-            raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
-        return self.data.item()
-
-    def tolist(self) -> Any:
-        """Return the data as nested Python lists."""
-        return self.data.tolist()
-
-    def __len__(self) -> int:
-        if self.data.ndim == 0:
-            raise TypeError("len() of a 0-d tensor")
-        return len(self.data)
-
-    def __iter__(self):
-        return (self[i] for i in range(len(self)))
-
-    def __array__(self, dtype=None, copy=None):
-        # NumPy's protocol: copy=True must copy, copy=False must not (or fail), None may share
-        if copy is False and dtype is not None and np.dtype(dtype) != self.data.dtype:
-            raise ValueError(f"cannot view a {self.data.dtype} tensor as {dtype} without a copy")
-        array = self.data if dtype is None else self.data.astype(dtype, copy=False)
-        return array.copy() if copy and array is self.data else array
-
-    def __repr__(self) -> str:
-        body = np.array2string(self.data, separator=", ", prefix="tensor(")
-        extras = ""
-        if self.data.dtype != DEFAULT_FLOAT:
-            extras += f", dtype={self.data.dtype}"
-        if self._ctx is not None:
-            extras += f", grad_fn={self._ctx.fn.__name__}"
-        elif self._requires_grad:
-            extras += ", requires_grad=True"
-        return f"tensor({body}{extras})"
-
-    def __bool__(self) -> bool:
-        if self.data.size != 1:
-            raise ValueError(
-                f"the truth value of a tensor with {self.data.size} elements is ambiguous"
-            )
-        return bool(self.data)
 
     def __hash__(self) -> int:
         return id(self)

@@ -55,6 +55,9 @@ def test_numpy_of_a_tensor_that_requires_grad_is_read_only(backend):
     y = (x * x).sum()
     with pytest.raises(ValueError, match="read-only"):
         x.numpy()[0] = 100
+    with pytest.raises(ValueError, match="read-only"):
+        np.asarray(x)[1] = 100
+    assert np.array(x, copy=True).flags.writeable
     y.backward()
     np.testing.assert_array_equal(x.grad.numpy(), [2.0, 4.0, 6.0])
     x.data[0] = 100  # .data is the escape hatch
