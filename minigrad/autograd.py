@@ -120,7 +120,10 @@ class detect_anomaly:
 def _check_finite(fn: type, arrays: Any, inputs: tuple, stage: str) -> None:
     """In anomaly mode: raise if any produced float array holds NaN or inf."""
     for a in arrays:
-        if a is not None and a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+        if a is None:
+            continue
+        a = np.asarray(a)
+        if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
             shapes = ", ".join(str(t.shape) for t in inputs)
             kind = "NaN" if np.any(np.isnan(a)) else "inf"
             raise FloatingPointError(
@@ -200,7 +203,7 @@ class Function:
         if type(out) is not np.ndarray:  # NumPy returns scalars from 0-d arithmetic
             out = np.asarray(out)
         if _modes.anomaly:
-            _check_finite(cls, (np.asarray(out),), inputs, "forward")
+            _check_finite(cls, (out,), inputs, "forward")
         result = Tensor._from_op(out, ctx)
         if out.base is not None:  # a view (reshape, slice): share the viewed input's counter
             _share_counter(result, inputs)
@@ -242,9 +245,10 @@ def _consumer_counts(root: Context) -> dict[Context, int]:
     """
     counts: dict[Context, int] = {}
     stack = [root]
+    clock = _clock[0]
     while stack:
         node = stack.pop()
-        stale = node.epoch != _clock[0]
+        stale = node.epoch != clock
         for parent in node.inputs:
             parent_node = parent._ctx
             if parent_node is None:
@@ -264,10 +268,9 @@ def _consumer_counts(root: Context) -> dict[Context, int]:
 def run_backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> None:
     """Propagate ``grad`` (d loss / d root) to every leaf of root's graph that requires grad.
 
-    Nodes run in reverse topological order: a node runs once every node that used its output
-    has passed its gradient back (Kahn's algorithm on the counts of uses), so each node runs
-    once and gradients of tensors used more than once are summed first. Leaves accumulate into
-    ``.grad``. Unless ``retain_graph``, each node's saved arrays are released once it has run.
+    A node runs once every node that used its output has passed its gradient back (Kahn's
+    algorithm on the counts of uses), so gradients of tensors used twice are summed first.
+    Leaves accumulate into ``.grad``; unless ``retain_graph``, saved arrays are released.
     """
     if root._ctx is None:  # a leaf: its gradient is the seed itself
         _accumulate_leaf(root, grad, {id(grad)})  # the caller's array is never stored
@@ -275,24 +278,29 @@ def run_backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> 
     remaining_uses = _consumer_counts(root._ctx)
     pending: dict[Context, np.ndarray] = {root._ctx: grad}
     handed_out: set[int] = {id(grad)}  # arrays a leaf must copy before owning
-    ready = [root._ctx]
+    ready, clock = [root._ctx], _clock[0]
     while ready:
         node = ready.pop()
         grad_out = pending.pop(node, None)
-        stale = node.epoch != _clock[0]  # some tensor was changed in place since its forward
+        stale = node.epoch != clock  # some tensor was changed in place since its forward
         input_grads: Any = ()
-        if grad_out is not None:
-            input_grads = _node_backward(node, grad_out, stale, retain_graph)
-        # A backward may return fewer gradients than inputs (trailing ones all None).
-        n_grads = len(input_grads)
+        if grad_out is not None:  # (the steps of one node are inline: this loop is hot)
+            if node.saved is None:
+                _raise_released(node)
+            if stale and node.saved:
+                _check_saved(node)
+            input_grads = node.fn.backward(node, grad_out)
+            if type(input_grads) is not tuple:
+                input_grads = (input_grads,)
+            if _modes.anomaly:
+                _check_finite(node.fn, input_grads, node.inputs, "backward")
+            if not retain_graph:
+                node.saved = None
+        n_grads = len(input_grads)  # may be fewer than inputs (trailing ones all None)
         for i, (parent, needed) in enumerate(zip(node.inputs, node.needs_input_grad, strict=True)):
             g = input_grads[i] if needed and i < n_grads else None
-            if g is not None:
-                data = parent._data
-                if g.shape != data.shape:
-                    g = unbroadcast(g, data.shape)
-                if g.dtype != data.dtype:
-                    g = g.astype(data.dtype)
+            if g is not None and (g.shape != parent._data.shape or g.dtype != parent._data.dtype):
+                g = _fit(g, parent._data)
             parent_node = parent._ctx
             if stale and parent_node is not None and parent._counter[2] > node.epoch:
                 parent_node = _node_at(parent, node.epoch)
@@ -309,27 +317,18 @@ def run_backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> 
                 ready.append(parent_node)
 
 
-def _node_backward(node: Context, grad_out: np.ndarray, stale: bool,
-                   retain_graph: bool) -> tuple:
-    """Run one node's backward (after the in-place check when the clock moved since its
-    forward) and return its input gradients as a tuple; release its saved arrays unless
-    ``retain_graph``."""
-    if node.saved is None:
-        raise RuntimeError(
-            f"backward through {node.fn.__name__} a second time: its saved arrays were "
-            "released after the first backward; pass retain_graph=True to the first call"
-        )
-    if stale and node.saved:
-        _check_saved(node)
-    input_grads = node.fn.backward(node, grad_out)
-    if type(input_grads) is not tuple:
-        input_grads = (input_grads,)
-    if _modes.anomaly:
-        _check_finite(node.fn, [None if g is None else np.asarray(g) for g in input_grads],
-                      node.inputs, "backward")
-    if not retain_graph:
-        node.saved = None
-    return input_grads
+def _raise_released(node: Context) -> None:
+    raise RuntimeError(
+        f"backward through {node.fn.__name__} a second time: its saved arrays were released "
+        "after the first backward; pass retain_graph=True to the first call"
+    )
+
+
+def _fit(g: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """A gradient summed back to its input's shape (undoing broadcasting), in its dtype."""
+    if g.shape != data.shape:
+        g = unbroadcast(g, data.shape)
+    return g.astype(data.dtype) if g.dtype != data.dtype else g
 
 
 def _node_at(t: Tensor, epoch: int) -> Context | None:

@@ -4,7 +4,7 @@ the same program replayed without any in-place op."""
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import minigrad as mg
@@ -124,6 +124,8 @@ def test_backward_is_right_or_raises(backend, steps, values):
     replay = Replay(values)
     for s in steps:
         _run_step(s, pool, replay)
+        # x / 0 makes inf, and the replay's constant shifts (inf - inf) would be NaN
+        assume(all(np.all(np.isfinite(t.data)) for t in pool))
     for got, want in zip(pool, replay.pool, strict=True):
         np.testing.assert_allclose(got.data, want.data, rtol=1e-12, atol=1e-12)
     weights = [mg.tensor(np.full(N, k + 1.0), dtype=F64) for k in range(len(pool))]
