@@ -75,17 +75,15 @@ def test_update_between_forward_and_backward_raises_naming_the_op(backend):
         loss.backward()
 
 
-def test_optimizer_step_between_forward_and_backward_raises(backend):
+def test_manual_sgd_step_between_forward_and_backward_raises(backend):
     model = nn.Linear(3, 2)
-    opt = mg.optim.SGD(model.parameters(), lr=0.1)
     loss = model(mg.randn(4, 3)).sum()
     loss.backward(retain_graph=True)
-    with mg.no_grad():  # what optimizer.step() does to each parameter
+    with mg.no_grad():  # the update an optimizer makes, as GAN and actor-critic loops do
         for p in model.parameters():
             p -= 0.1 * p.grad
     with pytest.raises(RuntimeError, match=MODIFIED):
         loss.backward()
-    opt.zero_grad()
 
 
 def test_changing_a_saved_output_raises(backend):
@@ -93,7 +91,7 @@ def test_changing_a_saved_output_raises(backend):
     y = x.exp()
     with mg.no_grad():
         y.mul_(2)
-    with pytest.raises(RuntimeError, match=rf"output of Exp.*{MODIFIED[:8]}|{MODIFIED}"):
+    with pytest.raises(RuntimeError, match=rf"{MODIFIED}: the output of Exp"):
         y.sum().backward()
 
 
