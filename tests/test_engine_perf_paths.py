@@ -271,3 +271,30 @@ def test_bare_kernel_step_computes_the_same_loss_as_minigrad():
     engine = step.minigrad_step(net, step.initial_weights(net), x, y)
     for _ in range(3):
         np.testing.assert_allclose(float(bare()), engine().item(), rtol=1e-5)
+
+
+def test_version_check_runs_only_after_an_in_place_change(monkeypatch):
+    from minigrad import autograd
+
+    checked = []
+    original = autograd._check_saved
+    monkeypatch.setattr(autograd, "_check_saved", lambda node: checked.append(node) or
+                        original(node))
+    x = mg.tensor([1.0, 2.0], requires_grad=True)
+    (x * x).exp().sum().backward()
+    assert checked == []  # nothing changed in place: one int comparison per node, no scan
+    x.grad = None
+    y = (x * x).sum()
+    unrelated = mg.zeros(2)
+    unrelated += 1  # moves the in-place clock: the nodes check, find nothing, and run
+    y.backward()
+    assert len(checked) == 1
+    np.testing.assert_array_equal(x.grad.numpy(), [4.0, 8.0])
+
+
+def test_op_outputs_share_one_immutable_counter_until_changed():
+    x = mg.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 2
+    assert type(y._counter) is tuple and y._counter is x._counter  # no allocation per op
+    y += 1
+    assert type(y._counter) is list and y._version == 1 and x._version == 0
