@@ -8,11 +8,27 @@
 tensor([[2., 4.]])
 """
 
+# The engine first: autograd imports tensor at its end, and tensor (with the ops it calls)
+# needs autograd's classes, so this is the one order in which both modules load.
+from . import autograd  # isort: skip
 from . import data, functional, nn, optim
 from .autograd import Function, detect_anomaly, enable_grad, is_grad_enabled, no_grad
-from .creation import arange, eye, full, ones, ones_like, rand, randn, tensor, zeros, zeros_like
+from .creation import (
+    arange,
+    eye,
+    from_numpy,
+    full,
+    ones,
+    ones_like,
+    rand,
+    randn,
+    tensor,
+    zeros,
+    zeros_like,
+)
 from .kernels import get_backend, get_num_threads, set_backend, set_num_threads
 from .ops.reduce import log_softmax, logsumexp, softmax
+from .ops.select import where
 from .ops.shape import concat, stack
 from .random import manual_seed
 from .serialization import load, save

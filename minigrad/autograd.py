@@ -25,7 +25,42 @@ class _Modes(threading.local):
 
 
 _modes = _Modes()
-Tensor: Any = None  # the Tensor class, set by minigrad.tensor (the two modules need each other)
+
+# The in-place clock: how many in-place changes this process has made. Each change stamps the
+# changed tensor's counter with it and each graph node records it at its forward, so "was
+# any input changed since this node ran?" is one int comparison per node in backward, and
+# the forward pays one int store per node instead of one version per input.
+_clock = [0]
+
+# A tensor's version counter is a list [version, shared, stamp]. Most tensors are never
+# changed in place, so they all start with this one immutable stand-in and get a list of
+# their own only when they are changed or viewed (own_counter): no allocation per op.
+FRESH_COUNTER = (0, False, 0)
+
+
+def own_counter(t: Tensor) -> list:
+    """``t``'s own mutable version counter, made on first need.
+
+    The node that produced ``t`` watches its output through the same list, so it is handed
+    over to that node too (a tuple cannot be watched for changes)."""
+    counter = t._counter
+    if counter is FRESH_COUNTER:
+        counter = t._counter = [0, False, 0]
+        node = t._ctx
+        if node is not None and node.out_counter is FRESH_COUNTER:
+            node.out_counter = counter
+    return counter
+
+
+def mark_changed(t: Tensor) -> None:
+    """Record one in-place change of ``t``'s data: bump its version, stamp it with the clock.
+
+    Call it after every deliberate in-place change of a tensor's array (``t._version += 1``
+    does the same)."""
+    counter = own_counter(t)
+    _clock[0] += 1
+    counter[0] += 1
+    counter[2] = _clock[0]
 
 
 def is_grad_enabled() -> bool:
@@ -85,7 +120,10 @@ class detect_anomaly:
 def _check_finite(fn: type, arrays: Any, inputs: tuple, stage: str) -> None:
     """In anomaly mode: raise if any produced float array holds NaN or inf."""
     for a in arrays:
-        if a is not None and a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+        if a is None:
+            continue
+        a = np.asarray(a)
+        if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
             shapes = ", ".join(str(t.shape) for t in inputs)
             kind = "NaN" if np.any(np.isnan(a)) else "inf"
             raise FloatingPointError(
@@ -100,11 +138,15 @@ class Context:
     ``fn`` is the Function class, ``inputs`` the parent Tensors, ``needs_input_grad`` which of
     them want a gradient, and ``saved`` the ndarrays kept by ``save_for_backward``. Functions
     may also set small non-array attributes (an axis, a shape) directly on the context.
+
+    For the in-place checks it also keeps ``epoch`` (the in-place clock when the forward ran),
+    ``out`` (the output array) and ``out_counter`` (the output's version counter).
     """
 
     # Slots for the fields the engine reads on every node (faster than a dict lookup); the
     # __dict__ slot still lets a Function store its own attributes.
-    __slots__ = ("fn", "inputs", "needs_input_grad", "saved", "__dict__")
+    __slots__ = ("fn", "inputs", "needs_input_grad", "saved", "epoch", "out", "out_counter",
+                 "__dict__")
 
     def __init__(self, fn: type[Function], inputs: tuple[Tensor, ...],
                  needs_input_grad: tuple[bool, ...]):
@@ -112,6 +154,7 @@ class Context:
         self.inputs = inputs
         self.needs_input_grad = needs_input_grad
         self.saved: tuple[np.ndarray, ...] | None = ()
+        self.epoch = _clock[0]
 
     def save_for_backward(self, *arrays: Any) -> None:
         """Keep ndarrays (never Tensors, so that no reference cycle holds a graph alive)."""
@@ -156,12 +199,30 @@ class Function:
             needs = tuple([t._requires_grad for t in inputs])
             if True in needs:
                 ctx = Context(cls, inputs, needs)
-        out = cls.forward(ctx or _ForwardOnly(), *[t.data for t in inputs], **attrs)
+        out = cls.forward(ctx or _ForwardOnly(), *[t._data for t in inputs], **attrs)
         if type(out) is not np.ndarray:  # NumPy returns scalars from 0-d arithmetic
             out = np.asarray(out)
         if _modes.anomaly:
-            _check_finite(cls, (np.asarray(out),), inputs, "forward")
-        return Tensor._from_op(out, ctx)
+            _check_finite(cls, (out,), inputs, "forward")
+        result = Tensor._from_op(out, ctx)
+        if out.base is not None:  # a view (reshape, slice): share the viewed input's counter
+            _share_counter(result, inputs)
+        if ctx is not None:
+            ctx.out, ctx.out_counter = out, result._counter
+        return result
+
+
+def _share_counter(view: Tensor, inputs: tuple[Tensor, ...]) -> None:
+    """Give ``view`` the version counter of the input whose memory it views, so that an
+    in-place change through either one is seen by every node that saved the other."""
+    base = view._data.base
+    for t in inputs:
+        data = t._data
+        if data is base or (data.base is not None and data.base is base):
+            counter = own_counter(t)
+            counter[1] = True  # shared: in-place ops on it can no longer be recorded
+            view._counter = counter
+            return
 
 
 def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -184,12 +245,18 @@ def _consumer_counts(root: Context) -> dict[Context, int]:
     """
     counts: dict[Context, int] = {}
     stack = [root]
+    clock = _clock[0]
     while stack:
         node = stack.pop()
+        stale = node.epoch != clock
         for parent in node.inputs:
             parent_node = parent._ctx
             if parent_node is None:
                 continue
+            if stale and parent._counter[2] > node.epoch:
+                parent_node = _node_at(parent, node.epoch)
+                if parent_node is None:
+                    continue
             if parent_node in counts:
                 counts[parent_node] += 1
             else:
@@ -201,10 +268,9 @@ def _consumer_counts(root: Context) -> dict[Context, int]:
 def run_backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> None:
     """Propagate ``grad`` (d loss / d root) to every leaf of root's graph that requires grad.
 
-    Nodes run in reverse topological order: a node runs once every node that used its output
-    has passed its gradient back (Kahn's algorithm on the counts of uses), so each node runs
-    once and gradients of tensors used more than once are summed first. Leaves accumulate into
-    ``.grad``. Unless ``retain_graph``, each node's saved arrays are released once it has run.
+    A node runs once every node that used its output has passed its gradient back (Kahn's
+    algorithm on the counts of uses), so gradients of tensors used twice are summed first.
+    Leaves accumulate into ``.grad``; unless ``retain_graph``, saved arrays are released.
     """
     if root._ctx is None:  # a leaf: its gradient is the seed itself
         _accumulate_leaf(root, grad, {id(grad)})  # the caller's array is never stored
@@ -212,37 +278,32 @@ def run_backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> 
     remaining_uses = _consumer_counts(root._ctx)
     pending: dict[Context, np.ndarray] = {root._ctx: grad}
     handed_out: set[int] = {id(grad)}  # arrays a leaf must copy before owning
-    ready = [root._ctx]
+    ready, clock = [root._ctx], _clock[0]
     while ready:
         node = ready.pop()
         grad_out = pending.pop(node, None)
+        stale = node.epoch != clock  # some tensor was changed in place since its forward
         input_grads: Any = ()
-        if grad_out is not None:
+        if grad_out is not None:  # (the steps of one node are inline: this loop is hot)
             if node.saved is None:
-                raise RuntimeError(
-                    f"backward through {node.fn.__name__} a second time: its saved arrays "
-                    "were released after the first backward; pass retain_graph=True to the "
-                    "first call"
-                )
+                _raise_released(node)
+            if stale and node.saved:
+                _check_saved(node)
             input_grads = node.fn.backward(node, grad_out)
             if type(input_grads) is not tuple:
                 input_grads = (input_grads,)
             if _modes.anomaly:
-                _check_finite(node.fn, [None if g is None else np.asarray(g)
-                                        for g in input_grads], node.inputs, "backward")
+                _check_finite(node.fn, input_grads, node.inputs, "backward")
             if not retain_graph:
                 node.saved = None
-        # A backward may return fewer gradients than inputs (trailing ones all None).
-        n_grads = len(input_grads)
+        n_grads = len(input_grads)  # may be fewer than inputs (trailing ones all None)
         for i, (parent, needed) in enumerate(zip(node.inputs, node.needs_input_grad, strict=True)):
             g = input_grads[i] if needed and i < n_grads else None
-            if g is not None:
-                data = parent.data
-                if g.shape != data.shape:
-                    g = unbroadcast(g, data.shape)
-                if g.dtype != data.dtype:
-                    g = g.astype(data.dtype)
+            if g is not None and (g.shape != parent._data.shape or g.dtype != parent._data.dtype):
+                g = _fit(g, parent._data)
             parent_node = parent._ctx
+            if stale and parent_node is not None and parent._counter[2] > node.epoch:
+                parent_node = _node_at(parent, node.epoch)
             if parent_node is None:
                 if g is not None:
                     _accumulate_leaf(parent, g, handed_out)
@@ -254,6 +315,63 @@ def run_backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> 
             remaining_uses[parent_node] = uses
             if uses == 0:
                 ready.append(parent_node)
+
+
+def _raise_released(node: Context) -> None:
+    raise RuntimeError(
+        f"backward through {node.fn.__name__} a second time: its saved arrays were released "
+        "after the first backward; pass retain_graph=True to the first call"
+    )
+
+
+def _fit(g: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """A gradient summed back to its input's shape (undoing broadcasting), in its dtype."""
+    if g.shape != data.shape:
+        g = unbroadcast(g, data.shape)
+    return g.astype(data.dtype) if g.dtype != data.dtype else g
+
+
+def _node_at(t: Tensor, epoch: int) -> Context | None:
+    """The node that produced ``t`` as a consumer whose forward ran at ``epoch`` saw it.
+
+    A recorded in-place op on ``t`` made ``t._ctx`` a newer node whose first input holds the
+    node before it; a consumer that ran earlier must reach the older one, exactly as if the
+    in-place op had been written ``t = op(t)``.
+    """
+    node = t._ctx
+    while node is not None and node.__dict__.get("inplace_epoch", -1) > epoch:
+        node = node.inputs[0]._ctx
+    return node
+
+
+def _check_saved(node: Context) -> None:
+    """Raise if an array this node saved was changed in place since its forward.
+
+    Runs only for nodes that saved arrays and only when the in-place clock moved since their
+    forward. A changed input (or output) is an error only if a saved array shares its memory:
+    an op that saved nothing of it (``a + b`` saves nothing) still runs, as in PyTorch.
+    """
+    for i, t in enumerate(node.inputs):
+        if t._counter[2] > node.epoch and _saves_memory_of(node, t._data):
+            _raise_modified(node, f"input {i}", t)
+    if node.out_counter[2] > node.epoch and _saves_memory_of(node, node.out):
+        _raise_modified(node, "the output", node.out, node.out_counter[0])
+
+
+def _saves_memory_of(node: Context, array: np.ndarray) -> bool:
+    return any(isinstance(s, np.ndarray) and np.may_share_memory(s, array)
+               for s in node.saved)
+
+
+def _raise_modified(node: Context, which: str, t: Any, version: int | None = None):
+    array = t._data if version is None else t
+    version = t._counter[0] if version is None else version
+    raise RuntimeError(
+        f"one of the variables needed for gradient computation has been modified by an "
+        f"in-place operation: {which} of {node.fn.__name__} (a {array.dtype} tensor of shape "
+        f"{array.shape}) is at version {version}, changed after {node.fn.__name__} ran. Clone "
+        f"it before changing it in place, or change it after backward()"
+    )
 
 
 def _accumulate_leaf(leaf: Tensor, g: np.ndarray, handed_out: set[int]) -> None:
@@ -268,4 +386,9 @@ def _accumulate_leaf(leaf: Tensor, g: np.ndarray, handed_out: set[int]) -> None:
         handed_out.add(id(g))
         leaf.grad = Tensor._from_op(g, None)
     else:
-        leaf.grad.data = np.asarray(leaf.grad.data + g)
+        leaf.grad._data = np.asarray(leaf.grad._data + g)
+
+
+# tensor.py defines Tensor before it imports this module, and this module needs the class
+# only when ops run: importing it last breaks the cycle whichever module is imported first.
+from .tensor import Tensor  # noqa: E402

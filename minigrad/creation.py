@@ -6,8 +6,9 @@ from typing import Any
 
 import numpy as np
 
+from .conversion import DEFAULT_FLOAT
 from .random import generator
-from .tensor import DEFAULT_FLOAT, Tensor
+from .tensor import Tensor
 
 
 def _shape(shape: tuple) -> tuple[int, ...]:
@@ -37,15 +38,38 @@ def _dtype(dtype: Any, float_only: bool = False) -> np.dtype:
     raise TypeError(f"unsupported tensor dtype {dt}; expected {expected}")
 
 
-def _like_dtype(x: np.ndarray, dtype: Any) -> np.dtype:
-    """An explicit dtype, else x's, with other floats (float16) becoming float32 as in tensor."""
-    if dtype is None and x.dtype.kind == "f" and x.dtype not in _FLOAT_DTYPES:
-        return DEFAULT_FLOAT
-    return _dtype(x.dtype if dtype is None else dtype)
+def _like_dtype(x: Any, dtype: Any) -> np.dtype:
+    """An explicit dtype, else a Tensor's own, else the one dtype rule's (floats: float32)."""
+    if dtype is not None:
+        return _dtype(dtype)
+    if isinstance(x, Tensor):
+        return x.dtype
+    x = np.asarray(x)
+    return DEFAULT_FLOAT if x.dtype.kind == "f" else _dtype(x.dtype)
+
+
+def _wrap(array: np.ndarray, requires_grad: bool) -> Tensor:
+    """A tensor holding ``array`` as is (its dtype was chosen by the caller)."""
+    return Tensor(array, dtype=array.dtype, requires_grad=requires_grad)
+
+
+def from_numpy(array: np.ndarray, requires_grad: bool = False) -> Tensor:
+    """A tensor sharing memory with ``array`` and keeping its dtype (float64 stays float64).
+
+    Changes through either one are seen by the other. Raises ``TypeError`` for a dtype
+    tensors cannot hold (float16, complex, objects) and for anything but an ndarray.
+    """
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy expects a numpy.ndarray, got {type(array).__name__}")
+    if array.dtype.kind == "f" and array.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"from_numpy: unsupported dtype {array.dtype}; expected float32 or "
+                        f"float64 (use mg.tensor to convert)")
+    return _wrap(array, requires_grad)
 
 
 def tensor(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    """Make a tensor from data (copied). Floats default to float32; float64 arrays stay float64.
+    """Make a tensor from data (copied). Every float (Python floats, float16/32/64 arrays)
+    becomes float32 unless ``dtype`` is given; ints become int64, bools bool.
 
     Raises:
         TypeError: data of a kind minigrad cannot compute with (objects, strings, complex,
@@ -67,42 +91,40 @@ def tensor(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
 
 def zeros(*shape: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """A tensor of zeros."""
-    return Tensor(np.zeros(_shape(shape), _dtype(dtype)), requires_grad=requires_grad)
+    return _wrap(np.zeros(_shape(shape), _dtype(dtype)), requires_grad=requires_grad)
 
 
 def ones(*shape: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """A tensor of ones."""
-    return Tensor(np.ones(_shape(shape), _dtype(dtype)), requires_grad=requires_grad)
+    return _wrap(np.ones(_shape(shape), _dtype(dtype)), requires_grad=requires_grad)
 
 
 def full(shape: Any, fill_value: float, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """A tensor filled with ``fill_value``."""
     shape = _shape((shape,) if isinstance(shape, int) else tuple(shape))
-    return Tensor(np.full(shape, fill_value, _dtype(dtype)), requires_grad=requires_grad)
+    return _wrap(np.full(shape, fill_value, _dtype(dtype)), requires_grad=requires_grad)
 
 
 def zeros_like(x: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """Zeros with the shape (and, by default, the dtype) of x."""
-    x = x.data if isinstance(x, Tensor) else np.asarray(x)
-    return Tensor(np.zeros(x.shape, _like_dtype(x, dtype)), requires_grad=requires_grad)
+    return _wrap(np.zeros(np.shape(x), _like_dtype(x, dtype)), requires_grad)
 
 
 def ones_like(x: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """Ones with the shape (and, by default, the dtype) of x."""
-    x = x.data if isinstance(x, Tensor) else np.asarray(x)
-    return Tensor(np.ones(x.shape, _like_dtype(x, dtype)), requires_grad=requires_grad)
+    return _wrap(np.ones(np.shape(x), _like_dtype(x, dtype)), requires_grad)
 
 
 def randn(*shape: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """Standard normal samples from minigrad's seeded generator."""
     data = generator().standard_normal(_shape(shape)).astype(_dtype(dtype, float_only=True))
-    return Tensor(data, requires_grad=requires_grad)
+    return _wrap(data, requires_grad=requires_grad)
 
 
 def rand(*shape: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """Uniform samples in [0, 1) from minigrad's seeded generator."""
     data = generator().random(_shape(shape)).astype(_dtype(dtype, float_only=True))
-    return Tensor(data, requires_grad=requires_grad)
+    return _wrap(data, requires_grad=requires_grad)
 
 
 def arange(start: float, stop: float | None = None, step: float = 1, dtype: Any = None,
@@ -115,9 +137,9 @@ def arange(start: float, stop: float | None = None, step: float = 1, dtype: Any 
         data = data.astype(_dtype(dtype))
     elif data.dtype.kind == "f":
         data = data.astype(DEFAULT_FLOAT)
-    return Tensor(data, requires_grad=requires_grad)
+    return _wrap(data, requires_grad=requires_grad)
 
 
 def eye(n: int, m: int | None = None, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """The n x m identity matrix (m defaults to n)."""
-    return Tensor(np.eye(n, m, dtype=_dtype(dtype)), requires_grad=requires_grad)
+    return _wrap(np.eye(n, m, dtype=_dtype(dtype)), requires_grad=requires_grad)

@@ -2,54 +2,29 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from . import autograd
+from .autograd import FRESH_COUNTER
+from .conversion import ConversionMixin, to_array
+from .inplace import InplaceMixin
 from .ops import elementwise as ew
+from .ops import inplace as inplace_ops
 from .ops import linalg, reduce
 from .ops import shape as shape_ops
 
-_FLOAT_DTYPES = (np.float32, np.float64)
-DEFAULT_FLOAT = np.dtype(np.float32)
 
-
-def _to_array(data: Any, dtype: Any = None) -> np.ndarray:
-    """Convert user data to an ndarray following minigrad's dtype rules.
-
-    An explicit ``dtype`` wins. Otherwise Python numbers and lists of floats become float32,
-    NumPy float64 data stays float64, float16 becomes float32, ints and bools keep their kind.
-    Anything else (objects, complex numbers, strings) is a TypeError.
-    """
-    if isinstance(data, Tensor):
-        data = data.data
-    if dtype is not None:
-        array = np.array(data, dtype=np.dtype(dtype), copy=None)
-    elif isinstance(data, np.ndarray | np.generic):
-        array = np.asarray(data)
-        if array.dtype.kind == "f" and array.dtype not in _FLOAT_DTYPES:
-            array = array.astype(DEFAULT_FLOAT)
-    else:
-        array = np.asarray(data)
-        if array.dtype.kind == "f":
-            array = array.astype(DEFAULT_FLOAT)
-    if array.dtype.kind not in "biuf":
-        raise TypeError(
-            f"cannot make a tensor from {type(data).__name__} data of dtype {array.dtype}; "
-            "expected numbers, bools or nested sequences of them"
-        )
-    return array
-
-
-class Tensor:
+class Tensor(ConversionMixin, InplaceMixin):
     """An n-dimensional array that can record the operations applied to it.
 
     Args:
         data: anything ``numpy.asarray`` accepts, or a Tensor.
-        dtype: NumPy dtype to convert to; by default floats become float32 (float64
-            ndarrays stay float64).
+        dtype: NumPy dtype to convert to; by default every float becomes float32 (use
+            ``dtype=mg.float64`` or ``mg.from_numpy`` to keep float64).
         requires_grad: record operations so that ``backward`` fills ``.grad``; only
             floating-point tensors can require grad.
 
@@ -60,15 +35,16 @@ class Tensor:
         array([[2., 4.]], dtype=float32)
     """
 
-    # _version counts in-place changes of the data (see autograd: saved inputs are checked)
-    __slots__ = ("data", "grad", "_requires_grad", "_ctx", "_version", "__weakref__")
+    # _counter is the version counter [version, shared, stamp] (see autograd.own_counter):
+    # views share their base's list, so a change through either is seen by both.
+    __slots__ = ("_data", "grad", "_requires_grad", "_ctx", "_counter", "__weakref__")
     __array_priority__ = 1000  # ndarray (op) Tensor defers to Tensor's reflected operators
 
     def __init__(self, data: Any, dtype: Any = None, requires_grad: bool = False):
-        self.data: np.ndarray = _to_array(data, dtype)
+        self._data: np.ndarray = to_array(data, dtype)
         self.grad: Tensor | None = None
         self._ctx: autograd.Context | None = None
-        self._version = 0
+        self._counter = FRESH_COUNTER
         self._requires_grad = False
         self.requires_grad = requires_grad
 
@@ -76,14 +52,36 @@ class Tensor:
     def _from_op(cls, data: np.ndarray, ctx: autograd.Context | None) -> Tensor:
         """Fast internal constructor: no conversion, no checks (data is already right)."""
         t = object.__new__(Tensor)
-        t.data = data
+        t._data = data
         t.grad = None
         t._ctx = ctx
-        t._version = 0
+        t._counter = FRESH_COUNTER
         t._requires_grad = ctx is not None
         return t
 
     # ----------------------------------------------------------------- attributes
+    def _set_data(self, value: Any) -> None:
+        self._data = value._data if isinstance(value, Tensor) else np.asarray(value)
+
+    # The getter is a C callable: ops read .data on every call, and a Python getter would
+    # cost about twice as much per read.
+    data = property(
+        operator.attrgetter("_data"), _set_data,
+        doc="""The ndarray holding the values; assigning a Tensor stores its array.
+
+        Changing it (``x.data[0] = 1``, ``p.data -= lr * g``) bypasses autograd: no version
+        bump, no error. That is the escape hatch for updates a graph must not see.
+        """)
+
+    @property
+    def _version(self) -> int:
+        """How many in-place changes the data has had (shared with views of the same data)."""
+        return self._counter[0]
+
+    @_version.setter
+    def _version(self, value: int) -> None:  # ``t._version += 1`` after changing t's data
+        autograd.mark_changed(self)
+        self._counter[0] = value
     @property
     def requires_grad(self) -> bool:
         """Whether gradients flow to (and, for a leaf, accumulate in) this tensor."""
@@ -132,51 +130,17 @@ class Tensor:
         return self._ctx
 
     def numpy(self) -> np.ndarray:
-        """Return the underlying ndarray (shared, not copied)."""
-        return self.data
+        """The values as an ndarray sharing memory with the tensor.
 
-    def item(self) -> float | int | bool:
-        """Return the value of a one-element tensor as a Python number."""
-        if self.data.size != 1:
-            raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
-        return self.data.item()
-
-    def tolist(self) -> Any:
-        """Return the data as nested Python lists."""
-        return self.data.tolist()
-
-    def __len__(self) -> int:
-        if self.data.ndim == 0:
-            raise TypeError("len() of a 0-d tensor")
-        return len(self.data)
-
-    def __iter__(self):
-        return (self[i] for i in range(len(self)))
-
-    def __array__(self, dtype=None, copy=None):
-        # NumPy's protocol: copy=True must copy, copy=False must not (or fail), None may share
-        if copy is False and dtype is not None and np.dtype(dtype) != self.data.dtype:
-            raise ValueError(f"cannot view a {self.data.dtype} tensor as {dtype} without a copy")
-        array = self.data if dtype is None else self.data.astype(dtype, copy=False)
-        return array.copy() if copy and array is self.data else array
-
-    def __repr__(self) -> str:
-        body = np.array2string(self.data, separator=", ", prefix="tensor(")
-        extras = ""
-        if self.data.dtype != DEFAULT_FLOAT:
-            extras += f", dtype={self.data.dtype}"
-        if self._ctx is not None:
-            extras += f", grad_fn={self._ctx.fn.__name__}"
-        elif self._requires_grad:
-            extras += ", requires_grad=True"
-        return f"tensor({body}{extras})"
-
-    def __bool__(self) -> bool:
-        if self.data.size != 1:
-            raise ValueError(
-                f"the truth value of a tensor with {self.data.size} elements is ambiguous"
-            )
-        return bool(self.data)
+        For a tensor that requires grad the array is a read-only view: writing into it would
+        change values a graph may have saved, behind the version counter's back. ``.data``
+        is the writable escape hatch.
+        """
+        if not self._requires_grad:
+            return self._data
+        view = self._data.view()
+        view.flags.writeable = False
+        return view
 
     def __hash__(self) -> int:
         return id(self)
@@ -213,8 +177,15 @@ class Tensor:
         autograd.run_backward(self, seed, retain_graph=retain_graph)
 
     def detach(self) -> Tensor:
-        """A new leaf sharing this tensor's data, cut from the graph."""
-        return Tensor._from_op(self.data, None)
+        """A new leaf sharing this tensor's data (and version counter), cut from the graph."""
+        t = Tensor._from_op(self._data, None)
+        counter = t._counter = autograd.own_counter(self)
+        counter[1] = True
+        return t
+
+    def clone(self) -> Tensor:
+        """A copy with its own memory that stays in the graph (the gradient passes through)."""
+        return inplace_ops.Clone.apply(self)
 
     def zero_grad(self) -> None:
         """Forget the accumulated gradient (sets ``.grad`` to None)."""
@@ -303,6 +274,8 @@ class Tensor:
     def abs(self) -> Tensor:
         """Elementwise absolute value (gradient sign(x), 0 at 0)."""
         return ew.abs(self)
+
+    __abs__ = abs
 
     def tanh(self) -> Tensor:
         """Elementwise hyperbolic tangent."""
@@ -410,6 +383,3 @@ def _shape_args(args: tuple) -> tuple[int, ...]:
     if len(args) == 1 and isinstance(args[0], Sequence | np.ndarray):
         return tuple(int(a) for a in args[0])
     return tuple(int(a) for a in args)
-
-
-autograd.Tensor = Tensor  # the spine's constructor for op outputs

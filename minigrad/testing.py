@@ -91,4 +91,4 @@ def _float64_leaf(x: Any) -> Any:
     data = x.data
     if data.dtype != np.float64 or not data.flags.writeable:
         data = data.astype(np.float64)
-    return Tensor(data, requires_grad=x.requires_grad)
+    return Tensor(data, dtype=np.float64, requires_grad=x.requires_grad)

@@ -35,7 +35,7 @@ def run_ops(n):
         name = data.draw(st.sampled_from(["sum", "mean", "var", "max", "logsumexp", "softmax",
                                           "log_softmax", "add", "mul", "div", "matmul",
                                           "exp", "relu", "tanh"]))
-        t = mg.tensor(x, requires_grad=True)
+        t = mg.tensor(x, dtype=x.dtype, requires_grad=True)
         scale = finite_scale(x) * max(1, x.size)
         if name in ("sum", "mean", "var", "max", "logsumexp"):
             axis = data.draw(axes(x.ndim))
@@ -51,7 +51,7 @@ def run_ops(n):
             if name == "var":
                 assert not np.any(out.data < 0), "negative variance"
             c = np.cos(np.arange(out.size, dtype=np.float64)).reshape(out.shape)
-            (out * mg.tensor(c.astype(x.dtype))).sum().backward()
+            (out * mg.tensor(c, dtype=x.dtype)).sum().backward()
             want = _numpy_reduce_grad(name, x64, axis, keepdims, c)
             if want is not None:
                 assert_close(t.grad.data, want, x.dtype, f"d{name} {describe([x])} axis={axis}",
@@ -81,7 +81,7 @@ def run_ops(n):
             assert_close(t.grad.data, want, x.dtype, f"d{name}", finite_scale(want))
             return
         other = data.draw(arrays(max_ndim=3, dtype=x.dtype))
-        o = mg.tensor(other, requires_grad=True)
+        o = mg.tensor(other, dtype=other.dtype, requires_grad=True)
         o64 = other.astype(np.float64)
         if name == "matmul":
             kind, out = outcome(lambda: t @ o)

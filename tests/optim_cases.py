@@ -116,4 +116,4 @@ def make_params(seed, dtype, shapes=SHAPES):
 
 def set_grads(params, grads):
     for p, g in zip(params, grads, strict=True):
-        p.grad = None if g is None else mg.Tensor(np.array(g, dtype=p.data.dtype))
+        p.grad = None if g is None else mg.tensor(g, dtype=p.data.dtype)

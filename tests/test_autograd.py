@@ -1,12 +1,17 @@
 """The engine's behaviour: graph building, accumulation, grad mode, errors, deep graphs."""
 
 import gc
+import subprocess
+import sys
 import weakref
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import minigrad as mg
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_micrograd_style_expression_values_and_gradients():
@@ -153,7 +158,7 @@ def test_requires_grad_on_integer_tensor_is_a_type_error():
 def test_dtype_rules():
     assert mg.tensor([1.0, 2.0]).dtype == np.float32
     assert mg.tensor(1.5).dtype == np.float32
-    assert mg.tensor(np.ones(2)).dtype == np.float64  # float64 arrays are kept
+    assert mg.tensor(np.ones(2)).dtype == np.float32  # every float array becomes float32
     assert mg.tensor([1, 2]).dtype == np.int64
     assert mg.tensor([1, 2], dtype=np.float64).dtype == np.float64
     x = mg.ones(2)
@@ -266,3 +271,13 @@ def test_integer_tensors_meeting_floats_give_float32_like_pytorch():
     assert (mg.arange(4) + 1).dtype == np.int64
     assert (mg.arange(3) + mg.ones(3, dtype=np.float64)).dtype == np.float64
     np.testing.assert_allclose((mg.arange(4) / 2).numpy(), [0, 0.5, 1, 1.5])
+
+
+@pytest.mark.parametrize("first", ["minigrad.autograd", "minigrad.tensor", "minigrad.nn",
+                                   "minigrad.ops.elementwise", "minigrad.creation"])
+def test_modules_import_in_any_order_without_injection(first):
+    code = (f"import importlib; importlib.import_module({first!r}); "
+            "import sys; a, t = sys.modules['minigrad.autograd'], sys.modules['minigrad.tensor']; "
+            "assert a.Tensor is t.Tensor; "
+            "import inspect; assert 'autograd.Tensor =' not in inspect.getsource(t)")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

@@ -61,7 +61,7 @@ def test_batches_in_order(batch_size, drop_last, sizes):
     assert [len(xb.data) for xb, _ in batches] == sizes
     for xb, yb in batches:
         assert isinstance(xb, mg.Tensor) and not xb.requires_grad
-        assert xb.dtype == np.float64 and yb.dtype == np.int64
+        assert xb.dtype == np.float32 and yb.dtype == np.int64  # float data: float32
     if sizes:
         np.testing.assert_array_equal(
             np.concatenate([xb.data for xb, _ in batches]), X[: sum(sizes)]

@@ -77,7 +77,7 @@ def test_backward_may_return_fewer_gradients_than_inputs():
 # ----------------------------------------------------------------------------- operands
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_scalar_operands_keep_the_tensor_dtype_on_both_sides(dtype):
-    x = mg.tensor(np.array([1.0, 2.0], dtype=dtype), requires_grad=True)
+    x = mg.tensor(np.array([1.0, 2.0]), dtype=dtype, requires_grad=True)
     for y in (x * 2.0, 2.0 * x, x + np.float64(1), 1 - x, x / 2, 2 / x, x**2):
         assert y.dtype == dtype
     (x * x + x).sum().backward()
@@ -126,7 +126,7 @@ def test_every_node_releases_its_saved_arrays_unless_retained():
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(), (1,), (5,), (2, 3, 4)])
 def test_backward_seed_is_ones_of_the_output_dtype(dtype, shape):
-    x = mg.tensor(np.full(shape, 2.0, dtype=dtype), requires_grad=True)
+    x = mg.tensor(np.full(shape, 2.0), dtype=dtype, requires_grad=True)
     (x * 3.0).sum().backward()
     assert x.grad.dtype == dtype and x.grad.shape == shape
     np.testing.assert_array_equal(x.grad.numpy(), np.full(shape, 3.0))
@@ -222,7 +222,7 @@ def test_optimizer_rejects_a_gradient_of_the_wrong_shape():
 
 def test_optimizer_rejects_a_gradient_of_the_wrong_dtype():
     p, opt = _one_param_adam()
-    p.grad = mg.tensor(np.ones((2, 3), dtype=np.float64))
+    p.grad = mg.tensor(np.ones((2, 3)), dtype=np.float64)
     with pytest.raises(TypeError, match="float32.*float64"):
         opt.step()
 
@@ -274,3 +274,30 @@ def test_bare_kernel_step_computes_the_same_loss_as_minigrad():
     engine = step.minigrad_step(net, step.initial_weights(net), x, y)
     for _ in range(3):
         np.testing.assert_allclose(float(bare()), engine().item(), rtol=1e-5)
+
+
+def test_version_check_runs_only_after_an_in_place_change(monkeypatch):
+    from minigrad import autograd
+
+    checked = []
+    original = autograd._check_saved
+    monkeypatch.setattr(autograd, "_check_saved", lambda node: checked.append(node) or
+                        original(node))
+    x = mg.tensor([1.0, 2.0], requires_grad=True)
+    (x * x).exp().sum().backward()
+    assert checked == []  # nothing changed in place: one int comparison per node, no scan
+    x.grad = None
+    y = (x * x).sum()
+    unrelated = mg.zeros(2)
+    unrelated += 1  # moves the in-place clock: the nodes check, find nothing, and run
+    y.backward()
+    assert len(checked) == 1
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 4.0])
+
+
+def test_op_outputs_share_one_immutable_counter_until_changed():
+    x = mg.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 2
+    assert type(y._counter) is tuple and y._counter is x._counter  # no allocation per op
+    y += 1
+    assert type(y._counter) is list and y._version == 1 and x._version == 0

@@ -136,7 +136,7 @@ ACTIVATIONS = [
 @pytest.mark.parametrize("dtype, rtol", [(np.float32, 2e-6), (np.float64, 1e-12)])
 def test_activation_layers_match_numpy(rng, layer, reference, dtype, rtol):
     x = (rng.standard_normal((4, 6)) * 3).astype(dtype)
-    y = layer(mg.tensor(x))
+    y = layer(mg.tensor(x, dtype=dtype))
     assert y.dtype == dtype
     np.testing.assert_allclose(y.numpy(), reference(x.astype(np.float64)), rtol=rtol,
                                atol=rtol)

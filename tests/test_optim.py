@@ -327,7 +327,7 @@ def test_gradient_of_wrong_shape_or_dtype_is_rejected_before_any_change():
     params[0].grad = mg.Tensor(np.ones((3, 2), np.float32))
     with pytest.raises(ValueError, match=r"\(2, 3\).*\(3, 2\)"):
         opt.step()
-    params[0].grad = mg.Tensor(np.ones((2, 3), np.float64))
+    params[0].grad = mg.Tensor(np.ones((2, 3)), dtype=np.float64)
     with pytest.raises(TypeError, match="float64"):
         opt.step()
     np.testing.assert_array_equal(params[0].data, before)

@@ -21,8 +21,7 @@ class Parameter(Tensor):
     __slots__ = ()
 
     def __init__(self, data: Any, requires_grad: bool = True):
-        super().__init__(data.data if isinstance(data, Tensor) else data,
-                         requires_grad=requires_grad)
+        super().__init__(*_kept_dtype(data), requires_grad=requires_grad)
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
@@ -57,7 +56,8 @@ class Module:
                 f"assign {name!r} after calling super().__init__() in {type(self).__name__}"
             )
         if name in self._buffers:  # assigning a registered buffer keeps it a buffer
-            self._buffers[name] = Tensor(value) if isinstance(value, np.ndarray) else value
+            self._buffers[name] = Tensor(*_kept_dtype(value)) if isinstance(value, np.ndarray) \
+                else value
             return
         # Replacing a registered parameter (or sub-module) by something else would silently
         # drop it from parameters() and state_dict(), e.g. ``self.weight = self.weight * 2``.
@@ -108,7 +108,7 @@ class Module:
         """Register non-learnable state (e.g. running statistics): saved in ``state_dict``,
         not returned by ``parameters()``."""
         if isinstance(value, np.ndarray):
-            value = Tensor(value)
+            value = Tensor(*_kept_dtype(value))
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
         self.__dict__.pop(name, None)
@@ -198,6 +198,29 @@ class Module:
         """Switch to evaluation mode (BatchNorm uses running statistics, Dropout is off)."""
         return self.train(False)
 
+    def to(self, dtype: Any) -> Module:
+        """Convert every float parameter, its gradient and every float buffer to ``dtype``,
+        in place (the Parameter objects stay the same, so an optimizer built before still
+        updates them); integer buffers are left alone. Returns the module."""
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise TypeError(f"Module.to: expected float32 or float64, got {dtype}")
+        for t in [*self.parameters(), *self.buffers()]:
+            if t is None or t.data.dtype.kind != "f":
+                continue
+            t.data = t.data.astype(dtype, copy=False)
+            if t.grad is not None:
+                t.grad.data = t.grad.data.astype(dtype, copy=False)
+        return self
+
+    def float(self) -> Module:
+        """Convert the module's float parameters and buffers to float32."""
+        return self.to(np.float32)
+
+    def double(self) -> Module:
+        """Convert the module's float parameters and buffers to float64."""
+        return self.to(np.float64)
+
     def zero_grad(self) -> None:
         """Forget the gradients of every parameter (sets ``.grad`` to None)."""
         for p in self.parameters():
@@ -273,6 +296,14 @@ class Module:
         if not lines:
             return head + ")"
         return head + "\n  " + "\n  ".join(lines) + "\n)"
+
+
+def _kept_dtype(data: Any) -> tuple[Any, Any]:
+    """(data, dtype) for a Tensor constructor: a layer's ndarray or Tensor keeps its dtype
+    (the layer chose it), anything else follows the one dtype rule."""
+    if isinstance(data, Tensor):
+        data = data.data
+    return data, (data.dtype if isinstance(data, np.ndarray) else None)
 
 
 def _as_numeric_array(value: Any) -> np.ndarray | None:

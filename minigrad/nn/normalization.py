@@ -72,8 +72,8 @@ class _BatchNorm(Module):
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
         if track_running_stats:
-            self.register_buffer("running_mean", Tensor(np.zeros(num_features, dtype=dtype)))
-            self.register_buffer("running_var", Tensor(np.ones(num_features, dtype=dtype)))
+            self.register_buffer("running_mean", Tensor(np.zeros(num_features), dtype=dtype))
+            self.register_buffer("running_var", Tensor(np.ones(num_features), dtype=dtype))
         else:
             self.register_buffer("running_mean", None)
             self.register_buffer("running_var", None)

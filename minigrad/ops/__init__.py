@@ -18,15 +18,17 @@ def as_tensor(x: Any, like: Any = None):
 
     This is why ``float32_tensor * 2.0`` stays float32: scalars never upcast a tensor.
     """
-    # autograd.Tensor is the class itself, set once tensor.py is imported: a function-level
+    # autograd.Tensor is the class itself (autograd imports it at its end): a function-level
     # import here would cost about a microsecond on every op.
     Tensor = autograd.Tensor
     if isinstance(x, Tensor):
         return x
-    if like is not None and np.ndim(x) == 0:
+    # A float ndarray operand takes the tensor's float dtype too: float64 data meeting a
+    # float64 tensor must not be rounded to float32 by the one dtype rule.
+    if like is not None and (isinstance(x, np.ndarray) or np.ndim(x) == 0):
         value = np.asarray(x)
-        if like.data.dtype.kind == "f" and value.dtype.kind in "biuf":
-            return Tensor._from_op(value.astype(like.data.dtype), None)
+        if like._data.dtype.kind == "f" and value.dtype.kind in "biuf":
+            return Tensor._from_op(value.astype(like._data.dtype), None)
         if value.dtype.kind == "f":  # a float scalar with an integer tensor: default float
             return Tensor._from_op(value.astype(np.float32), None)
     return Tensor(x)

@@ -140,7 +140,7 @@ def _operands(a: Any, b: Any):
     else:
         b = as_tensor(b)
         a = as_tensor(a, like=b)
-    kind_a, kind_b = a.data.dtype.kind, b.data.dtype.kind
+    kind_a, kind_b = a._data.dtype.kind, b._data.dtype.kind  # the slot: this runs per op
     if kind_a != kind_b and "f" in (kind_a, kind_b):
         if kind_a != "f":
             a = Tensor._from_op(a.data.astype(b.data.dtype), None)

@@ -203,7 +203,7 @@ class LogSoftmax(Function):
 def _float_input(x: Any, op: str):
     """The input as a Tensor; reductions that need floats reject other dtypes by name."""
     x = as_tensor(x)
-    if x.data.dtype.kind != "f":
+    if x._data.dtype.kind != "f":
         raise TypeError(f"{op} needs a floating-point tensor, got dtype {x.data.dtype}")
     return x
 
@@ -218,7 +218,7 @@ def _plain(x, fn, axis: Axis, keepdims: bool, dtype=None):
 def sum(x: Any, axis: Axis = None, keepdims: bool = False):
     """Sum over ``axis`` (None: all). Booleans and ints sum as int64, outside the graph."""
     x = as_tensor(x)
-    if x.data.dtype.kind != "f":
+    if x._data.dtype.kind != "f":
         return _plain(x, np.sum, axis, keepdims, dtype=np.int64)
     return Sum.apply(x, axis=axis, keepdims=keepdims)
 
@@ -226,7 +226,7 @@ def sum(x: Any, axis: Axis = None, keepdims: bool = False):
 def mean(x: Any, axis: Axis = None, keepdims: bool = False):
     """Mean over ``axis``. Booleans and ints give a float32 mean, outside the graph."""
     x = as_tensor(x)
-    if x.data.dtype.kind != "f":
+    if x._data.dtype.kind != "f":
         return _plain(x, np.mean, axis, keepdims, dtype=np.float32)
     return Mean.apply(x, axis=axis, keepdims=keepdims)
 

@@ -1,0 +1,266 @@
+"""In-place changes: the version counter, the errors it raises, and recorded in-place ops."""
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+from minigrad import nn
+
+MODIFIED = "modified by an in-place operation"
+
+
+def _t(values, requires_grad=False):
+    return mg.tensor(values, requires_grad=requires_grad)
+
+
+# ----------------------------------------------------------------------------- the counter
+@pytest.mark.parametrize("change", [
+    lambda t: t.__iadd__(1.0), lambda t: t.__isub__(1.0), lambda t: t.__imul__(2.0),
+    lambda t: t.__itruediv__(2.0), lambda t: (t.__setitem__(0, 5.0), t)[1], lambda t: t.add_(1.0),
+    lambda t: t.sub_(1.0), lambda t: t.mul_(2.0), lambda t: t.div_(2.0), lambda t: t.zero_(),
+    lambda t: t.fill_(3.0), lambda t: t.copy_(np.ones(3)), lambda t: t.clamp_(0.0, 1.5),
+], ids=["iadd", "isub", "imul", "itruediv", "setitem", "add_", "sub_", "mul_", "div_",
+        "zero_", "fill_", "copy_", "clamp_"])
+def test_every_in_place_change_bumps_the_version_and_keeps_the_array(change):
+    t = _t([1.0, 2.0, 3.0])
+    array = t.data
+    assert t._version == 0
+    assert change(t) is t
+    assert t._version == 1 and t.data is array
+
+
+def test_in_place_results():
+    t = _t([1.0, -2.0, 3.0])
+    t += 1
+    t *= _t([2.0, 2.0, 0.5])
+    t.clamp_(max=1.6)
+    t[1] = 7
+    np.testing.assert_allclose(t.numpy(), [1.6, 7.0, 1.6])
+    t.copy_([0.5])
+    np.testing.assert_array_equal(t.numpy(), [0.5, 0.5, 0.5])
+    assert t.dtype == np.float32
+
+
+def test_views_share_the_counter_of_their_base():
+    base = _t([1.0, 2.0, 3.0, 4.0])
+    view = base[1:3]
+    view += 1
+    assert base._version == view._version == 1
+    np.testing.assert_array_equal(base.numpy(), [1.0, 3.0, 4.0, 4.0])
+
+
+# ----------------------------------------------------------------------------- errors
+def test_numpy_of_a_tensor_that_requires_grad_is_read_only(backend):
+    x = mg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    y = (x * x).sum()
+    with pytest.raises(ValueError, match="read-only"):
+        x.numpy()[0] = 100
+    with pytest.raises(ValueError, match="read-only"):
+        np.asarray(x)[1] = 100
+    assert np.array(x, copy=True).flags.writeable
+    y.backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 4.0, 6.0])
+    x.data[0] = 100  # .data is the escape hatch
+    assert x.numpy()[0] == 100
+
+
+def test_update_between_forward_and_backward_raises_naming_the_op(backend):
+    w = mg.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    x = mg.tensor([[1.0, 1.0]])
+    loss = (x @ w).sum()
+    g = mg.ones(2, 2)
+    with mg.no_grad():
+        w -= 0.1 * g
+    with pytest.raises(RuntimeError, match=rf"{MODIFIED}.*MatMul.*\(2, 2\).*version 1"):
+        loss.backward()
+
+
+def test_manual_sgd_step_between_forward_and_backward_raises(backend):
+    model = nn.Linear(3, 2)
+    loss = model(mg.randn(4, 3)).sum()
+    loss.backward(retain_graph=True)
+    with mg.no_grad():  # the update an optimizer makes, as GAN and actor-critic loops do
+        for p in model.parameters():
+            p -= 0.1 * p.grad
+    with pytest.raises(RuntimeError, match=MODIFIED):
+        loss.backward()
+
+
+def test_changing_a_saved_output_raises(backend):
+    x = mg.tensor([0.5, 1.0], requires_grad=True)
+    y = x.exp()
+    with mg.no_grad():
+        y.mul_(2)
+    with pytest.raises(RuntimeError, match=rf"{MODIFIED}: the output of Exp"):
+        y.sum().backward()
+
+
+def test_changing_an_input_through_a_view_raises(backend):
+    x = mg.tensor([1.0, 2.0])
+    w = mg.tensor([3.0, 4.0], requires_grad=True)
+    loss = (x * w).sum()
+    view = x[0:1]
+    view += 5
+    with pytest.raises(RuntimeError, match=MODIFIED):
+        loss.backward()
+
+
+def test_a_change_nothing_saved_does_not_raise(backend):
+    a = mg.tensor([1.0, 2.0], requires_grad=True)
+    b = mg.tensor([3.0, 4.0])
+    loss = (a + b).sum()  # Add saves nothing: b's new values cannot reach the gradient
+    b += 1
+    loss.backward()
+    np.testing.assert_array_equal(a.grad.numpy(), [1.0, 1.0])
+
+
+def test_leaf_that_requires_grad_cannot_change_in_place_in_grad_mode():
+    w = mg.tensor([1.0, 2.0], requires_grad=True)
+    for change in (lambda: w.__iadd__(1), lambda: w.__setitem__(0, 1.0), lambda: w.zero_()):
+        with pytest.raises(RuntimeError, match="leaf tensor that requires grad.*in-place"):
+            change()
+    assert w._version == 0
+    np.testing.assert_array_equal(w.data, [1.0, 2.0])
+
+
+def test_in_place_on_a_view_in_a_graph_raises():
+    a = mg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    h = a * 2
+    view = h[0:2]
+    with pytest.raises(RuntimeError, match="shares its memory.*clone"):
+        view += 1
+    with pytest.raises(RuntimeError, match="shares its memory"):
+        a[0:2] += 1  # a view of a leaf that requires grad
+    np.testing.assert_array_equal(a.data, [1.0, 2.0, 3.0])
+
+
+# ----------------------------------------------------------------------------- no_grad updates
+def test_manual_update_under_no_grad_changes_the_parameter_itself(backend):
+    p = mg.tensor([1.0, 2.0], requires_grad=True)
+    (p * p).sum().backward()
+    array = p.data
+    with mg.no_grad():
+        p -= 0.25 * p.grad
+    assert p.data is array and p._version == 1 and p.requires_grad and p.is_leaf
+    np.testing.assert_allclose(p.numpy(), [0.5, 1.0])
+    with mg.no_grad():
+        p[0:1] += 1  # a view of a leaf, changed under no_grad
+    np.testing.assert_allclose(p.numpy(), [1.5, 1.0])
+
+
+def test_data_stays_an_ndarray():
+    model = nn.Linear(2, 2)
+    p = model.weight
+    p.grad = mg.ones(2, 2)
+    before = p.data.copy()
+    p.data -= 0.5 * p.grad
+    assert type(p.data) is np.ndarray
+    np.testing.assert_allclose(p.data, before - 0.5)
+    p.data = mg.zeros(2, 2)
+    assert type(p.data) is np.ndarray
+    model(mg.ones(1, 2))  # the model still works
+    assert "weight" in model.state_dict() and "Parameter" in repr(p)
+
+
+# ----------------------------------------------------------------------------- recorded ops
+def test_in_place_on_a_non_leaf_is_recorded_like_the_out_of_place_op(backend):
+    def run(in_place):
+        a = mg.tensor([1.0, 2.0], requires_grad=True)
+        b = mg.tensor([3.0, -4.0], requires_grad=True)
+        c = a * b
+        early = (c * 3).sum() if not in_place else None  # consumers before the change
+        early2 = (c + 2).sum()
+        if in_place:
+            c += 1
+            c *= a
+            c.clamp_(-20, 6)
+            c.sub_(b)
+            c.div_(2)
+        else:
+            c = ((c + 1) * a).clip(-20, 6)
+            c = (c - b) / 2
+        (c.sum() + early2 + (0 if early is None else 0 * early)).backward()
+        return a.grad.numpy(), b.grad.numpy()
+
+    for got, want in zip(run(True), run(False), strict=True):
+        np.testing.assert_allclose(got, want)
+
+
+def test_setitem_in_a_graph_and_gradient_to_the_value(backend):
+    a = mg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    v = mg.tensor([10.0, 20.0], requires_grad=True)
+    c = a * 2
+    c[[0, 2]] = v
+    assert c.grad_fn is not None and c._version == 1
+    (c * mg.tensor([1.0, 2.0, 3.0])).sum().backward()
+    np.testing.assert_array_equal(c.data, [10.0, 4.0, 20.0])
+    np.testing.assert_array_equal(a.grad.numpy(), [0.0, 4.0, 0.0])
+    np.testing.assert_array_equal(v.grad.numpy(), [1.0, 3.0])
+
+
+def test_setitem_value_that_requires_grad_into_a_plain_tensor(backend):
+    x = mg.zeros(2, 3)
+    v = mg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    x[1] = v  # broadcast row
+    x[0, 1:] = 7.0
+    assert x.requires_grad and not x.is_leaf
+    (x * x).sum().backward()
+    np.testing.assert_array_equal(v.grad.numpy(), [2.0, 4.0, 6.0])
+
+
+def test_setitem_with_repeated_indices_gives_the_gradient_to_the_kept_write(backend):
+    x = mg.zeros(3)
+    v = mg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    x[np.array([0, 0, 2])] = v
+    kept = x.data[0]
+    (x * mg.tensor([5.0, 6.0, 7.0])).sum().backward()
+    grad = v.grad.numpy()
+    assert grad[2] == 7.0 and sorted(grad[:2]) == [0.0, 5.0]
+    assert grad[int(kept) - 1] == 5.0  # the element NumPy kept got the gradient
+
+
+def test_setitem_index_array_is_copied_when_recorded(backend):
+    x = mg.zeros(3)
+    v = mg.tensor([1.0, 2.0], requires_grad=True)
+    index = np.array([0, 1])
+    x[index] = v
+    index[:] = 2
+    (x * mg.tensor([1.0, 2.0, 3.0])).sum().backward()
+    np.testing.assert_array_equal(v.grad.numpy(), [1.0, 2.0])
+
+
+def test_copy_and_fill_gradients(backend):
+    a = mg.tensor([1.0, 2.0], requires_grad=True)
+    src = mg.tensor([5.0], requires_grad=True)
+    c = a * 1
+    c.copy_(src)
+    (c * mg.tensor([2.0, 3.0])).sum().backward()
+    assert a.grad is None or not np.any(a.grad.numpy())
+    np.testing.assert_array_equal(src.grad.numpy(), [5.0])
+    d = a * 1
+    d.fill_(4.0)
+    assert d.grad_fn is not None
+    np.testing.assert_array_equal(d.numpy(), [4.0, 4.0])
+
+
+def test_clone_is_differentiable_and_owns_its_memory(backend):
+    a = mg.tensor([1.0, 2.0], requires_grad=True)
+    b = a.clone()
+    assert not np.shares_memory(a.data, b.data)
+    b += 1  # allowed: b is a non-leaf with its own memory
+    (b * b).sum().backward()
+    np.testing.assert_array_equal(a.grad.numpy(), [4.0, 6.0])
+
+
+def test_in_place_shape_and_dtype_errors():
+    t = mg.zeros(3)
+    with pytest.raises(ValueError):
+        t += mg.ones(2, 3)
+    c = mg.tensor([1.0], requires_grad=True) * 1
+    with pytest.raises(ValueError, match=r"shape \(2, 1\).*\(1,\)"):
+        c += mg.ones(2, 1)
+    ints = mg.tensor([1, 2])
+    with pytest.raises(TypeError):
+        ints /= 2
+    with pytest.raises(TypeError, match="int64"):
+        ints[0] = mg.tensor(1.0, requires_grad=True)
