@@ -11,9 +11,9 @@ tensor([[2., 4.]])
 from . import data, functional, nn, optim
 from .autograd import Function, detect_anomaly, enable_grad, is_grad_enabled, no_grad
 from .creation import arange, eye, full, ones, ones_like, rand, randn, tensor, zeros, zeros_like
+from .functional.reduce import log_softmax, logsumexp, softmax
+from .functional.shape import concat, stack
 from .kernels import get_backend, get_num_threads, set_backend, set_num_threads
-from .ops.reduce import log_softmax, logsumexp, softmax
-from .ops.shape import concat, stack
 from .random import manual_seed
 from .serialization import load, save
 from .tensor import Tensor

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 
 from . import autograd
-from .ops import elementwise as ew
-from .ops import linalg, reduce
-from .ops import shape as shape_ops
+from .functional import activation, linalg, reduce
+from .functional import elementwise as ew
+from .functional import shape as shape_ops
 
 _FLOAT_DTYPES = (np.float32, np.float64)
 DEFAULT_FLOAT = np.dtype(np.float32)
@@ -306,15 +306,15 @@ class Tensor:
 
     def tanh(self) -> Tensor:
         """Elementwise hyperbolic tangent."""
-        return ew.tanh(self)
+        return activation.tanh(self)
 
     def sigmoid(self) -> Tensor:
         """Elementwise logistic sigmoid 1 / (1 + e**-x)."""
-        return ew.sigmoid(self)
+        return activation.sigmoid(self)
 
     def relu(self) -> Tensor:
         """Elementwise max(x, 0) (gradient 0 at 0)."""
-        return ew.relu(self)
+        return activation.relu(self)
 
     def clip(self, min: float | None = None, max: float | None = None) -> Tensor:
         """Clamp to [min, max]; the gradient passes where min <= x <= max."""

@@ -30,7 +30,8 @@ def test_registration_and_traversal():
                      "out.weight"]
     assert [type(m).__name__ for m in model.children()] == ["Linear", "BatchNorm1d", "Linear"]
     assert len(list(model.modules())) == 4
-    assert [n for n, _ in model.named_buffers()] == ["norm.running_mean", "norm.running_var"]
+    assert [n for n, _ in model.named_buffers()] == ["norm.running_mean", "norm.running_var",
+                                                    "norm.num_batches_tracked"]
     assert isinstance(model.not_a_parameter, np.ndarray)
     model.out = nn.Identity()  # reassigning replaces the registration
     assert "out.weight" not in dict(model.named_parameters())

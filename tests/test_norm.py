@@ -117,7 +117,8 @@ def test_batch_norm_errors():
 def test_batch_norm_buffers_are_state_not_parameters():
     bn = nn.BatchNorm1d(5)
     assert [n for n, _ in bn.named_parameters()] == ["weight", "bias"]
-    assert set(bn.state_dict()) == {"weight", "bias", "running_mean", "running_var"}
+    assert list(bn.state_dict()) == ["weight", "bias", "running_mean", "running_var",
+                                     "num_batches_tracked"]
     assert "momentum=0.9" in repr(bn) and "BatchNorm1d(5" in repr(bn)
     assert list(nn.BatchNorm1d(5, affine=False).parameters()) == []
 
