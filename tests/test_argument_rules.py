@@ -12,12 +12,11 @@ import re
 
 import numpy as np
 import pytest
+from conftest import BACKENDS
 
 import minigrad as mg
 import minigrad.functional as F
 from minigrad import nn
-
-from conftest import BACKENDS
 
 C = 3
 

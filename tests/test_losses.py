@@ -124,7 +124,7 @@ def test_bce_with_logits_is_stable_for_huge_logits():
     np.testing.assert_allclose(x.grad.numpy(), [0, 0, 1, -1])
 
 
-# ----------------------------------------------------------------------------- targets the graph owns
+# ------------------------------------------------------------------- targets the graph owns
 
 
 @pytest.mark.parametrize("fused", [True, False])

@@ -227,7 +227,7 @@ LAYERS = [  # (name, layer factory taking a dtype, input shape)
 def test_every_layer_refuses_another_float_dtype_with_one_message(backend, param_dtype,
                                                                    input_dtype, fixes):
     messages = set()
-    for name, make, shape in LAYERS:
+    for _, make, shape in LAYERS:
         layer = make(param_dtype)
         x = mg.tensor(np.ones(shape), dtype=input_dtype)
         with pytest.raises(TypeError) as info:
