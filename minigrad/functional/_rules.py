@@ -140,10 +140,11 @@ def check_class_targets(input_shape: tuple[int, ...], target: Any, ignore_index:
             f"(expected {expected})"
         )
     classes = input_shape[1] if len(input_shape) > 1 else input_shape[0]
-    bad = (target != ignore_index) & ((target < 0) | (target >= classes))
-    if bad.any():
-        raise ValueError(f"target {target[bad].flat[0]} is out of range for {classes} classes "
-                         f"(ignore_index={ignore_index})")
+    if target.size and not (target.min() >= 0 and target.max() < classes):  # a cheap test first
+        bad = (target != ignore_index) & ((target < 0) | (target >= classes))
+        if bad.any():
+            raise ValueError(f"target {target[bad].flat[0]} is out of range for {classes} "
+                             f"classes (ignore_index={ignore_index})")
     return target.astype(np.int64)  # always a copy
 
 
@@ -246,7 +247,7 @@ def check_param_dtype(x: Any, *params: Any) -> None:
     for p in params:
         if p is None:
             continue
-        expected = data_of(p).dtype
+        expected = p.dtype  # Tensors and ndarrays alike
         if expected is not dtype and expected != dtype:
             raise TypeError(_dtype_message(dtype, expected))
 
