@@ -180,6 +180,14 @@ def check_axis(axis: Any, ndim: int) -> int | tuple[int, ...] | None:
     return axis
 
 
+def check_extreme_reduction(shape: tuple[int, ...], axis: Any, op: str) -> None:
+    """max/min have no identity: reducing over zero elements is an error (as in NumPy)."""
+    axes = tuple(range(len(shape))) if axis is None else normalize_axis_tuple(axis, len(shape))
+    if math.prod(shape[a] for a in axes) == 0:
+        raise ValueError(f"zero-size reduction over axes {tuple(sorted(axes))} of an array of "
+                         f"shape {shape}: {op} has no identity")
+
+
 def check_keepdims(keepdims: Any) -> None:
     """``keepdims`` must be a bool: anything else is a mistake, not a truth value."""
     if keepdims is not False and keepdims is not True and not isinstance(keepdims, np.bool_):

@@ -9,7 +9,14 @@ import numpy as np
 
 from ..ops import reduce as ops
 from ._convert import as_tensor, constant
-from ._rules import check_axis, check_correction, check_float_input, check_keepdims, single_axis
+from ._rules import (
+    check_axis,
+    check_correction,
+    check_extreme_reduction,
+    check_float_input,
+    check_keepdims,
+    single_axis,
+)
 from .elementwise import sqrt
 
 Axis = int | tuple[int, ...] | None
@@ -74,12 +81,16 @@ def std(x: Any, axis: Axis = None, keepdims: bool = False, correction: int = 0):
 def max(x: Any, axis: Axis = None, keepdims: bool = False):
     """Maximum over ``axis``; gradient to the first maximal element."""
     x, axis = _float_reduction(x, axis, keepdims, "max")
+    if x.data.size == 0:
+        check_extreme_reduction(x.shape, axis, "max")
     return ops.Max.apply(x, axis=axis, keepdims=keepdims)
 
 
 def min(x: Any, axis: Axis = None, keepdims: bool = False):
     """Minimum over ``axis``; gradient to the first minimal element."""
     x, axis = _float_reduction(x, axis, keepdims, "min")
+    if x.data.size == 0:
+        check_extreme_reduction(x.shape, axis, "min")
     return ops.Min.apply(x, axis=axis, keepdims=keepdims)
 
 
