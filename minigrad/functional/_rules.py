@@ -140,12 +140,14 @@ def check_class_targets(input_shape: tuple[int, ...], target: Any, ignore_index:
             f"(expected {expected})"
         )
     classes = input_shape[1] if len(input_shape) > 1 else input_shape[0]
-    if target.size and not (target.min() >= 0 and target.max() < classes):  # a cheap test first
+    owned = target.astype(np.int64)  # always a copy
+    # One cheap test first: seen as unsigned, every negative (or wrapped) value is >= classes.
+    if np.count_nonzero(owned.view(np.uint64) >= classes):
         bad = (target != ignore_index) & ((target < 0) | (target >= classes))
         if bad.any():
             raise ValueError(f"target {target[bad].flat[0]} is out of range for {classes} "
                              f"classes (ignore_index={ignore_index})")
-    return target.astype(np.int64)  # always a copy
+    return owned
 
 
 # ----------------------------------------------------------------------------- axes
