@@ -20,7 +20,7 @@ from ._convert import data_of
 
 REDUCTIONS = ("mean", "sum", "none")
 _FLOAT_MAX = sys.float_info.max
-_INT64 = np.iinfo(np.int64)
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 # ----------------------------------------------------------------------------- numbers
@@ -112,7 +112,7 @@ def check_ignore_index(ignore_index: Any) -> int:
     """ignore_index is an int64 integer: a float such as 2.7 is refused, not truncated."""
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, int | np.integer):
         raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
-    if not _INT64.min <= ignore_index <= _INT64.max:
+    if not _INT64_MIN <= ignore_index <= _INT64_MAX:
         raise ValueError(f"ignore_index must fit in int64, got {ignore_index!r}")
     return int(ignore_index)
 
