@@ -74,10 +74,13 @@ class _BatchNorm(Module):
                 f"got {x.shape[1]} (input shape {x.shape})"
             )
         use_batch_stats = self.training or not self.track_running_stats
-        y = F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
-                         training=use_batch_stats, momentum=self.momentum, eps=self.eps)
+        # the registries are read directly: Module.__getattr__'s fallback costs a microsecond
+        params, buffers = self._parameters, self._buffers
+        y = F.batch_norm(x, buffers["running_mean"], buffers["running_var"], params["weight"],
+                         params["bias"], training=use_batch_stats, momentum=self.momentum,
+                         eps=self.eps)
         if self.training and self.track_running_stats:
-            counter = self._buffers["num_batches_tracked"]
+            counter = buffers["num_batches_tracked"]
             # counted after the call succeeded, so a rejected batch is not; the scalar
             # index is ten times cheaper than an in-place ufunc on a 0-d array
             counter.data[()] += 1
@@ -128,7 +131,8 @@ class LayerNorm(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Normalise each sample of x."""
-        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        params = self._parameters  # skips Module.__getattr__'s slower fallback
+        return F.layer_norm(x, self.normalized_shape, params["weight"], params["bias"], self.eps)
 
     def extra_repr(self) -> str:
         return (f"{self.normalized_shape}, eps={self.eps}, "
