@@ -41,8 +41,8 @@ def _plain(x, fn, axis: Axis, keepdims: bool, dtype=None):
 def sum(x: Any, axis: Axis = None, keepdims: bool = False):
     """Sum over ``axis`` (None: all). Booleans and ints sum as int64, outside the graph."""
     x = as_tensor(x)
-    axis = check_axis(axis, x.data.ndim)
-    check_keepdims(keepdims)
+    if axis is not None or keepdims is not False:  # the defaults need no checking
+        axis = _checked_axis(axis, keepdims, x.data.ndim)
     if x.data.dtype.kind != "f":
         return _plain(x, np.sum, axis, keepdims, dtype=np.int64)
     return ops.Sum.apply(x, axis=axis, keepdims=keepdims)
@@ -51,8 +51,8 @@ def sum(x: Any, axis: Axis = None, keepdims: bool = False):
 def mean(x: Any, axis: Axis = None, keepdims: bool = False):
     """Mean over ``axis``. Booleans and ints give a float32 mean, outside the graph."""
     x = as_tensor(x)
-    axis = check_axis(axis, x.data.ndim)
-    check_keepdims(keepdims)
+    if axis is not None or keepdims is not False:
+        axis = _checked_axis(axis, keepdims, x.data.ndim)
     if x.data.dtype.kind != "f":
         return _plain(x, np.mean, axis, keepdims, dtype=np.float32)
     return ops.Mean.apply(x, axis=axis, keepdims=keepdims)
@@ -61,9 +61,15 @@ def mean(x: Any, axis: Axis = None, keepdims: bool = False):
 def _float_reduction(x: Any, axis: Axis, keepdims: bool, op: str):
     """The input and axis of a reduction that needs floats, checked."""
     x = check_float_input(as_tensor(x), op)
-    axis = check_axis(axis, x.data.ndim)
-    check_keepdims(keepdims)
+    if axis is not None or keepdims is not False:
+        axis = _checked_axis(axis, keepdims, x.data.ndim)
     return x, axis
+
+
+def _checked_axis(axis: Axis, keepdims: bool, ndim: int) -> Axis:
+    """The axis after the axis and keepdims rules (a list becomes a tuple)."""
+    check_keepdims(keepdims)
+    return check_axis(axis, ndim)
 
 
 def var(x: Any, axis: Axis = None, keepdims: bool = False, correction: int = 0):
