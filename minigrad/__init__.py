@@ -26,10 +26,10 @@ from .creation import (
     zeros,
     zeros_like,
 )
+from .functional.elementwise import where
+from .functional.reduce import log_softmax, logsumexp, softmax
+from .functional.shape import concat, stack
 from .kernels import get_backend, get_num_threads, set_backend, set_num_threads
-from .ops.reduce import log_softmax, logsumexp, softmax
-from .ops.select import where
-from .ops.shape import concat, stack
 from .random import manual_seed
 from .serialization import load, save
 from .tensor import Tensor

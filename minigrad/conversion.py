@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .ops import shape as shape_ops
+from .functional import shape as shape_ops
 
 if TYPE_CHECKING:
     from .tensor import Tensor

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from . import autograd
-from .ops import as_tensor
-from .ops import elementwise as ew
+from .functional import elementwise as ew
+from .functional._convert import as_tensor
 from .ops import inplace as inplace_ops
 
 

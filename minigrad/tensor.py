@@ -11,11 +11,11 @@ import numpy as np
 from . import autograd
 from .autograd import FRESH_COUNTER
 from .conversion import ConversionMixin, to_array
+from .functional import activation, linalg, reduce
+from .functional import elementwise as ew
+from .functional import shape as shape_ops
 from .inplace import InplaceMixin
-from .ops import elementwise as ew
 from .ops import inplace as inplace_ops
-from .ops import linalg, reduce
-from .ops import shape as shape_ops
 
 
 class Tensor(ConversionMixin, InplaceMixin):
@@ -279,15 +279,15 @@ class Tensor(ConversionMixin, InplaceMixin):
 
     def tanh(self) -> Tensor:
         """Elementwise hyperbolic tangent."""
-        return ew.tanh(self)
+        return activation.tanh(self)
 
     def sigmoid(self) -> Tensor:
         """Elementwise logistic sigmoid 1 / (1 + e**-x)."""
-        return ew.sigmoid(self)
+        return activation.sigmoid(self)
 
     def relu(self) -> Tensor:
         """Elementwise max(x, 0) (gradient 0 at 0)."""
-        return ew.relu(self)
+        return activation.relu(self)
 
     def clip(self, min: float | None = None, max: float | None = None) -> Tensor:
         """Clamp to [min, max]; the gradient passes where min <= x <= max."""

@@ -63,25 +63,36 @@ def gradcheck(
     for i in checked:
         x = leaves[i]
         analytic = np.zeros(x.shape) if x.grad is None else x.grad.data.astype(np.float64)
-        numeric = np.zeros(x.shape)
-        for position in np.ndindex(*x.shape):
-            original = x.data[position]
-            x.data[position] = original + eps
-            up = objective()
-            x.data[position] = original - eps
-            down = objective()
-            x.data[position] = original
-            numeric[position] = (up - down) / (2 * eps)
-        error = np.abs(analytic - numeric) - (atol + rtol * np.abs(numeric))
-        if error.size and (np.nanmax(error) > 0 or not np.all(np.isfinite(analytic))):
-            worst = np.unravel_index(np.nanargmax(np.where(np.isfinite(error), error, np.inf)),
-                                     x.shape)
-            raise GradcheckError(
-                f"gradcheck failed for input {i} (shape {x.shape}) at element {worst}: "
-                f"analytic {analytic[worst]!r}, numeric {numeric[worst]!r} "
-                f"(atol={atol}, rtol={rtol})"
-            )
+        _compare(i, x.shape, analytic, _numeric_gradient(objective, x, eps), atol, rtol)
     return True
+
+
+def _numeric_gradient(objective: Callable[[], float], x: Tensor, eps: float) -> np.ndarray:
+    """Central differences (L(x + eps) - L(x - eps)) / (2 eps), one element at a time."""
+    numeric = np.zeros(x.shape)
+    for position in np.ndindex(*x.shape):
+        original = x.data[position]
+        x.data[position] = original + eps
+        up = objective()
+        x.data[position] = original - eps
+        down = objective()
+        x.data[position] = original
+        numeric[position] = (up - down) / (2 * eps)
+    return numeric
+
+
+def _compare(i: int, shape: tuple[int, ...], analytic: np.ndarray, numeric: np.ndarray,
+             atol: float, rtol: float) -> None:
+    """Raise GradcheckError at the worst element beyond atol + rtol |numeric| (or non-finite)."""
+    error = np.abs(analytic - numeric) - (atol + rtol * np.abs(numeric))
+    if error.size and (np.nanmax(error) > 0 or not np.all(np.isfinite(analytic))):
+        worst = np.unravel_index(np.nanargmax(np.where(np.isfinite(error), error, np.inf)),
+                                 shape)
+        raise GradcheckError(
+            f"gradcheck failed for input {i} (shape {shape}) at element {worst}: "
+            f"analytic {analytic[worst]!r}, numeric {numeric[worst]!r} "
+            f"(atol={atol}, rtol={rtol})"
+        )
 
 
 def _float64_leaf(x: Any) -> Any:

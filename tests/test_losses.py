@@ -122,3 +122,73 @@ def test_bce_with_logits_is_stable_for_huge_logits():
     np.testing.assert_allclose(loss.numpy(), [0, 0, 1e4, 1e4])
     loss.sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), [0, 0, 1, -1])
+
+
+# ------------------------------------------------------------------- targets the graph owns
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("make_target", [np.array, mg.tensor], ids=["ndarray", "tensor"])
+def test_changing_the_target_after_forward_does_not_change_the_gradient(backend, rng, fused,
+                                                                        make_target):
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    t = make_target([0, 1, 2, 3, 1])
+    expected = mg.tensor(x, requires_grad=True)
+    F.cross_entropy(expected, t, fused=fused).backward()
+    got = mg.tensor(x, requires_grad=True)
+    loss = F.cross_entropy(got, t, fused=fused)
+    (t.data if isinstance(t, mg.Tensor) else t)[:] = 3  # the caller reuses its array
+    loss.backward()
+    np.testing.assert_array_equal(got.grad.numpy(), expected.grad.numpy())
+
+
+def test_changing_the_nll_target_after_forward_does_not_change_the_gradient(backend, rng):
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    t = np.array([0, 1, 2, 3, 1])
+    got = mg.tensor(x, requires_grad=True)
+    loss = F.nll_loss(got, t)
+    t[:] = 0
+    loss.backward()
+    expected = np.zeros_like(x)
+    expected[np.arange(5), [0, 1, 2, 3, 1]] = -1 / 5
+    np.testing.assert_allclose(got.grad.numpy(), expected)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_uint64_target_near_2_to_64_is_out_of_range_not_ignored(backend, fused):
+    target = np.array([2**64 - 100, 1], dtype=np.uint64)  # wraps to -100 as int64
+    with pytest.raises(ValueError, match="out of range for 3 classes"):
+        F.cross_entropy(mg.randn(2, 3), target, fused=fused)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+def test_every_target_ignored_gives_pytorchs_answer_on_both_paths(backend, reduction,
+                                                                  label_smoothing):
+    """PyTorch: mean is NaN, sum 0, none zeros; the gradient is zero in all three."""
+    expected_loss = {"mean": np.nan, "sum": 0.0, "none": np.zeros(3)}[reduction]
+    for fused in (True, False):
+        x = mg.randn(3, 4, requires_grad=True)
+        loss = F.cross_entropy(x, np.full(3, -100), reduction, label_smoothing, fused=fused)
+        np.testing.assert_array_equal(loss.numpy(), expected_loss)
+        loss.sum().backward()
+        np.testing.assert_array_equal(x.grad.numpy(), np.zeros((3, 4), np.float32))
+    x = mg.randn(3, 4, requires_grad=True)
+    loss = F.nll_loss(x, np.full(3, -100), reduction)
+    np.testing.assert_array_equal(loss.numpy(), expected_loss)
+    loss.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), np.zeros((3, 4), np.float32))
+
+
+def test_every_target_ignored_matches_torch():
+    torch = pytest.importorskip("torch")
+    for reduction in ("mean", "sum", "none"):
+        xt = torch.zeros(3, 4, requires_grad=True)
+        lt = torch.nn.functional.cross_entropy(xt, torch.full((3,), -100), reduction=reduction)
+        lt.sum().backward()
+        for fused in (True, False):
+            x = mg.zeros(3, 4, requires_grad=True)
+            loss = F.cross_entropy(x, np.full(3, -100), reduction, fused=fused)
+            loss.sum().backward()
+            np.testing.assert_array_equal(loss.numpy(), lt.detach().numpy())
+            np.testing.assert_array_equal(x.grad.numpy(), xt.grad.numpy())

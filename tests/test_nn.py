@@ -1,6 +1,7 @@
 """Module system, layers, activations, dropout and initialisers."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -30,7 +31,8 @@ def test_registration_and_traversal():
                      "out.weight"]
     assert [type(m).__name__ for m in model.children()] == ["Linear", "BatchNorm1d", "Linear"]
     assert len(list(model.modules())) == 4
-    assert [n for n, _ in model.named_buffers()] == ["norm.running_mean", "norm.running_var"]
+    assert [n for n, _ in model.named_buffers()] == ["norm.running_mean", "norm.running_var",
+                                                    "norm.num_batches_tracked"]
     assert isinstance(model.not_a_parameter, np.ndarray)
     model.out = nn.Identity()  # reassigning replaces the registration
     assert "out.weight" not in dict(model.named_parameters())
@@ -204,3 +206,39 @@ def test_activation_gradcheck_on_smooth_points(rng, fn):
     x = rng.standard_normal((3, 4))
     x = np.where(np.abs(x) < 0.1, 0.5, x)  # keep away from ReLU's kink
     assert mg.gradcheck(fn, mg.tensor(x, dtype=np.float64, requires_grad=True))
+
+
+# ----------------------------------------------------------------------------- one dtype rule
+
+LAYERS = [  # (name, layer factory taking a dtype, input shape)
+    ("Linear", lambda dt: nn.Linear(3, 2, dtype=dt), (4, 3)),
+    ("Linear-no-bias", lambda dt: nn.Linear(3, 2, bias=False, dtype=dt), (4, 3)),
+    ("BatchNorm1d", lambda dt: nn.BatchNorm1d(3, dtype=dt), (4, 3)),
+    ("BatchNorm1d-no-affine", lambda dt: nn.BatchNorm1d(3, affine=False, dtype=dt), (4, 3)),
+    ("BatchNorm2d", lambda dt: nn.BatchNorm2d(3, dtype=dt), (2, 3, 2, 2)),
+    ("LayerNorm", lambda dt: nn.LayerNorm(3, dtype=dt), (4, 3)),
+]
+
+
+@pytest.mark.parametrize("param_dtype, input_dtype, fixes", [
+    (np.float32, np.float64, r"\(x.float\(\)\) or the model \(model.double\(\)\)"),
+    (np.float64, np.float32, r"\(x.double\(\)\) or the model \(model.float\(\)\)"),
+])
+def test_every_layer_refuses_another_float_dtype_with_one_message(backend, param_dtype,
+                                                                   input_dtype, fixes):
+    messages = set()
+    for _, make, shape in LAYERS:
+        layer = make(param_dtype)
+        x = mg.tensor(np.ones(shape), dtype=input_dtype)
+        with pytest.raises(TypeError) as info:
+            layer(x)
+        messages.add(str(info.value))
+    assert len(messages) == 1, messages
+    message = messages.pop()
+    assert np.dtype(input_dtype).name in message and np.dtype(param_dtype).name in message
+    assert re.search(fixes, message), message
+
+
+def test_linear_refuses_an_integer_input(backend):
+    with pytest.raises(TypeError, match=r"int64 .*x.float\(\)"):
+        nn.Linear(3, 2)(mg.tensor(np.ones((4, 3), np.int64)))

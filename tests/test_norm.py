@@ -117,7 +117,8 @@ def test_batch_norm_errors():
 def test_batch_norm_buffers_are_state_not_parameters():
     bn = nn.BatchNorm1d(5)
     assert [n for n, _ in bn.named_parameters()] == ["weight", "bias"]
-    assert set(bn.state_dict()) == {"weight", "bias", "running_mean", "running_var"}
+    assert list(bn.state_dict()) == ["weight", "bias", "running_mean", "running_var",
+                                     "num_batches_tracked"]
     assert "momentum=0.9" in repr(bn) and "BatchNorm1d(5" in repr(bn)
     assert list(nn.BatchNorm1d(5, affine=False).parameters()) == []
 
@@ -166,3 +167,45 @@ def test_layer_norm_errors_and_repr():
         nn.LayerNorm(4)(mg.randn(2, 5))
     ln = nn.LayerNorm((3, 4), elementwise_affine=False)
     assert list(ln.parameters()) == [] and "(3, 4)" in repr(ln)
+
+
+# ----------------------------------------------------------------------------- num_batches_tracked
+
+
+def test_num_batches_tracked_counts_training_forwards(backend, rng):
+    bn = nn.BatchNorm1d(3)
+    assert bn.num_batches_tracked.dtype == np.int64 and bn.num_batches_tracked.shape == ()
+    for _ in range(3):
+        bn(mg.tensor(rng.standard_normal((4, 3)), dtype=mg.float32))
+    bn.eval()
+    bn(mg.tensor(rng.standard_normal((4, 3)), dtype=mg.float32))
+    assert bn.num_batches_tracked.item() == 3
+    untracked = nn.BatchNorm2d(3, track_running_stats=False)
+    untracked(mg.randn(2, 3, 2, 2))
+    assert "num_batches_tracked" not in untracked.state_dict()
+
+
+def _torch_state(torch_model) -> dict:
+    return {k: v.detach().numpy().copy() for k, v in torch_model.state_dict().items()}
+
+
+def test_pytorch_state_dict_loads_strictly_key_for_key(backend, rng):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    reference = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3),
+                                    torch.nn.ReLU(), torch.nn.Linear(3, 2),
+                                    torch.nn.LayerNorm(2))
+    reference.train()
+    for _ in range(2):
+        reference(torch.randn(8, 4))
+    model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.ReLU(), nn.Linear(3, 2),
+                          nn.LayerNorm(2))
+    state = _torch_state(reference)
+    assert sorted(model.state_dict()) == sorted(state)
+    model.load_state_dict(state, strict=True)
+    assert model[1].num_batches_tracked.item() == 2
+    reference.eval()
+    model.eval()
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    expected = reference(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(model(mg.tensor(x)).numpy(), expected, rtol=1e-5, atol=1e-6)

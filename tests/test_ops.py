@@ -148,3 +148,66 @@ def test_gradcheck_catches_a_wrong_gradient():
     x = mg.tensor(np.linspace(0.5, 1.5, 6), dtype=np.float64, requires_grad=True)
     with pytest.raises(mg.testing.GradcheckError, match="analytic"):
         mg.gradcheck(lambda t: WrongSquare.apply(t), x)
+
+
+# ----------------------------------------------------------------------------- index arrays
+
+
+@pytest.mark.parametrize("make_index", [np.array, mg.tensor, list], ids=["ndarray", "tensor",
+                                                                          "list"])
+def test_changing_an_index_after_forward_does_not_change_the_gradient(backend, make_index):
+    idx = make_index([0, 1, 1])
+    x = mg.tensor([1.0, 2.0, 3.0, 4.0, 5.0], requires_grad=True)
+    y = (x[idx] * mg.tensor([1.0, 2.0, 3.0])).sum()
+    (idx.data if isinstance(idx, mg.Tensor) else idx)[:] = [4, 4, 4]
+    y.backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [1.0, 5.0, 0.0, 0.0, 0.0])
+
+
+def test_changing_a_tuple_index_after_forward_does_not_change_the_gradient(backend):
+    rows, cols = np.array([0, 1]), np.array([2, 0])
+    x = mg.zeros(2, 3, requires_grad=True)
+    y = x[rows, cols].sum()
+    rows[:], cols[:] = 1, 1
+    y.backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [[0, 0, 1], [1, 0, 0]])
+
+
+# ----------------------------------------------------------------------------- float32 numerics
+
+NUMERIC_CASES = [  # (name, minigrad op, torch op, offset, scale, reduced axis)
+    ("var", lambda t: t.var(axis=0), lambda t: t.var(0, unbiased=False), 1e5, 1e-2, 0),
+    ("var", lambda t: t.var(axis=0), lambda t: t.var(0, unbiased=False), 1e4, 1e-3, 0),
+    ("std", lambda t: t.std(axis=0, correction=1), lambda t: t.std(0), 1e5, 1e-2, 0),
+    ("logsumexp", lambda t: t.logsumexp(axis=1), lambda t: t.logsumexp(1), 1e6, 1.0, 1),
+    ("logsumexp", lambda t: t.logsumexp(axis=1), lambda t: t.logsumexp(1), 1e4, 1.0, 1),
+]
+
+
+def _float32_grad_error(op, x32: np.ndarray, cotangent: np.ndarray) -> float:
+    """Relative max error of the float32 gradient against the same op in float64."""
+    grads = []
+    for dtype in (np.float32, np.float64):
+        x = mg.tensor(x32, dtype=dtype, requires_grad=True)
+        (op(x) * mg.tensor(cotangent, dtype=dtype)).sum().backward()
+        grads.append(x.grad.numpy().astype(np.float64))
+    return float(np.abs(grads[0] - grads[1]).max() / np.abs(grads[1]).max())
+
+
+@pytest.mark.parametrize("name, op, torch_op, offset, scale, axis", NUMERIC_CASES,
+                         ids=[f"{c[0]}-{c[3]:g}-{c[4]:g}" for c in NUMERIC_CASES])
+def test_float32_gradient_when_mean_dwarfs_spread(backend, rng, name, op, torch_op, offset,
+                                                  scale, axis):
+    """float32 backward of var/std/logsumexp at |mean| >> std is as good as float32 allows."""
+    x32 = (offset + scale * rng.standard_normal((64, 32))).astype(np.float32)
+    cotangent = rng.standard_normal(x32.shape[1 - axis])
+    error = _float32_grad_error(op, x32, cotangent)
+    assert error < 1e-6, error
+    torch = pytest.importorskip("torch")
+    xt = torch.tensor(x32, requires_grad=True)
+    (torch_op(xt) * torch.tensor(cotangent, dtype=torch.float32)).sum().backward()
+    x64 = mg.tensor(x32, dtype=mg.float64, requires_grad=True)
+    (op(x64) * mg.tensor(cotangent, dtype=mg.float64)).sum().backward()
+    reference = x64.grad.numpy()
+    torch_error = np.abs(xt.grad.numpy() - reference).max() / np.abs(reference).max()
+    assert error <= torch_error, (error, torch_error)

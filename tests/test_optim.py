@@ -151,8 +151,8 @@ def test_zero_grad():
 def test_works_with_a_module_and_autograd():
     mg.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1))
-    x = mg.tensor(np.random.default_rng(0).standard_normal((16, 3)))
-    y = mg.tensor(np.random.default_rng(1).standard_normal((16, 1)))
+    x = mg.tensor(np.random.default_rng(0).standard_normal((16, 3)), dtype=mg.float32)
+    y = mg.tensor(np.random.default_rng(1).standard_normal((16, 1)), dtype=mg.float32)
     opt = optim.Adam(model.parameters(), lr=0.05)
     losses = []
     for _ in range(30):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .. import functional as F
-from ..ops import shape
+from ..functional import shape
+from ..functional._rules import check_negative_slope
 from ..tensor import Tensor
 from .module import Module
 
@@ -21,7 +22,7 @@ class LeakyReLU(Module):
 
     def __init__(self, negative_slope: float = 0.01):
         super().__init__()
-        self.negative_slope = negative_slope
+        self.negative_slope = check_negative_slope(negative_slope)
 
     def forward(self, x: Tensor) -> Tensor:
         """Apply leaky ReLU."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .. import functional as F
+from ..functional._rules import check_dropout
 from ..tensor import Tensor
 from .module import Module
 
@@ -13,8 +14,7 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5):
         super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+        check_dropout(p, True)
         self.p = p
 
     def forward(self, x: Tensor) -> Tensor:

@@ -6,7 +6,9 @@ import math
 
 import numpy as np
 
-from ..ops import as_tensor, linalg
+from ..functional._convert import as_tensor
+from ..functional._rules import check_param_dtype
+from ..ops import linalg
 from ..tensor import Tensor
 from . import init
 from .module import Module, Parameter
@@ -50,6 +52,8 @@ class Linear(Module):
         # directly instead of F.linear, which would check them again on every call; reading
         # the registry skips Module.__getattr__'s slow fallback (a microsecond per lookup).
         weight, bias = self._parameters["weight"], self._parameters["bias"]
+        if x.data.dtype is not weight.data.dtype:
+            check_param_dtype(x, weight)
         if bias is None:
             return linalg.Linear.apply(x, weight)
         return linalg.Linear.apply(x, weight, bias)

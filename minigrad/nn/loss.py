@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-from numbers import Real
-from typing import Any
-
-import numpy as np
-
 from .. import functional as F
-from ..ops.loss import _check_reduction
+from ..functional._rules import check_ignore_index, check_label_smoothing, check_reduction
 from ..tensor import Tensor
 from .module import Module
-
-
-def _check_ignore_index(ignore_index: Any) -> None:
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int | np.integer):
-        raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
 
 
 class _Loss(Module):
@@ -23,7 +13,7 @@ class _Loss(Module):
 
     def __init__(self, reduction: str = "mean"):
         super().__init__()
-        _check_reduction(reduction)
+        check_reduction(reduction)
         self.reduction = reduction
 
     def extra_repr(self) -> str:
@@ -34,7 +24,6 @@ class MSELoss(_Loss):
     """Mean squared error between input and target (same shapes)."""
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        """Compute the loss."""
         return F.mse_loss(input, target, self.reduction)
 
 
@@ -42,7 +31,6 @@ class L1Loss(_Loss):
     """Mean absolute error between input and target (same shapes)."""
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        """Compute the loss."""
         return F.l1_loss(input, target, self.reduction)
 
 
@@ -59,15 +47,12 @@ class CrossEntropyLoss(_Loss):
     def __init__(self, reduction: str = "mean", label_smoothing: float = 0.0,
                  ignore_index: int = -100, fused: bool = True):
         super().__init__(reduction)
-        # checked here too, so that a bad option fails where the loss is made, not mid-epoch
-        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, Real) \
-                or not 0.0 <= label_smoothing <= 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
-        _check_ignore_index(ignore_index)
+        # the functional rules, run here too so that a bad option fails where the loss is made
+        check_label_smoothing(label_smoothing)
+        check_ignore_index(ignore_index)
         self.label_smoothing, self.ignore_index, self.fused = label_smoothing, ignore_index, fused
 
     def forward(self, input: Tensor, target) -> Tensor:
-        """Compute the loss."""
         return F.cross_entropy(input, target, self.reduction, self.label_smoothing,
                                self.ignore_index, self.fused)
 
@@ -80,11 +65,10 @@ class NLLLoss(_Loss):
 
     def __init__(self, reduction: str = "mean", ignore_index: int = -100):
         super().__init__(reduction)
-        _check_ignore_index(ignore_index)
+        check_ignore_index(ignore_index)
         self.ignore_index = ignore_index
 
     def forward(self, input: Tensor, target) -> Tensor:
-        """Compute the loss."""
         return F.nll_loss(input, target, self.reduction, self.ignore_index)
 
 
@@ -92,5 +76,4 @@ class BCEWithLogitsLoss(_Loss):
     """Binary cross-entropy on logits (sigmoid folded in, stable for large |logits|)."""
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        """Compute the loss."""
         return F.binary_cross_entropy_with_logits(input, target, self.reduction)

@@ -3,31 +3,14 @@ docs/normalization.md)."""
 
 from __future__ import annotations
 
-import math
-from numbers import Real
 from typing import Any
 
 import numpy as np
 
 from .. import functional as F
+from ..functional._rules import check_eps, check_momentum, check_size, normalized_shape_of
 from ..tensor import Tensor
 from .module import Module, Parameter
-
-
-def _check_eps(name: str, eps: Any) -> float:
-    """eps must be a finite real >= 0: a negative one makes var + eps negative and rstd NaN."""
-    if isinstance(eps, bool) or not isinstance(eps, Real) or not math.isfinite(eps) or eps < 0:
-        raise ValueError(f"{name}: eps must be a finite number >= 0, got {eps!r}")
-    return float(eps)
-
-
-def _check_size(name: str, what: str, n: Any) -> int:
-    """A feature count must be an int >= 1 (a float such as 4.0 is refused, not truncated)."""
-    if isinstance(n, bool) or not isinstance(n, int | np.integer):
-        raise TypeError(f"{name}: {what} must be a positive int, got {n!r}")
-    if n < 1:
-        raise ValueError(f"{name}: {what} must be a positive int, got {n!r}")
-    return int(n)
 
 
 def _check_float_dtype(name: str, dtype: Any) -> np.dtype:
@@ -57,13 +40,11 @@ class _BatchNorm(Module):
                  affine: bool = True, track_running_stats: bool = True, dtype=np.float32):
         super().__init__()
         name = type(self).__name__
-        num_features = _check_size(name, "num_features", num_features)
-        eps = _check_eps(name, eps)
+        num_features = check_size(num_features, f"{name}: num_features")
+        eps = check_eps(eps, name)
+        momentum = check_momentum(momentum, name)
         dtype = _check_float_dtype(name, dtype)
-        if isinstance(momentum, bool) or not isinstance(momentum, Real) \
-                or not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"{name}: momentum must be in [0, 1], got {momentum!r}")
-        self.num_features, self.eps, self.momentum = num_features, eps, float(momentum)
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         if affine:
             self.weight = Parameter(np.ones(num_features, dtype=dtype))
@@ -74,9 +55,12 @@ class _BatchNorm(Module):
         if track_running_stats:
             self.register_buffer("running_mean", Tensor(np.zeros(num_features), dtype=dtype))
             self.register_buffer("running_var", Tensor(np.ones(num_features), dtype=dtype))
+            # PyTorch's counter of training forwards, kept so that state dicts match key for key
+            self.register_buffer("num_batches_tracked", Tensor(np.zeros((), dtype=np.int64)))
         else:
             self.register_buffer("running_mean", None)
             self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
 
     def forward(self, x: Tensor) -> Tensor:
         """Normalise x with batch statistics (training) or running statistics (eval)."""
@@ -90,8 +74,18 @@ class _BatchNorm(Module):
                 f"got {x.shape[1]} (input shape {x.shape})"
             )
         use_batch_stats = self.training or not self.track_running_stats
-        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
-                            training=use_batch_stats, momentum=self.momentum, eps=self.eps)
+        # the registries are read directly: Module.__getattr__'s fallback costs a microsecond
+        params, buffers = self._parameters, self._buffers
+        y = F.batch_norm(x, buffers["running_mean"], buffers["running_var"], params["weight"],
+                         params["bias"], training=use_batch_stats, momentum=self.momentum,
+                         eps=self.eps)
+        if self.training and self.track_running_stats:
+            counter = buffers["num_batches_tracked"]
+            # counted after the call succeeded, so a rejected batch is not; the scalar
+            # index is ten times cheaper than an in-place ufunc on a 0-d array
+            counter.data[()] += 1
+            counter._version += 1
+        return y
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
@@ -124,17 +118,8 @@ class LayerNorm(Module):
     def __init__(self, normalized_shape: int | tuple[int, ...], eps: float = 1e-5,
                  elementwise_affine: bool = True, dtype=np.float32):
         super().__init__()
-        if isinstance(normalized_shape, int | np.integer):
-            normalized_shape = (normalized_shape,)
-        if not isinstance(normalized_shape, tuple | list) or not normalized_shape:
-            raise ValueError(
-                f"LayerNorm: normalized_shape must be an int or a non-empty tuple of ints, "
-                f"got {normalized_shape!r}"
-            )
-        self.normalized_shape = tuple(
-            _check_size("LayerNorm", "normalized_shape", n) for n in normalized_shape
-        )
-        self.eps = _check_eps("LayerNorm", eps)
+        self.normalized_shape = normalized_shape_of(normalized_shape, "LayerNorm")
+        self.eps = check_eps(eps, "LayerNorm")
         dtype = _check_float_dtype("LayerNorm", dtype)
         self.elementwise_affine = elementwise_affine
         if elementwise_affine:
@@ -146,7 +131,8 @@ class LayerNorm(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Normalise each sample of x."""
-        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        params = self._parameters  # skips Module.__getattr__'s slower fallback
+        return F.layer_norm(x, self.normalized_shape, params["weight"], params["bias"], self.eps)
 
     def extra_repr(self) -> str:
         return (f"{self.normalized_shape}, eps={self.eps}, "

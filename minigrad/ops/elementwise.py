@@ -1,18 +1,16 @@
-"""Elementwise ops: arithmetic with broadcasting, and the unary math functions and activations.
+"""Elementwise Functions: arithmetic, unary math, activations and dropout, on ndarrays.
 
 Broadcasting needs no code here: the engine sums each gradient back to its input's shape.
+The user-facing wrappers (dtype promotion, argument rules) live in ``minigrad.functional``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
-from .. import autograd
 from ..autograd import Function
-from . import as_tensor
 
 # ----------------------------------------------------------------------------- binary
 
@@ -93,60 +91,6 @@ class Pow(Function):
                 log_a = np.where(a == 0, 0, np.log(np.where(a == 0, 1, a)))
             db = grad * y * log_a
         return da, db
-
-
-def add(a: Any, b: Any):
-    """a + b with broadcasting."""
-    a, b = _operands(a, b)
-    return Add.apply(a, b)
-
-
-def sub(a: Any, b: Any):
-    """a - b with broadcasting."""
-    a, b = _operands(a, b)
-    return Sub.apply(a, b)
-
-
-def mul(a: Any, b: Any):
-    """a * b with broadcasting."""
-    a, b = _operands(a, b)
-    return Mul.apply(a, b)
-
-
-def div(a: Any, b: Any):
-    """a / b with broadcasting; dividing integers gives float32 (true division, as PyTorch)."""
-    a, b = _operands(a, b)
-    if a.data.dtype.kind != "f" and b.data.dtype.kind != "f":
-        a = autograd.Tensor._from_op(a.data.astype(np.float32), None)
-        b = autograd.Tensor._from_op(b.data.astype(np.float32), None)
-    return Div.apply(a, b)
-
-
-def pow(a: Any, b: Any):
-    """a ** b with broadcasting; a scalar exponent is the common case."""
-    a, b = _operands(a, b)
-    return Pow.apply(a, b)
-
-
-def _operands(a: Any, b: Any):
-    """Both operands as Tensors; a scalar takes the other operand's float dtype.
-
-    An integer or boolean operand meeting a float one takes the float's dtype (PyTorch's rule:
-    ``int_tensor * 0.5`` is float32, where NumPy would promote to float64).
-    """
-    Tensor = autograd.Tensor
-    if isinstance(a, Tensor):
-        b = b if isinstance(b, Tensor) else as_tensor(b, like=a)
-    else:
-        b = as_tensor(b)
-        a = as_tensor(a, like=b)
-    kind_a, kind_b = a._data.dtype.kind, b._data.dtype.kind  # the slot: this runs per op
-    if kind_a != kind_b and "f" in (kind_a, kind_b):
-        if kind_a != "f":
-            a = Tensor._from_op(a.data.astype(b.data.dtype), None)
-        elif kind_b != "f":
-            b = Tensor._from_op(b.data.astype(a.data.dtype), None)
-    return a, b
 
 
 # ----------------------------------------------------------------------------- unary
@@ -366,68 +310,6 @@ class Clip(Function):
         return grad * inside
 
 
-def neg(x):
-    """-x."""
-    return Neg.apply(as_tensor(x))
-
-
-def exp(x):
-    """Elementwise e**x."""
-    return Exp.apply(as_tensor(x))
-
-
-def log(x):
-    """Elementwise natural logarithm."""
-    return Log.apply(as_tensor(x))
-
-
-def sqrt(x):
-    """Elementwise square root."""
-    return Sqrt.apply(as_tensor(x))
-
-
-def abs(x):
-    """Elementwise |x|."""
-    return Abs.apply(as_tensor(x))
-
-
-def tanh(x):
-    """Elementwise tanh."""
-    return Tanh.apply(as_tensor(x))
-
-
-def sigmoid(x):
-    """Elementwise logistic sigmoid."""
-    return Sigmoid.apply(as_tensor(x))
-
-
-def relu(x):
-    """Elementwise max(x, 0)."""
-    return ReLU.apply(as_tensor(x))
-
-
-def leaky_relu(x, negative_slope: float = 0.01):
-    """x where x > 0, else negative_slope * x."""
-    return LeakyReLU.apply(as_tensor(x), negative_slope=float(negative_slope))
-
-
-def gelu(x):
-    """x * Phi(x), Phi the standard normal CDF (the exact form, not the tanh approximation)."""
-    return GELU.apply(as_tensor(x))
-
-
-def silu(x):
-    """x * sigmoid(x) (also called swish)."""
-    return SiLU.apply(as_tensor(x))
-
-
-def clip(x, min: float | None = None, max: float | None = None):
-    """Clamp x to [min, max]; either bound may be None."""
-    if min is None and max is None:
-        raise ValueError("clip needs at least one of min and max")
-    return Clip.apply(as_tensor(x), lo=min, hi=max)
-
-
 class Dropout(Function):
     """y = x * mask / (1 - p) with mask ~ Bernoulli(1 - p) (inverted dropout);  dx = g * same."""
 
@@ -442,18 +324,3 @@ class Dropout(Function):
     def backward(ctx, grad):
         (scale,) = ctx.saved
         return grad * scale
-
-
-def dropout(x, p: float = 0.5, training: bool = True):
-    """Zero each element with probability p and scale the rest by 1 / (1 - p); identity when
-    not training or p == 0. The mask comes from minigrad's seeded generator."""
-    from ..random import generator
-
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout probability must be in [0, 1], got {p}")
-    x = as_tensor(x)
-    if not training or p == 0.0:
-        return x
-    if p == 1.0:
-        return mul(x, 0.0)
-    return Dropout.apply(x, p=float(p), rng=generator())
