@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad import nn
+from minigrad import nn, optim
 
 MODIFIED = "modified by an in-place operation"
 
@@ -264,3 +264,56 @@ def test_in_place_shape_and_dtype_errors():
         ints /= 2
     with pytest.raises(TypeError, match="int64"):
         ints[0] = mg.tensor(1.0, requires_grad=True)
+
+
+@pytest.mark.parametrize("make_optimizer", [
+    lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9),
+    lambda ps: optim.Adam(ps, lr=0.01),
+    lambda ps: optim.RMSprop(ps, lr=0.01),
+], ids=["sgd", "adam", "rmsprop"])
+def test_optimizer_step_between_a_forward_and_its_backward_raises(backend, make_optimizer):
+    """The GAN / actor-critic mistake: step on one loss, then backward through an older graph
+    whose weights the step changed. The gradient would be silently wrong; it must raise."""
+    mg.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    opt = make_optimizer(model.parameters())
+    x = mg.randn(5, 4)
+    old_loss = model(x).sum()
+    new_loss = (model(x) ** 2).sum()
+    new_loss.backward()
+    opt.step()
+    with pytest.raises(RuntimeError, match=r"modified by an in-place operation.*Linear"):
+        old_loss.backward()
+
+
+def test_optimizer_step_after_backward_then_a_fresh_forward_works(backend):
+    mg.manual_seed(0)
+    model = nn.Linear(3, 2)
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    x = mg.randn(4, 3)
+    for _ in range(2):
+        opt.zero_grad()
+        loss = (model(x) ** 2).sum()
+        loss.backward()
+        opt.step()
+    expected = 2 * (x.data @ model.weight.data.T + model.bias.data).T @ x.data
+    opt.zero_grad()
+    (model(x) ** 2).sum().backward()
+    np.testing.assert_allclose(model.weight.grad.data, expected, rtol=1e-5)
+
+
+def test_mul_keeps_only_what_its_backward_reads(backend):
+    """c * 2 needs only the constant for dc: changing c afterwards is harmless (as in PyTorch),
+    while changing the operand that is read raises."""
+    x = mg.tensor([1.0, 2.0], requires_grad=True)
+    c = x + 1
+    d = c * 2
+    c += 1
+    d.sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [2.0, 2.0])
+    w = mg.tensor([3.0, 4.0], requires_grad=True)
+    c = x * 1
+    e = (c * w).sum()
+    c += 1
+    with pytest.raises(RuntimeError, match="Mul"):
+        e.backward()

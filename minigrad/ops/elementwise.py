@@ -44,7 +44,11 @@ class Mul(Function):
 
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
+        # Keep only what the backward reads (b for da, a for db), so that changing an operand
+        # no gradient needs in place after the forward is harmless, as in PyTorch.
+        needs = ctx.needs_input_grad
+        if needs:
+            ctx.save_for_backward(a if needs[1] else None, b if needs[0] else None)
         return a * b
 
     @staticmethod
