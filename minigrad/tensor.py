@@ -142,8 +142,10 @@ class Tensor(ConversionMixin, InplaceMixin):
         view.flags.writeable = False
         return view
 
-    def __hash__(self) -> int:
-        return id(self)
+    # Identity hash, as a C slot: optimizer state is keyed by tensors, and a Python
+    # __hash__ would cost a function call per lookup. It must be set explicitly because
+    # __eq__ is elementwise (defining __eq__ alone would make tensors unhashable).
+    __hash__ = object.__hash__
 
     # ----------------------------------------------------------------- autograd
     def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
