@@ -87,6 +87,15 @@ class _BatchNorm(Module):
             counter._version += 1
         return y
 
+    def _missing_state(self, state_dict: Any, prefix: str) -> dict[str, Any]:
+        # A state dict saved before num_batches_tracked existed has the running statistics
+        # but no counter: start it at 0, as PyTorch does for its older checkpoints.
+        key = prefix + "num_batches_tracked"
+        if (self._buffers["num_batches_tracked"] is not None and key not in state_dict
+                and prefix + "running_mean" in state_dict):
+            return {key: np.zeros((), dtype=np.int64)}
+        return {}
+
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
                 f"affine={self.affine}, track_running_stats={self.track_running_stats}")
