@@ -53,7 +53,8 @@ class ConversionMixin:
         return self.data.item()
 
     def tolist(self) -> Any:
-        """Return the data as nested Python lists."""
+        """The values as nested lists of Python numbers (a bare number for a 0-d tensor),
+        detached from any graph."""
         return self.data.tolist()
 
     def __len__(self) -> int:

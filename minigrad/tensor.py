@@ -106,12 +106,13 @@ class Tensor(ConversionMixin, InplaceMixin):
 
     @property
     def ndim(self) -> int:
-        """Number of dimensions."""
+        """Number of axes (0 for a scalar), as ``ndarray.ndim`` and PyTorch's ``dim()``."""
         return self.data.ndim
 
     @property
     def size(self) -> int:
-        """Number of elements."""
+        """Number of elements, as ``ndarray.size``: a property, whereas PyTorch's ``size()``
+        is a method giving the shape (use ``.shape``)."""
         return self.data.size
 
     @property
