@@ -35,7 +35,7 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def append(self, module: Module) -> Sequential:
-        """Add a module at the end."""
+        """Register ``module`` at the end, under the name ``str(len(self))``; returns self."""
         self.add_module(str(len(self)), module)
         return self
 
@@ -49,12 +49,12 @@ class ModuleList(Module):
             self.append(module)
 
     def append(self, module: Module) -> ModuleList:
-        """Add a module at the end."""
+        """Register ``module`` at the end, under the name ``str(len(self))``; returns self."""
         self.add_module(str(len(self)), module)
         return self
 
     def extend(self, modules: Iterable[Module]) -> ModuleList:
-        """Add several modules at the end."""
+        """``append`` each of ``modules`` in order; returns self."""
         for module in modules:
             self.append(module)
         return self

@@ -214,11 +214,12 @@ class Module:
         return self
 
     def float(self) -> Module:
-        """Convert the module's float parameters and buffers to float32."""
+        """``to(float32)``: in place, integer buffers untouched; returns self."""
         return self.to(np.float32)
 
     def double(self) -> Module:
-        """Convert the module's float parameters and buffers to float64."""
+        """``to(float64)``: in place, integer buffers untouched; returns self. Build the
+        optimizer after converting (one that already has state refuses to step)."""
         return self.to(np.float64)
 
     def zero_grad(self) -> None:
