@@ -178,12 +178,14 @@ class Function:
 
     @staticmethod
     def forward(ctx: Context, *arrays: np.ndarray, **attrs: Any) -> np.ndarray:
-        """Compute the output ndarray from input ndarrays."""
+        """The output ndarray from the inputs' ndarrays (never Tensors); keep what backward
+        needs with ``ctx.save_for_backward`` and plain attributes on ``ctx``."""
         raise NotImplementedError
 
     @staticmethod
     def backward(ctx: Context, grad: np.ndarray) -> Any:
-        """Return the gradient for each array input (a tuple, or one array for one input)."""
+        """d(loss)/d(input) for each array input, given ``grad`` = d(loss)/d(output): a tuple
+        in input order, or one array for one input; None where no gradient is needed."""
         raise NotImplementedError
 
     @classmethod

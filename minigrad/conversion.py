@@ -53,7 +53,8 @@ class ConversionMixin:
         return self.data.item()
 
     def tolist(self) -> Any:
-        """Return the data as nested Python lists."""
+        """The values as nested lists of Python numbers (a bare number for a 0-d tensor),
+        detached from any graph."""
         return self.data.tolist()
 
     def __len__(self) -> int:
@@ -111,11 +112,12 @@ class ConversionMixin:
         return self.astype(dtype)
 
     def float(self) -> Tensor:
-        """This tensor as float32."""
+        """``astype(float32)``: self when already float32, else a new, differentiable tensor
+        (a copy, unlike ``Module.float()``, which converts in place)."""
         return self.astype(np.float32)
 
     def double(self) -> Tensor:
-        """This tensor as float64."""
+        """``astype(float64)``: self when already float64, else a new, differentiable tensor."""
         return self.astype(np.float64)
 
     def argmax(self, axis: int | None = None, keepdims: bool = False, *, dim=None,

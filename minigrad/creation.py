@@ -90,17 +90,20 @@ def tensor(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
 
 
 def zeros(*shape: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    """A tensor of zeros."""
+    """Zeros of a shape given as ``zeros(2, 3)`` or ``zeros((2, 3))``; float32 unless
+    ``dtype`` says otherwise (bool, an integer type or float64)."""
     return _wrap(np.zeros(_shape(shape), _dtype(dtype)), requires_grad=requires_grad)
 
 
 def ones(*shape: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    """A tensor of ones."""
+    """Ones of a shape given as ``ones(2, 3)`` or ``ones((2, 3))``; float32 unless ``dtype``
+    says otherwise."""
     return _wrap(np.ones(_shape(shape), _dtype(dtype)), requires_grad=requires_grad)
 
 
 def full(shape: Any, fill_value: float, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    """A tensor filled with ``fill_value``."""
+    """``fill_value`` everywhere; ``shape`` is an int or a tuple. float32 unless ``dtype`` says
+    otherwise, even for an int ``fill_value`` (PyTorch would make int64)."""
     shape = _shape((shape,) if isinstance(shape, int) else tuple(shape))
     return _wrap(np.full(shape, fill_value, _dtype(dtype)), requires_grad=requires_grad)
 

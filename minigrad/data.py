@@ -30,7 +30,9 @@ class TensorDataset:
 
     Args:
         *arrays: ndarrays, Tensors (their ``.data`` is used, not copied) or array-likes, each
-            with the samples along axis 0.
+            with the samples along axis 0. Batches of a Tensor keep its dtype (a float64
+            tensor gives float64 batches); float ndarrays and Python data follow the dtype
+            rule of ``mg.tensor`` (float32).
 
     Example:
         >>> ds = TensorDataset(X, y)
@@ -42,6 +44,7 @@ class TensorDataset:
         if not arrays:
             raise ValueError("TensorDataset needs at least one array")
         converted = []
+        dtypes = []
         for i, a in enumerate(arrays):
             array = a.data if isinstance(a, Tensor) else np.asarray(a)
             if array.ndim == 0:
@@ -51,10 +54,14 @@ class TensorDataset:
                     f"array {i} has dtype object; TensorDataset needs numeric arrays"
                 )
             converted.append(array)
+            dtypes.append(array.dtype if isinstance(a, Tensor) else None)
         lengths = [len(a) for a in converted]
         if len(set(lengths)) != 1:
             raise ValueError(f"all arrays must have the same length, got lengths {lengths}")
         self.arrays: tuple[np.ndarray, ...] = tuple(converted)
+        # The dtype each array's batches keep: a Tensor's (the user typed it already), or
+        # None for the dtype rule.
+        self.batch_dtypes: tuple[np.dtype | None, ...] = tuple(dtypes)
 
     def __len__(self) -> int:
         return len(self.arrays[0])
@@ -138,12 +145,18 @@ class DataLoader:
         n = len(self.dataset)
         order = self._rng.permutation(n) if self.shuffle else None
         stop = (n // self.batch_size) * self.batch_size if self.drop_last else n
+        typed = isinstance(self.dataset, TensorDataset)
         for start in range(0, stop, self.batch_size):
             if order is not None:
                 index: Any = order[start : start + self.batch_size]
             else:
                 index = slice(start, min(start + self.batch_size, n))
-            yield tuple(Tensor(array) for array in self._batch(index))
+            arrays = self._batch(index)
+            if typed:
+                dtypes = self.dataset.batch_dtypes
+                yield tuple(Tensor(a, dtype=dt) for a, dt in zip(arrays, dtypes, strict=True))
+            else:
+                yield tuple(Tensor(array) for array in arrays)
 
     def _batch(self, index: Any) -> Sequence[np.ndarray]:
         if isinstance(self.dataset, TensorDataset):

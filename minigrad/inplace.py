@@ -47,11 +47,11 @@ class InplaceMixin:
         return _binary(self, other, np.add, ew.add, "add_")
 
     def sub_(self, other: Any):
-        """self -= other."""
+        """self -= other (same broadcasting and casting as ``add_``)."""
         return _binary(self, other, np.subtract, ew.sub, "sub_")
 
     def mul_(self, other: Any):
-        """self *= other."""
+        """self *= other (same broadcasting and casting as ``add_``)."""
         return _binary(self, other, np.multiply, ew.mul, "mul_")
 
     def div_(self, other: Any):
@@ -73,7 +73,7 @@ class InplaceMixin:
                        lambda prev: inplace_ops.Fill.apply(prev, value=value))
 
     def zero_(self):
-        """Set every element to 0."""
+        """``fill_(0)``: no gradient flows to the old values."""
         return self.fill_(0)
 
     def copy_(self, src: Any):

@@ -106,12 +106,13 @@ class Tensor(ConversionMixin, InplaceMixin):
 
     @property
     def ndim(self) -> int:
-        """Number of dimensions."""
+        """Number of axes (0 for a scalar), as ``ndarray.ndim`` and PyTorch's ``dim()``."""
         return self.data.ndim
 
     @property
     def size(self) -> int:
-        """Number of elements."""
+        """Number of elements, as ``ndarray.size``: a property, whereas PyTorch's ``size()``
+        is a method giving the shape (use ``.shape``)."""
         return self.data.size
 
     @property
@@ -142,8 +143,10 @@ class Tensor(ConversionMixin, InplaceMixin):
         view.flags.writeable = False
         return view
 
-    def __hash__(self) -> int:
-        return id(self)
+    # Identity hash, as a C slot: optimizer state is keyed by tensors, and a Python
+    # __hash__ would cost a function call per lookup. It must be set explicitly because
+    # __eq__ is elementwise (defining __eq__ alone would make tensors unhashable).
+    __hash__ = object.__hash__
 
     # ----------------------------------------------------------------- autograd
     def backward(self, grad: Any = None, retain_graph: bool = False) -> None:

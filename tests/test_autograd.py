@@ -182,6 +182,17 @@ def test_comparisons_are_boolean_and_outside_the_graph():
     assert (x > 1.5).sum().item() == 2 and (x > 1.5).mean().item() == pytest.approx(2 / 3)
 
 
+def test_tensor_is_a_dict_key_by_identity():
+    # The hash is object's C slot (a Python __hash__ costs a call per optimizer-state lookup).
+    assert mg.Tensor.__hash__ is object.__hash__
+    a, b = mg.tensor([1.0, 2.0]), mg.tensor([1.0, 2.0])  # equal values, distinct tensors
+    state = {a: "a", b: "b"}
+    assert len(state) == 2 and state[a] == "a" and state[b] == "b"
+    assert hash(a) == hash(a) and hash(a) != hash(b)
+    assert a in state and mg.tensor([1.0, 2.0]) not in state
+    assert len({a, a, b}) == 2
+
+
 def test_max_gradient_with_ties_goes_to_the_first_maximum():
     x = mg.tensor([[1.0, 3.0, 3.0], [2.0, 2.0, 0.0]], requires_grad=True)
     x.max(axis=1).sum().backward()

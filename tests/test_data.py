@@ -68,6 +68,20 @@ def test_batches_in_order(batch_size, drop_last, sizes):
         )
 
 
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_batches_keep_a_tensors_dtype_and_apply_the_dtype_rule_to_arrays(shuffle):
+    X = np.linspace(0.0, 1.0, 12).reshape(6, 2) + 1e-12  # not representable in float32
+    ds = TensorDataset(
+        mg.tensor(X, dtype=mg.float64), X, X.tolist(), mg.tensor(X), mg.tensor(np.arange(6))
+    )
+    for x64, x_array, x_list, x32, y in DataLoader(ds, batch_size=4, shuffle=shuffle, seed=0):
+        assert x64.dtype == np.float64  # a tensor the user typed float64 stays float64
+        assert x_array.dtype == np.float32 and x_list.dtype == np.float32  # the dtype rule
+        assert x32.dtype == np.float32 and y.dtype == np.int64
+        np.testing.assert_array_equal(x64.data, X[y.data])  # no float32 rounding on the way
+        np.testing.assert_array_equal(x_array.data, X[y.data].astype(np.float32))
+
+
 def test_shuffle_is_a_permutation_new_each_epoch_and_seeded():
     X, y, ds = _dataset(50)
     loader = DataLoader(ds, batch_size=8, shuffle=True, seed=3)

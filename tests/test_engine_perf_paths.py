@@ -1,4 +1,4 @@
-"""Behaviour of the engine's fast paths (issue #6): each shortcut must give what the general
+"""Behaviour of the engine's fast paths: each shortcut must give what the general
 path gives. No timing here; speed is measured by ``python -m minigrad.bench step overhead``."""
 
 from __future__ import annotations

@@ -185,6 +185,48 @@ def test_num_batches_tracked_counts_training_forwards(backend, rng):
     assert "num_batches_tracked" not in untracked.state_dict()
 
 
+def test_state_dict_without_num_batches_tracked_loads_strictly_with_zero(backend, rng):
+    # An older state dict has the running statistics but no counter: it fills with 0.
+    model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Sequential(nn.BatchNorm1d(3)))
+    for _ in range(2):
+        model(mg.tensor(rng.standard_normal((8, 4)), dtype=mg.float32))
+    old = {k: v for k, v in model.state_dict().items() if "num_batches_tracked" not in k}
+    fresh = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Sequential(nn.BatchNorm1d(3)))
+    fresh[1].num_batches_tracked.data[()] = 5
+    fresh.load_state_dict(old, strict=True)
+    assert fresh[1].num_batches_tracked.item() == 0 and fresh[2][0].num_batches_tracked.item() == 0
+    assert fresh[1].num_batches_tracked.dtype == np.int64
+    np.testing.assert_array_equal(fresh[1].running_mean.data, model[1].running_mean.data)
+    assert all("num_batches_tracked" not in k for k in old)  # the caller's dict is unchanged
+
+
+def test_missing_batch_norm_statistics_are_still_reported(backend):
+    model = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
+    state = model.state_dict()
+    del state["1.running_var"], state["1.num_batches_tracked"]
+    with pytest.raises(KeyError, match=r"missing keys \['1.running_var'\]"):
+        model.load_state_dict(state)
+    without_layer = {k: v for k, v in model.state_dict().items() if not k.startswith("1.")}
+    with pytest.raises(KeyError, match="1.running_mean.*1.num_batches_tracked"):
+        model.load_state_dict(without_layer)
+    # non-strict loads leave a counter alone when the layer is absent
+    model[1].num_batches_tracked.data[()] = 4
+    model.load_state_dict(without_layer, strict=False)
+    assert model[1].num_batches_tracked.item() == 4
+
+
+@pytest.mark.parametrize("convert", ["double", "float", "to64"])
+def test_dtype_conversion_leaves_num_batches_tracked_an_integer(convert, rng):
+    bn = nn.BatchNorm1d(3)
+    bn(mg.randn(4, 3))
+    {"double": bn.double, "float": bn.float, "to64": lambda: bn.to(mg.float64)}[convert]()
+    assert bn.num_batches_tracked.dtype == np.int64 and bn.num_batches_tracked.item() == 1
+    expected = np.float32 if convert == "float" else np.float64
+    assert bn.running_mean.dtype == expected and bn.weight.dtype == expected
+    bn(mg.tensor(rng.standard_normal((4, 3)), dtype=expected))
+    assert bn.num_batches_tracked.dtype == np.int64 and bn.num_batches_tracked.item() == 2
+
+
 def _torch_state(torch_model) -> dict:
     return {k: v.detach().numpy().copy() for k, v in torch_model.state_dict().items()}
 
@@ -201,7 +243,7 @@ def test_pytorch_state_dict_loads_strictly_key_for_key(backend, rng):
     model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.ReLU(), nn.Linear(3, 2),
                           nn.LayerNorm(2))
     state = _torch_state(reference)
-    assert sorted(model.state_dict()) == sorted(state)
+    assert list(model.state_dict()) == list(state)  # same keys in the same order
     model.load_state_dict(state, strict=True)
     assert model[1].num_batches_tracked.item() == 2
     reference.eval()

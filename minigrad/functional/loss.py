@@ -22,7 +22,7 @@ from ._rules import (
 
 
 def _reduce(loss, reduction: str):
-    """Apply a loss reduction to a per-element loss tensor."""
+    """Mean or sum over every element of a per-element loss, or the loss as is for "none"."""
     if reduction == "mean":
         return reduce.mean(loss)
     if reduction == "sum":

@@ -2,8 +2,9 @@
 
 from . import functional, init, utils
 from .activation import GELU, Flatten, LeakyReLU, LogSoftmax, ReLU, Sigmoid, SiLU, Softmax, Tanh
+from .container import ModuleList, Sequential
 from .dropout import Dropout
 from .linear import Identity, Linear
 from .loss import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
-from .module import Module, ModuleList, Parameter, Sequential
+from .module import Module, Parameter
 from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm

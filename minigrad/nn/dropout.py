@@ -18,7 +18,6 @@ class Dropout(Module):
         self.p = p
 
     def forward(self, x: Tensor) -> Tensor:
-        """Apply dropout (training) or return x (eval)."""
         return F.dropout(x, self.p, self.training)
 
     def extra_repr(self) -> str:

@@ -37,22 +37,21 @@ def _fill(t: Tensor, values: np.ndarray) -> Tensor:
 
 
 def uniform_(t: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
-    """Fill with U(a, b)."""
+    """Fill t in place with draws from U(a, b), from minigrad's seeded generator; returns t."""
     return _fill(t, generator().uniform(a, b, t.shape))
 
 
 def normal_(t: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
-    """Fill with N(mean, std**2)."""
+    """Fill t in place with draws from N(mean, std**2), from minigrad's seeded generator;
+    returns t."""
     return _fill(t, generator().normal(mean, std, t.shape))
 
 
 def zeros_(t: Tensor) -> Tensor:
-    """Fill with 0."""
     return _fill(t, 0)
 
 
 def ones_(t: Tensor) -> Tensor:
-    """Fill with 1."""
     return _fill(t, 1)
 
 

@@ -41,7 +41,8 @@ class Linear(Module):
             self.register_parameter("bias", None)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Apply the affine map."""
+        """x W^T + b; a float input of the other precision raises ``TypeError`` (no silent
+        mixing: convert the input with ``x.float()`` or the layer with ``.double()``)."""
         x = as_tensor(x)
         if x.shape[-1:] != (self.in_features,):
             raise ValueError(
@@ -64,11 +65,11 @@ class Linear(Module):
 
 
 class Identity(Module):
-    """Returns its input unchanged (a placeholder, e.g. for an optional norm layer)."""
+    """Returns its input object itself, not a copy (a placeholder, e.g. for an optional norm
+    layer); constructor arguments are accepted and ignored, as in PyTorch."""
 
     def __init__(self, *args, **kwargs):
         super().__init__()
 
     def forward(self, x: Tensor) -> Tensor:
-        """Return x."""
         return x

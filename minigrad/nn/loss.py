@@ -21,21 +21,31 @@ class _Loss(Module):
 
 
 class MSELoss(_Loss):
-    """Mean squared error between input and target (same shapes)."""
+    """loss = reduce((input - target)**2) over every element.
+
+    ``input`` and ``target`` must have the same shape: unlike PyTorch, which broadcasts them
+    with a warning, a mismatch such as (N, 1) against (N,) raises ``ValueError``.
+    """
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return F.mse_loss(input, target, self.reduction)
 
 
 class L1Loss(_Loss):
-    """Mean absolute error between input and target (same shapes)."""
+    """loss = reduce(|input - target|) over every element; the gradient at input == target is
+    0. Shapes must match exactly, as for MSELoss."""
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return F.l1_loss(input, target, self.reduction)
 
 
 class CrossEntropyLoss(_Loss):
-    """Softmax cross-entropy of logits (N, C) against class indices (N,).
+    """Softmax cross-entropy of logits against integer class indices.
+
+    loss_i = -(1 - ls) log softmax(x_i)[t_i] - ls mean_j log softmax(x_i)_j, with ls the
+    label smoothing. Logits (N, C) or (N, C, d1, ...) with targets (N,) or (N, d1, ...);
+    "mean" divides by the number of targets not equal to ``ignore_index``. Unlike PyTorch's,
+    there is no ``weight`` per class and targets cannot be class probabilities.
 
     Args:
         reduction: "mean", "sum" or "none".
@@ -61,7 +71,9 @@ class CrossEntropyLoss(_Loss):
 
 
 class NLLLoss(_Loss):
-    """Negative log-likelihood of log-probabilities (N, C) against class indices (N,)."""
+    """loss_i = -input[i, target_i] for log-probabilities (N, C) (e.g. from LogSoftmax) and
+    class indices (N,); ``ignore_index`` targets count neither in the loss nor in the mean.
+    LogSoftmax followed by NLLLoss equals CrossEntropyLoss. No per-class ``weight``."""
 
     def __init__(self, reduction: str = "mean", ignore_index: int = -100):
         super().__init__(reduction)
@@ -73,7 +85,9 @@ class NLLLoss(_Loss):
 
 
 class BCEWithLogitsLoss(_Loss):
-    """Binary cross-entropy on logits (sigmoid folded in, stable for large |logits|)."""
+    """Binary cross-entropy of logits x against probabilities y (same shape), with the
+    sigmoid folded in: loss = max(x, 0) - x y + log(1 + e**-|x|), which neither overflows nor
+    takes log(0) for large |x|. Unlike PyTorch's, there is no ``weight`` or ``pos_weight``."""
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return F.binary_cross_entropy_with_logits(input, target, self.reduction)

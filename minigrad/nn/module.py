@@ -1,9 +1,9 @@
-"""Module, Parameter and the containers Sequential and ModuleList: state, not math."""
+"""Module and Parameter: registration, traversal, modes, dtype and state dicts; no math."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -214,11 +214,12 @@ class Module:
         return self
 
     def float(self) -> Module:
-        """Convert the module's float parameters and buffers to float32."""
+        """``to(float32)``: in place, integer buffers untouched; returns self."""
         return self.to(np.float32)
 
     def double(self) -> Module:
-        """Convert the module's float parameters and buffers to float64."""
+        """``to(float64)``: in place, integer buffers untouched; returns self. Build the
+        optimizer after converting (one that already has state refuses to step)."""
         return self.to(np.float64)
 
     def zero_grad(self) -> None:
@@ -227,14 +228,27 @@ class Module:
             p.grad = None
 
     # ----------------------------------------------------------------- state
+    def _named_state(self) -> Iterator[tuple[str, Tensor]]:
+        """(dotted name, tensor) of every parameter and buffer in PyTorch's state-dict order:
+        module by module, each module's parameters then its buffers (shared ones once)."""
+        seen: set[int] = set()
+        for module_name, module in self.named_modules():
+            prefix = f"{module_name}." if module_name else ""
+            for name, t in (*module._parameters.items(), *module._buffers.items()):
+                if t is not None and id(t) not in seen:
+                    seen.add(id(t))
+                    yield prefix + name, t
+
     def state_dict(self) -> OrderedDict[str, np.ndarray]:
-        """Parameters and buffers by dotted name, as copies of their arrays."""
-        state: OrderedDict[str, np.ndarray] = OrderedDict()
-        for name, p in self.named_parameters():
-            state[name] = p.data.copy()
-        for name, b in self.named_buffers():
-            state[name] = b.data.copy()
-        return state
+        """Parameters and buffers by dotted name, as copies of their arrays, in PyTorch's key
+        order (module by module: its parameters, then its buffers)."""
+        return OrderedDict((name, t.data.copy()) for name, t in self._named_state())
+
+    def _missing_state(self, state_dict: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+        """Entries that ``load_state_dict`` supplies when this module's keys (``prefix`` +
+        name) lack them: a layer that gained a buffer overrides it so that older state
+        dicts still load. Only this module's own keys, not its sub-modules'."""
+        return {}
 
     def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True) -> Module:
         """Copy arrays from ``state_dict`` into the parameters and buffers, in place.
@@ -244,14 +258,16 @@ class Module:
         changed. Without it, only matching keys are loaded; shapes must still agree. A
         ``TypeError`` says that ``state_dict`` is not a dict or names entries that are not
         numeric arrays (strings, objects, None). Values are cast to each target's dtype.
+        Keys a layer can fill in for an older state dict (BatchNorm's
+        ``num_batches_tracked``, as 0) are not missing.
         """
         if not isinstance(state_dict, Mapping):
             raise TypeError(
                 f"load_state_dict into {type(self).__name__} expects a dict of arrays (from "
                 f"state_dict() or mg.load), got {type(state_dict).__name__}"
             )
-        targets = dict(self.named_parameters())
-        targets.update(self.named_buffers())
+        targets = dict(self._named_state())
+        state_dict = _with_missing_state(self, state_dict)
         missing = [k for k in targets if k not in state_dict]
         unexpected = [k for k in state_dict if k not in targets]
         wrong_shape, wrong_type = [], []
@@ -298,6 +314,15 @@ class Module:
         return head + "\n  " + "\n  ".join(lines) + "\n)"
 
 
+def _with_missing_state(model: Module, state_dict: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``state_dict`` plus what each module supplies for its keys that are absent (the
+    caller's dict is not changed)."""
+    extra: dict[str, Any] = {}
+    for module_name, module in model.named_modules():
+        extra.update(module._missing_state(state_dict, f"{module_name}." if module_name else ""))
+    return {**state_dict, **extra} if extra else state_dict
+
+
 def _kept_dtype(data: Any) -> tuple[Any, Any]:
     """(data, dtype) for a Tensor constructor: a layer's ndarray or Tensor keeps its dtype
     (the layer chose it), anything else follows the one dtype rule."""
@@ -319,64 +344,3 @@ def _describe(value: Any) -> str:
     if isinstance(value, np.ndarray):
         return f"array of dtype {value.dtype}"
     return type(value).__name__
-
-
-class Sequential(Module):
-    """Modules applied one after another: ``Sequential(Linear(4, 8), ReLU(), Linear(8, 2))``."""
-
-    def __init__(self, *modules: Module):
-        super().__init__()
-        for i, module in enumerate(modules):
-            self.add_module(str(i), module)
-
-    def forward(self, x: Any) -> Any:
-        """Feed x through every module in order."""
-        for module in self._modules.values():
-            x = module(x)
-        return x
-
-    def __getitem__(self, index: int | slice) -> Module:
-        modules = list(self._modules.values())
-        if isinstance(index, slice):
-            return Sequential(*modules[index])
-        return modules[index]
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self) -> Iterator[Module]:
-        return iter(self._modules.values())
-
-    def append(self, module: Module) -> Sequential:
-        """Add a module at the end."""
-        self.add_module(str(len(self)), module)
-        return self
-
-
-class ModuleList(Module):
-    """A list of modules whose parameters are registered (unlike a plain Python list)."""
-
-    def __init__(self, modules: Iterable[Module] = ()):
-        super().__init__()
-        for module in modules:
-            self.append(module)
-
-    def append(self, module: Module) -> ModuleList:
-        """Add a module at the end."""
-        self.add_module(str(len(self)), module)
-        return self
-
-    def extend(self, modules: Iterable[Module]) -> ModuleList:
-        """Add several modules at the end."""
-        for module in modules:
-            self.append(module)
-        return self
-
-    def __getitem__(self, index: int) -> Module:
-        return list(self._modules.values())[index]
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self) -> Iterator[Module]:
-        return iter(self._modules.values())

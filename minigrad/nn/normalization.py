@@ -1,5 +1,4 @@
-"""BatchNorm1d, BatchNorm2d and LayerNorm layers (semantics in DESIGN.md and
-docs/normalization.md)."""
+"""BatchNorm1d, BatchNorm2d and LayerNorm layers (their semantics in docs/normalization.md)."""
 
 from __future__ import annotations
 
@@ -23,14 +22,20 @@ def _check_float_dtype(name: str, dtype: Any) -> np.dtype:
 class _BatchNorm(Module):
     """Shared body of BatchNorm1d/2d; subclasses say which input ranks they accept.
 
+    y = gamma (x - mean) / sqrt(var + eps) + beta per channel (axis 1), with the mean and
+    biased variance of the batch in training (N and any spatial axes) and the running ones
+    in eval. Training needs more than one value per channel.
+
     Args:
         num_features: C, the size of axis 1.
         eps: added to the variance before the square root.
         momentum: weight of the old running statistic: running = running * momentum +
-            batch * (1 - momentum). The default 0.9 equals PyTorch's momentum=0.1.
+            batch * (1 - momentum), with the unbiased batch variance for running_var. The
+            default 0.9 equals PyTorch's momentum=0.1 (PyTorch weights the new batch).
         affine: learn gamma (init 1) and beta (init 0).
-        track_running_stats: keep running_mean (init 0) and running_var (init 1) and use
-            them in eval mode; when False, batch statistics are used in eval too.
+        track_running_stats: keep running_mean (init 0), running_var (init 1) and
+            num_batches_tracked (training forwards, int64) and use the running statistics in
+            eval mode; when False, batch statistics are used in eval too.
     """
 
     accepted_ndims: tuple[int, ...] = ()
@@ -63,7 +68,8 @@ class _BatchNorm(Module):
             self.register_buffer("num_batches_tracked", None)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Normalise x with batch statistics (training) or running statistics (eval)."""
+        """Normalise x; in training mode also update the running statistics in place and
+        count the batch in num_batches_tracked (only after the batch was accepted)."""
         if x.ndim not in self.accepted_ndims:
             raise ValueError(
                 f"{type(self).__name__} expects input {self.shape_text}, got shape {x.shape}"
@@ -87,6 +93,15 @@ class _BatchNorm(Module):
             counter._version += 1
         return y
 
+    def _missing_state(self, state_dict: Any, prefix: str) -> dict[str, Any]:
+        # A state dict saved before num_batches_tracked existed has the running statistics
+        # but no counter: start it at 0, as PyTorch does for its older checkpoints.
+        key = prefix + "num_batches_tracked"
+        if (self._buffers["num_batches_tracked"] is not None and key not in state_dict
+                and prefix + "running_mean" in state_dict):
+            return {key: np.zeros((), dtype=np.int64)}
+        return {}
+
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
                 f"affine={self.affine}, track_running_stats={self.track_running_stats}")
@@ -107,7 +122,9 @@ class BatchNorm2d(_BatchNorm):
 
 
 class LayerNorm(Module):
-    """Normalise each sample over its trailing ``normalized_shape`` dims (same in train/eval).
+    """y = gamma (x - mean) / sqrt(var + eps) + beta, the mean and biased variance taken per
+    sample over its trailing ``normalized_shape`` dims; the same in training and eval, with
+    no running statistics.
 
     Args:
         normalized_shape: int or tuple, the trailing shape to normalise over.
@@ -130,7 +147,6 @@ class LayerNorm(Module):
             self.register_parameter("bias", None)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Normalise each sample of x."""
         params = self._parameters  # skips Module.__getattr__'s slower fallback
         return F.layer_norm(x, self.normalized_shape, params["weight"], params["bias"], self.eps)
 

@@ -350,7 +350,9 @@ def _explain(group: dict[str, Any], batch: _Batch, exc: Exception) -> None:
             if isinstance(value, np.ndarray) and value.dtype != data.dtype:
                 raise TypeError(
                     f"parameter {k} of a group changed from {value.dtype} to {data.dtype} "
-                    f"since its state {name!r} was made; make a new optimizer"
+                    f"since its state {name!r} was made (model.double(), .float() or .to() "
+                    f"after the optimizer's first step); build the optimizer after converting "
+                    f"the model, or cast its state with opt.load_state_dict(opt.state_dict())"
                 ) from exc
         if g.shape != data.shape:
             raise ValueError(f"parameter {k} of a group has shape {data.shape} but its "
