@@ -527,13 +527,7 @@ BN_FORWARD_ERRORS = [
     (dict(running_var=None), ValueError, "both"),
     (dict(running_mean=np.zeros(2, F32)), ValueError, r"running_mean must have shape \(3,\)"),
     (dict(running_var=np.ones(3)), TypeError, "running_var has dtype float64"),
-    (dict(x=np.ones((1, 3), F32)), ValueError, "expected more than 1 value per channel"),
-    (dict(x=np.ones((1, 3, 1, 1), F32)), ValueError, r"got input of shape \(1, 3, 1, 1\)"),
     (dict(training=False, running_mean=None, running_var=None), ValueError, "training=False"),
-    (dict(eps=-1.0), ValueError, "eps"),
-    (dict(eps="1e-5"), TypeError, "eps"),
-    (dict(momentum=float("nan")), TypeError, "momentum"),
-    (dict(training=1), TypeError, "training"),
 ]
 
 

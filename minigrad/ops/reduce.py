@@ -15,7 +15,7 @@ from numpy.lib.array_utils import normalize_axis_tuple
 
 from .. import autograd, kernels
 from ..autograd import Function
-from ..kernels.reference import reduced_axes
+from ..kernels._checks import reduced_axes
 from . import as_tensor
 from .elementwise import sqrt
 
