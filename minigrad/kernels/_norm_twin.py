@@ -3,8 +3,9 @@
 Same names, signatures and return values as the kernels, written as plain NumPy, line by line
 the formulas of docs/normalization.md, and read beside the kernels with the same plan:
 
-* forward: one statistics pass (mean, then the biased variance of the centred values), then
-  one write pass ``y = (x - mean) * scale + shift`` per channel (BatchNorm) or sample (LayerNorm);
+* forward: the statistics (the mean, then the biased variance of the centred values, where the
+  kernel gets both from one pass of shifted sums), then one write pass
+  ``y = (x - mean) * scale + shift`` per channel (BatchNorm) or sample (LayerNorm);
 * backward: one reduction pass for the two sums of the closed form, sum(dy) and
   sum(dy * x_hat), then one write pass for dx.
 

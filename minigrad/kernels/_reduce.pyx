@@ -1,3 +1,5 @@
+# Slightly longer than the ~400 lines we aim for: the canonical (O, A, K, R) layout that every
+# reduction shares is half of it, and each reduction is a few lines on top of it.
 """Compiled reductions: sum, mean, var (with mean), max/min (with index) and logsumexp.
 
 Every reduction is first brought to one canonical problem, a C-contiguous 4-D array
