@@ -133,6 +133,11 @@ cdef void _batchnorm_sums(const floating[:, :, ::1] x, double *sum1, double *sum
     """Shifted sums per channel of (N, C, S) x, threads splitting the channels."""
     cdef Py_ssize_t C = x.shape[1], chunk, t
     cdef bint columns = x.shape[2] == 1
+    if x.shape[0] * x.shape[2] == 0:  # no values: nothing to read, the sums are 0
+        for t in range(C):
+            sum1[t] = 0.0
+            sum2[t] = 0.0
+        return
     if nt == 1:
         if columns:
             _column_shifted_sums(&x[0, 0, 0], x.shape[0], C, 0, C, sum1, sum2)
@@ -237,15 +242,10 @@ cdef void _batchnorm_forward_core(
     rstd = &stats[1, 0]
     if training:
         # mean[] and rstd[] first hold the sums of x - x[0, c, 0] and of its squares
-        if count > 0:
-            _batchnorm_sums(x, mean, rstd, nt)
+        _batchnorm_sums(x, mean, rstd, nt)
         for c in range(C):
-            if count == 0:  # no values (the public function refuses this): 0/0, NaN statistics
-                mean[c] = 0.0
-                rstd[c] = 0.0
-                shift = 0.0
-            else:
-                shift = x[0, c, 0]
+            # (no values, which the public function refuses: 0/0 gives NaN statistics)
+            shift = x[0, c, 0] if count > 0 else 0.0
             if not isfinite(shift):
                 # Every shifted term would be NaN; NumPy's mean of data holding inf is inf, so
                 # sum this channel unshifted (inf/NaN data only: never on the fast path).
