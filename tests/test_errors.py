@@ -242,6 +242,65 @@ def test_kernels_refuse_byte_swapped_arrays_naming_the_argument(name, pos):
     assert len(set(messages)) == 1, messages
 
 
+def _with(name, pos, value):
+    args = _kernel_calls()[name]
+    args[pos] = value(args[pos]) if callable(value) else value
+    return name, args
+
+
+def _read_only(a):
+    a = a.copy()
+    a.flags.writeable = False
+    return a
+
+
+def _overlapping_running_buffers():
+    args = _kernel_calls()["batchnorm_forward"]
+    buf = np.zeros(4, np.float32)
+    args[3], args[4] = buf[:3], buf[1:]  # running_mean[1:] is running_var[:2]
+    return "batchnorm_forward", args
+
+
+# (label, (kernel, args), exception, message start): unsafe arrays, refused by both backends
+KERNEL_MEMORY_ERRORS = [
+    ("sum of a list", _with("sum", 0, [[1.0, 2.0]]), TypeError,
+     "sum: x must be a numpy.ndarray, got list"),
+    ("var of int64", _with("var", 0, np.ones((2, 3), np.int64)), TypeError,
+     "var: x must be float32 or float64, got dtype int64"),
+    ("softmax_backward shape", _with("softmax_backward", 1, np.ones((3, 4), np.float32)),
+     ValueError, "softmax_backward: grad_out must have shape (4, 3)"),
+    ("log_softmax_backward dtype", _with("log_softmax_backward", 1, np.ones((4, 3))),
+     TypeError, "log_softmax_backward: grad_out has dtype float64 but x has dtype float32"),
+    ("cross_entropy target range", _with("cross_entropy_forward", 1, np.array([0, 1, 3, 0])),
+     ValueError, "cross_entropy_forward: target 3 is out of range for 3 classes"),
+    ("cross_entropy float target", _with("cross_entropy_forward", 1, np.zeros(4)), TypeError,
+     "cross_entropy_forward: target must hold integer class indices"),
+    ("cross_entropy lse shape", _with("cross_entropy_backward", 3, np.zeros(3, np.float32)),
+     ValueError, "cross_entropy_backward: lse must have shape (4,)"),
+    ("batchnorm read-only running_var", _with("batchnorm_forward", 4, _read_only), ValueError,
+     "batchnorm_forward: running_var is updated in place but is read-only"),
+    ("batchnorm overlapping running buffers", _overlapping_running_buffers(), ValueError,
+     "batchnorm_forward: running_mean and running_var overlap in memory"),
+    ("layernorm gamma shape", _with("layernorm_forward", 1, np.ones(4, np.float32)), ValueError,
+     "layernorm_forward: gamma must have shape (3,)"),
+    ("layernorm_backward rstd", _with("layernorm_backward", 4, np.ones(3)), ValueError,
+     "layernorm_backward: rstd must have shape (4,)"),
+]
+
+
+@pytest.mark.parametrize("label, call, error, start", KERNEL_MEMORY_ERRORS,
+                         ids=[row[0] for row in KERNEL_MEMORY_ERRORS])
+def test_kernels_refuse_unsafe_arrays_with_one_message_on_both_backends(label, call, error, start):
+    name, args = call
+    messages = []
+    for impl in KERNEL_IMPLS:
+        with pytest.raises(error) as info:
+            getattr(impl, name)(*args)
+        messages.append(str(info.value))
+    assert messages[0].startswith(start), messages[0]
+    assert len(set(messages)) == 1, messages
+
+
 @pytest.mark.parametrize("impl", KERNEL_IMPLS, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
 def test_cross_entropy_kernels_read_byte_swapped_integer_targets(impl):
     # integer targets are converted to int64 before use, so any byte order is read correctly
