@@ -24,8 +24,6 @@ cdef extern from "_simd.h" nogil:
     double mg_row_dot_d(const double *x, const double *y, Py_ssize_t n)
     void mg_row_affine_f(const float *x, float *y, Py_ssize_t n, float a, float b)
     void mg_row_affine_d(const double *x, double *y, Py_ssize_t n, double a, double b)
-    void mg_row_logsoftmax_f(const float *x, float *y, Py_ssize_t n, float m, float lse)
-    void mg_row_logsoftmax_d(const double *x, double *y, Py_ssize_t n, double m, double lse)
     void mg_row_softmax_bwd_f(const float *y, const float *g, float *dx, Py_ssize_t n, float dot)
     void mg_row_softmax_bwd_d(const double *y, const double *g, double *dx, Py_ssize_t n,
                               double dot)
@@ -53,10 +51,6 @@ cdef extern from "_simd.h" nogil:
     void mg_col_dot_d(const double *x, const double *y, double *acc, Py_ssize_t n)
     void mg_col_affine_f(const float *x, float *y, const float *a, const float *b, Py_ssize_t n)
     void mg_col_affine_d(const double *x, double *y, const double *a, const double *b, Py_ssize_t n)
-    void mg_col_logsoftmax_f(const float *x, float *y, const float *m, const float *lse,
-                             Py_ssize_t n)
-    void mg_col_logsoftmax_d(const double *x, double *y, const double *m, const double *lse,
-                             Py_ssize_t n)
     void mg_col_softmax_bwd_f(const float *y, const float *g, float *dx, const float *dot,
                               Py_ssize_t n)
     void mg_col_softmax_bwd_d(const double *y, const double *g, double *dx, const double *dot,
@@ -121,13 +115,6 @@ cdef inline Py_ssize_t _imin(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     return a if a < b else b
 
 
-cdef inline void _exp_array(const floating *x, floating *y, Py_ssize_t n) noexcept nogil:
-    if floating is float:
-        mg_exp_array_f(x, y, n)
-    else:
-        mg_exp_array_d(x, y, n)
-
-
 cdef inline double _row_sum(const floating *x, Py_ssize_t n) noexcept nogil:
     if floating is float:
         return mg_row_sum_f(x, n)
@@ -179,14 +166,6 @@ cdef inline void _row_affine(const floating *x, floating *y, Py_ssize_t n, float
         mg_row_affine_f(x, y, n, a, b)
     else:
         mg_row_affine_d(x, y, n, a, b)
-
-
-cdef inline void _row_logsoftmax(const floating *x, floating *y, Py_ssize_t n, floating m,
-                                 floating lse) noexcept nogil:
-    if floating is float:
-        mg_row_logsoftmax_f(x, y, n, m, lse)
-    else:
-        mg_row_logsoftmax_d(x, y, n, m, lse)
 
 
 cdef inline void _row_softmax_bwd(const floating *y, const floating *g, floating *dx, Py_ssize_t n,
@@ -267,14 +246,6 @@ cdef inline void _col_affine(const floating *x, floating *y, const floating *a, 
         mg_col_affine_f(x, y, a, b, n)
     else:
         mg_col_affine_d(x, y, a, b, n)
-
-
-cdef inline void _col_logsoftmax(const floating *x, floating *y, const floating *m,
-                                 const floating *lse, Py_ssize_t n) noexcept nogil:
-    if floating is float:
-        mg_col_logsoftmax_f(x, y, m, lse, n)
-    else:
-        mg_col_logsoftmax_d(x, y, m, lse, n)
 
 
 cdef inline void _col_softmax_bwd(const floating *y, const floating *g, floating *dx,

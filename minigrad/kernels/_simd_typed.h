@@ -166,12 +166,6 @@ static inline void MG_FN(mg_row_affine)(const MG_T *x, MG_T *y, Py_ssize_t n, MG
     for (Py_ssize_t i = 0; i < n; i++) y[i] = a * x[i] + b;
 }
 
-/* log-softmax row: y[i] = (x[i] - m) - lse, rounded like the NumPy twin */
-static inline void MG_FN(mg_row_logsoftmax)(const MG_T *x, MG_T *y, Py_ssize_t n, MG_T m, MG_T lse)
-{
-    for (Py_ssize_t i = 0; i < n; i++) y[i] = (x[i] - m) - lse;
-}
-
 /* softmax backward row: dx[i] = y[i] * (g[i] - dot) */
 static inline void MG_FN(mg_row_softmax_bwd)(const MG_T *y, const MG_T *g, MG_T *dx, Py_ssize_t n,
                                              MG_T dot)
@@ -272,13 +266,6 @@ static inline void MG_FN(mg_col_affine)(const MG_T *x, MG_T *y, const MG_T *a, c
                                         Py_ssize_t n)
 {
     for (Py_ssize_t k = 0; k < n; k++) y[k] = a[k] * x[k] + b[k];
-}
-
-/* y[k] = (x[k] - m[k]) - lse[k] */
-static inline void MG_FN(mg_col_logsoftmax)(const MG_T *x, MG_T *y, const MG_T *m, const MG_T *lse,
-                                         Py_ssize_t n)
-{
-    for (Py_ssize_t k = 0; k < n; k++) y[k] = (x[k] - m[k]) - lse[k];
 }
 
 /* dx[k] = y[k] * (g[k] - dot[k]) */

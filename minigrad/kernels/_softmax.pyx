@@ -21,23 +21,24 @@ from minigrad.kernels._simd cimport (
     _col_dot,
     _col_expwrite,
     _col_extreme,
-    _col_logsoftmax,
     _col_logsoftmax_bwd,
     _col_softmax_bwd,
     _col_sum,
     _col_sumexp,
-    _exp_array,
     _imin,
     _row_affine,
     _row_dot,
     _row_expwrite,
     _row_extreme,
-    _row_logsoftmax,
     _row_logsoftmax_bwd,
     _row_softmax_bwd,
     _row_sum,
     _row_sumexp,
     _row_xent_bwd,
+    _scale_shift,
+    _scale_shift_rows,
+    mg_exp_array_d,
+    mg_exp_array_f,
 )
 
 from minigrad.kernels._checks import (
@@ -61,10 +62,10 @@ def _vexp(x):
         return y
     if x.dtype == np.float32:
         xf, yf = x, y
-        _exp_array(&xf[0], &yf[0], xf.shape[0])
+        mg_exp_array_f(&xf[0], &yf[0], xf.shape[0])
     else:
         xd, yd = x, y
-        _exp_array(&xd[0], &yd[0], xd.shape[0])
+        mg_exp_array_d(&xd[0], &yd[0], xd.shape[0])
     return y
 
 
@@ -82,6 +83,7 @@ def _as3d(x: np.ndarray, int axis) -> np.ndarray:
 
 cdef inline void _softmax_task(const floating[:, :, ::1] x, floating[:, :, ::1] y, bint logarithm,
                                floating[:, ::1] m, floating[:, ::1] t, floating[:, ::1] zero,
+                               floating[:, ::1] one,
                                int64_t[:, ::1] scratch, double[:, ::1] acc, Py_ssize_t chunk,
                                Py_ssize_t task) noexcept nogil:
     # one task: the outputs of one outer index o and one chunk of features
@@ -98,7 +100,8 @@ cdef inline void _softmax_task(const floating[:, :, ::1] x, floating[:, :, ::1] 
         mx = _row_extreme(&x[o, 0, 0], N, 1, &first)
         if logarithm:
             s = _row_sumexp(&x[o, 0, 0], N, mx)
-            _row_logsoftmax(&x[o, 0, 0], &y[o, 0, 0], N, mx, <floating>log(s))
+            # y = ((x - m) - log(s)) * 1 + 0: the normalization write pass, rounded like the twin
+            _scale_shift(&x[o, 0, 0], N, mx, <floating>log(s), 1, 0, &y[o, 0, 0])
         else:
             s = _row_expwrite(&x[o, 0, 0], &y[o, 0, 0], N, mx)
             _row_affine(&y[o, 0, 0], &y[o, 0, 0], N, <floating>(1.0 / s), 0)
@@ -114,7 +117,8 @@ cdef inline void _softmax_task(const floating[:, :, ::1] x, floating[:, :, ::1] 
             for k in range(k0, k1):
                 t[o, k] = <floating>log(acc[o, k])
             for r in range(N):
-                _col_logsoftmax(&x[o, r, k0], &y[o, r, k0], &m[o, k0], &t[o, k0], w)
+                _scale_shift_rows(&x[o, r, k0], 0, 1, w, &m[o, k0], &t[o, k0], &one[o, k0],
+                                  &zero[o, k0], &y[o, r, k0])
         else:
             for r in range(N):
                 _col_expwrite(&x[o, r, k0], &y[o, r, k0], &m[o, k0], &acc[o, k0], w)
@@ -126,6 +130,7 @@ cdef inline void _softmax_task(const floating[:, :, ::1] x, floating[:, :, ::1] 
 
 cdef void _softmax_core(const floating[:, :, ::1] x, floating[:, :, ::1] y, bint logarithm,
                         floating[:, ::1] m, floating[:, ::1] t, floating[:, ::1] zero,
+                        floating[:, ::1] one,
                         int64_t[:, ::1] scratch, double[:, ::1] acc, Py_ssize_t chunk,
                         int nthreads) noexcept nogil:
     """softmax: y = exp(x - m) / s; log_softmax: y = (x - m) - log(s); s = sum exp(x - m)."""
@@ -134,10 +139,10 @@ cdef void _softmax_core(const floating[:, :, ::1] x, floating[:, :, ::1] y, bint
     cdef Py_ssize_t nc = (I + chunk - 1) // chunk
     if nthreads > 1:
         for task in prange(O * nc, num_threads=nthreads, schedule="static"):
-            _softmax_task(x, y, logarithm, m, t, zero, scratch, acc, chunk, task)
+            _softmax_task(x, y, logarithm, m, t, zero, one, scratch, acc, chunk, task)
     else:  # no OpenMP region at all: entering one costs microseconds
         for task in range(O * nc):
-            _softmax_task(x, y, logarithm, m, t, zero, scratch, acc, chunk, task)
+            _softmax_task(x, y, logarithm, m, t, zero, one, scratch, acc, chunk, task)
 
 
 def _softmax(fn, x, axis, bint logarithm):
@@ -153,14 +158,15 @@ def _softmax(fn, x, axis, bint logarithm):
     # per-feature statistics are only needed when I > 1
     small = (O, I) if I > 1 else (1, 1)
     m, t = np.empty(small, dtype=x.dtype), np.empty(small, dtype=x.dtype)
-    zero = np.zeros(small, dtype=x.dtype)
+    zero, one = np.zeros(small, dtype=x.dtype), np.ones(small, dtype=x.dtype)
     scratch = np.empty(small, dtype=np.int64)
     acc = np.empty(small, dtype=np.float64)
     chunk = task_chunk(O, I, nthreads)
     if x.dtype == np.float32:
-        _softmax_core[float](x3, y3, logarithm, m, t, zero, scratch, acc, chunk, nthreads)
+        _softmax_core[float](x3, y3, logarithm, m, t, zero, one, scratch, acc, chunk, nthreads)
     else:
-        _softmax_core[double](x3, y3, logarithm, m, t, zero, scratch, acc, chunk, nthreads)
+        _softmax_core[double](x3, y3, logarithm, m, t, zero, one, scratch, acc, chunk,
+                              nthreads)
     return y
 
 
