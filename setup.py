@@ -91,6 +91,9 @@ def _extensions() -> list:
     debug = _env_flag("MINIGRAD_CYTHON_DEBUG")
     wanted = {n.strip() for n in os.environ.get("MINIGRAD_EXTENSIONS", "").split(",") if n.strip()}
     sources = sorted(glob(os.path.join("minigrad", "kernels", "_*.pyx")))
+    # The memory-safety checks are plain Python that both backends share; compiled as well, they
+    # cost about half as much on the kernels' hot path (the .py still runs when this is absent)
+    sources.append(os.path.join("minigrad", "kernels", "_checks.py"))
     extensions = []
     for source in sources:
         stem = Path(source).stem

@@ -138,8 +138,10 @@ def run_norm(n):
             if running and data.draw(st.booleans()):  # strided running buffers
                 rm = np.zeros(2 * C, dt)[::2]
                 rv = np.ones(2 * C, dt)[::2]
-            momentum = data.draw(st.sampled_from([0.0, 0.9, 1.0, 1.5, -0.1]))
-            eps = data.draw(st.sampled_from([1e-5, 1e-3, -1.0]))
+            # kernels trust their semantic arguments (the public function checks them), so
+            # only valid ones: momentum in [0, 1], eps >= 0
+            momentum = data.draw(st.sampled_from([0.0, 0.9, 1.0]))
+            eps = data.draw(st.sampled_from([1e-5, 1e-3, 0.0]))
             training = data.draw(st.booleans())
             scale = finite_scale(x)
 

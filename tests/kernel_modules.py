@@ -6,8 +6,6 @@ import os
 
 import pytest
 
-from minigrad.kernels import reference
-
 NUMPY_ONLY = os.environ.get("MINIGRAD_BACKEND", "").strip().lower() == "numpy"
 
 
@@ -25,8 +23,9 @@ def compiled_module(name: str):
 
 
 def implementations(name: str) -> list:
-    """pytest params: the twins (id "numpy") and, when built, the compiled module ("cython")."""
-    impls = [pytest.param(reference, id="numpy")]
+    """pytest params: the twin module beside ``name`` (id "numpy", e.g. ``_norm_twin`` for
+    ``_norm``) and, when built, the compiled module itself ("cython")."""
+    impls = [pytest.param(importlib.import_module(f"minigrad.kernels.{name}_twin"), id="numpy")]
     module = compiled_module(name)
     if module is not None:
         impls.append(pytest.param(module, id="cython"))

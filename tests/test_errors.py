@@ -7,6 +7,8 @@ arguments are refused the same way on both backends, never with a crash.
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 
@@ -210,14 +212,125 @@ def _x(shape=(4, 3), dtype=np.float32):
     return np.random.default_rng(0).standard_normal(shape).astype(dtype)
 
 
+def _kernel_calls():
+    """A valid call of every non-optimizer kernel: name -> positional arguments."""
+    x = _x()
+    y = reference.softmax(x, -1)
+    target = np.array([0, 1, 2, 0])
+    loss, lse = reference.cross_entropy_forward(x, target)
+    g, b = np.ones(3, np.float32), np.zeros(3, np.float32)
+    _, mean, rstd = reference.batchnorm_forward(x, g, b, None, None, 0.9, 1e-5, True)
+    _, lmean, lrstd = reference.layernorm_forward(x, g, b, 1e-5, 1)
+    return {
+        "sum": [x, 0, False], "mean": [x, 1, True], "var": [x, None, False, 1],
+        "max": [x, 0, False], "min": [x, -1, False], "logsumexp": [x, 1, False],
+        "softmax": [x, -1], "log_softmax": [x, 0], "softmax_backward": [y, x, -1],
+        "log_softmax_backward": [y, x, -1],
+        "cross_entropy_forward": [x, target, 0.0, -100],
+        "cross_entropy_backward": [loss, x, target, lse, 0.0, -100],
+        "batchnorm_forward": [x, g, b, np.zeros(3, np.float32), np.ones(3, np.float32), 0.9,
+                              1e-5, True],
+        "batchnorm_backward": [x, x, g, mean, rstd, True],
+        "layernorm_forward": [x, g, b, 1e-5, 1],
+        "layernorm_backward": [x, x, g, lmean, lrstd],
+    }
+
+
+_SWAPPABLE = [(name, pos) for name, args in _kernel_calls().items()
+              for pos, a in enumerate(args) if isinstance(a, np.ndarray) and a.dtype.kind == "f"]
+
+
+@pytest.mark.parametrize("name, pos", _SWAPPABLE, ids=[f"{n}-{p}" for n, p in _SWAPPABLE])
+def test_kernels_refuse_byte_swapped_arrays_naming_the_argument(name, pos):
+    # a '>f4' buffer read as native floats is garbage: both backends refuse it, in one message
+    argname = list(inspect.signature(getattr(reference, name)).parameters)[pos]
+    messages = []
+    for impl in KERNEL_IMPLS:
+        args = _kernel_calls()[name]
+        args[pos] = args[pos].astype(args[pos].dtype.newbyteorder(">"))
+        with pytest.raises(TypeError, match=rf"^{name}: {argname} has non-native byte order"):
+            getattr(impl, name)(*args)
+        messages.append(str(pytest.raises(TypeError, getattr(impl, name), *args).value))
+    assert len(set(messages)) == 1, messages
+
+
+def _with(name, pos, value):
+    args = _kernel_calls()[name]
+    args[pos] = value(args[pos]) if callable(value) else value
+    return name, args
+
+
+def _read_only(a):
+    a = a.copy()
+    a.flags.writeable = False
+    return a
+
+
+def _overlapping_running_buffers():
+    args = _kernel_calls()["batchnorm_forward"]
+    buf = np.zeros(4, np.float32)
+    args[3], args[4] = buf[:3], buf[1:]  # running_mean[1:] is running_var[:2]
+    return "batchnorm_forward", args
+
+
+# (label, (kernel, args), exception, message start): unsafe arrays, refused by both backends
+KERNEL_MEMORY_ERRORS = [
+    ("sum of a list", _with("sum", 0, [[1.0, 2.0]]), TypeError,
+     "sum: x must be a numpy.ndarray, got list"),
+    ("var of int64", _with("var", 0, np.ones((2, 3), np.int64)), TypeError,
+     "var: x must be float32 or float64, got dtype int64"),
+    ("softmax_backward shape", _with("softmax_backward", 1, np.ones((3, 4), np.float32)),
+     ValueError, "softmax_backward: grad_out must have shape (4, 3)"),
+    ("log_softmax_backward dtype", _with("log_softmax_backward", 1, np.ones((4, 3))),
+     TypeError, "log_softmax_backward: grad_out has dtype float64 but x has dtype float32"),
+    ("cross_entropy target range", _with("cross_entropy_forward", 1, np.array([0, 1, 3, 0])),
+     ValueError, "cross_entropy_forward: target 3 is out of range for 3 classes"),
+    ("cross_entropy float target", _with("cross_entropy_forward", 1, np.zeros(4)), TypeError,
+     "cross_entropy_forward: target must hold integer class indices"),
+    ("cross_entropy lse shape", _with("cross_entropy_backward", 3, np.zeros(3, np.float32)),
+     ValueError, "cross_entropy_backward: lse must have shape (4,)"),
+    ("batchnorm read-only running_var", _with("batchnorm_forward", 4, _read_only), ValueError,
+     "batchnorm_forward: running_var is updated in place but is read-only"),
+    ("batchnorm overlapping running buffers", _overlapping_running_buffers(), ValueError,
+     "batchnorm_forward: running_mean and running_var overlap in memory"),
+    ("layernorm gamma shape", _with("layernorm_forward", 1, np.ones(4, np.float32)), ValueError,
+     "layernorm_forward: gamma must have shape (3,)"),
+    ("layernorm_backward rstd", _with("layernorm_backward", 4, np.ones(3)), ValueError,
+     "layernorm_backward: rstd must have shape (4,)"),
+]
+
+
+@pytest.mark.parametrize("label, call, error, start", KERNEL_MEMORY_ERRORS,
+                         ids=[row[0] for row in KERNEL_MEMORY_ERRORS])
+def test_kernels_refuse_unsafe_arrays_with_one_message_on_both_backends(label, call, error, start):
+    name, args = call
+    messages = []
+    for impl in KERNEL_IMPLS:
+        with pytest.raises(error) as info:
+            getattr(impl, name)(*args)
+        messages.append(str(info.value))
+    assert messages[0].startswith(start), messages[0]
+    assert len(set(messages)) == 1, messages
+
+
 @pytest.mark.parametrize("impl", KERNEL_IMPLS, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
-@pytest.mark.parametrize("momentum", [1.5, -0.1])
-def test_batchnorm_kernel_rejects_momentum_outside_unit_interval(impl, momentum):
-    # running = running * momentum + batch * (1 - momentum) can turn negative outside [0, 1]
-    rm, rv = np.zeros(3, np.float32), np.ones(3, np.float32)
-    with pytest.raises(ValueError, match="momentum"):
-        impl.batchnorm_forward(_x(), None, None, rm, rv, momentum, 1e-5, True)
-    assert np.all(rv == 1)
+def test_cross_entropy_kernels_read_byte_swapped_integer_targets(impl):
+    # integer targets are converted to int64 before use, so any byte order is read correctly
+    args = _kernel_calls()["cross_entropy_forward"]
+    loss, lse = impl.cross_entropy_forward(*args)
+    args[1] = args[1].astype(">i4")
+    swapped = impl.cross_entropy_forward(*args)
+    np.testing.assert_array_equal(swapped[0], loss)
+    np.testing.assert_array_equal(swapped[1], lse)
+
+
+@pytest.mark.parametrize("impl", KERNEL_IMPLS, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def test_cross_entropy_kernels_refuse_uint64_targets_beyond_int64(impl):
+    # 2**64 - 100 would wrap to -100 (the ignore_index) if converted blindly
+    args = _kernel_calls()["cross_entropy_forward"]
+    args[1] = np.array([0, 1, 2**64 - 100, 0], np.uint64)
+    with pytest.raises(ValueError, match="out of range for 3 classes"):
+        impl.cross_entropy_forward(*args)
 
 
 @pytest.mark.parametrize("impl", KERNEL_IMPLS, ids=lambda m: m.__name__.rsplit(".", 1)[-1])

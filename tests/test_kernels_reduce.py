@@ -70,8 +70,8 @@ def problems(draw, max_dims=4):
     dtype = draw(st.sampled_from(DTYPES))
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
-    x = (rng.standard_normal(shape) * draw(st.sampled_from([1.0, 1e-3, 1e3])) + draw(
-        st.sampled_from([0.0, 5.0]))).astype(dtype)
+    x = np.asarray(rng.standard_normal(shape) * draw(st.sampled_from([1.0, 1e-3, 1e3])) + draw(
+        st.sampled_from([0.0, 5.0])), dtype=dtype)  # kernels take ndarrays, never NumPy scalars
     x = relayout(x, draw(st.sampled_from(LAYOUTS)))
     kind = draw(st.sampled_from(["none", "int", "tuple"]))
     if kind == "none" or ndim == 0:
@@ -259,6 +259,49 @@ def test_empty_reductions(impl):
         assert np.all(np.isnan(impl.var(x, axis=1)[0]))
         np.testing.assert_array_equal(impl.logsumexp(x, axis=1), np.full(3, -np.inf))
         assert impl.sum(np.zeros(0)).shape == ()
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("shape, axis", [
+    ((2, 3, 2, 3, 0), (0, 2, 4)), ((2, 3, 2, 3, 0), (1, 3)), ((2, 3, 2, 3, 0), None),
+    ((0, 4, 5), (0, 2)), ((4, 0, 5), (0, 2)), ((3, 0), 1), ((0, 3), 1), ((2, 0, 3), -2),
+])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_reductions_of_empty_arrays_give_numpy_answers(impl, shape, axis, dtype):
+    # any layout of any empty array: zeros, NaN and -inf where NumPy gives them, and max/min
+    # raise exactly when NumPy does (a reduced axis of size 0)
+    for layout in LAYOUTS[:2]:
+        x = relayout(np.zeros(shape, dtype), layout)
+        for keepdims in (False, True):
+            want = np.sum(x, axis=axis, keepdims=keepdims)
+            np.testing.assert_array_equal(impl.sum(x, axis, keepdims), want)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                want_mean = np.mean(x, axis=axis, keepdims=keepdims)
+                want_var = np.var(x, axis=axis, keepdims=keepdims)
+            np.testing.assert_array_equal(impl.mean(x, axis, keepdims), want_mean)
+            var, mean = impl.var(x, axis, keepdims)
+            np.testing.assert_array_equal(var, want_var)
+            np.testing.assert_array_equal(mean, want_mean)
+            lse = impl.logsumexp(x, axis, keepdims)
+            np.testing.assert_array_equal(lse, np.full(want.shape, -np.inf, dtype))
+            for name, fn in (("max", np.max), ("min", np.min)):
+                try:
+                    expected = fn(x, axis=axis, keepdims=keepdims)
+                except ValueError:
+                    with pytest.raises(ValueError, match="zero-size reduction"):
+                        getattr(impl, name)(x, axis, keepdims)
+                else:
+                    value, index = getattr(impl, name)(x, axis, keepdims)
+                    assert value.shape == index.shape == expected.shape
+
+
+def test_public_sum_of_an_empty_axis(backend):
+    import minigrad as mg
+
+    y = mg.zeros(2, 3, 2, 3, 0).sum(axis=(0, 2, 4))
+    np.testing.assert_array_equal(y.numpy(), np.zeros((3, 3), np.float32))
+    assert np.all(np.isnan(mg.zeros(2, 3, 2, 3, 0).var(axis=(0, 2, 4)).numpy()))
 
 
 @pytest.mark.parametrize("impl", IMPLS)

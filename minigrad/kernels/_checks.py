@@ -1,18 +1,27 @@
-"""Memory-safety checks shared by every kernel, compiled and twin alike.
+# cython: annotation_typing=False
+"""Memory-safety checks shared by every kernel, compiled and twin alike, and the axis helpers.
 
-A kernel trusts its semantic arguments (eps, momentum, axes, class counts): the public
-functions above it check those once. What a kernel must still refuse is an array it could not
-read or write safely: not an ndarray, a dtype other than float32/float64, a foreign byte
-order, a shape that disagrees with its partner, a read-only buffer it must write, or two
-buffers that overlap. Both backends call these helpers, so a bad direct call raises the same
-``TypeError``/``ValueError`` with the same message on either backend, and never crashes.
+A kernel trusts its semantic arguments (eps, momentum, label_smoothing, which class to
+ignore): the public functions above it check those once. What a kernel must still refuse is an
+array it could not read or write safely: not an ndarray, a dtype other than float32/float64, a
+foreign byte order, a shape that disagrees with its partner, an axis or class index outside
+the array, a read-only buffer it must write, or two buffers that overlap. Both backends call
+these helpers, so a bad direct call raises the same ``TypeError``/``ValueError`` with the same
+message on either backend, and never crashes.
+
+setup.py also compiles this module with Cython (the hints stay hints), which halves its cost on
+the hot path; without a build the same source runs as plain Python. Rebuild after editing it.
 """
 
 from __future__ import annotations
 
 import math
+import operator
 
 import numpy as np
+from numpy.lib.array_utils import normalize_axis_tuple
+
+Axis = int | tuple[int, ...] | None
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -43,6 +52,17 @@ def same_as(fn: str, name: str, a: object, x: np.ndarray, shape: tuple, what: st
         raise ValueError(
             f"{fn}: {name} must have shape {shape} ({what}) for x of shape {x.shape}, "
             f"got shape {a.shape}"
+        )
+    return a
+
+
+def stats_array(fn: str, name: str, a: object, shape: tuple, x: np.ndarray) -> np.ndarray:
+    """Raise unless ``a`` (a saved mean or rstd, of any float dtype) is a float ndarray of
+    ``shape``."""
+    float_array(fn, name, a)
+    if a.shape != shape:
+        raise ValueError(
+            f"{fn}: {name} must have shape {shape} for x of shape {x.shape}, got shape {a.shape}"
         )
     return a
 
@@ -141,3 +161,182 @@ def step_list(fn: str, name: str, steps: object, n: int) -> None:
     for i, t in enumerate(steps):
         if type(t) is not int or not 1 <= t <= MAX_STEP:
             raise ValueError(f"{fn}: {name}[{i}] must be an int in [1, 2**62], got {t!r:.40}")
+
+
+def _separate_owners(*arrays: np.ndarray) -> bool:
+    """True when each array is, or views, a different array that owns its memory: then no two
+    can overlap. The cheap test a hot kernel runs before the exact ``disjoint``."""
+    owners = []
+    for a in arrays:
+        owner = a if a.base is None else a.base
+        if type(owner) is not np.ndarray or owner.base is not None:
+            return False
+        for seen in owners:
+            if seen is owner:
+                return False
+        owners.append(owner)
+    return True
+
+
+def keepdims_flag(fn: str, keepdims: object) -> bool:
+    """``keepdims`` decides the output's shape, so it must be a bool, not any truth value."""
+    if keepdims is not True and keepdims is not False and not isinstance(keepdims, np.bool_):
+        raise TypeError(f"{fn}: keepdims must be a bool, got {keepdims!r}")
+    return bool(keepdims)
+
+
+def reduced_axes(ndim: int, axis: Axis) -> tuple[int, ...]:
+    """Normalise ``axis`` (None, int or tuple; negatives allowed) to a sorted tuple of axes.
+
+    Raises numpy's AxisError for an out-of-range axis and ValueError for a repeated one.
+    """
+    if axis is None:
+        return tuple(range(ndim))
+    return tuple(sorted(normalize_axis_tuple(axis, ndim)))
+
+
+def single_axis(ndim: int, axis: object) -> int:
+    """The one axis of a softmax-style kernel as a non-negative int (a float or tuple raises)."""
+    if type(axis) is int and -ndim <= axis < ndim:  # the common call, without NumPy's helper
+        return axis % ndim
+    if isinstance(axis, tuple) or axis is None:
+        raise TypeError(f"axis must be a single int, got {axis!r}")
+    return normalize_axis_tuple(operator.index(axis), ndim)[0]
+
+
+def class_targets(fn: str, target: object, n: int, classes: int,
+                  ignore_index: object) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(target as int64, mask of ignored rows)`` for (n,) integer class indices.
+
+    Every row that is not ignored must index one of the ``classes`` columns: the kernel reads
+    ``logits[i, target[i]]``. Unsigned values beyond int64 are refused rather than wrapped.
+    """
+    if not isinstance(target, np.ndarray):
+        raise TypeError(f"{fn}: target must be a numpy.ndarray, got {type(target).__name__}")
+    if target.dtype.kind not in "iu":
+        raise TypeError(f"{fn}: target must hold integer class indices, got dtype {target.dtype}")
+    if target.shape != (n,):
+        raise ValueError(f"{fn}: target must have shape ({n},) for logits with {n} rows, "
+                         f"got shape {target.shape}")
+    if target.dtype.kind == "u" and target.dtype.itemsize == 8 and n and target.max() > 2**63 - 1:
+        raise ValueError(f"{fn}: target {int(target.max())} is out of range for "
+                         f"{classes} classes")
+    target = target.astype(np.int64, copy=False)
+    ignored = target == ignore_index
+    bad = (target < 0) | (target >= classes)
+    if bad.any():
+        bad &= ~ignored
+        if bad.any():
+            raise ValueError(f"{fn}: target {int(target[bad][0])} is out of range for "
+                             f"{classes} classes (ignore_index={ignore_index})")
+    return target, ignored
+
+
+# ------------------------------------------------------------- the argument sets of kernels
+
+
+def cross_entropy_args(fn: str, logits: object, target: object,
+                       ignore_index: object) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Memory-safety checks of both cross-entropy kernels: logits (N, C) with C >= 1 and
+    targets that index a column unless ignored. Returns ``(logits, target int64, ignored)``."""
+    logits = float_array(fn, "logits", logits)
+    if logits.ndim != 2:
+        raise ValueError(f"{fn}: logits must be 2-D (N, C), got shape {logits.shape}")
+    n, c = logits.shape
+    if c == 0:
+        raise ValueError(f"{fn}: logits need at least one class, got shape {logits.shape}")
+    target, ignored = class_targets(fn, target, n, c, ignore_index)
+    return logits, target, ignored
+
+
+def batchnorm_forward_args(x, gamma, beta, running_mean, running_var, training) -> int:
+    """Check a ``batchnorm_forward`` call; return C. The running buffers are written in
+    training, so they must be writeable and share no memory with x or each other."""
+    fn = "batchnorm_forward"
+    C = _batchnorm_channels(fn, x)
+    if gamma is not None:
+        same_as(fn, "gamma", gamma, x, (C,), "one per channel")
+    if beta is not None:
+        same_as(fn, "beta", beta, x, (C,), "one per channel")
+    if running_mean is None or running_var is None:
+        if running_mean is not running_var:
+            raise ValueError(f"{fn}: running_mean and running_var must both be arrays or both None")
+        if not training:
+            raise ValueError(
+                f"{fn}: training=False needs running_mean and running_var (without running "
+                "statistics, normalise with the batch statistics: training=True)"
+            )
+        return C
+    same_as(fn, "running_mean", running_mean, x, (C,), "one per channel")
+    same_as(fn, "running_var", running_var, x, (C,), "one per channel")
+    if training:
+        writeable(fn, "running_mean", running_mean)
+        writeable(fn, "running_var", running_var)
+        if not _separate_owners(x, running_mean, running_var):
+            disjoint(fn, x=x, running_mean=running_mean, running_var=running_var)
+    return C
+
+
+def batchnorm_backward_args(grad_out, x, gamma, mean, rstd) -> int:
+    """Check a ``batchnorm_backward`` call; return C."""
+    fn = "batchnorm_backward"
+    C = _batchnorm_channels(fn, x)
+    same_as(fn, "grad_out", grad_out, x, x.shape, "the shape of x")
+    if gamma is not None:
+        same_as(fn, "gamma", gamma, x, (C,), "one per channel")
+    stats_array(fn, "mean", mean, (C,), x)
+    stats_array(fn, "rstd", rstd, (C,), x)
+    return C
+
+
+def _batchnorm_channels(fn: str, x: object) -> int:
+    float_array(fn, "x", x)
+    if not 2 <= x.ndim <= 4:
+        raise ValueError(
+            f"{fn}: x must have shape (N, C), (N, C, L) or (N, C, H, W), got shape {x.shape}"
+        )
+    return x.shape[1]
+
+
+def layernorm_forward_args(x, gamma, beta, normalized_ndim) -> tuple[int, ...]:
+    """Check a ``layernorm_forward`` call; return the normalized shape (never empty)."""
+    fn = "layernorm_forward"
+    float_array(fn, "x", x)
+    if isinstance(normalized_ndim, bool) or not isinstance(normalized_ndim, int | np.integer):
+        raise TypeError(f"{fn}: normalized_ndim must be an int, got {normalized_ndim!r}")
+    if not 1 <= normalized_ndim <= x.ndim:
+        raise ValueError(
+            f"{fn}: normalized_ndim must be in [1, x.ndim] = [1, {x.ndim}] for x of shape "
+            f"{x.shape}, got {normalized_ndim}"
+        )
+    shape = x.shape[x.ndim - normalized_ndim:]
+    _nonempty(fn, shape)
+    if gamma is not None:
+        same_as(fn, "gamma", gamma, x, shape, "the normalized shape")
+    if beta is not None:
+        same_as(fn, "beta", beta, x, shape, "the normalized shape")
+    return shape
+
+
+def layernorm_backward_args(grad_out, x, gamma, mean, rstd) -> tuple[int, ...]:
+    """Check a ``layernorm_backward`` call; return the normalized shape (never empty)."""
+    fn = "layernorm_backward"
+    float_array(fn, "x", x)
+    same_as(fn, "grad_out", grad_out, x, x.shape, "the shape of x")
+    float_array(fn, "mean", mean)
+    if mean.ndim >= x.ndim or mean.shape != x.shape[: mean.ndim]:
+        raise ValueError(
+            f"{fn}: mean must have the leading (unnormalized) shape of x of shape {x.shape}, "
+            f"got shape {mean.shape}"
+        )
+    stats_array(fn, "rstd", rstd, mean.shape, x)
+    shape = x.shape[mean.ndim:]
+    _nonempty(fn, shape)
+    if gamma is not None:
+        same_as(fn, "gamma", gamma, x, shape, "the normalized shape")
+    return shape
+
+
+def _nonempty(fn: str, shape: tuple[int, ...]) -> None:
+    if 0 in shape:
+        raise ValueError(f"{fn}: cannot normalise over an empty shape {shape}")

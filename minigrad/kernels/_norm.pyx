@@ -1,7 +1,11 @@
+# Longer than the ~400 lines we aim for: one compiled module per kernel family, and BatchNorm and
+# LayerNorm share the centring, the shifted sums and the write passes; split, the two halves
+# would no longer sit beside their one twin, _norm_twin.py.
 """Fused BatchNorm and LayerNorm kernels, forward and backward, for float32 and float64 data.
 
-Each kernel is a thin ``def`` wrapper (validation shared with the NumPy twins in
-``reference``, contiguous copies, output allocation) around a ``cdef ... nogil`` core. The
+Each kernel is a thin ``def`` wrapper (the memory-safety checks of ``_checks``, shared with the
+NumPy twins in ``_norm_twin.py``; contiguous copies; output allocation) around a
+``cdef ... nogil`` core. The
 cores follow one plan (docs/normalization.md, "How the kernels compute it"):
 
 * forward: one statistics pass, then one write pass ``y = x * scale + shift`` with gamma, beta,
@@ -11,7 +15,7 @@ cores follow one plan (docs/normalization.md, "How the kernels compute it"):
 
 Statistics and gradient sums accumulate in float64 (shifted one-pass sums, so that data whose mean
 is far larger than its spread keeps its variance); the write passes run in the data's dtype.
-Contiguous reductions use the float64 lanes of ``_norm_lanes.h``. Work is split across threads
+Contiguous reductions use the float64 lanes of ``_simd.h``. Work is split across threads
 only by independent outputs (channels, samples or fixed blocks of samples), so no result depends
 on the thread count.
 """
@@ -22,74 +26,29 @@ import math
 
 import numpy as np
 
-cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.float cimport DBL_MAX
 from libc.math cimport isfinite, sqrt
 
-from minigrad.kernels.reference import (
-    check_batchnorm_backward,
-    check_batchnorm_forward,
-    check_layernorm_backward,
-    check_layernorm_forward,
+from minigrad.kernels._checks import (
+    batchnorm_backward_args,
+    batchnorm_forward_args,
+    layernorm_backward_args,
+    layernorm_forward_args,
 )
-
-cdef extern from "_norm_lanes.h" nogil:
-    void mg_shifted_sums_f(const float *x, Py_ssize_t n, double shift,
-                           double *sum1, double *sum2)
-    void mg_shifted_sums_d(const double *x, Py_ssize_t n, double shift,
-                           double *sum1, double *sum2)
-    void mg_grad_sums_f(const float *dy, const float *x, Py_ssize_t n, double mean,
-                        double *sum_dy, double *sum_dy_xc)
-    void mg_grad_sums_d(const double *dy, const double *x, Py_ssize_t n, double mean,
-                        double *sum_dy, double *sum_dy_xc)
-    void mg_layernorm_grad_sums_f(const float *dy, const float *x, const float *gamma,
-                                  Py_ssize_t n, double mean, double rstd, double *dgamma,
-                                  double *dbeta, double *sum_g, double *sum_g_xhat)
-    void mg_layernorm_grad_sums_d(const double *dy, const double *x, const double *gamma,
-                                  Py_ssize_t n, double mean, double rstd, double *dgamma,
-                                  double *dbeta, double *sum_g, double *sum_g_xhat)
-    void mg_column_shifted_sums_f(const float *x, Py_ssize_t rows, Py_ssize_t cols,
-                                  Py_ssize_t c0, Py_ssize_t c1, double *sum1, double *sum2)
-    void mg_column_shifted_sums_d(const double *x, Py_ssize_t rows, Py_ssize_t cols,
-                                  Py_ssize_t c0, Py_ssize_t c1, double *sum1, double *sum2)
-    void mg_column_grad_sums_f(const float *dy, const float *x, Py_ssize_t rows,
-                               Py_ssize_t cols, Py_ssize_t c0, Py_ssize_t c1,
-                               const double *mean, double *sum_dy, double *sum_dy_xc)
-    void mg_column_grad_sums_d(const double *dy, const double *x, Py_ssize_t rows,
-                               Py_ssize_t cols, Py_ssize_t c0, Py_ssize_t c1,
-                               const double *mean, double *sum_dy, double *sum_dy_xc)
-    void mg_scale_shift_f(const float *x, Py_ssize_t n, float mean_hi, float mean_lo, float scale,
-                          float shift, float *y)
-    void mg_scale_shift_rows_f(const float *x, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t cols,
-                               const float *mean_hi, const float *mean_lo, const float *scale,
-                               const float *shift, float *y)
-    void mg_dx_write_f(const float *dy, const float *x, Py_ssize_t n, float mean_hi, float mean_lo,
-                       float a, float b, float d, float *dx)
-    void mg_dx_write_rows_f(const float *dy, const float *x, Py_ssize_t r0, Py_ssize_t r1,
-                            Py_ssize_t cols, const float *mean_hi, const float *mean_lo,
-                            const float *a, const float *b, const float *d, float *dx)
-    void mg_layernorm_row_f(const float *x, Py_ssize_t n, float mean_hi, float mean_lo, float rstd,
-                            const float *gamma, const float *beta, float *y)
-    void mg_layernorm_dx_row_f(const float *dy, const float *x, const float *gamma, Py_ssize_t n,
-                               float mean_hi, float mean_lo, float rstd, float p, float q,
-                               float *dx)
-    void mg_scale_shift_d(const double *x, Py_ssize_t n, double mean_hi, double mean_lo,
-                          double scale, double shift, double *y)
-    void mg_scale_shift_rows_d(const double *x, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t cols,
-                               const double *mean_hi, const double *mean_lo, const double *scale,
-                               const double *shift, double *y)
-    void mg_dx_write_d(const double *dy, const double *x, Py_ssize_t n, double mean_hi,
-                       double mean_lo, double a, double b, double d, double *dx)
-    void mg_dx_write_rows_d(const double *dy, const double *x, Py_ssize_t r0, Py_ssize_t r1,
-                            Py_ssize_t cols, const double *mean_hi, const double *mean_lo,
-                            const double *a, const double *b, const double *d, double *dx)
-    void mg_layernorm_row_d(const double *x, Py_ssize_t n, double mean_hi, double mean_lo,
-                            double rstd, const double *gamma, const double *beta, double *y)
-    void mg_layernorm_dx_row_d(const double *dy, const double *x, const double *gamma, Py_ssize_t n,
-                               double mean_hi, double mean_lo, double rstd, double p, double q,
-                               double *dx)
+from minigrad.kernels._simd cimport (
+    _column_grad_sums,
+    _column_shifted_sums,
+    _dx_write,
+    _dx_write_rows,
+    _grad_sums,
+    _layernorm_dx_row,
+    _layernorm_grad_sums,
+    _layernorm_row,
+    _row_moments,
+    _scale_shift,
+    _scale_shift_rows,
+)
 
 # LayerNorm's backward sums dgamma and dbeta over samples in blocks of about this many elements,
 # each block into its own float64 partial sums, added in block order at the end: the blocks
@@ -97,54 +56,6 @@ cdef extern from "_norm_lanes.h" nogil:
 cdef enum:
     LAYERNORM_BLOCK_WORK = 65536
     LAYERNORM_MAX_BLOCKS = 16
-
-
-# ------------------------------------------------------------------ fused-type dispatch to C
-
-
-cdef inline void _shifted_sums(const floating *x, Py_ssize_t n, double shift,
-                               double *sum1, double *sum2) noexcept nogil:
-    if floating is float:
-        mg_shifted_sums_f(x, n, shift, sum1, sum2)
-    else:
-        mg_shifted_sums_d(x, n, shift, sum1, sum2)
-
-
-cdef inline void _grad_sums(const floating *dy, const floating *x, Py_ssize_t n, double mean,
-                            double *sum_dy, double *sum_dy_xc) noexcept nogil:
-    if floating is float:
-        mg_grad_sums_f(dy, x, n, mean, sum_dy, sum_dy_xc)
-    else:
-        mg_grad_sums_d(dy, x, n, mean, sum_dy, sum_dy_xc)
-
-
-cdef inline void _layernorm_grad_sums(const floating *dy, const floating *x,
-                                      const floating *gamma, Py_ssize_t n, double mean,
-                                      double rstd, double *dgamma, double *dbeta,
-                                      double *sum_g, double *sum_g_xhat) noexcept nogil:
-    if floating is float:
-        mg_layernorm_grad_sums_f(dy, x, gamma, n, mean, rstd, dgamma, dbeta, sum_g, sum_g_xhat)
-    else:
-        mg_layernorm_grad_sums_d(dy, x, gamma, n, mean, rstd, dgamma, dbeta, sum_g, sum_g_xhat)
-
-
-cdef inline void _column_shifted_sums(const floating *x, Py_ssize_t rows, Py_ssize_t cols,
-                                      Py_ssize_t c0, Py_ssize_t c1, double *sum1,
-                                      double *sum2) noexcept nogil:
-    if floating is float:
-        mg_column_shifted_sums_f(x, rows, cols, c0, c1, sum1, sum2)
-    else:
-        mg_column_shifted_sums_d(x, rows, cols, c0, c1, sum1, sum2)
-
-
-cdef inline void _column_grad_sums(const floating *dy, const floating *x, Py_ssize_t rows,
-                                   Py_ssize_t cols, Py_ssize_t c0, Py_ssize_t c1,
-                                   const double *mean, double *sum_dy,
-                                   double *sum_dy_xc) noexcept nogil:
-    if floating is float:
-        mg_column_grad_sums_f(dy, x, rows, cols, c0, c1, mean, sum_dy, sum_dy_xc)
-    else:
-        mg_column_grad_sums_d(dy, x, rows, cols, c0, c1, mean, sum_dy, sum_dy_xc)
 
 
 # ------------------------------------------------------------------ elementwise write passes
@@ -159,69 +70,6 @@ cdef inline void _split(double value, floating *hi, floating *lo) noexcept nogil
     """value ~= hi + lo with hi = value rounded to the data's dtype."""
     hi[0] = <floating>value
     lo[0] = <floating>(value - <double>hi[0])
-
-
-cdef inline void _scale_shift(const floating *x, Py_ssize_t n, floating mean_hi,
-                              floating mean_lo, floating scale, floating shift,
-                              floating *y) noexcept nogil:
-    """y = (x - mean) * scale + shift over n contiguous values."""
-    if floating is float:
-        mg_scale_shift_f(x, n, mean_hi, mean_lo, scale, shift, y)
-    else:
-        mg_scale_shift_d(x, n, mean_hi, mean_lo, scale, shift, y)
-
-
-cdef inline void _scale_shift_rows(const floating *x, Py_ssize_t r0, Py_ssize_t r1,
-                                   Py_ssize_t cols, const floating *mean_hi,
-                                   const floating *mean_lo, const floating *scale,
-                                   const floating *shift, floating *y) noexcept nogil:
-    """y[r, c] = (x[r, c] - mean[c]) * scale[c] + shift[c] for rows r0..r1 of (rows, cols)."""
-    if floating is float:
-        mg_scale_shift_rows_f(x, r0, r1, cols, mean_hi, mean_lo, scale, shift, y)
-    else:
-        mg_scale_shift_rows_d(x, r0, r1, cols, mean_hi, mean_lo, scale, shift, y)
-
-
-cdef inline void _dx_write(const floating *dy, const floating *x, Py_ssize_t n,
-                           floating mean_hi, floating mean_lo, floating a, floating b, floating d,
-                           floating *dx) noexcept nogil:
-    """dx = dy * a + (x - mean) * b + d over n contiguous values."""
-    if floating is float:
-        mg_dx_write_f(dy, x, n, mean_hi, mean_lo, a, b, d, dx)
-    else:
-        mg_dx_write_d(dy, x, n, mean_hi, mean_lo, a, b, d, dx)
-
-
-cdef inline void _dx_write_rows(const floating *dy, const floating *x, Py_ssize_t r0,
-                                Py_ssize_t r1, Py_ssize_t cols, const floating *mean_hi,
-                                const floating *mean_lo, const floating *a, const floating *b,
-                                const floating *d, floating *dx) noexcept nogil:
-    """dx[r, c] = dy[r, c] * a[c] + (x[r, c] - mean[c]) * b[c] + d[c] for rows r0..r1."""
-    if floating is float:
-        mg_dx_write_rows_f(dy, x, r0, r1, cols, mean_hi, mean_lo, a, b, d, dx)
-    else:
-        mg_dx_write_rows_d(dy, x, r0, r1, cols, mean_hi, mean_lo, a, b, d, dx)
-
-
-cdef inline void _layernorm_row(const floating *x, Py_ssize_t n, floating mean_hi,
-                                floating mean_lo, floating rstd, const floating *gamma,
-                                const floating *beta, floating *y) noexcept nogil:
-    """y = ((x - mean) * rstd) * gamma + beta over one sample."""
-    if floating is float:
-        mg_layernorm_row_f(x, n, mean_hi, mean_lo, rstd, gamma, beta, y)
-    else:
-        mg_layernorm_row_d(x, n, mean_hi, mean_lo, rstd, gamma, beta, y)
-
-
-cdef inline void _layernorm_dx_row(const floating *dy, const floating *x, const floating *gamma,
-                                   Py_ssize_t n, floating mean_hi, floating mean_lo,
-                                   floating rstd, floating p, floating q,
-                                   floating *dx) noexcept nogil:
-    """dx = (dy * gamma) * rstd + (x - mean) * p + q over one sample."""
-    if floating is float:
-        mg_layernorm_dx_row_f(dy, x, gamma, n, mean_hi, mean_lo, rstd, p, q, dx)
-    else:
-        mg_layernorm_dx_row_d(dy, x, gamma, n, mean_hi, mean_lo, rstd, p, q, dx)
 
 
 # ------------------------------------------------------------------ BatchNorm passes
@@ -240,15 +88,12 @@ cdef void _plane_shifted_sums(const floating[:, :, ::1] x, Py_ssize_t c0, Py_ssi
     Walks n outside and channels inside, so the planes are read in memory order.
     """
     cdef Py_ssize_t n, c, S = x.shape[2]
-    cdef double s1, s2
     for c in range(c0, c1):
         sum1[c] = 0.0
         sum2[c] = 0.0
     for n in range(x.shape[0]):
         for c in range(c0, c1):
-            _shifted_sums(&x[n, c, 0], S, x[0, c, 0], &s1, &s2)
-            sum1[c] += s1
-            sum2[c] += s2
+            _row_moments(&x[n, c, 0], S, x[0, c, 0], &sum1[c], &sum2[c])
 
 
 cdef void _plane_grad_sums(const floating[:, :, ::1] dy, const floating[:, :, ::1] x,
@@ -271,13 +116,10 @@ cdef void _plane_unshifted_sums(const floating[:, :, ::1] x, Py_ssize_t c, doubl
                                 double *sum2) noexcept nogil:
     """Sums of x and x^2 over channel c of (N, C, S) x (used when x[0, c, 0] is inf or NaN)."""
     cdef Py_ssize_t n
-    cdef double s1, s2
     sum1[0] = 0.0
     sum2[0] = 0.0
     for n in range(x.shape[0]):
-        _shifted_sums(&x[n, c, 0], x.shape[2], 0.0, &s1, &s2)
-        sum1[0] += s1
-        sum2[0] += s2
+        _row_moments(&x[n, c, 0], x.shape[2], 0.0, sum1, sum2)
 
 
 cdef inline double _nonnegative(double var) noexcept nogil:
@@ -291,6 +133,11 @@ cdef void _batchnorm_sums(const floating[:, :, ::1] x, double *sum1, double *sum
     """Shifted sums per channel of (N, C, S) x, threads splitting the channels."""
     cdef Py_ssize_t C = x.shape[1], chunk, t
     cdef bint columns = x.shape[2] == 1
+    if x.shape[0] * x.shape[2] == 0:  # no values: nothing to read, the sums are 0
+        for t in range(C):
+            sum1[t] = 0.0
+            sum2[t] = 0.0
+        return
     if nt == 1:
         if columns:
             _column_shifted_sums(&x[0, 0, 0], x.shape[0], C, 0, C, sum1, sum2)
@@ -397,7 +244,8 @@ cdef void _batchnorm_forward_core(
         # mean[] and rstd[] first hold the sums of x - x[0, c, 0] and of its squares
         _batchnorm_sums(x, mean, rstd, nt)
         for c in range(C):
-            shift = x[0, c, 0]
+            # (no values, which the public function refuses: 0/0 gives NaN statistics)
+            shift = x[0, c, 0] if count > 0 else 0.0
             if not isfinite(shift):
                 # Every shifted term would be NaN; NumPy's mean of data holding inf is inf, so
                 # sum this channel unshifted (inf/NaN data only: never on the fast path).
@@ -486,7 +334,9 @@ cdef void _layernorm_forward_rows(const floating[:, ::1] x, const floating[::1] 
         # shift by the first value (exact variance when |mean| >> std), unless it is inf or
         # NaN: then every shifted term is NaN, where NumPy's mean of data holding inf is inf
         shift = xr[0] if isfinite(xr[0]) else 0.0
-        _shifted_sums(xr, D, shift, &s1, &s2)
+        s1 = 0.0
+        s2 = 0.0
+        _row_moments(xr, D, shift, &s1, &s2)
         m = s1 / D
         rs = 1.0 / sqrt(_nonnegative(s2 / D - m * m) + eps)
         m = shift + m
@@ -600,80 +450,6 @@ def _batchnorm_shape3(shape):
     return (shape[0], shape[1], math.prod(shape[2:]))
 
 
-cnp.import_array()
-
-
-# ---- the common call, recognised in C -------------------------------------------------------
-# A layer calls the BatchNorm kernels with plain, matching arrays every step. Deciding that in C
-# costs well under a microsecond, where the full Python checks (which also word the error
-# messages) cost several: at (64, 128) that is a fifth of the kernels' time. Anything unusual
-# takes the full checks, so every bad call still gets its clear error.
-
-cdef bint _is_channel_vector(object a, int type_num, Py_ssize_t n, bint writeable):
-    """a is an ndarray of dtype ``type_num`` and shape (n,), writeable when asked."""
-    cdef cnp.ndarray arr
-    if type(a) is not np.ndarray:
-        return False
-    arr = <cnp.ndarray>a
-    return (cnp.PyArray_NDIM(arr) == 1 and cnp.PyArray_DIMS(arr)[0] == n
-            and cnp.PyArray_TYPE(arr) == type_num
-            and (not writeable or cnp.PyArray_ISWRITEABLE(arr)))
-
-
-cdef Py_ssize_t _plain_batchnorm_x(object x):
-    """C for an ndarray x of 2 to 4 dims, float32 or float64; -1 for anything else."""
-    cdef cnp.ndarray arr
-    cdef int t
-    if type(x) is not np.ndarray:
-        return -1
-    arr = <cnp.ndarray>x
-    t = cnp.PyArray_TYPE(arr)
-    if cnp.PyArray_NDIM(arr) < 2 or cnp.PyArray_NDIM(arr) > 4 or (
-            t != cnp.NPY_FLOAT and t != cnp.NPY_DOUBLE):
-        return -1
-    return cnp.PyArray_DIMS(arr)[1]
-
-
-cdef bint _plain_batchnorm_forward(object x, object gamma, object beta, object running_mean,
-                                   object running_var, object momentum, object eps,
-                                   object training):
-    """True when a batchnorm_forward call certainly passes check_batchnorm_forward."""
-    cdef Py_ssize_t C = _plain_batchnorm_x(x)
-    cdef int t
-    cdef bint train
-    if C < 1 or type(training) is not bool or type(momentum) is not float \
-            or type(eps) is not float:
-        return False
-    if not (0.0 <= <double>momentum <= 1.0 and 0.0 <= <double>eps <= DBL_MAX):
-        return False  # (NaN fails every comparison)
-    t = cnp.PyArray_TYPE(<cnp.ndarray>x)
-    train = training
-    for a in (gamma, beta):
-        if a is not None and not _is_channel_vector(a, t, C, False):
-            return False
-    if running_mean is None and running_var is None:
-        return train and cnp.PyArray_SIZE(<cnp.ndarray>x) // C > 1
-    return (_is_channel_vector(running_mean, t, C, train)
-            and _is_channel_vector(running_var, t, C, train)
-            and (not train or cnp.PyArray_SIZE(<cnp.ndarray>x) // C > 1))
-
-
-cdef bint _plain_batchnorm_backward(object grad_out, object x, object gamma, object mean,
-                                    object rstd, object training):
-    """True when a batchnorm_backward call certainly passes check_batchnorm_backward."""
-    cdef Py_ssize_t C = _plain_batchnorm_x(x)
-    cdef int t
-    if C < 0 or type(training) is not bool or type(grad_out) is not np.ndarray:
-        return False
-    t = cnp.PyArray_TYPE(<cnp.ndarray>x)
-    if cnp.PyArray_TYPE(<cnp.ndarray>grad_out) != t or grad_out.shape != x.shape:
-        return False
-    if gamma is not None and not _is_channel_vector(gamma, t, C, False):
-        return False
-    return (_is_channel_vector(mean, cnp.NPY_DOUBLE, C, False)
-            and _is_channel_vector(rstd, cnp.NPY_DOUBLE, C, False))
-
-
 def batchnorm_forward(x, gamma, beta, running_mean, running_var, momentum, eps, training):
     """BatchNorm forward: y = gamma * (x - mean) / sqrt(var + eps) + beta, per channel (axis 1).
 
@@ -690,10 +466,7 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, momentum, eps, 
     Returns:
         (y, mean, rstd): y like x; mean and rstd = 1 / sqrt(var + eps) as float64 (C,) arrays.
     """
-    if not _plain_batchnorm_forward(x, gamma, beta, running_mean, running_var, momentum, eps,
-                                    training):
-        check_batchnorm_forward(x, gamma, beta, running_mean, running_var, momentum, eps,
-                                training)
+    batchnorm_forward_args(x, gamma, beta, running_mean, running_var, training)
     x3 = np.ascontiguousarray(x).reshape(_batchnorm_shape3(x.shape))
     C = x3.shape[1]
     y = np.empty_like(x3)
@@ -707,7 +480,7 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, momentum, eps, 
             running_mean = running_mean.copy()
         if not running_var.flags.writeable:
             running_var = running_var.copy()
-    if x.dtype.itemsize == 4:  # float32 (the checks allowed only float32 and float64)
+    if x.dtype.itemsize == 4:  # float32 (the checks allow only float32 and float64)
         _batchnorm_forward_core[float](
             x3, _contiguous(gamma), _contiguous(beta), running_mean, running_var,
             gamma is not None, beta is not None, has_running, momentum, eps, training,
@@ -730,8 +503,7 @@ def batchnorm_backward(grad_out, x, gamma, mean, rstd, training=True):
     Returns:
         (dx, dgamma, dbeta): dx like x; dgamma and dbeta (C,) arrays of x's dtype.
     """
-    if not _plain_batchnorm_backward(grad_out, x, gamma, mean, rstd, training):
-        check_batchnorm_backward(grad_out, x, gamma, mean, rstd, training)
+    batchnorm_backward_args(grad_out, x, gamma, mean, rstd)
     shape3 = _batchnorm_shape3(x.shape)
     C = shape3[1]
     x3 = np.ascontiguousarray(x).reshape(shape3)
@@ -742,7 +514,7 @@ def batchnorm_backward(grad_out, x, gamma, mean, rstd, training=True):
     # one allocation for dgamma, dbeta (returned) and the write pass's coefficients (scratch)
     out = np.empty((7, C), x.dtype)
     sums = np.empty((2, C), np.float64)
-    if x.dtype.itemsize == 4:  # float32 (the checks allowed only float32 and float64)
+    if x.dtype.itemsize == 4:  # float32 (the checks allow only float32 and float64)
         _batchnorm_backward_core[float](dy3, x3, _contiguous(gamma), gamma is not None, mean,
                                         rstd, training, dx, out, sums)
     else:
@@ -760,7 +532,7 @@ def layernorm_forward(x, gamma, beta, eps, normalized_ndim):
     Returns:
         (y, mean, rstd): y like x; mean and rstd float64 with shape x.shape[:-normalized_ndim].
     """
-    check_layernorm_forward(x, gamma, beta, eps, normalized_ndim)
+    layernorm_forward_args(x, gamma, beta, normalized_ndim)
     lead_shape = x.shape[: x.ndim - normalized_ndim]
     D = math.prod(x.shape[x.ndim - normalized_ndim:])
     x2 = np.ascontiguousarray(x).reshape(-1, D)
@@ -771,7 +543,7 @@ def layernorm_forward(x, gamma, beta, eps, normalized_ndim):
     if affine:
         gamma = np.ones(D, x.dtype) if gamma is None else np.ascontiguousarray(gamma).reshape(D)
         beta = np.zeros(D, x.dtype) if beta is None else np.ascontiguousarray(beta).reshape(D)
-    if x.dtype.itemsize == 4:  # float32 (the checks allowed only float32 and float64)
+    if x.dtype.itemsize == 4:  # float32 (the checks allow only float32 and float64)
         _layernorm_forward_core[float](x2, gamma, beta, affine, eps, y, mean, rstd)
     else:
         _layernorm_forward_core[double](x2, gamma, beta, affine, eps, y, mean, rstd)
@@ -789,7 +561,7 @@ def layernorm_backward(grad_out, x, gamma, mean, rstd):
     Returns:
         (dx, dgamma, dbeta): dx like x; dgamma and dbeta with the normalized shape, x's dtype.
     """
-    check_layernorm_backward(grad_out, x, gamma, mean, rstd)
+    layernorm_backward_args(grad_out, x, gamma, mean, rstd)
     normalized_shape = x.shape[mean.ndim:]
     D = math.prod(normalized_shape)
     x2 = np.ascontiguousarray(x).reshape(-1, D)
@@ -802,7 +574,7 @@ def layernorm_backward(grad_out, x, gamma, mean, rstd):
     partial = np.empty((blocks, 2, D), np.float64)
     dx = np.empty_like(x2)
     out = np.empty((2, D), x.dtype)  # dgamma, dbeta
-    if x.dtype.itemsize == 4:  # float32 (the checks allowed only float32 and float64)
+    if x.dtype.itemsize == 4:  # float32 (the checks allow only float32 and float64)
         _layernorm_backward_core[float](dy2, x2, gamma, mean, rstd, dx, out, partial)
     else:
         _layernorm_backward_core[double](dy2, x2, gamma, mean, rstd, dx, out, partial)

@@ -53,3 +53,16 @@ cdef inline int threads_for(Py_ssize_t work) noexcept nogil:
     if work < PARALLEL_MIN_WORK or _num_threads < 2:
         return 1
     return _num_threads
+
+
+cdef inline Py_ssize_t task_chunk(Py_ssize_t outer, Py_ssize_t inner, int nthreads) noexcept:
+    """Width of the chunks of ``inner`` outputs handed to threads as separate tasks: all of them
+    when the ``outer`` rows alone keep the threads busy, else about four tasks per thread.
+
+    Chunking never changes a result: each output is accumulated by one task in a fixed order.
+    """
+    cdef Py_ssize_t chunk
+    if nthreads < 2 or outer >= 2 * nthreads or inner < 64:
+        return inner if inner > 1 else 1
+    chunk = (inner + 4 * nthreads - 1) // (4 * nthreads)
+    return chunk if chunk > 16 else 16

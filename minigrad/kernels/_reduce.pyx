@@ -1,3 +1,5 @@
+# Slightly longer than the ~400 lines we aim for: the canonical (O, A, K, R) layout that every
+# reduction shares is half of it, and each reduction is a few lines on top of it.
 """Compiled reductions: sum, mean, var (with mean), max/min (with index) and logsumexp.
 
 Every reduction is first brought to one canonical problem, a C-contiguous 4-D array
@@ -8,7 +10,7 @@ over (0, 2, 3) (O = 1) with one loop nest. Layouts that do not fit (a transposed
 memory order is not a permutation we can use, or reduced axes interleaved twice) are copied
 once into a fitting order. Inner loops live in _simd.h; here is the orchestration.
 
-NumPy twins with the same signatures are in ``reference.py``.
+The NumPy twins, with the same signatures and passes, are in ``_reduce_twin.py``.
 """
 
 include "_parallel.pxi"
@@ -32,7 +34,7 @@ from minigrad.kernels._simd cimport (
     _row_sumexp,
 )
 
-from minigrad.kernels.reference import check_float, check_keepdims, reduced_axes
+from minigrad.kernels._checks import float_array, keepdims_flag, reduced_axes
 
 
 # ---- canonical (O, A, K, R) form ---------------------------------------------------------------
@@ -89,7 +91,7 @@ def _canonical(x: np.ndarray, axes: tuple, keep_reduced_order: bool):
     return x.reshape(size_o, sizes[0], sizes[1], sizes[2]), kept
 
 
-def _prepare(x, axis, keep_reduced_order=False):
+def _prepare(fn, x, axis, keep_reduced_order=False):
     """Validate and canonicalise; returns ``(x, axes, x4, kept)``."""
     cdef int a, ndim, i
     cdef Py_ssize_t outer = 1, inner = 1
@@ -115,15 +117,19 @@ def _prepare(x, axis, keep_reduced_order=False):
             and (x.dtype == np.float32 or x.dtype == np.float64)):
         # a full reduction of a C-contiguous array is one contiguous row
         return x, tuple(range(x.ndim)), x.reshape(1, 1, 1, x.size), []
-    x = check_float(x)
+    x = float_array(fn, "x", x)
     axes = reduced_axes(x.ndim, axis)
+    if x.size == 0:  # nothing to read: an empty (kept, reduced, 1, 1) problem of the right sizes
+        kept = [a for a in range(x.ndim) if a not in axes]
+        sizes = (int(np.prod([x.shape[a] for a in kept])), int(np.prod([x.shape[a] for a in axes])))
+        return x, axes, np.empty((sizes[0], sizes[1], 1, 1), x.dtype), kept
     x4, kept = _canonical(x, axes, keep_reduced_order)
     return x, axes, x4, kept
 
 
-def _finish(out: np.ndarray, x: np.ndarray, axes: tuple, kept: list, keepdims):
+def _finish(fn, out: np.ndarray, x: np.ndarray, axes: tuple, kept: list, keepdims):
     """Turn an (O, K) output back into the reduced shape, in the original axis order."""
-    check_keepdims(keepdims)
+    keepdims = keepdims_flag(fn, keepdims)
     if keepdims and len(axes) == 1 and kept == sorted(kept):
         shape = list(x.shape)
         shape[axes[0]] = 1
@@ -135,17 +141,6 @@ def _finish(out: np.ndarray, x: np.ndarray, axes: tuple, kept: list, keepdims):
     if keepdims:
         y = np.expand_dims(y, axes)
     return y
-
-
-def _k_chunk(Py_ssize_t O, Py_ssize_t K, int nthreads) -> int:
-    """Width of the feature chunks handed to threads (all of K when O alone keeps them busy).
-
-    Chunking never changes a result: each output is accumulated by one task in a fixed order.
-    """
-    if nthreads < 2 or O >= 2 * nthreads or K < 64:
-        return K if K > 1 else 1
-    chunk = (K + 4 * nthreads - 1) // (4 * nthreads)
-    return chunk if chunk > 16 else 16
 
 
 # ---- sum / mean ----------------------------------------------------------------------------------
@@ -195,29 +190,29 @@ def _sum_acc(x4: np.ndarray) -> np.ndarray:
     cdef int nthreads = threads_for(x4.size)
     acc = np.empty((O, K), dtype=np.float64)
     if x4.dtype == np.float32:
-        _sum_core[float](x4, acc, _k_chunk(O, K, nthreads), nthreads)
+        _sum_core[float](x4, acc, task_chunk(O, K, nthreads), nthreads)
     else:
-        _sum_core[double](x4, acc, _k_chunk(O, K, nthreads), nthreads)
+        _sum_core[double](x4, acc, task_chunk(O, K, nthreads), nthreads)
     return acc
 
 
 def sum(x, axis=None, keepdims=False):
     """Sum over ``axis``: y = sum_i x_i (float64 accumulation, result in x's dtype)."""
-    x, axes, x4, kept = _prepare(x, axis)
+    x, axes, x4, kept = _prepare("sum", x, axis)
     out = _sum_acc(x4).astype(x.dtype, copy=False)
-    return _finish(out, x, axes, kept, keepdims)
+    return _finish("sum", out, x, axes, kept, keepdims)
 
 
 def mean(x, axis=None, keepdims=False):
     """Mean over ``axis``: y = sum_i x_i / n (nan for an empty reduction, without a warning)."""
-    x, axes, x4, kept = _prepare(x, axis)
+    x, axes, x4, kept = _prepare("mean", x, axis)
     acc = _sum_acc(x4)
     cdef Py_ssize_t n = x4.shape[1] * x4.shape[3]
     if n > 0:
         acc /= n
     else:  # 0/0, as NumPy's mean of nothing, without entering np.errstate (microseconds)
         acc.fill(np.nan)
-    return _finish(acc.astype(x.dtype, copy=False), x, axes, kept, keepdims)
+    return _finish("mean", acc.astype(x.dtype, copy=False), x, axes, kept, keepdims)
 
 
 # ---- var -----------------------------------------------------------------------------------------
@@ -278,18 +273,18 @@ def var(x, axis=None, keepdims=False, correction=0):
     divisor is clamped at 0 as NumPy does, giving inf (or nan for 0/0), silently.
     Returns ``(var, mean)``, both reduced the same way and in x's dtype.
     """
-    x, axes, x4, kept = _prepare(x, axis)
+    x, axes, x4, kept = _prepare("var", x, axis)
     cdef Py_ssize_t O = x4.shape[0], K = x4.shape[2]
     cdef int nthreads = threads_for(x4.size)
     v = np.empty((O, K), dtype=x.dtype)
     m = np.empty((O, K), dtype=x.dtype)
     c, s1, s2 = np.empty((3, O, K), dtype=np.float64)
-    kchunk = _k_chunk(O, K, nthreads)
+    kchunk = task_chunk(O, K, nthreads)
     if x.dtype == np.float32:
         _var_core[float](x4, float(correction), v, m, c, s1, s2, kchunk, nthreads)
     else:
         _var_core[double](x4, float(correction), v, m, c, s1, s2, kchunk, nthreads)
-    return _finish(v, x, axes, kept, keepdims), _finish(m, x, axes, kept, keepdims)
+    return _finish("var", v, x, axes, kept, keepdims), _finish("var", m, x, axes, kept, keepdims)
 
 
 # ---- max / min -----------------------------------------------------------------------------------
@@ -340,8 +335,8 @@ cdef void _extreme_core(const floating[:, :, :, ::1] x, int sign, floating[:, ::
             _extreme_task(x, sign, m, index, kchunk, t)
 
 
-def _extreme(x, axis, keepdims, int sign):
-    x, axes, x4, kept = _prepare(x, axis, keep_reduced_order=True)
+def _extreme(fn, x, axis, keepdims, int sign):
+    x, axes, x4, kept = _prepare(fn, x, axis, keep_reduced_order=True)
     if x4.shape[1] * x4.shape[3] == 0:
         raise ValueError(
             f"zero-size reduction over axes {axes} of an array of shape {x.shape}: "
@@ -351,12 +346,12 @@ def _extreme(x, axis, keepdims, int sign):
     cdef int nthreads = threads_for(x4.size)
     m = np.empty((O, K), dtype=x.dtype)
     index = np.empty((O, K), dtype=np.int64)
-    kchunk = _k_chunk(O, K, nthreads)
+    kchunk = task_chunk(O, K, nthreads)
     if x.dtype == np.float32:
         _extreme_core[float](x4, sign, m, index, kchunk, nthreads)
     else:
         _extreme_core[double](x4, sign, m, index, kchunk, nthreads)
-    return _finish(m, x, axes, kept, keepdims), _finish(index, x, axes, kept, keepdims)
+    return _finish(fn, m, x, axes, kept, keepdims), _finish(fn, index, x, axes, kept, keepdims)
 
 
 def max(x, axis=None, keepdims=False):
@@ -365,12 +360,12 @@ def max(x, axis=None, keepdims=False):
     y = max_i x_i; NaN wins (y is NaN and index the first NaN, like np.max / np.argmax).
     Returns ``(y, index)`` with ``index`` an int64 array of y's shape. Empty: ValueError.
     """
-    return _extreme(x, axis, keepdims, 1)
+    return _extreme("max", x, axis, keepdims, 1)
 
 
 def min(x, axis=None, keepdims=False):
     """Minimum over ``axis`` and the C-order position of its first occurrence (see ``max``)."""
-    return _extreme(x, axis, keepdims, -1)
+    return _extreme("min", x, axis, keepdims, -1)
 
 
 # ---- logsumexp -----------------------------------------------------------------------------------
@@ -436,19 +431,19 @@ def logsumexp(x, axis=None, keepdims=False):
 
     All -inf gives -inf, any +inf gives inf, any NaN gives NaN, an empty reduction gives -inf.
     """
-    x, axes, x4, kept = _prepare(x, axis)
+    x, axes, x4, kept = _prepare("logsumexp", x, axis)
     cdef Py_ssize_t O = x4.shape[0], K = x4.shape[2]
     out = np.empty((O, K), dtype=x.dtype)
     if x4.shape[1] * x4.shape[3] == 0:
         out.fill(-np.inf)
-        return _finish(out, x, axes, kept, keepdims)
+        return _finish("logsumexp", out, x, axes, kept, keepdims)
     cdef int nthreads = threads_for(x4.size)
     shift = np.empty((O, K), dtype=x.dtype)
     scratch = np.empty((O, K), dtype=np.int64)
     acc = np.empty((O, K), dtype=np.float64)
-    kchunk = _k_chunk(O, K, nthreads)
+    kchunk = task_chunk(O, K, nthreads)
     if x.dtype == np.float32:
         _lse_core[float](x4, shift, scratch, acc, out, kchunk, nthreads)
     else:
         _lse_core[double](x4, shift, scratch, acc, out, kchunk, nthreads)
-    return _finish(out, x, axes, kept, keepdims)
+    return _finish("logsumexp", out, x, axes, kept, keepdims)

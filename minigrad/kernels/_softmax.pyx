@@ -4,12 +4,10 @@ cross-entropy forward and backward.
 Softmax kernels work on one axis. The input is viewed as a C-contiguous (O, N, I) array
 with N the softmax axis: I == 1 is a contiguous row (the last axis), I > 1 sweeps the N rows
 with the I features inside, keeping per-feature statistics. exp is the vectorised polynomial
-of _simd.h. NumPy twins with the same signatures are in ``reference.py``.
+of _simd.h. The NumPy twins, with the same signatures and passes, are in ``_softmax_twin.py``.
 """
 
 include "_parallel.pxi"
-
-import operator
 
 import numpy as np
 
@@ -19,12 +17,11 @@ from libc.math cimport isfinite, log
 from libc.stdint cimport int64_t
 
 from minigrad.kernels._simd cimport (
+    _col_affine,
     _col_dot,
     _col_expwrite,
-    _col_logsoftmax,
+    _col_extreme,
     _col_logsoftmax_bwd,
-    _col_max,
-    _col_scale,
     _col_softmax_bwd,
     _col_sum,
     _col_sumexp,
@@ -32,48 +29,47 @@ from minigrad.kernels._simd cimport (
     _row_affine,
     _row_dot,
     _row_expwrite,
-    _row_logsoftmax,
+    _row_extreme,
     _row_logsoftmax_bwd,
-    _row_max,
     _row_softmax_bwd,
     _row_sum,
     _row_sumexp,
     _row_xent_bwd,
+    _scale_shift,
+    _scale_shift_rows,
     mg_exp_array_d,
     mg_exp_array_f,
 )
 
-from minigrad.kernels.reference import check_cross_entropy, check_float
+from minigrad.kernels._checks import (
+    cross_entropy_args,
+    float_array,
+    same_as,
+    single_axis,
+    stats_array,
+)
 
 
 def _vexp(x):
     """The vectorised exp the kernels use, y = exp(x) elementwise; private, for the tests."""
-    x = np.ascontiguousarray(check_float(x)).ravel()
+    x = np.ascontiguousarray(float_array("_vexp", "x", x)).ravel()
     y = np.empty_like(x)
-    cdef float[::1] xf, yf
-    cdef double[::1] xd, yd
+    cdef const float[::1] xf
+    cdef float[::1] yf
+    cdef const double[::1] xd
+    cdef double[::1] yd
     if x.size == 0:
         return y
     if x.dtype == np.float32:
         xf, yf = x, y
-        mg_exp_array_f(&xf[0], &yf[0], x.size)
+        mg_exp_array_f(&xf[0], &yf[0], xf.shape[0])
     else:
         xd, yd = x, y
-        mg_exp_array_d(&xd[0], &yd[0], x.size)
+        mg_exp_array_d(&xd[0], &yd[0], xd.shape[0])
     return y
 
 
 # ---- layout ----------------------------------------------------------------------------------
-
-def _single_axis(int ndim, axis) -> int:
-    """Softmax-style kernels take exactly one int axis (negative allowed)."""
-    if isinstance(axis, tuple) or axis is None:
-        raise TypeError(f"axis must be a single int, got {axis!r}")
-    axis = operator.index(axis)  # a float axis is an error, not silently truncated
-    if not -ndim <= axis < ndim or ndim == 0:
-        raise np.exceptions.AxisError(axis, ndim)
-    return axis % ndim
-
 
 def _as3d(x: np.ndarray, int axis) -> np.ndarray:
     """C-contiguous (O, N, I) view of x with N the softmax axis (copies a strided input)."""
@@ -83,24 +79,17 @@ def _as3d(x: np.ndarray, int axis) -> np.ndarray:
     return x.reshape(outer, x.shape[axis], inner)
 
 
-def _i_chunk(Py_ssize_t O, Py_ssize_t I, int nthreads) -> int:
-    """Width of the feature chunks handed to threads; never changes a result."""
-    if nthreads < 2 or O >= 2 * nthreads or I < 64:
-        return I if I > 1 else 1
-    chunk = (I + 4 * nthreads - 1) // (4 * nthreads)
-    return chunk if chunk > 16 else 16
-
-
 # ---- softmax / log_softmax -----------------------------------------------------------------------
 
 cdef inline void _softmax_task(const floating[:, :, ::1] x, floating[:, :, ::1] y, bint logarithm,
                                floating[:, ::1] m, floating[:, ::1] t, floating[:, ::1] zero,
+                               floating[:, ::1] one,
                                int64_t[:, ::1] scratch, double[:, ::1] acc, Py_ssize_t chunk,
                                Py_ssize_t task) noexcept nogil:
     # one task: the outputs of one outer index o and one chunk of features
     cdef Py_ssize_t N = x.shape[1], I = x.shape[2]
     cdef Py_ssize_t nc = (I + chunk - 1) // chunk
-    cdef Py_ssize_t o, r, k, k0, k1, w
+    cdef Py_ssize_t o, r, k, k0, k1, w, first
     cdef floating mx
     cdef double s
     o = task // nc
@@ -108,10 +97,11 @@ cdef inline void _softmax_task(const floating[:, :, ::1] x, floating[:, :, ::1] 
     k1 = _imin(k0 + chunk, I)
     w = k1 - k0
     if I == 1:
-        mx = _row_max(&x[o, 0, 0], N)
+        mx = _row_extreme(&x[o, 0, 0], N, 1, &first)
         if logarithm:
             s = _row_sumexp(&x[o, 0, 0], N, mx)
-            _row_logsoftmax(&x[o, 0, 0], &y[o, 0, 0], N, mx, <floating>log(s))
+            # y = ((x - m) - log(s)) * 1 + 0: the normalization write pass, rounded like the twin
+            _scale_shift(&x[o, 0, 0], N, mx, <floating>log(s), 1, 0, &y[o, 0, 0])
         else:
             s = _row_expwrite(&x[o, 0, 0], &y[o, 0, 0], N, mx)
             _row_affine(&y[o, 0, 0], &y[o, 0, 0], N, <floating>(1.0 / s), 0)
@@ -120,25 +110,27 @@ cdef inline void _softmax_task(const floating[:, :, ::1] x, floating[:, :, ::1] 
             m[o, k] = x[o, 0, k]
             acc[o, k] = 0.0
         for r in range(1, N):
-            _col_max(&x[o, r, k0], &m[o, k0], &scratch[o, k0], w)
+            _col_extreme(&x[o, r, k0], &m[o, k0], &scratch[o, k0], 0, 1, w)
         if logarithm:
             for r in range(N):
                 _col_sumexp(&x[o, r, k0], &m[o, k0], &acc[o, k0], w)
             for k in range(k0, k1):
                 t[o, k] = <floating>log(acc[o, k])
             for r in range(N):
-                _col_logsoftmax(&x[o, r, k0], &y[o, r, k0], &m[o, k0], &t[o, k0], w)
+                _scale_shift_rows(&x[o, r, k0], 0, 1, w, &m[o, k0], &t[o, k0], &one[o, k0],
+                                  &zero[o, k0], &y[o, r, k0])
         else:
             for r in range(N):
                 _col_expwrite(&x[o, r, k0], &y[o, r, k0], &m[o, k0], &acc[o, k0], w)
             for k in range(k0, k1):
                 t[o, k] = <floating>(1.0 / acc[o, k])
             for r in range(N):
-                _col_scale(&y[o, r, k0], &y[o, r, k0], &t[o, k0], &zero[o, k0], w)
+                _col_affine(&y[o, r, k0], &y[o, r, k0], &t[o, k0], &zero[o, k0], w)
 
 
 cdef void _softmax_core(const floating[:, :, ::1] x, floating[:, :, ::1] y, bint logarithm,
                         floating[:, ::1] m, floating[:, ::1] t, floating[:, ::1] zero,
+                        floating[:, ::1] one,
                         int64_t[:, ::1] scratch, double[:, ::1] acc, Py_ssize_t chunk,
                         int nthreads) noexcept nogil:
     """softmax: y = exp(x - m) / s; log_softmax: y = (x - m) - log(s); s = sum exp(x - m)."""
@@ -147,15 +139,15 @@ cdef void _softmax_core(const floating[:, :, ::1] x, floating[:, :, ::1] y, bint
     cdef Py_ssize_t nc = (I + chunk - 1) // chunk
     if nthreads > 1:
         for task in prange(O * nc, num_threads=nthreads, schedule="static"):
-            _softmax_task(x, y, logarithm, m, t, zero, scratch, acc, chunk, task)
+            _softmax_task(x, y, logarithm, m, t, zero, one, scratch, acc, chunk, task)
     else:  # no OpenMP region at all: entering one costs microseconds
         for task in range(O * nc):
-            _softmax_task(x, y, logarithm, m, t, zero, scratch, acc, chunk, task)
+            _softmax_task(x, y, logarithm, m, t, zero, one, scratch, acc, chunk, task)
 
 
-def _softmax(x, axis, bint logarithm):
-    x = check_float(x)
-    axis = _single_axis(x.ndim, axis)
+def _softmax(fn, x, axis, bint logarithm):
+    x = float_array(fn, "x", x)
+    axis = single_axis(x.ndim, axis)
     y = np.empty(x.shape, dtype=x.dtype)
     if x.size == 0:
         return y
@@ -166,25 +158,26 @@ def _softmax(x, axis, bint logarithm):
     # per-feature statistics are only needed when I > 1
     small = (O, I) if I > 1 else (1, 1)
     m, t = np.empty(small, dtype=x.dtype), np.empty(small, dtype=x.dtype)
-    zero = np.zeros(small, dtype=x.dtype)
+    zero, one = np.zeros(small, dtype=x.dtype), np.ones(small, dtype=x.dtype)
     scratch = np.empty(small, dtype=np.int64)
     acc = np.empty(small, dtype=np.float64)
-    chunk = _i_chunk(O, I, nthreads)
+    chunk = task_chunk(O, I, nthreads)
     if x.dtype == np.float32:
-        _softmax_core[float](x3, y3, logarithm, m, t, zero, scratch, acc, chunk, nthreads)
+        _softmax_core[float](x3, y3, logarithm, m, t, zero, one, scratch, acc, chunk, nthreads)
     else:
-        _softmax_core[double](x3, y3, logarithm, m, t, zero, scratch, acc, chunk, nthreads)
+        _softmax_core[double](x3, y3, logarithm, m, t, zero, one, scratch, acc, chunk,
+                              nthreads)
     return y
 
 
 def softmax(x, axis=-1):
     """y_i = exp(x_i - max x) / sum_j exp(x_j - max x) along one axis (all -inf gives NaN)."""
-    return _softmax(x, axis, False)
+    return _softmax("softmax", x, axis, False)
 
 
 def log_softmax(x, axis=-1):
     """y_i = x_i - max x - log(sum_j exp(x_j - max x)) along one axis (all -inf gives NaN)."""
-    return _softmax(x, axis, True)
+    return _softmax("log_softmax", x, axis, True)
 
 
 # ---- backward --------------------------------------------------------------------------------
@@ -241,14 +234,10 @@ cdef void _backward_core(const floating[:, :, ::1] y, const floating[:, :, ::1] 
             _backward_task(y, g, dx, logarithm, t, acc, chunk, task)
 
 
-def _backward(y, grad_out, axis, bint logarithm):
-    y = check_float(y, "y")
-    grad_out = check_float(grad_out, "grad_out")
-    if y.shape != grad_out.shape:
-        raise ValueError(f"grad_out shape {grad_out.shape} does not match y shape {y.shape}")
-    if y.dtype != grad_out.dtype:
-        raise TypeError(f"grad_out dtype {grad_out.dtype} does not match y dtype {y.dtype}")
-    axis = _single_axis(y.ndim, axis)
+def _backward(fn, y, grad_out, axis, bint logarithm):
+    y = float_array(fn, "y", y)
+    same_as(fn, "grad_out", grad_out, y, y.shape, "the shape of y")
+    axis = single_axis(y.ndim, axis)
     dx = np.empty(y.shape, dtype=y.dtype)
     if y.size == 0:
         return dx
@@ -258,7 +247,7 @@ def _backward(y, grad_out, axis, bint logarithm):
     small = (O, I) if I > 1 else (1, 1)
     t = np.empty(small, dtype=y.dtype)
     acc = np.empty(small, dtype=np.float64)
-    chunk = _i_chunk(O, I, nthreads)
+    chunk = task_chunk(O, I, nthreads)
     dx3 = dx.reshape(y3.shape)
     if y.dtype == np.float32:
         _backward_core[float](y3, g3, dx3, logarithm, t, acc, chunk, nthreads)
@@ -269,12 +258,12 @@ def _backward(y, grad_out, axis, bint logarithm):
 
 def softmax_backward(y, grad_out, axis=-1):
     """Gradient of softmax from its output y: dx = y * (g - sum_j g_j * y_j)."""
-    return _backward(y, grad_out, axis, False)
+    return _backward("softmax_backward", y, grad_out, axis, False)
 
 
 def log_softmax_backward(y, grad_out, axis=-1):
     """Gradient of log_softmax from its output y: dx = g - exp(y) * sum_j g_j."""
-    return _backward(y, grad_out, axis, True)
+    return _backward("log_softmax_backward", y, grad_out, axis, True)
 
 
 # ---- cross-entropy ---------------------------------------------------------------------------
@@ -283,27 +272,30 @@ cdef inline void _xent_fwd_task(const floating[:, ::1] x, const int64_t[::1] tar
                                 const unsigned char[::1] ignored, double ls, floating[::1] loss,
                                 floating[::1] lse, Py_ssize_t i) noexcept nogil:
     # one task: one row
-    cdef Py_ssize_t C = x.shape[1]
-    cdef floating mx, lse_i
-    cdef double val
-    mx = _row_max(&x[i, 0], C)
+    cdef Py_ssize_t C = x.shape[1], first
+    cdef floating mx
+    cdef double log_s, val
+    mx = _row_extreme(&x[i, 0], C, 1, &first)
     if not isfinite(mx):
         mx = 0  # -inf / inf / NaN rows: the sum of exps itself gives the right lse
-    lse_i = <floating>(log(_row_sumexp(&x[i, 0], C, mx)) + mx)
-    lse[i] = lse_i
+    log_s = log(_row_sumexp(&x[i, 0], C, mx))
+    lse[i] = <floating>(log_s + mx)
     if ignored[i]:
         loss[i] = 0
     else:
-        val = <double>lse_i - (1.0 - ls) * x[i, target[i]]
+        # lse - x_t formed in float64 from the shifted parts, log(s) + (m - x_t): a large common
+        # offset of the logits cancels exactly in m - x_t instead of through a rounded lse
+        val = log_s + (1.0 - ls) * (<double>mx - <double>x[i, target[i]])
         if ls != 0:  # skipped at 0 so that an inf logit does not make 0 * inf = NaN
-            val = val - ls / C * _row_sum(&x[i, 0], C)
+            val = val + ls * (<double>mx - _row_sum(&x[i, 0], C) / C)
         loss[i] = <floating>val
 
 
 cdef void _xent_fwd_core(const floating[:, ::1] x, const int64_t[::1] target,
                          const unsigned char[::1] ignored, double ls, floating[::1] loss,
                          floating[::1] lse, int nthreads) noexcept nogil:
-    """lse_i = logsumexp(x_i); loss_i = lse_i - (1 - ls) x[i, t_i] - ls / C sum_j x[i, j]."""
+    """lse_i = m + log(s) with m = max_j x[i, j], s = sum_j exp(x[i, j] - m);
+    loss_i = log(s) + (1 - ls) (m - x[i, t_i]) + ls (m - mean_j x[i, j])."""
     cdef Py_ssize_t i
     cdef Py_ssize_t N = x.shape[0]
     if nthreads > 1:
@@ -321,22 +313,20 @@ def cross_entropy_forward(logits, target, label_smoothing=0.0, ignore_index=-100
     lse_i = logsumexp_j logits[i, j]; rows whose target is ``ignore_index`` get loss 0.
     Shapes: logits (N, C), target (N,) integers -> ``(loss, lse)``, both (N,) in logits' dtype.
     """
-    logits, target, ignored = check_cross_entropy(logits, target, label_smoothing, ignore_index)
-    n, c = logits.shape
+    logits, target, ignored = cross_entropy_args("cross_entropy_forward", logits, target,
+                                                 ignore_index)
+    n = logits.shape[0]
     loss = np.empty(n, dtype=logits.dtype)
     lse = np.empty(n, dtype=logits.dtype)
-    if c == 0:  # only possible when every row is ignored
-        loss.fill(0)
-        lse.fill(-np.inf)
-        return loss, lse
+    cdef double ls = float(label_smoothing)
     x = np.ascontiguousarray(logits)
     target = np.ascontiguousarray(target)
     flags = ignored.view(np.uint8)
     cdef int nthreads = threads_for(x.size)
     if x.dtype == np.float32:
-        _xent_fwd_core[float](x, target, flags, float(label_smoothing), loss, lse, nthreads)
+        _xent_fwd_core[float](x, target, flags, ls, loss, lse, nthreads)
     else:
-        _xent_fwd_core[double](x, target, flags, float(label_smoothing), loss, lse, nthreads)
+        _xent_fwd_core[double](x, target, flags, ls, loss, lse, nthreads)
     return loss, lse
 
 
@@ -379,14 +369,15 @@ def cross_entropy_backward(grad_loss, logits, target, lse, label_smoothing=0.0,
     dlogits[i, j] = grad_loss[i] * (exp(logits[i, j] - lse_i) - (1 - ls) * [j == t_i] - ls / C),
     zero rows where the target is ``ignore_index``. ``grad_loss`` is (N,) or a scalar.
     """
-    logits, target, ignored = check_cross_entropy(logits, target, label_smoothing, ignore_index)
+    fn = "cross_entropy_backward"
+    logits, target, ignored = cross_entropy_args(fn, logits, target, ignore_index)
+    cdef double ls = float(label_smoothing)
     n, c = logits.shape
-    lse = check_float(lse, "lse")
-    if lse.shape != (n,):
-        raise ValueError(f"lse shape {lse.shape} does not match logits shape {logits.shape}")
-    grad_loss = check_float(grad_loss, "grad_loss")
+    stats_array(fn, "lse", lse, (n,), logits)
+    grad_loss = float_array(fn, "grad_loss", grad_loss)
     if grad_loss.shape not in ((), (n,)):
-        raise ValueError(f"grad_loss shape {grad_loss.shape} is neither () nor ({n},)")
+        raise ValueError(f"{fn}: grad_loss must have shape () or ({n},), "
+                         f"got shape {grad_loss.shape}")
     dx = np.empty((n, c), dtype=logits.dtype)
     if dx.size == 0:
         return dx
@@ -397,8 +388,7 @@ def cross_entropy_backward(grad_loss, logits, target, lse, label_smoothing=0.0,
     flags = ignored.view(np.uint8)
     cdef int nthreads = threads_for(x.size)
     if x.dtype == np.float32:
-        _xent_bwd_core[float](x, target, flags, lse, grad, float(label_smoothing), dx, nthreads)
+        _xent_bwd_core[float](x, target, flags, lse, grad, ls, dx, nthreads)
     else:
-        _xent_bwd_core[double](x, target, flags, lse, grad, float(label_smoothing), dx,
-                               nthreads)
+        _xent_bwd_core[double](x, target, flags, lse, grad, ls, dx, nthreads)
     return dx

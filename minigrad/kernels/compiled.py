@@ -1,4 +1,4 @@
-"""The compiled Cython kernels under their public names (the twins of ``reference.py``).
+"""The "cython" backend: the compiled kernels under the names of their twins in ``reference``.
 
 Importing this module fails when the extensions were not built; ``minigrad.kernels`` then
 warns once and uses the NumPy twins.

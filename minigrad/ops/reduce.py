@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import kernels
 from ..autograd import Function
-from ..kernels.reference import reduced_axes
+from ..kernels._checks import reduced_axes
 
 Axis = int | tuple[int, ...] | None
 
