@@ -63,6 +63,19 @@ def mark_changed(t: Tensor) -> None:
     counter[2] = _clock[0]
 
 
+
+def mark_all_changed(tensors: Any) -> None:
+    """``mark_changed`` for every tensor of one update (an optimizer step), with one tick of
+    the clock: a third of the cost of ``t._version += 1`` per tensor."""
+    _clock[0] += 1
+    stamp = _clock[0]
+    for t in tensors:
+        counter = t._counter
+        if counter is FRESH_COUNTER:
+            counter = own_counter(t)
+        counter[0] += 1
+        counter[2] = stamp
+
 def is_grad_enabled() -> bool:
     """True when ops record the graph (the default); False inside ``no_grad()``."""
     return _modes.grad_enabled

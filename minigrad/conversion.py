@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .functional import shape as shape_ops
+from .kernels._checks import FLOAT_DTYPES
 
 if TYPE_CHECKING:
     from .tensor import Tensor
@@ -144,7 +145,7 @@ class ConversionMixin:
 def _checked_dtype(dtype: Any) -> np.dtype:
     """A dtype tensors can hold (bool, integers, float32, float64), else TypeError."""
     dt = np.dtype(dtype)
-    if dt.kind in "biu" or dt in (np.float32, np.float64):
+    if dt.kind in "biu" or dt in FLOAT_DTYPES:
         return dt
     raise TypeError(f"unsupported tensor dtype {dt}; expected bool, an integer type, float32 or "
                     "float64")

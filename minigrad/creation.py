@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from .conversion import DEFAULT_FLOAT
+from .kernels._checks import FLOAT_DTYPES
 from .random import generator
 from .tensor import Tensor
 
@@ -20,7 +21,6 @@ def _shape(shape: tuple) -> tuple[int, ...]:
     return tuple(int(n) for n in shape)
 
 
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _dtype(dtype: Any, float_only: bool = False) -> np.dtype:
@@ -32,7 +32,7 @@ def _dtype(dtype: Any, float_only: bool = False) -> np.dtype:
     if dtype is None:
         return DEFAULT_FLOAT
     dt = np.dtype(dtype)
-    if dt in _FLOAT_DTYPES or (not float_only and dt.kind in "biu"):
+    if dt in FLOAT_DTYPES or (not float_only and dt.kind in "biu"):
         return dt
     expected = "float32 or float64" if float_only else "bool, an integer type, float32 or float64"
     raise TypeError(f"unsupported tensor dtype {dt}; expected {expected}")
@@ -61,7 +61,7 @@ def from_numpy(array: np.ndarray, requires_grad: bool = False) -> Tensor:
     """
     if not isinstance(array, np.ndarray):
         raise TypeError(f"from_numpy expects a numpy.ndarray, got {type(array).__name__}")
-    if array.dtype.kind == "f" and array.dtype not in _FLOAT_DTYPES:
+    if array.dtype.kind == "f" and array.dtype not in FLOAT_DTYPES:
         raise TypeError(f"from_numpy: unsupported dtype {array.dtype}; expected float32 or "
                         f"float64 (use mg.tensor to convert)")
     return _wrap(array, requires_grad)

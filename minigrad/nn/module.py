@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..kernels._checks import FLOAT_DTYPES
 from ..tensor import Tensor
 
 
@@ -203,7 +204,7 @@ class Module:
         in place (the Parameter objects stay the same, so an optimizer built before still
         updates them); integer buffers are left alone. Returns the module."""
         dtype = np.dtype(dtype)
-        if dtype not in (np.float32, np.float64):
+        if dtype not in FLOAT_DTYPES:
             raise TypeError(f"Module.to: expected float32 or float64, got {dtype}")
         for t in [*self.parameters(), *self.buffers()]:
             if t is None or t.data.dtype.kind != "f":

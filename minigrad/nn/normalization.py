@@ -8,13 +8,14 @@ import numpy as np
 
 from .. import functional as F
 from ..functional._rules import check_eps, check_momentum, check_size, normalized_shape_of
+from ..kernels._checks import FLOAT_DTYPES
 from ..tensor import Tensor
 from .module import Module, Parameter
 
 
 def _check_float_dtype(name: str, dtype: Any) -> np.dtype:
     dt = np.dtype(dtype)
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+    if dt not in FLOAT_DTYPES:
         raise TypeError(f"{name}: dtype must be float32 or float64, got {dt}")
     return dt
 

@@ -45,29 +45,10 @@ def clip_grad_norm_(
     if not (float(max_norm) >= 0):
         raise ValueError(f"max_norm must be >= 0, got {max_norm}")
 
-    grads = []
-    for i, p in enumerate(parameters):
-        if not hasattr(p, "grad"):
-            raise TypeError(
-                f"clip_grad_norm_ expects Tensors (e.g. model.parameters()), got "
-                f"{type(p).__name__} at index {i}"
-            )
-        grad = p.grad
-        if grad is None:
-            continue
-        grads.append(grad if isinstance(grad, np.ndarray) else grad.data)
+    grads = _gradients(parameters)
     if not grads:
         return 0.0
-
-    # Accumulate in float64: a float32 sum of squares of many small gradients loses digits.
-    if math.isinf(norm_type):
-        total = max(float(np.max(np.abs(g))) if g.size else 0.0 for g in grads)
-    elif norm_type == 2.0:
-        total = math.sqrt(sum(float(np.vdot(g64, g64)) for g64 in map(_flat64, grads)))
-    else:
-        powered = sum(float(np.sum(np.abs(_flat64(g)) ** norm_type)) for g in grads)
-        total = powered ** (1.0 / norm_type)
-
+    total = _total_norm(grads, norm_type)
     if error_if_nonfinite and not math.isfinite(total):
         raise RuntimeError(
             f"the total norm of order {norm_type} of the gradients is {total}; "
@@ -78,6 +59,32 @@ def clip_grad_norm_(
         for g in grads:
             g *= coef
     return total
+
+
+def _gradients(parameters: Iterable[Any]) -> list[np.ndarray]:
+    """The gradient arrays of the parameters that have one (their own memory, scaled in place)."""
+    grads = []
+    for i, p in enumerate(parameters):
+        if not hasattr(p, "grad"):
+            raise TypeError(
+                f"clip_grad_norm_ expects Tensors (e.g. model.parameters()), got "
+                f"{type(p).__name__} at index {i}"
+            )
+        grad = p.grad
+        if grad is not None:
+            grads.append(grad if isinstance(grad, np.ndarray) else grad.data)
+    return grads
+
+
+def _total_norm(grads: list[np.ndarray], norm_type: float) -> float:
+    """(sum of |g|**p over every element) ** (1/p), or max |g| for p = inf."""
+    # Accumulate in float64: a float32 sum of squares of many small gradients loses digits.
+    if math.isinf(norm_type):
+        return max(float(np.max(np.abs(g))) if g.size else 0.0 for g in grads)
+    if norm_type == 2.0:
+        return math.sqrt(sum(float(np.vdot(g64, g64)) for g64 in map(_flat64, grads)))
+    powered = sum(float(np.sum(np.abs(_flat64(g)) ** norm_type)) for g in grads)
+    return powered ** (1.0 / norm_type)
 
 
 def _flat64(g: np.ndarray) -> np.ndarray:

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from ..autograd import mark_all_changed
+from ..kernels._checks import FLOAT_DTYPES
 from ._state import load_state, save_state
-
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 class _Batch:
@@ -151,7 +151,7 @@ class Optimizer:
                     f"optimizer params must be Tensors (with .data and .grad), got "
                     f"{type(p).__name__} at index {i}"
                 )
-            if data.dtype not in _FLOAT_DTYPES:
+            if data.dtype not in FLOAT_DTYPES:
                 raise TypeError(
                     f"optimizer params must be float32 or float64, got {data.dtype} at index {i}"
                 )
@@ -208,8 +208,7 @@ class Optimizer:
                 for p, state in batch.fresh:
                     if state:
                         self.state[p] = state
-                for p in batch.tensors:
-                    p._version += 1
+                mark_all_changed(batch.tensors)
         return loss
 
     def _collect(self, group: dict[str, Any]) -> list[_Batch]:
@@ -338,7 +337,7 @@ def _explain(group: dict[str, Any], batch: _Batch, exc: Exception) -> None:
     for p, data, g, state in zip(batch.tensors, batch.params, batch.grads, batch.states,
                                  strict=True):
         k = index[id(p)]
-        if data.dtype not in _FLOAT_DTYPES:
+        if data.dtype not in FLOAT_DTYPES:
             raise TypeError(f"parameter {k} of a group is {data.dtype}; optimizers update "
                             "float32 or float64 parameters") from exc
         for name, value in state.items():
