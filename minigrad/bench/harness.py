@@ -168,7 +168,8 @@ def environment() -> dict:
         "cpus": os.cpu_count(),
         "compiled": "yes" if COMPILED is not None else "not built (NumPy twins only)",
         "kernel_threads": mg.get_num_threads(),
-        "torch": f"{torch.__version__} ({torch.get_num_threads()} threads)" if torch else None,
+        "torch": (f"{torch.__version__} ({torch.get_num_threads()} threads)" if torch
+                  else None if USE_TORCH else "left out (--no-torch)"),
     }
 
 

@@ -149,6 +149,12 @@ class NumpyMLP:
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, list[np.ndarray]]:
         """Forward and backward by hand; gradients in the order of ``params``."""
         layers = self._layers()
+        tape, h = self._forward(layers, x)
+        loss, grad = self._cross_entropy(h, y)
+        return loss, self._backward(layers, tape, grad)
+
+    def _forward(self, layers: list, x: np.ndarray) -> tuple[list, np.ndarray]:
+        """Linear, norm, ReLU per hidden layer; returns what the backward needs and the logits."""
         axis = 0 if self.net.norm == "batchnorm" else 1
         tape = []
         h = x
@@ -171,7 +177,11 @@ class NumpyMLP:
                                        + (1 - MOMENTUM) * var[0] * (n / (n - 1)))
             h = np.maximum(z, 0)
             tape.append((a_in, x_hat, rstd, z))
+        return tape, h
 
+    @staticmethod
+    def _cross_entropy(h: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+        """Mean softmax cross-entropy of logits h and its gradient."""
         rows = np.arange(len(y))
         shifted = h - h.max(axis=1, keepdims=True)
         exp = np.exp(shifted)
@@ -180,7 +190,11 @@ class NumpyMLP:
         grad = exp / total
         grad[rows, y] -= 1
         grad /= len(y)
+        return loss, grad
 
+    def _backward(self, layers: list, tape: list, grad: np.ndarray) -> list[np.ndarray]:
+        """Gradients of every parameter from the loss gradient, in the order of ``params``."""
+        axis = 0 if self.net.norm == "batchnorm" else 1
         grads: list[np.ndarray] = []
         for (w, _, gamma, _), (a_in, x_hat, rstd, z) in zip(
             reversed(layers), reversed(tape), strict=True
@@ -196,7 +210,7 @@ class NumpyMLP:
                 grads += [d_beta, d_gamma]
             grads += [grad.sum(axis=0), grad.T @ a_in]
             grad = grad @ w
-        return loss, grads[::-1]
+        return grads[::-1]
 
     def adam(self, grads: list[np.ndarray]) -> None:
         """PyTorch's Adam rule, one tensor at a time, in place."""
@@ -285,21 +299,26 @@ def check_against_numpy(net: Net, steps: int = 3) -> float:
             compare(f"gradient {k} at step {t}", p.grad.data, g, floor)
         opt.step()
         reference.adam(expected_grads)
-        for k, (p, w) in enumerate(zip(model.parameters(), reference.params, strict=True)):
-            # Adam moves an element by about lr whatever its gradient's size, so where the
-            # gradient is tiny the step's direction is rounding noise: compare only elements
-            # whose gradient is at least 1e-3 of the largest one of that parameter, and ask
-            # their updates to agree to 1% of the learning rate.
-            g = np.abs(expected_grads[k])
-            signal = g >= 1e-3 * g.max()
-            if g.max() >= floor:
-                error = float(np.max(np.abs(p.data[signal] - w[signal]), initial=0.0)) / LR
-                if error > 1e-2:
-                    raise AssertionError(
-                        f"step benchmark {net.shape}: parameter {k} after step {t} differs by "
-                        f"{error:.2e} lr"
-                    )
+        _compare_updates(net, t, model.parameters(), reference.params, expected_grads, floor)
     return worst
+
+
+def _compare_updates(net: Net, t: int, params: list, expected: list[np.ndarray],
+                     grads: list[np.ndarray], floor: float) -> None:
+    """Adam moves an element by about lr whatever its gradient's size, so where the gradient
+    is tiny the step's direction is rounding noise: compare only elements whose gradient is at
+    least 1e-3 of the largest one of that parameter, and ask their updates to agree to 1% of
+    the learning rate."""
+    for k, (p, w) in enumerate(zip(params, expected, strict=True)):
+        g = np.abs(grads[k])
+        signal = g >= 1e-3 * g.max()
+        if g.max() >= floor:
+            error = float(np.max(np.abs(p.data[signal] - w[signal]), initial=0.0)) / LR
+            if error > 1e-2:
+                raise AssertionError(
+                    f"step benchmark {net.shape}: parameter {k} after step {t} differs by "
+                    f"{error:.2e} lr"
+                )
 
 
 def cases(quick: bool) -> list[Case]:

@@ -167,33 +167,31 @@ class LogSumExp(Function):
         return grad.reshape(ctx.kept_shape) * weights
 
 
-class Softmax(Function):
+class _SoftmaxFamily(Function):
+    """Softmax and log-softmax: one kernel each way, the backward reading only the output y."""
+
+    forward_kernel = backward_kernel = ""  # names in kernels.impl, set by each subclass
+
+    @classmethod
+    def forward(cls, ctx, x, *, axis):
+        y = getattr(kernels.impl, cls.forward_kernel)(x, axis)
+        ctx.axis = axis
+        ctx.save_for_backward(y)
+        return y
+
+    @classmethod
+    def backward(cls, ctx, grad):
+        (y,) = ctx.saved
+        return getattr(kernels.impl, cls.backward_kernel)(y, np.ascontiguousarray(grad), ctx.axis)
+
+
+class Softmax(_SoftmaxFamily):
     """y = exp(x) / sum(exp(x)) along axis;  dx = y * (g - sum(g * y))."""
 
-    @staticmethod
-    def forward(ctx, x, *, axis):
-        y = kernels.impl.softmax(x, axis)
-        ctx.axis = axis
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad):
-        (y,) = ctx.saved
-        return kernels.impl.softmax_backward(y, np.ascontiguousarray(grad), ctx.axis)
+    forward_kernel, backward_kernel = "softmax", "softmax_backward"
 
 
-class LogSoftmax(Function):
+class LogSoftmax(_SoftmaxFamily):
     """y = x - logsumexp(x) along axis;  dx = g - exp(y) * sum(g)."""
 
-    @staticmethod
-    def forward(ctx, x, *, axis):
-        y = kernels.impl.log_softmax(x, axis)
-        ctx.axis = axis
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad):
-        (y,) = ctx.saved
-        return kernels.impl.log_softmax_backward(y, np.ascontiguousarray(grad), ctx.axis)
+    forward_kernel, backward_kernel = "log_softmax", "log_softmax_backward"
