@@ -102,23 +102,23 @@ class Tensor(ConversionMixin, InplaceMixin):
     @property
     def shape(self) -> tuple[int, ...]:
         """The shape tuple, as ``ndarray.shape``."""
-        return self.data.shape
+        return self._data.shape
 
     @property
     def ndim(self) -> int:
         """Number of axes (0 for a scalar), as ``ndarray.ndim`` and PyTorch's ``dim()``."""
-        return self.data.ndim
+        return self._data.ndim
 
     @property
     def size(self) -> int:
         """Number of elements, as ``ndarray.size``: a property, whereas PyTorch's ``size()``
         is a method giving the shape (use ``.shape``)."""
-        return self.data.size
+        return self._data.size
 
     @property
     def dtype(self) -> np.dtype:
         """The NumPy dtype of the data."""
-        return self.data.dtype
+        return self._data.dtype
 
     @property
     def is_leaf(self) -> bool:
