@@ -1,8 +1,10 @@
-"""BatchNorm and LayerNorm Functions: each one fused graph node whose forward and backward are
-one kernel call each. docs/normalization.md derives the backward formulas; the composites
-(``fused=False``) are in ``minigrad.functional.norm``."""
+"""BatchNorm, LayerNorm, GroupNorm (InstanceNorm is a GroupNorm) and RMSNorm Functions: each one
+fused graph node. docs/normalization.md derives the backward formulas; the composites
+(``fused=False``) are in ``minigrad.functional``."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -58,3 +60,90 @@ class LayerNorm(Function):
             np.asarray(grad, order="C"), x, gamma, mean, rstd
         )
         return (dx, dgamma, dbeta)[: len(ctx.inputs)]
+
+
+def _grouped(x: np.ndarray, channel_axis: int, groups: int) -> np.ndarray:
+    """x (*lead, C, *spatial) as a C-contiguous (prod(lead), groups, C/groups * prod(spatial))."""
+    lead = math.prod(x.shape[:channel_axis])
+    per_group = x.shape[channel_axis] // groups * math.prod(x.shape[channel_axis + 1:])
+    return np.ascontiguousarray(x).reshape(lead, groups, per_group)
+
+
+def _by_channel(xg: np.ndarray, gamma: np.ndarray) -> tuple[int, int, int]:
+    """(lead, C, spatial): the shape in which a per-channel vector broadcasts as gamma[:, None]."""
+    channels = gamma.shape[0]
+    return xg.shape[0], channels, xg.shape[1] * xg.shape[2] // channels
+
+
+class GroupNorm(Function):
+    """Group normalization (InstanceNorm is groups = C): statistics per sample over each group
+    of C/groups channels and every spatial position, then a per-channel gamma and beta.
+
+    x (*lead, C, *spatial) is viewed as (lead, groups, D) and normalized by the LayerNorm
+    kernels without affine (x_hat); y = gamma_c x_hat + beta_c. Backward:
+    dgamma_c = sum over lead and spatial of dy x_hat, dbeta_c = sum of dy, and dx is the
+    LayerNorm backward of g = dy gamma_c: rstd / D (D g - sum g - x_hat sum(g x_hat)) per group.
+    """
+
+    @staticmethod
+    def forward(ctx, x, gamma=None, beta=None, *, groups, eps, channel_axis):
+        xg = _grouped(x, channel_axis, groups)
+        x_hat, mean, rstd = kernels.impl.layernorm_forward(xg, None, None, eps, 1)
+        ctx.shape, ctx.groups = x.shape, groups
+        ctx.save_for_backward(xg, x_hat if gamma is not None else None, gamma, mean, rstd)
+        if gamma is None:
+            return x_hat.reshape(x.shape)
+        per_channel = x_hat.reshape(_by_channel(xg, gamma))
+        y = per_channel * gamma[:, None]
+        y += beta[:, None]
+        return y.reshape(x.shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        xg, x_hat, gamma, mean, rstd = ctx.saved
+        if gamma is None:
+            g = np.ascontiguousarray(grad).reshape(xg.shape)
+            dx = kernels.impl.layernorm_backward(g, xg, None, mean, rstd)[0]
+            return (dx.reshape(ctx.shape),)
+        dy = np.asarray(grad).reshape(_by_channel(xg, gamma))
+        x_hat = x_hat.reshape(dy.shape)
+        dgamma = np.sum(dy * x_hat, axis=(0, 2), dtype=np.float64).astype(xg.dtype)
+        dbeta = np.sum(dy, axis=(0, 2), dtype=np.float64).astype(xg.dtype)
+        g = (dy * gamma[:, None]).reshape(xg.shape)
+        dx = kernels.impl.layernorm_backward(g, xg, None, mean, rstd)[0]
+        return dx.reshape(ctx.shape), dgamma, dbeta
+
+
+class RMSNorm(Function):
+    """y = x r * weight over the trailing ``normalized_ndim`` dims, r = 1 / sqrt(mean(x^2) + eps)
+    per sample; mean(x^2) and the backward's mean(g x) accumulate in float64 (NumPy, no kernel).
+
+    Backward, with g = dy * weight over the D normalized values of a sample:
+    dx = r (g - x r^2 mean(g x)); dweight = sum over samples of dy x r.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight=None, *, eps, normalized_ndim):
+        d = math.prod(x.shape[x.ndim - normalized_ndim:])  # >= 1: the public function checks
+        x2 = np.asarray(x).reshape(-1, d)
+        r = 1.0 / np.sqrt(np.sum(x2 * x2, axis=1, dtype=np.float64) / d + eps)
+        y = x2 * r.astype(x.dtype)[:, None]
+        if weight is not None:
+            y *= weight.reshape(-1)
+        ctx.shape = x.shape
+        ctx.save_for_backward(x2, weight, r)
+        return y.reshape(x.shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x2, weight, r = ctx.saved
+        dy = np.asarray(grad).reshape(x2.shape)
+        g = dy if weight is None else dy * weight.reshape(-1)
+        mean_gx = np.sum(g * x2, axis=1, dtype=np.float64) / x2.shape[1]
+        a = r.astype(x2.dtype)[:, None]
+        b = (r**3 * mean_gx).astype(x2.dtype)[:, None]
+        dx = (g * a - x2 * b).reshape(ctx.shape)
+        if weight is None:
+            return (dx,)
+        dweight = np.sum(dy * x2 * a, axis=0, dtype=np.float64)
+        return dx, dweight.astype(x2.dtype).reshape(weight.shape)
