@@ -116,7 +116,7 @@ class GroupNorm(Function):
 
 class RMSNorm(Function):
     """y = x r * weight over the trailing ``normalized_ndim`` dims, r = 1 / sqrt(mean(x^2) + eps)
-    per sample; mean(x^2) and the backward's mean(g x) accumulate in float64 (NumPy, no kernel).
+    per sample (the LayerNorm kernels without centring).
 
     Backward, with g = dy * weight over the D normalized values of a sample:
     dx = r (g - x r^2 mean(g x)); dweight = sum over samples of dy x r.
@@ -124,26 +124,12 @@ class RMSNorm(Function):
 
     @staticmethod
     def forward(ctx, x, weight=None, *, eps, normalized_ndim):
-        d = math.prod(x.shape[x.ndim - normalized_ndim:])  # >= 1: the public function checks
-        x2 = np.asarray(x).reshape(-1, d)
-        r = 1.0 / np.sqrt(np.sum(x2 * x2, axis=1, dtype=np.float64) / d + eps)
-        y = x2 * r.astype(x.dtype)[:, None]
-        if weight is not None:
-            y *= weight.reshape(-1)
-        ctx.shape = x.shape
-        ctx.save_for_backward(x2, weight, r)
-        return y.reshape(x.shape)
+        y, rstd = kernels.impl.rmsnorm_forward(x, weight, eps, normalized_ndim)
+        ctx.save_for_backward(x, weight, rstd)
+        return y
 
     @staticmethod
     def backward(ctx, grad):
-        x2, weight, r = ctx.saved
-        dy = np.asarray(grad).reshape(x2.shape)
-        g = dy if weight is None else dy * weight.reshape(-1)
-        mean_gx = np.sum(g * x2, axis=1, dtype=np.float64) / x2.shape[1]
-        a = r.astype(x2.dtype)[:, None]
-        b = (r**3 * mean_gx).astype(x2.dtype)[:, None]
-        dx = (g * a - x2 * b).reshape(ctx.shape)
-        if weight is None:
-            return (dx,)
-        dweight = np.sum(dy * x2 * a, axis=0, dtype=np.float64)
-        return dx, dweight.astype(x2.dtype).reshape(weight.shape)
+        x, weight, rstd = ctx.saved
+        dx, dweight = kernels.impl.rmsnorm_backward(np.asarray(grad, order="C"), x, weight, rstd)
+        return (dx, dweight)[: len(ctx.inputs)]
