@@ -83,34 +83,38 @@ class GroupNorm(Function):
     kernels without affine (x_hat); y = gamma_c x_hat + beta_c. Backward:
     dgamma_c = sum over lead and spatial of dy x_hat, dbeta_c = sum of dy, and dx is the
     LayerNorm backward of g = dy gamma_c: rstd / D (D g - sum g - x_hat sum(g x_hat)) per group.
+
+    The per-channel affine and its backward are the BatchNorm eval kernels applied to x_hat
+    with mean 0 and rstd 1 (eps 0): y = x_hat gamma + beta forward; g = dy gamma, dgamma and
+    dbeta backward, the sums in float64, each one compiled pass.
     """
 
     @staticmethod
     def forward(ctx, x, gamma=None, beta=None, *, groups, eps, channel_axis):
         xg = _grouped(x, channel_axis, groups)
         x_hat, mean, rstd = kernels.impl.layernorm_forward(xg, None, None, eps, 1)
-        ctx.shape, ctx.groups = x.shape, groups
+        ctx.shape = x.shape
         ctx.save_for_backward(xg, x_hat if gamma is not None else None, gamma, mean, rstd)
         if gamma is None:
             return x_hat.reshape(x.shape)
-        per_channel = x_hat.reshape(_by_channel(xg, gamma))
-        y = per_channel * gamma[:, None]
-        y += beta[:, None]
+        channels = gamma.shape[0]
+        y = kernels.impl.batchnorm_forward(
+            x_hat.reshape(_by_channel(xg, gamma)), gamma, beta,
+            np.zeros(channels, x.dtype), np.ones(channels, x.dtype), 0.0, 0.0, False)[0]
         return y.reshape(x.shape)
 
     @staticmethod
     def backward(ctx, grad):
         xg, x_hat, gamma, mean, rstd = ctx.saved
+        g = np.ascontiguousarray(grad)
+        if gamma is not None:
+            channels = gamma.shape[0]
+            g, dgamma, dbeta = kernels.impl.batchnorm_backward(
+                g.reshape(_by_channel(xg, gamma)), x_hat.reshape(_by_channel(xg, gamma)), gamma,
+                np.zeros(channels), np.ones(channels), False)
+        dx = kernels.impl.layernorm_backward(g.reshape(xg.shape), xg, None, mean, rstd)[0]
         if gamma is None:
-            g = np.ascontiguousarray(grad).reshape(xg.shape)
-            dx = kernels.impl.layernorm_backward(g, xg, None, mean, rstd)[0]
             return (dx.reshape(ctx.shape),)
-        dy = np.asarray(grad).reshape(_by_channel(xg, gamma))
-        x_hat = x_hat.reshape(dy.shape)
-        dgamma = np.sum(dy * x_hat, axis=(0, 2), dtype=np.float64).astype(xg.dtype)
-        dbeta = np.sum(dy, axis=(0, 2), dtype=np.float64).astype(xg.dtype)
-        g = (dy * gamma[:, None]).reshape(xg.shape)
-        dx = kernels.impl.layernorm_backward(g, xg, None, mean, rstd)[0]
         return dx.reshape(ctx.shape), dgamma, dbeta
 
 
