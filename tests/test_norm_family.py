@@ -263,6 +263,54 @@ def test_instance_norm_unbatched_matches_pytorch(backend, rng):
                                theirs(torch.tensor(x)).numpy(), atol=1e-10)
 
 
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("shape", [(4, 3, 5, 6), (3, 5, 6)])
+def test_instance_norm_running_statistics_match_pytorch(backend, rng, fused, shape):
+    """track_running_stats=True: buffers move towards the batch average of the per-instance
+    mean and unbiased variance (minigrad momentum 0.8 = PyTorch 0.2), and eval uses them."""
+    torch = pytest.importorskip("torch")
+    ours = nn.InstanceNorm2d(3, momentum=0.8, affine=True, track_running_stats=True,
+                             dtype=np.float64)
+    theirs = torch.nn.InstanceNorm2d(3, momentum=0.2, affine=True,
+                                     track_running_stats=True).double()
+
+    def call(x):
+        if fused or x.ndim == 3:
+            return ours(x)
+        use_input_stats = ours.training
+        return F.instance_norm(x, ours.running_mean, ours.running_var, ours.weight, ours.bias,
+                               use_input_stats, ours.momentum, ours.eps, fused=False)
+
+    for step in range(3):
+        x = rng.standard_normal(shape) * (step + 1) + step
+        np.testing.assert_allclose(call(mg.tensor(x, dtype=np.float64)).numpy(),
+                                   theirs(torch.tensor(x)).detach().numpy(), atol=1e-12)
+        for name in ("running_mean", "running_var"):
+            np.testing.assert_allclose(getattr(ours, name).numpy(),
+                                       getattr(theirs, name).numpy(), rtol=1e-12, err_msg=name)
+    ours.eval()
+    theirs.eval()
+    x = rng.standard_normal(shape) + 2
+    np.testing.assert_allclose(call(mg.tensor(x, dtype=np.float64)).numpy(),
+                               theirs(torch.tensor(x)).detach().numpy(), atol=1e-12)
+    state = ours.state_dict()
+    assert sorted(state) == sorted(theirs.state_dict())
+    assert int(state["num_batches_tracked"]) == int(theirs.num_batches_tracked) == 0
+
+
+def test_instance_norm_eval_with_running_statistics_is_batch_norm_eval(backend, rng):
+    x = mg.tensor(rng.standard_normal((2, 3, 4)), dtype=np.float64)
+    rm, rv = rng.standard_normal(3), rng.random(3) + 0.5
+    for fused in (True, False):
+        got = F.instance_norm(x, rm, rv, use_input_stats=False, fused=fused).numpy()
+        expected = (x.numpy() - rm[:, None]) / np.sqrt(rv[:, None] + 1e-5)
+        np.testing.assert_allclose(got, expected, rtol=1e-12)
+    # with its own statistics, an input with one spatial value has nothing to normalize;
+    # with the running ones it is fine (as in PyTorch)
+    one = mg.tensor(rng.standard_normal((2, 3, 1)), dtype=np.float64)
+    assert F.instance_norm(one, rm, rv, use_input_stats=False).shape == (2, 3, 1)
+
+
 # ----------------------------------------------------------------------------- errors
 
 
@@ -273,8 +321,8 @@ def test_layer_errors_name_what_was_expected():
         F.group_norm(mg.randn(2, 6, 3), 4)
     with pytest.raises(ValueError, match="expected 6 channels.*got 4"):
         nn.GroupNorm(3, 6)(mg.randn(2, 4, 3))
-    with pytest.raises(ValueError, match="track_running_stats=True is not supported"):
-        nn.InstanceNorm2d(3, track_running_stats=True)
+    with pytest.raises(TypeError, match="track_running_stats must be a bool"):
+        nn.InstanceNorm2d(3, track_running_stats="yes")
     with pytest.raises(ValueError, match=r"\(N, C, H, W\) or \(C, H, W\)"):
         nn.InstanceNorm2d(3)(mg.randn(3, 4))
     with pytest.raises(ValueError, match="expected 3 channels.*got 4"):

@@ -283,25 +283,22 @@ def check_groups(num_groups: Any, num_channels: int, op: str) -> int:
     return num_groups
 
 
-def check_spatial(shape: tuple[int, ...], op: str) -> None:
-    """Per-(sample, channel) statistics need more than one spatial value (axes 2 onwards)."""
+def check_spatial(shape: tuple[int, ...], op: str, use_input_stats: bool) -> None:
+    """Instance norm needs (N, C, *spatial); its own statistics need more than one spatial
+    value per (sample, channel)."""
     if len(shape) < 3:
         raise ValueError(f"{op} expects input (N, C, *spatial) with at least one spatial axis, "
                          f"got shape {shape}")
-    if math.prod(shape[2:]) <= 1:
+    if use_input_stats and math.prod(shape[2:]) <= 1:
         raise ValueError(f"{op}: expected more than 1 spatial value per channel, got input of "
                          f"shape {shape}")
 
 
-def check_no_running_stats(running_mean: Any, running_var: Any, use_input_stats: Any,
-                           op: str) -> None:
-    """InstanceNorm always normalizes with the statistics of each input (as PyTorch's default)."""
-    if not isinstance(use_input_stats, bool | np.bool_):
-        raise TypeError(f"{op}: use_input_stats must be a bool, got {use_input_stats!r}")
-    if running_mean is not None or running_var is not None or not use_input_stats:
-        raise ValueError(f"{op}: running statistics are not supported (track_running_stats=True, "
-                         f"running_mean/running_var, use_input_stats=False); each input is "
-                         f"normalized with its own statistics")
+def check_bool(value: Any, what: str) -> bool:
+    """A flag such as use_input_stats is a bool: a string such as "False" would be true."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{what} must be a bool, got {value!r}")
+    return bool(value)
 
 
 def check_trailing(shape: tuple[int, ...], normalized_shape: tuple[int, ...], op: str) -> None:

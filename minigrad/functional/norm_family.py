@@ -6,23 +6,26 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
+from ..autograd import no_grad
 from ..ops import norm as ops
 from . import elementwise as ew
 from . import reduce, shape
 from ._convert import as_tensor
 from ._rules import (
+    check_bool,
     check_eps,
     check_float_input,
     check_groups,
     check_momentum,
-    check_no_running_stats,
     check_param_dtype,
     check_spatial,
     check_trailing,
     normalized_shape_of,
     rms_eps,
 )
-from .norm import _affine_inputs
+from .norm import _affine_inputs, _batch_norm_composite, _running_buffers
 
 
 def group_norm(input: Any, num_groups: int, weight: Any = None, bias: Any = None,
@@ -54,20 +57,44 @@ def instance_norm(input: Any, running_mean: Any = None, running_var: Any = None,
     """Instance normalization of x (N, C, *spatial): per sample and channel, over the spatial
     positions; y = gamma_c (x - mean) / sqrt(var + eps) + beta_c. GroupNorm with C groups.
 
-    Running statistics are not supported: running_mean and running_var must be None and
-    use_input_stats True (PyTorch's defaults), so training and eval compute the same thing.
-    momentum (minigrad's convention, 0.9 = PyTorch's 0.1) is checked but has no effect.
+    Args:
+        running_mean, running_var: (C,) buffers or both None. With use_input_stats they are
+            updated in place: running = running * momentum + s * (1 - momentum), s the batch
+            average of the per-(sample, channel) mean and unbiased variance; momentum=0.9
+            here equals PyTorch's momentum=0.1.
+        use_input_stats: normalize with each input's own statistics (default); False
+            normalizes every channel with the running statistics instead (as batch_norm in
+            eval) and needs them.
+        weight, bias: gamma and beta, (C,), or both None.
     """
     x = check_float_input(as_tensor(input), "instance_norm")
-    check_no_running_stats(running_mean, running_var, use_input_stats, "instance_norm")
-    check_momentum(momentum, "instance_norm")
-    check_spatial(x.shape, "instance_norm")
+    use_input_stats = check_bool(use_input_stats, "instance_norm: use_input_stats")
+    momentum = check_momentum(momentum, "instance_norm")
     eps = check_eps(eps, "instance_norm")
+    check_spatial(x.shape, "instance_norm", use_input_stats)
     channels = x.shape[1]
+    running_mean, running_var = _running_buffers(running_mean, running_var, channels,
+                                                 use_input_stats, "instance_norm",
+                                                 "use_input_stats")
     inputs = _affine_inputs(x, weight, bias, (channels,), "instance_norm")
-    check_param_dtype(x, *inputs[1:])
+    check_param_dtype(x, *inputs[1:], running_mean, running_var)
+    if not use_input_stats:
+        if fused:
+            return ops.BatchNorm.apply(*inputs, running_mean=running_mean,
+                                       running_var=running_var, momentum=momentum, eps=eps,
+                                       training=False)
+        return _batch_norm_composite(inputs, running_mean, running_var, False, momentum, eps)
     if fused:
-        return ops.GroupNorm.apply(*inputs, groups=channels, eps=eps, channel_axis=1)
+        return ops.GroupNorm.apply(*inputs, groups=channels, eps=eps, channel_axis=1,
+                                   running_mean=running_mean, running_var=running_var,
+                                   momentum=momentum)
+    if running_mean is not None and x.shape[0]:
+        with no_grad():
+            values = x.data.reshape(x.shape[0], channels, -1)
+            mean = values.mean(axis=2, dtype=np.float64).mean(axis=0)
+            var = values.var(axis=2, ddof=1, dtype=np.float64).mean(axis=0)
+            running_mean[...] = running_mean * momentum + mean * (1 - momentum)
+            running_var[...] = running_var * momentum + var * (1 - momentum)
     return _group_norm_composite(inputs, channels, eps)
 
 

@@ -6,6 +6,7 @@ import numpy as np
 
 from .. import functional as F
 from ..functional._rules import (
+    check_bool,
     check_eps,
     check_groups,
     check_momentum,
@@ -68,19 +69,24 @@ class GroupNorm(Module):
 
 class _InstanceNorm(Module):
     """Shared body of InstanceNorm1d/2d: y = gamma_c (x - mean) / sqrt(var + eps) + beta_c, the
-    mean and biased variance per sample and channel over the spatial positions, in training
-    and eval alike. Unbatched input (C, *spatial) is normalized as a batch of one.
+    mean and biased variance per sample and channel over the spatial positions. Unbatched
+    input (C, *spatial) is normalized as a batch of one.
 
     Args:
         num_features: C.
         eps: added to the variance before the square root.
-        momentum: minigrad's convention (weight of the old value, 0.9 = PyTorch's 0.1); kept
-            for the signature: without running statistics it has no effect.
+        momentum: weight of the old running statistic (minigrad's convention, as BatchNorm:
+            0.9 equals PyTorch's 0.1); used only with track_running_stats.
         affine: learn a per-channel gamma (init 1) and beta (init 0); off by default.
-        track_running_stats: must be False (running statistics are not supported).
+        track_running_stats: off by default: each input's own statistics in training and
+            eval. On: keep running_mean (init 0) and running_var (init 1), updated in training
+            with the batch average of the per-instance mean and unbiased variance, and
+            normalize with them in eval (num_batches_tracked is kept for PyTorch's state dict
+            layout and, as there, not counted).
     """
 
     spatial_ndim = 0
+    shape_text = ""
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.9,
                  affine: bool = False, track_running_stats: bool = False, dtype=np.float32):
@@ -89,11 +95,17 @@ class _InstanceNorm(Module):
         self.num_features = check_size(num_features, f"{name}: num_features")
         self.eps = check_eps(eps, name)
         self.momentum = check_momentum(momentum, name)
-        if track_running_stats is not False:
-            raise ValueError(f"{name}: track_running_stats=True is not supported; instance "
-                             f"norm uses the statistics of each input in training and eval")
-        self.affine, self.track_running_stats = affine, False
-        _channel_affine(self, affine, self.num_features, _check_float_dtype(name, dtype))
+        self.affine = check_bool(affine, f"{name}: affine")
+        self.track_running_stats = check_bool(track_running_stats, f"{name}: track_running_stats")
+        dtype = _check_float_dtype(name, dtype)
+        _channel_affine(self, affine, self.num_features, dtype)
+        if track_running_stats:
+            self.register_buffer("running_mean", Tensor(np.zeros(num_features), dtype=dtype))
+            self.register_buffer("running_var", Tensor(np.ones(num_features), dtype=dtype))
+            self.register_buffer("num_batches_tracked", Tensor(np.zeros((), dtype=np.int64)))
+        else:
+            for key in ("running_mean", "running_var", "num_batches_tracked"):
+                self.register_buffer(key, None)
 
     def forward(self, x: Tensor) -> Tensor:
         batched = self.spatial_ndim + 2
@@ -101,12 +113,12 @@ class _InstanceNorm(Module):
             raise ValueError(f"{type(self).__name__} expects input {self.shape_text}, "
                              f"got shape {x.shape}")
         _check_channels(self, x, self.num_features, x.ndim - self.spatial_ndim - 1)
-        params = self._parameters
-        if x.ndim == batched:
-            return F.instance_norm(x, weight=params["weight"], bias=params["bias"], eps=self.eps)
-        y = F.instance_norm(x.unsqueeze(0), weight=params["weight"], bias=params["bias"],
-                            eps=self.eps)
-        return y.squeeze(0)
+        params, buffers = self._parameters, self._buffers
+        y = F.instance_norm(x if x.ndim == batched else x.unsqueeze(0),
+                            buffers["running_mean"], buffers["running_var"], params["weight"],
+                            params["bias"], self.training or not self.track_running_stats,
+                            self.momentum, self.eps)
+        return y if x.ndim == batched else y.squeeze(0)
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "

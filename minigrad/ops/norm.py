@@ -75,9 +75,19 @@ def _by_channel(xg: np.ndarray, gamma: np.ndarray) -> tuple[int, int, int]:
     return xg.shape[0], channels, xg.shape[1] * xg.shape[2] // channels
 
 
+def _update_running(running_mean, running_var, mean, rstd, eps, momentum, count) -> None:
+    """InstanceNorm's running statistics, in place: running = running * momentum + s *
+    (1 - momentum), s the batch average of each (sample, channel)'s mean and unbiased variance
+    (var recovered from rstd = 1 / sqrt(var + eps) in float64)."""
+    var = (1.0 / (rstd * rstd) - eps) * (count / (count - 1))
+    running_mean[...] = running_mean * momentum + mean.mean(axis=0) * (1 - momentum)
+    running_var[...] = running_var * momentum + var.mean(axis=0) * (1 - momentum)
+
+
 class GroupNorm(Function):
     """Group normalization (InstanceNorm is groups = C): statistics per sample over each group
     of C/groups channels and every spatial position, then a per-channel gamma and beta.
+    InstanceNorm may pass running buffers (groups = C), updated in place by ``_update_running``.
 
     x (*lead, C, *spatial) is viewed as (lead, groups, D) and normalized by the LayerNorm
     kernels without affine (x_hat); y = gamma_c x_hat + beta_c. Backward:
@@ -90,9 +100,12 @@ class GroupNorm(Function):
     """
 
     @staticmethod
-    def forward(ctx, x, gamma=None, beta=None, *, groups, eps, channel_axis):
+    def forward(ctx, x, gamma=None, beta=None, *, groups, eps, channel_axis, running_mean=None,
+                running_var=None, momentum=0.9):
         xg = _grouped(x, channel_axis, groups)
         x_hat, mean, rstd = kernels.impl.layernorm_forward(xg, None, None, eps, 1)
+        if running_mean is not None and mean.shape[0]:
+            _update_running(running_mean, running_var, mean, rstd, eps, momentum, xg.shape[2])
         ctx.shape = x.shape
         ctx.save_for_backward(xg, x_hat if gamma is not None else None, gamma, mean, rstd)
         if gamma is None:
