@@ -101,12 +101,16 @@ def _graph_step(backend: str, call, x: np.ndarray, params: list[np.ndarray], gra
     g = grad
 
     def step():
+        previous = mg.get_backend()
         mg.set_backend(backend)
-        xt.grad = None
-        for p in ps:
-            p.grad = None
-        call(xt, *ps).backward(g)
-        return xt.grad
+        try:
+            xt.grad = None
+            for p in ps:
+                p.grad = None
+            call(xt, *ps).backward(g)
+            return xt.grad
+        finally:
+            mg.set_backend(previous)
 
     return step
 
@@ -139,7 +143,6 @@ def _family_cases(torch, rng, quick: bool) -> list[Case]:
          lambda shape: [np.ones(shape[-1], np.float32)]),
     ]
     out = []
-    previous = mg.get_backend()
     for name, shapes, ours, theirs, make_params in groups:
         for shape in shapes:
             x = rng.standard_normal(shape, dtype=np.float32)
@@ -153,7 +156,6 @@ def _family_cases(torch, rng, quick: bool) -> list[Case]:
                     impls["torch"] = _torch_graph_step(torch, theirs, x, params, grad)
                 label = f"{name} fwd+bwd" if fused else f"{name} composite fwd+bwd"
                 out.append(Case("norm", label, "x".join(map(str, shape)), impls))
-    mg.set_backend(previous)
     return out
 
 
