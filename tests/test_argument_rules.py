@@ -48,6 +48,27 @@ def _ln(**changes):
     return call
 
 
+def _gn(**changes):
+    def call(a, fused):
+        args = {"x": a["x"], "num_groups": C, "weight": a["w"], "bias": a["b"], **changes}
+        return F.group_norm(args.pop("x"), fused=fused, **args)
+    return call
+
+
+def _in(**changes):
+    def call(a, fused):
+        args = {"x": a["x"].reshape(2, C, 4), "weight": a["w"], "bias": a["b"], **changes}
+        return F.instance_norm(args.pop("x"), fused=fused, **args)
+    return call
+
+
+def _rms(**changes):
+    def call(a, fused):
+        args = {"x": a["x"], "normalized_shape": (C,), "weight": a["w"], **changes}
+        return F.rms_norm(args.pop("x"), fused=fused, **args)
+    return call
+
+
 def _ce(target=None, **changes):
     def call(a, fused):
         args = {"x": a["x"], **changes}
@@ -103,6 +124,45 @@ ROWS = [
     ("ln weight shape", _ln(weight=mg.ones(4), bias=mg.zeros(4)), ValueError, r"\(4,\)"),
     ("ln float64 input", _ln(x=X64), TypeError, "float64.*float32"),
     ("ln int input", _ln(x=XINT), TypeError, "floating-point"),
+    # group_norm
+    ("gn groups not dividing", _gn(num_groups=2), ValueError,
+     "num_channels=3 is not divisible by num_groups=2"),
+    ("gn groups 0", _gn(num_groups=0), ValueError, "num_groups"),
+    ("gn groups float", _gn(num_groups=1.0), TypeError, "num_groups"),
+    ("gn eps -1", _gn(eps=-1.0), ValueError, "eps"),
+    ("gn weight alone", _gn(bias=None), ValueError, "both weight and bias"),
+    ("gn weight shape", _gn(weight=mg.ones(4), bias=mg.zeros(4)), ValueError, r"\(4,\)"),
+    ("gn float64 input", _gn(x=X64), TypeError, "float64.*float32"),
+    ("gn int input", _gn(x=XINT), TypeError, "floating-point"),
+    ("gn 1-d input", _gn(x=mg.ones(3)), ValueError, r"\(N, C"),
+    ("gn empty groups", _gn(x=mg.ones(2, C, 0)), ValueError, "empty"),
+    # instance_norm
+    ("in running_mean alone", _in(running_mean=np.zeros(C, np.float32)), ValueError,
+     "instance_norm: pass both running_mean and running_var"),
+    ("in eval without stats", _in(use_input_stats=False), ValueError,
+     "use_input_stats=False needs running_mean and running_var"),
+    ("in running shape", _in(running_mean=np.zeros(4, np.float32),
+                             running_var=np.ones(4, np.float32)), ValueError, r"\(4,\)"),
+    ("in read-only buffer", _in(running_mean=READ_ONLY, running_var=np.ones(C, np.float32)),
+     ValueError, "read-only"),
+    ("in float64 buffers", _in(running_mean=np.zeros(C), running_var=np.ones(C)), TypeError,
+     "float32.*float64"),
+    ("in use_input_stats str", _in(use_input_stats="yes"), TypeError, "use_input_stats"),
+    ("in momentum 5", _in(momentum=5.0), ValueError, "momentum"),
+    ("in eps nan", _in(eps=float("nan")), ValueError, "eps"),
+    ("in no spatial axis", _in(x=mg.ones(8, C)), ValueError, "at least one spatial axis"),
+    ("in one spatial value", _in(x=mg.ones(8, C, 1)), ValueError, "more than 1 spatial value"),
+    ("in weight shape", _in(weight=mg.ones(4), bias=mg.zeros(4)), ValueError, r"\(4,\)"),
+    ("in float64 input", _in(x=mg.ones(2, C, 4, dtype=mg.float64)), TypeError,
+     "float64.*float32"),
+    # rms_norm
+    ("rms trailing shape", _rms(normalized_shape=(4,)), ValueError, r"\(4,\).*\(8, 3\)"),
+    ("rms empty shape", _rms(normalized_shape=()), ValueError, "normalized_shape"),
+    ("rms eps -1", _rms(eps=-1.0), ValueError, "eps"),
+    ("rms eps str", _rms(eps="1e-6"), TypeError, "eps"),
+    ("rms weight shape", _rms(weight=mg.ones(4)), ValueError, r"\(4,\)"),
+    ("rms float64 input", _rms(x=X64), TypeError, "float64.*float32"),
+    ("rms int input", _rms(x=XINT), TypeError, "floating-point"),
     # cross_entropy
     ("ce label_smoothing 1.5", _ce(label_smoothing=1.5), ValueError, "label_smoothing"),
     ("ce label_smoothing -0.1", _ce(label_smoothing=-0.1), ValueError, "label_smoothing"),

@@ -45,6 +45,16 @@ def test_batch_norm_fused_equals_composite(backend, rng, shape):
         np.testing.assert_allclose(fused_value, composite_value, rtol=1e-10, atol=1e-12)
 
 
+def test_batch_norm_eval_composite_keeps_float64_running_statistics(backend, rng):
+    """The composite used to round float64 running buffers to float32 in eval."""
+    x = mg.tensor(rng.standard_normal((6, 3)), dtype=np.float64)
+    rm, rv = rng.standard_normal(3), rng.random(3) + 0.5
+    expected = (x.numpy() - rm) / np.sqrt(rv + 1e-5)
+    for fused in (True, False):
+        got = F.batch_norm(x, rm, rv, training=False, fused=fused).numpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-13, atol=1e-15)
+
+
 def test_batch_norm_matches_textbook_formula(backend, rng):
     x = rng.standard_normal((8, 4)) * 3 + 2
     gamma, beta = rng.standard_normal(4), rng.standard_normal(4)

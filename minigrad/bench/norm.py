@@ -1,15 +1,19 @@
-"""Benchmark group "norm": BatchNorm and LayerNorm forward + backward (training), float32.
+"""Benchmark group "norm": the normalization layers' forward + backward (training), float32.
 
-Each step runs the forward kernel (batch statistics, running buffers updated in place) and the
-backward kernel with a fixed upstream gradient, the work of one training step of the layer.
-PyTorch, when installed, runs the same step through autograd (``F.batch_norm`` /
-``F.layer_norm`` then ``backward``) on 2 threads: what a PyTorch user pays for the layer.
+BatchNorm and LayerNorm steps run the forward kernel (batch statistics, running buffers updated
+in place) and the backward kernel with a fixed upstream gradient, the work of one training step
+of the layer. GroupNorm and RMSNorm steps run the public function and ``backward`` through the
+graph, fused and (a second row) ``fused=False``, so the two rows compare one node with its
+composite of primitive ops. PyTorch, when installed, runs the same step through autograd on 2
+threads: what a PyTorch user pays for the layer.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+import minigrad as mg
+import minigrad.functional as F
 from minigrad.bench.harness import COMPILED, Case, torch_or_none
 from minigrad.kernels import reference
 
@@ -20,6 +24,11 @@ BATCHNORM_SHAPES = [(64, 128), (256, 512), (1024, 1024), (128, 64, 16, 16)]
 LAYERNORM_SHAPES = [(256, 512), (32, 128, 256)]
 QUICK_BATCHNORM_SHAPES = [(64, 128), (8, 16, 8, 8)]
 QUICK_LAYERNORM_SHAPES = [(64, 128)]
+GROUPS = 8
+GROUPNORM_SHAPES = [(128, 64, 16, 16)]
+RMSNORM_SHAPES = [(256, 512)]
+QUICK_GROUPNORM_SHAPES = [(8, 16, 8, 8)]
+QUICK_RMSNORM_SHAPES = [(64, 128)]
 
 
 def _batchnorm_step(kernels, x: np.ndarray, grad: np.ndarray):
@@ -85,6 +94,71 @@ def _torch_layernorm_step(torch, x: np.ndarray, grad: np.ndarray):
     return step
 
 
+def _graph_step(backend: str, call, x: np.ndarray, params: list[np.ndarray], grad: np.ndarray):
+    """One forward + backward of ``call(x, *params)`` through the graph on ``backend``."""
+    xt = mg.tensor(x, requires_grad=True)
+    ps = [mg.tensor(p, requires_grad=True) for p in params]
+    g = grad
+
+    def step():
+        previous = mg.get_backend()
+        mg.set_backend(backend)
+        try:
+            xt.grad = None
+            for p in ps:
+                p.grad = None
+            call(xt, *ps).backward(g)
+            return xt.grad
+        finally:
+            mg.set_backend(previous)
+
+    return step
+
+
+def _torch_graph_step(torch, call, x: np.ndarray, params: list[np.ndarray], grad: np.ndarray):
+    t = torch.from_numpy(x.copy()).requires_grad_(True)
+    ps = [torch.from_numpy(p.copy()).requires_grad_(True) for p in params]
+    g = torch.from_numpy(grad)
+
+    def step():
+        t.grad = None
+        for p in ps:
+            p.grad = None
+        call(t, *ps).backward(g)
+        return t.grad
+
+    return step
+
+
+def _family_cases(torch, rng, quick: bool) -> list[Case]:
+    """GroupNorm and RMSNorm, each fused and composite, on both backends (and PyTorch)."""
+    groups = [
+        ("groupnorm", QUICK_GROUPNORM_SHAPES if quick else GROUPNORM_SHAPES,
+         lambda fused: lambda x, w, b: F.group_norm(x, GROUPS, w, b, fused=fused),
+         lambda t, w, b: torch.nn.functional.group_norm(t, GROUPS, w, b, EPS),
+         lambda shape: [np.ones(shape[1], np.float32), np.zeros(shape[1], np.float32)]),
+        ("rmsnorm", QUICK_RMSNORM_SHAPES if quick else RMSNORM_SHAPES,
+         lambda fused: lambda x, w: F.rms_norm(x, x.shape[-1], w, eps=EPS, fused=fused),
+         lambda t, w: torch.nn.functional.rms_norm(t, (t.shape[-1],), w, EPS),
+         lambda shape: [np.ones(shape[-1], np.float32)]),
+    ]
+    out = []
+    for name, shapes, ours, theirs, make_params in groups:
+        for shape in shapes:
+            x = rng.standard_normal(shape, dtype=np.float32)
+            grad = rng.standard_normal(shape, dtype=np.float32)
+            params = make_params(shape)
+            for fused in (True, False):
+                impls = {"numpy": _graph_step("numpy", ours(fused), x, params, grad)}
+                if COMPILED is not None:
+                    impls["cython"] = _graph_step("cython", ours(fused), x, params, grad)
+                if torch is not None:
+                    impls["torch"] = _torch_graph_step(torch, theirs, x, params, grad)
+                label = f"{name} fwd+bwd" if fused else f"{name} composite fwd+bwd"
+                out.append(Case("norm", label, "x".join(map(str, shape)), impls))
+    return out
+
+
 def cases(quick: bool) -> list[Case]:
     torch = torch_or_none()
     rng = np.random.default_rng(0)
@@ -117,4 +191,4 @@ def cases(quick: bool) -> list[Case]:
             else:
                 name_nd = name
             out.append(Case("norm", f"{name_nd} fwd+bwd", "x".join(map(str, shape)), impls))
-    return out
+    return out + _family_cases(torch, rng, quick)

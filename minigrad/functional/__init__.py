@@ -1,8 +1,9 @@
 """minigrad.functional: the stateless, PyTorch-named API (also ``minigrad.nn.functional``).
 
 It holds the public functions that ``nn`` layers and Tensor methods call: activations
-(``relu``, ``gelu``, ``dropout`` ...), ``linear``/``matmul``, ``batch_norm``/``layer_norm``,
-the losses, reductions with ``softmax``/``log_softmax``, and shape functions. Each function
+(``relu``, ``gelu``, ``dropout`` ...), ``linear``/``matmul``, the normalizations (``batch_norm``,
+``layer_norm``, ``group_norm``, ``instance_norm``, ``rms_norm``), the losses, reductions with
+``softmax``/``log_softmax``, and shape functions. Each function
 checks its arguments once (the rules are in ``_rules``), applies defaults, and calls one
 ``Function`` of ``minigrad.ops`` (or, with ``fused=False``, composes primitive ops). None
 holds state.
@@ -23,11 +24,15 @@ from .loss import (
     nll_loss,
 )
 from .norm import batch_norm, layer_norm
+from .norm_family import group_norm, instance_norm, rms_norm
 from .reduce import log_softmax, softmax
 
 __all__ = [
     "batch_norm",
     "layer_norm",
+    "group_norm",
+    "instance_norm",
+    "rms_norm",
     "binary_cross_entropy_with_logits",
     "cross_entropy",
     "l1_loss",

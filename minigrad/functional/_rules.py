@@ -269,3 +269,48 @@ def _dtype_message(got: np.dtype, expected: np.dtype) -> str:
     if got.kind == "f":
         fixes += f" or the model ({to_model})"
     return f"input dtype {got} does not match the parameter dtype {expected}: {fixes}"
+
+
+# ------------------------------------------------- the normalization family (group, instance, rms)
+
+
+def check_groups(num_groups: Any, num_channels: int, op: str) -> int:
+    """GroupNorm splits the C channels into num_groups equal groups: C % num_groups == 0."""
+    num_groups = check_size(num_groups, f"{op}: num_groups")
+    if num_channels % num_groups:
+        raise ValueError(f"{op}: num_channels={num_channels} is not divisible by "
+                         f"num_groups={num_groups}")
+    return num_groups
+
+
+def check_spatial(shape: tuple[int, ...], op: str, use_input_stats: bool) -> None:
+    """Instance norm needs (N, C, *spatial); its own statistics need more than one spatial
+    value per (sample, channel)."""
+    if len(shape) < 3:
+        raise ValueError(f"{op} expects input (N, C, *spatial) with at least one spatial axis, "
+                         f"got shape {shape}")
+    if use_input_stats and math.prod(shape[2:]) <= 1:
+        raise ValueError(f"{op}: expected more than 1 spatial value per channel, got input of "
+                         f"shape {shape}")
+
+
+def check_bool(value: Any, what: str) -> bool:
+    """A flag such as use_input_stats is a bool: a string such as "False" would be true."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{what} must be a bool, got {value!r}")
+    return bool(value)
+
+
+def check_trailing(shape: tuple[int, ...], normalized_shape: tuple[int, ...], op: str) -> None:
+    """The input must end with ``normalized_shape``."""
+    k = len(normalized_shape)
+    if len(shape) < k or shape[len(shape) - k:] != normalized_shape:
+        raise ValueError(f"{op}: expected input with trailing shape {normalized_shape}, "
+                         f"got shape {shape}")
+
+
+def rms_eps(eps: Any, dtype: np.dtype, op: str) -> float:
+    """RMSNorm's eps: None means the machine epsilon of the input dtype (as PyTorch)."""
+    if eps is None:
+        return float(np.finfo(dtype).eps)
+    return check_eps(eps, op)

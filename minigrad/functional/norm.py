@@ -36,23 +36,28 @@ def _affine_inputs(x, weight, bias, expected: tuple[int, ...], op: str) -> list:
     return [x, weight, bias]
 
 
-def _running_buffers(running_mean, running_var, channels: int, training: bool):
-    """The running statistics as ndarrays (updated in place when training), checked."""
+def _running_buffers(running_mean, running_var, channels: int, training: bool,
+                     op: str = "batch_norm", flag: str = "training"):
+    """The running statistics as ndarrays (updated in place when ``training``), checked.
+
+    ``flag`` names the argument that chose batch statistics, in the message when it is False
+    and the buffers are missing.
+    """
     running_mean, running_var = data_of(running_mean), data_of(running_var)
     if (running_mean is None) != (running_var is None):
-        raise ValueError("batch_norm: pass both running_mean and running_var, or neither")
+        raise ValueError(f"{op}: pass both running_mean and running_var, or neither")
     if running_mean is None:
         if not training:
-            raise ValueError("batch_norm with training=False needs running_mean and running_var")
+            raise ValueError(f"{op} with {flag}=False needs running_mean and running_var")
         return None, None
     for name, b in (("running_mean", running_mean), ("running_var", running_var)):
         if not isinstance(b, np.ndarray):
-            raise TypeError(f"batch_norm: {name} must be a Tensor or ndarray, got "
+            raise TypeError(f"{op}: {name} must be a Tensor or ndarray, got "
                             f"{type(b).__name__}")
         if b.shape != (channels,):
-            raise ValueError(f"batch_norm: {name} has shape {b.shape}, expected ({channels},)")
+            raise ValueError(f"{op}: {name} has shape {b.shape}, expected ({channels},)")
         if training and not b.flags.writeable:
-            raise ValueError(f"batch_norm: {name} is updated in place but is read-only")
+            raise ValueError(f"{op}: {name} is updated in place but is read-only")
     return running_mean, running_var
 
 
@@ -104,8 +109,10 @@ def _batch_norm_composite(inputs, running_mean, running_var, training, momentum,
                 running_mean[...] = running_mean * momentum + mean.data.reshape(-1) * (1 - momentum)
                 running_var[...] = running_var * momentum + unbiased * (1 - momentum)
     else:
-        mean = as_tensor(running_mean.reshape(per_channel))
-        var = as_tensor(running_var.reshape(per_channel))
+        # like=x: the buffers have x's dtype (checked); plain as_tensor would round float64
+        # buffers to the default float32
+        mean = as_tensor(running_mean.reshape(per_channel), like=x)
+        var = as_tensor(running_var.reshape(per_channel), like=x)
     x_hat = ew.div(ew.sub(x, mean), ew.sqrt(ew.add(var, eps)))
     if len(inputs) == 1:
         return x_hat

@@ -301,16 +301,7 @@ def _batchnorm_channels(fn: str, x: object) -> int:
 def layernorm_forward_args(x, gamma, beta, normalized_ndim) -> tuple[int, ...]:
     """Check a ``layernorm_forward`` call; return the normalized shape (never empty)."""
     fn = "layernorm_forward"
-    float_array(fn, "x", x)
-    if isinstance(normalized_ndim, bool) or not isinstance(normalized_ndim, int | np.integer):
-        raise TypeError(f"{fn}: normalized_ndim must be an int, got {normalized_ndim!r}")
-    if not 1 <= normalized_ndim <= x.ndim:
-        raise ValueError(
-            f"{fn}: normalized_ndim must be in [1, x.ndim] = [1, {x.ndim}] for x of shape "
-            f"{x.shape}, got {normalized_ndim}"
-        )
-    shape = x.shape[x.ndim - normalized_ndim:]
-    _nonempty(fn, shape)
+    shape = _normalized_shape(fn, x, normalized_ndim)
     if gamma is not None:
         same_as(fn, "gamma", gamma, x, shape, "the normalized shape")
     if beta is not None:
@@ -334,6 +325,48 @@ def layernorm_backward_args(grad_out, x, gamma, mean, rstd) -> tuple[int, ...]:
     _nonempty(fn, shape)
     if gamma is not None:
         same_as(fn, "gamma", gamma, x, shape, "the normalized shape")
+    return shape
+
+
+def _normalized_shape(fn: str, x, normalized_ndim) -> tuple[int, ...]:
+    """x's trailing ``normalized_ndim`` sizes, checked: a float array and a non-empty shape."""
+    float_array(fn, "x", x)
+    if isinstance(normalized_ndim, bool) or not isinstance(normalized_ndim, int | np.integer):
+        raise TypeError(f"{fn}: normalized_ndim must be an int, got {normalized_ndim!r}")
+    if not 1 <= normalized_ndim <= x.ndim:
+        raise ValueError(
+            f"{fn}: normalized_ndim must be in [1, x.ndim] = [1, {x.ndim}] for x of shape "
+            f"{x.shape}, got {normalized_ndim}"
+        )
+    shape = x.shape[x.ndim - normalized_ndim:]
+    _nonempty(fn, shape)
+    return shape
+
+
+def rmsnorm_forward_args(x, weight, normalized_ndim) -> tuple[int, ...]:
+    """Check an ``rmsnorm_forward`` call; return the normalized shape (never empty)."""
+    fn = "rmsnorm_forward"
+    shape = _normalized_shape(fn, x, normalized_ndim)
+    if weight is not None:
+        same_as(fn, "weight", weight, x, shape, "the normalized shape")
+    return shape
+
+
+def rmsnorm_backward_args(grad_out, x, weight, rstd) -> tuple[int, ...]:
+    """Check an ``rmsnorm_backward`` call; return the normalized shape (never empty)."""
+    fn = "rmsnorm_backward"
+    float_array(fn, "x", x)
+    same_as(fn, "grad_out", grad_out, x, x.shape, "the shape of x")
+    float_array(fn, "rstd", rstd)
+    if rstd.ndim >= x.ndim or rstd.shape != x.shape[: rstd.ndim]:
+        raise ValueError(
+            f"{fn}: rstd must have the leading (unnormalized) shape of x of shape {x.shape}, "
+            f"got shape {rstd.shape}"
+        )
+    shape = x.shape[rstd.ndim:]
+    _nonempty(fn, shape)
+    if weight is not None:
+        same_as(fn, "weight", weight, x, shape, "the normalized shape")
     return shape
 
 

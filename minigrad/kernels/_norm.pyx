@@ -1,7 +1,9 @@
-# Longer than the ~400 lines we aim for: one compiled module per kernel family, and BatchNorm and
-# LayerNorm share the centring, the shifted sums and the write passes; split, the two halves
-# would no longer sit beside their one twin, _norm_twin.py.
-"""Fused BatchNorm and LayerNorm kernels, forward and backward, for float32 and float64 data.
+# Longer than the ~400 lines we aim for: one compiled module per kernel family, and BatchNorm,
+# LayerNorm and RMSNorm share the centring, the shifted sums and the write passes; split, the
+# parts would no longer sit beside their one twin, _norm_twin.py.
+"""Fused BatchNorm, LayerNorm and RMSNorm kernels, forward and backward, float32 and float64.
+
+RMSNorm runs on the LayerNorm cores with centring switched off (mean 0, no sum(dy) term).
 
 Each kernel is a thin ``def`` wrapper (the memory-safety checks of ``_checks``, shared with the
 NumPy twins in ``_norm_twin.py``; contiguous copies; output allocation) around a
@@ -35,6 +37,8 @@ from minigrad.kernels._checks import (
     batchnorm_forward_args,
     layernorm_backward_args,
     layernorm_forward_args,
+    rmsnorm_backward_args,
+    rmsnorm_forward_args,
 )
 from minigrad.kernels._simd cimport (
     _column_grad_sums,
@@ -319,10 +323,13 @@ cdef void _batchnorm_backward_core(
 
 
 cdef void _layernorm_forward_rows(const floating[:, ::1] x, const floating[::1] gamma,
-                                  const floating[::1] beta, bint affine, double eps,
-                                  Py_ssize_t r0, Py_ssize_t r1, floating[:, ::1] y,
+                                  const floating[::1] beta, bint affine, bint centred,
+                                  double eps, Py_ssize_t r0, Py_ssize_t r1, floating[:, ::1] y,
                                   double[::1] mean, double[::1] rstd) noexcept nogil:
-    """Samples r0..r1: statistics of the row, then y = (x - mean) * rstd * gamma + beta."""
+    """Samples r0..r1: statistics of the row, then y = (x - mean) * rstd * gamma + beta.
+
+    Not centred (RMSNorm): mean = 0 and rstd = 1 / sqrt(mean(x^2) + eps).
+    """
     cdef Py_ssize_t D = x.shape[1], r
     cdef double s1, s2, m, rs, shift
     cdef floating mean_hi, mean_lo, rsf
@@ -333,13 +340,17 @@ cdef void _layernorm_forward_rows(const floating[:, ::1] x, const floating[::1] 
         yr = &y[r, 0]
         # shift by the first value (exact variance when |mean| >> std), unless it is inf or
         # NaN: then every shifted term is NaN, where NumPy's mean of data holding inf is inf
-        shift = xr[0] if isfinite(xr[0]) else 0.0
+        shift = xr[0] if centred and isfinite(xr[0]) else 0.0
         s1 = 0.0
         s2 = 0.0
         _row_moments(xr, D, shift, &s1, &s2)
-        m = s1 / D
-        rs = 1.0 / sqrt(_nonnegative(s2 / D - m * m) + eps)
-        m = shift + m
+        if centred:
+            m = s1 / D
+            rs = 1.0 / sqrt(_nonnegative(s2 / D - m * m) + eps)
+            m = shift + m
+        else:
+            m = 0.0
+            rs = 1.0 / sqrt(s2 / D + eps)
         mean[r] = m
         rstd[r] = rs
         _split(m, &mean_hi, &mean_lo)
@@ -351,29 +362,30 @@ cdef void _layernorm_forward_rows(const floating[:, ::1] x, const floating[::1] 
 
 
 cdef void _layernorm_forward_core(const floating[:, ::1] x, const floating[::1] gamma,
-                                  const floating[::1] beta, bint affine, double eps,
-                                  floating[:, ::1] y, double[::1] mean,
+                                  const floating[::1] beta, bint affine, bint centred,
+                                  double eps, floating[:, ::1] y, double[::1] mean,
                                   double[::1] rstd) noexcept nogil:
     """Each sample (row) is independent: threads split the rows."""
     cdef Py_ssize_t R = x.shape[0], chunk, t
     cdef int nt = threads_for(R * x.shape[1])
     if nt == 1:
-        _layernorm_forward_rows(x, gamma, beta, affine, eps, 0, R, y, mean, rstd)
+        _layernorm_forward_rows(x, gamma, beta, affine, centred, eps, 0, R, y, mean, rstd)
         return
     chunk = (R + nt - 1) // nt
     for t in prange(nt, num_threads=nt, schedule="static"):
-        _layernorm_forward_rows(x, gamma, beta, affine, eps, min(t * chunk, R),
+        _layernorm_forward_rows(x, gamma, beta, affine, centred, eps, min(t * chunk, R),
                                 min(t * chunk + chunk, R), y, mean, rstd)
 
 
 cdef void _layernorm_backward_block(
     const floating[:, ::1] dy, const floating[:, ::1] x, const floating[::1] gamma,
-    const double[::1] mean, const double[::1] rstd, Py_ssize_t r0, Py_ssize_t r1,
+    const double[::1] mean, const double[::1] rstd, bint centred, Py_ssize_t r0, Py_ssize_t r1,
     floating[:, ::1] dx, double *dgamma, double *dbeta,
 ) noexcept nogil:
     """Samples r0..r1: the two row sums, then dx = dy * gamma * rstd + (x - mean) * p + q.
 
-    dgamma and dbeta (float64, D each) receive this block's sums of dy * x_hat and dy.
+    dgamma and dbeta (float64, D each) receive this block's sums of dy * x_hat and dy. Not
+    centred (RMSNorm, mean 0): q = 0, since the mean did not depend on x.
     """
     cdef Py_ssize_t D = x.shape[1], r, i
     cdef double sum_g, sum_g_xhat, rs
@@ -394,14 +406,14 @@ cdef void _layernorm_backward_block(
         # dx = rstd * g - rstd * sum_g / D - x_hat * rstd * sum_g_xhat / D, x_hat = (x - mean) rstd
         rsf = <floating>rs
         p = <floating>(-rs * rs * sum_g_xhat / D)
-        q = <floating>(-rs * sum_g / D)
+        q = <floating>(-rs * sum_g / D) if centred else 0
         _split(mean[r], &mean_hi, &mean_lo)
         _layernorm_dx_row(dyr, xr, &gamma[0], D, mean_hi, mean_lo, rsf, p, q, dxr)
 
 
 cdef void _layernorm_backward_core(
     const floating[:, ::1] dy, const floating[:, ::1] x, const floating[::1] gamma,
-    const double[::1] mean, const double[::1] rstd, floating[:, ::1] dx,
+    const double[::1] mean, const double[::1] rstd, bint centred, floating[:, ::1] dx,
     floating[:, ::1] out, double[:, :, ::1] partial,
 ) noexcept nogil:
     """Fixed blocks of samples, each with its own partial dgamma/dbeta; blocks added in order.
@@ -419,12 +431,12 @@ cdef void _layernorm_backward_core(
         return
     if nt == 1 or blocks == 1:
         for b in range(blocks):
-            _layernorm_backward_block(dy, x, gamma, mean, rstd, min(b * per_block, R),
+            _layernorm_backward_block(dy, x, gamma, mean, rstd, centred, min(b * per_block, R),
                                       min(b * per_block + per_block, R), dx,
                                       &partial[b, 0, 0], &partial[b, 1, 0])
     else:
         for b in prange(blocks, num_threads=nt, schedule="static"):
-            _layernorm_backward_block(dy, x, gamma, mean, rstd, min(b * per_block, R),
+            _layernorm_backward_block(dy, x, gamma, mean, rstd, centred, min(b * per_block, R),
                                       min(b * per_block + per_block, R), dx,
                                       &partial[b, 0, 0], &partial[b, 1, 0])
     for i in range(D):
@@ -544,9 +556,9 @@ def layernorm_forward(x, gamma, beta, eps, normalized_ndim):
         gamma = np.ones(D, x.dtype) if gamma is None else np.ascontiguousarray(gamma).reshape(D)
         beta = np.zeros(D, x.dtype) if beta is None else np.ascontiguousarray(beta).reshape(D)
     if x.dtype.itemsize == 4:  # float32 (the checks allow only float32 and float64)
-        _layernorm_forward_core[float](x2, gamma, beta, affine, eps, y, mean, rstd)
+        _layernorm_forward_core[float](x2, gamma, beta, affine, True, eps, y, mean, rstd)
     else:
-        _layernorm_forward_core[double](x2, gamma, beta, affine, eps, y, mean, rstd)
+        _layernorm_forward_core[double](x2, gamma, beta, affine, True, eps, y, mean, rstd)
     return y.reshape(x.shape), mean.reshape(lead_shape), rstd.reshape(lead_shape)
 
 
@@ -575,8 +587,62 @@ def layernorm_backward(grad_out, x, gamma, mean, rstd):
     dx = np.empty_like(x2)
     out = np.empty((2, D), x.dtype)  # dgamma, dbeta
     if x.dtype.itemsize == 4:  # float32 (the checks allow only float32 and float64)
-        _layernorm_backward_core[float](dy2, x2, gamma, mean, rstd, dx, out, partial)
+        _layernorm_backward_core[float](dy2, x2, gamma, mean, rstd, True, dx, out, partial)
     else:
-        _layernorm_backward_core[double](dy2, x2, gamma, mean, rstd, dx, out, partial)
+        _layernorm_backward_core[double](dy2, x2, gamma, mean, rstd, True, dx, out, partial)
     return (dx.reshape(x.shape), out[0].reshape(normalized_shape),
             out[1].reshape(normalized_shape))
+
+
+def rmsnorm_forward(x, weight, eps, normalized_ndim):
+    """RMSNorm forward: y = x * rstd * weight per sample, rstd = 1 / sqrt(mean(x^2) + eps) over
+    the trailing ``normalized_ndim`` axes (LayerNorm without centring and without beta).
+
+    Returns:
+        (y, rstd): y like x; rstd float64 with shape x.shape[:-normalized_ndim].
+    """
+    rmsnorm_forward_args(x, weight, normalized_ndim)
+    lead_shape = x.shape[: x.ndim - normalized_ndim]
+    D = math.prod(x.shape[x.ndim - normalized_ndim:])
+    x2 = np.ascontiguousarray(x).reshape(-1, D)
+    y = np.empty_like(x2)
+    mean = np.empty(x2.shape[0], np.float64)  # written as zeros by the uncentred core
+    rstd = np.empty(x2.shape[0], np.float64)
+    affine = weight is not None
+    beta = None
+    if affine:
+        weight = np.ascontiguousarray(weight).reshape(D)
+        beta = np.zeros(D, x.dtype)
+    if x.dtype.itemsize == 4:  # float32 (the checks allow only float32 and float64)
+        _layernorm_forward_core[float](x2, weight, beta, affine, False, eps, y, mean, rstd)
+    else:
+        _layernorm_forward_core[double](x2, weight, beta, affine, False, eps, y, mean, rstd)
+    return y.reshape(x.shape), rstd.reshape(lead_shape)
+
+
+def rmsnorm_backward(grad_out, x, weight, rstd):
+    """RMSNorm backward, with g = dy * weight and x_hat = x * rstd over the D values of a sample:
+    dx = rstd * (g - x_hat * sum(g * x_hat) / D), dweight = sum over samples of dy * x_hat.
+    The normalized axes are the trailing x.ndim - rstd.ndim ones.
+
+    Returns:
+        (dx, dweight): dx like x; dweight with the normalized shape, x's dtype.
+    """
+    rmsnorm_backward_args(grad_out, x, weight, rstd)
+    normalized_shape = x.shape[rstd.ndim:]
+    D = math.prod(normalized_shape)
+    x2 = np.ascontiguousarray(x).reshape(-1, D)
+    dy2 = np.ascontiguousarray(grad_out).reshape(-1, D)
+    R = x2.shape[0]
+    rstd = np.ascontiguousarray(rstd, dtype=np.float64).reshape(R)
+    mean = np.zeros(R, np.float64)
+    weight = np.ones(D, x.dtype) if weight is None else np.ascontiguousarray(weight).reshape(D)
+    blocks = max(1, min(R, LAYERNORM_MAX_BLOCKS, R * D // LAYERNORM_BLOCK_WORK))
+    partial = np.empty((blocks, 2, D), np.float64)
+    dx = np.empty_like(x2)
+    out = np.empty((2, D), x.dtype)  # dweight, and sum(dy) which RMSNorm does not use
+    if x.dtype.itemsize == 4:  # float32 (the checks allow only float32 and float64)
+        _layernorm_backward_core[float](dy2, x2, weight, mean, rstd, False, dx, out, partial)
+    else:
+        _layernorm_backward_core[double](dy2, x2, weight, mean, rstd, False, dx, out, partial)
+    return dx.reshape(x.shape), out[0].reshape(normalized_shape)

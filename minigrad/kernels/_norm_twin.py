@@ -1,4 +1,4 @@
-"""NumPy twins of the fused BatchNorm and LayerNorm kernels in ``_norm.pyx``.
+"""NumPy twins of the fused BatchNorm, LayerNorm and RMSNorm kernels in ``_norm.pyx``.
 
 Same names, signatures and return values as the kernels, written as plain NumPy, line by line
 the formulas of docs/normalization.md, and read beside the kernels with the same plan:
@@ -26,6 +26,8 @@ from ._checks import (
     batchnorm_forward_args,
     layernorm_backward_args,
     layernorm_forward_args,
+    rmsnorm_backward_args,
+    rmsnorm_forward_args,
 )
 
 
@@ -171,3 +173,44 @@ def layernorm_backward(grad_out, x, gamma, mean, rstd):
     dgamma = np.sum(grad_out * x_hat, axis=sample_axes, dtype=np.float64)
     dbeta = np.sum(grad_out, axis=sample_axes, dtype=np.float64)
     return dx, dgamma.astype(x.dtype), dbeta.astype(x.dtype)
+
+
+# ----------------------------------------------------------------------------- RMSNorm twins
+
+
+def rmsnorm_forward(x, weight, eps, normalized_ndim):
+    """RMSNorm forward: y = x * rstd * weight per sample, rstd = 1 / sqrt(mean(x^2) + eps) over
+    the trailing ``normalized_ndim`` axes (LayerNorm without centring and without beta).
+
+    Returns:
+        (y, rstd): y like x; rstd float64 with shape x.shape[:-normalized_ndim].
+    """
+    rmsnorm_forward_args(x, weight, normalized_ndim)
+    axes = tuple(range(x.ndim - normalized_ndim, x.ndim))
+    rstd = 1.0 / np.sqrt(np.mean(x * x, axis=axes, dtype=np.float64, keepdims=True) + float(eps))
+    y = x * rstd.astype(x.dtype)
+    if weight is not None:
+        y *= weight
+    return y, rstd.reshape(x.shape[: x.ndim - normalized_ndim])
+
+
+def rmsnorm_backward(grad_out, x, weight, rstd):
+    """RMSNorm backward, with g = dy * weight and x_hat = x * rstd over the D values of a sample:
+    dx = rstd * (g - x_hat * sum(g * x_hat) / D), dweight = sum over samples of dy * x_hat.
+    The normalized axes are the trailing x.ndim - rstd.ndim ones.
+
+    Returns:
+        (dx, dweight): dx like x; dweight with the normalized shape, x's dtype.
+    """
+    rmsnorm_backward_args(grad_out, x, weight, rstd)
+    lead = rstd.ndim
+    axes = tuple(range(lead, x.ndim))
+    count = math.prod(x.shape[lead:])
+    rstd = rstd.reshape(rstd.shape + (1,) * len(axes))  # broadcasts a per-sample value
+    rstd_k = rstd.astype(x.dtype)
+    x_hat = x * rstd_k
+    g = grad_out if weight is None else grad_out * weight
+    sum_g_xhat = np.sum(g * x_hat, axis=axes, dtype=np.float64, keepdims=True)
+    dx = g * rstd_k - x_hat * (rstd * sum_g_xhat / count).astype(x.dtype)
+    dweight = np.sum(grad_out * x_hat, axis=tuple(range(lead)), dtype=np.float64)
+    return dx, dweight.astype(x.dtype)

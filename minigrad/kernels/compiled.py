@@ -5,7 +5,14 @@ warns once and uses the NumPy twins.
 """
 
 from . import _norm, _optim, _reduce, _softmax
-from ._norm import batchnorm_backward, batchnorm_forward, layernorm_backward, layernorm_forward
+from ._norm import (
+    batchnorm_backward,
+    batchnorm_forward,
+    layernorm_backward,
+    layernorm_forward,
+    rmsnorm_backward,
+    rmsnorm_forward,
+)
 from ._optim import adam_step, rmsprop_step, sgd_step
 from ._reduce import logsumexp, max, mean, min, sum, var
 from ._softmax import (
@@ -22,7 +29,8 @@ _THREADED_MODULES = (_norm, _optim, _reduce, _softmax)
 __all__ = [
     "adam_step", "batchnorm_backward", "batchnorm_forward", "cross_entropy_backward",
     "cross_entropy_forward", "layernorm_backward", "layernorm_forward", "log_softmax",
-    "log_softmax_backward", "logsumexp", "max", "mean", "min", "rmsprop_step", "sgd_step",
+    "log_softmax_backward", "logsumexp", "max", "mean", "min", "rmsnorm_backward",
+    "rmsnorm_forward", "rmsprop_step", "sgd_step",
     "softmax", "softmax_backward", "sum", "var",
 ]
 

@@ -11,6 +11,8 @@ from ._norm_twin import (
     batchnorm_forward,
     layernorm_backward,
     layernorm_forward,
+    rmsnorm_backward,
+    rmsnorm_forward,
 )
 from ._optim_twin import adam_step, rmsprop_step, sgd_step
 from ._reduce_twin import logsumexp, max, mean, min, sum, var
@@ -27,6 +29,7 @@ __all__ = [
     "adam_step", "batchnorm_backward", "batchnorm_forward", "cross_entropy_backward",
     "cross_entropy_forward",
     "layernorm_backward", "layernorm_forward", "log_softmax", "log_softmax_backward",
-    "logsumexp", "max", "mean", "min", "reduced_axes", "rmsprop_step", "sgd_step", "softmax",
+    "logsumexp", "max", "mean", "min", "reduced_axes", "rmsnorm_backward", "rmsnorm_forward",
+    "rmsprop_step", "sgd_step", "softmax",
     "softmax_backward", "sum", "var",
 ]

@@ -7,4 +7,5 @@ from .dropout import Dropout
 from .linear import Identity, Linear
 from .loss import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
 from .module import Module, Parameter
+from .norm_family import GroupNorm, InstanceNorm1d, InstanceNorm2d, RMSNorm
 from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm
