@@ -2,10 +2,10 @@
 
 It holds the public functions that ``nn`` layers and Tensor methods call: activations
 (``relu``, ``gelu``, ``dropout`` ...), ``linear``/``matmul``, ``batch_norm``/``layer_norm``,
-the losses, reductions with ``softmax``/``log_softmax``, and shape functions. Each function
-checks its arguments once (the rules are in ``_rules``), applies defaults, and calls one
-``Function`` of ``minigrad.ops`` (or, with ``fused=False``, composes primitive ops). None
-holds state.
+pooling (``max_pool2d``, ``avg_pool2d``, ``adaptive_avg_pool2d``), the losses, reductions with
+``softmax``/``log_softmax``, and shape functions. Each function checks its arguments once
+(the rules are in ``_rules``), applies defaults, and calls one ``Function`` of
+``minigrad.ops`` (or, with ``fused=False``, composes primitive ops). None holds state.
 """
 
 from __future__ import annotations
@@ -23,9 +23,13 @@ from .loss import (
     nll_loss,
 )
 from .norm import batch_norm, layer_norm
+from .pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 from .reduce import log_softmax, softmax
 
 __all__ = [
+    "adaptive_avg_pool2d",
+    "avg_pool2d",
+    "max_pool2d",
     "batch_norm",
     "layer_norm",
     "binary_cross_entropy_with_logits",
