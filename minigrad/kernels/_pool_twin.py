@@ -86,13 +86,13 @@ def max_pool2d_backward(grad_out, indices, in_size):
     (H, W), = pool_pairs(fn, in_size=in_size)
     N, C = grad_out.shape[:2]
     planes, plane = N * C, H * W
-    flat = indices.reshape(planes, -1)
+    flat = indices.reshape(planes, indices[0, 0].size if planes else 0)
     bad = (flat < -1) | (flat >= plane)
     if bad.any():
         raise pool_index_error(fn, int(flat[bad][0]), plane)
     keep = flat >= 0
     target = (flat + np.arange(planes)[:, None] * plane)[keep]
-    dx = np.bincount(target, weights=grad_out.reshape(planes, -1)[keep], minlength=planes * plane)
+    dx = np.bincount(target, weights=grad_out.reshape(flat.shape)[keep], minlength=planes * plane)
     return dx.astype(grad_out.dtype).reshape(N, C, H, W)
 
 
