@@ -82,8 +82,8 @@ def test_compiled_matches_twin(rng, geometry, dtype, layout):
 def test_compiled_adaptive_matches_twin(rng, shape, out, dtype):
     x = relayout(rng.standard_normal(shape).astype(dtype), "transposed")
     g = rng.standard_normal(shape[:2] + out).astype(dtype)
-    assert_close(_pool.adaptive_avg_pool2d_forward(x, out), twin.adaptive_avg_pool2d_forward(x, out),
-                 dtype)
+    assert_close(_pool.adaptive_avg_pool2d_forward(x, out),
+                 twin.adaptive_avg_pool2d_forward(x, out), dtype)
     assert_close(_pool.adaptive_avg_pool2d_backward(g, shape[2:]),
                  twin.adaptive_avg_pool2d_backward(g, shape[2:]), dtype)
 
