@@ -145,30 +145,48 @@ def avg_pool2d_backward(grad_out, in_size, kernel_size, stride, padding, count_i
     return dxp[:, :, p[0]:p[0] + H, p[1]:p[1] + W].astype(grad_out.dtype)
 
 
-def _adaptive_matrix(size: int, out: int) -> np.ndarray:
-    """(out, size) averaging matrix: row i is 1/len over [floor(i*size/out), ceil((i+1)*size/out))
-    and 0 elsewhere (all 0 for an empty window)."""
-    i = np.arange(out)
-    start = i * size // out
-    end = -(-(i + 1) * size // out)
-    cols = np.arange(size)
-    inside = (cols >= start[:, None]) & (cols < end[:, None])
-    return inside * _safe_inverse((end - start).astype(np.float64))[:, None]
+def _adaptive_bounds(size: int, out: int) -> list[tuple[int, int]]:
+    """[start, end) of each of ``out`` windows over ``size``: floor(i*size/out) to
+    ceil((i+1)*size/out)."""
+    return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
+
+
+def _mean_along(x: np.ndarray, axis: int, bounds) -> np.ndarray:
+    """The float64 mean of each window of ``bounds`` along ``axis`` (0 for an empty window)."""
+    taken = [np.take(x, range(a, b), axis=axis).sum(axis=axis, dtype=np.float64) / max(b - a, 1)
+             for a, b in bounds]
+    shape = list(x.shape)
+    shape[axis] = 0
+    return np.stack(taken, axis=axis) if taken else np.zeros(shape)
+
+
+def _spread_along(g: np.ndarray, axis: int, bounds, size: int) -> np.ndarray:
+    """The adjoint of ``_mean_along``: each window's value / its length, added over it."""
+    shape = list(g.shape)
+    shape[axis] = size
+    out = np.zeros(shape)
+    for i, (a, b) in enumerate(bounds):
+        index = [slice(None)] * g.ndim
+        index[axis] = slice(a, b)
+        out[tuple(index)] += np.take(g, [i], axis=axis) / max(b - a, 1)
+    return out
 
 
 def adaptive_avg_pool2d_forward(x, out_size):
-    """y = A_h @ x @ A_w^T per plane, with the averaging matrices of ``_adaptive_matrix``."""
+    """y[i, j] = mean of x over rows [floor(i*H/OH), ceil((i+1)*H/OH)) and the columns alike:
+    rows averaged first, then columns (separable, in float64)."""
     fn = "adaptive_avg_pool2d_forward"
     pool_input(fn, "x", x)
     (oh, ow), = pool_pairs(fn, out_size=out_size)
-    a_h, a_w = _adaptive_matrix(x.shape[2], oh), _adaptive_matrix(x.shape[3], ow)
-    return (a_h @ x.astype(np.float64) @ a_w.T).astype(x.dtype)
+    rows = _mean_along(x, 2, _adaptive_bounds(x.shape[2], oh))
+    return _mean_along(rows, 3, _adaptive_bounds(x.shape[3], ow)).astype(x.dtype)
 
 
 def adaptive_avg_pool2d_backward(grad_out, in_size):
-    """dx = A_h^T @ grad_out @ A_w per plane."""
+    """dx[h, w] = sum over the windows holding (h, w) of grad_out / window size."""
     fn = "adaptive_avg_pool2d_backward"
     pool_input(fn, "grad_out", grad_out)
     (H, W), = pool_pairs(fn, in_size=in_size)
-    a_h, a_w = _adaptive_matrix(H, grad_out.shape[2]), _adaptive_matrix(W, grad_out.shape[3])
-    return (a_h.T @ grad_out.astype(np.float64) @ a_w).astype(grad_out.dtype)
+    oh, ow = grad_out.shape[2:]
+    cols = _spread_along(grad_out, 3, _adaptive_bounds(W, ow), W)
+    return _spread_along(cols, 2, _adaptive_bounds(H, oh), H).astype(grad_out.dtype)
