@@ -80,11 +80,14 @@ cdef Geometry _geometry(Py_ssize_t H, Py_ssize_t W, object out, object stride, o
 
 
 cdef void _max_plane(const floating *x, floating *y, int64_t *index,
-                     const Geometry *g) noexcept nogil:
+                     const Geometry *geometry) noexcept nogil:
     """One plane: the maximum of each window and its flat position in the plane."""
-    cdef Py_ssize_t oh, ow, i, j, h0, w0, at, ilo, ihi, jlo, jhi
+    # a local copy: stores through the output pointers cannot change it, so it stays in registers
+    cdef Geometry g = geometry[0]
+    cdef Py_ssize_t oh, ow, i, j, h0, w0, at, pos, ilo, ihi, jlo, jhi
     cdef const floating *row
     cdef floating best, v
+    cdef bint take
     for oh in range(g.OH):
         h0 = oh * g.sh - g.ph
         ilo, ihi = g.rows[oh], g.rows[g.OH + oh]
@@ -94,13 +97,15 @@ cdef void _max_plane(const floating *x, floating *y, int64_t *index,
             best = -INFINITY
             at = (h0 + ilo * g.dh) * g.W + w0 + jlo * g.dw if ilo < ihi and jlo < jhi else -1
             for i in range(ilo, ihi):
-                row = x + (h0 + i * g.dh) * g.W + w0
+                pos = (h0 + i * g.dh) * g.W + w0
+                row = x + pos
                 for j in range(jlo, jhi):
                     v = row[j * g.dw]
-                    # strictly greater: ties keep the first; a NaN beats a number, not a NaN
-                    if v > best or (v != v and best == best):
-                        best = v
-                        at = (h0 + i * g.dh) * g.W + w0 + j * g.dw
+                    # strictly greater: ties keep the first; a NaN beats a number, not a NaN.
+                    # Selects, not branches: on real data the comparison is a coin toss.
+                    take = (v > best) | ((v != v) & (best == best))
+                    best = v if take else best
+                    at = pos + j * g.dw if take else at
             y[oh * g.OW + ow] = best
             index[oh * g.OW + ow] = at
 
@@ -211,8 +216,10 @@ def max_pool2d_backward(grad_out, indices, in_size):
 # -------------------------------------------------------------------------- average pooling
 
 
-cdef void _avg_plane(const floating *x, floating *y, const Geometry *g) noexcept nogil:
+cdef void _avg_plane(const floating *x, floating *y, const Geometry *geometry) noexcept nogil:
     """One plane: the float64 sum of each window over its divisor (0 for an empty window)."""
+    # a local copy: stores through the output pointers cannot change it, so it stays in registers
+    cdef Geometry g = geometry[0]
     cdef Py_ssize_t oh, ow, i, j, h0, w0, ilo, ihi, jlo, jhi, div
     cdef const floating *row
     cdef double acc
@@ -237,8 +244,10 @@ cdef void _avg_plane(const floating *x, floating *y, const Geometry *g) noexcept
             y[oh * g.OW + ow] = <floating>(acc / div) if div > 0 else 0
 
 
-cdef void _avg_scatter(const floating *grad, floating *dx, const Geometry *g) noexcept nogil:
+cdef void _avg_scatter(const floating *grad, floating *dx, const Geometry *geometry) noexcept nogil:
     """One plane: each output's gradient over its divisor, added to every tap of its window."""
+    # a local copy: stores through the output pointers cannot change it, so it stays in registers
+    cdef Geometry g = geometry[0]
     cdef Py_ssize_t oh, ow, i, j, h0, w0, ilo, ihi, jlo, jhi, div
     cdef floating *row
     cdef floating share
