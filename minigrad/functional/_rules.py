@@ -284,6 +284,8 @@ def check_flag(value: Any, name: str, op: str) -> bool:
 def pool_pair(value: Any, name: str, op: str, minimum: int) -> tuple[int, int]:
     """PyTorch's int-or-pair convention: an int for both (height, width), or a tuple/list of
     two ints, each at least ``minimum`` (a float such as 2.0 is refused, not truncated)."""
+    if type(value) is int and value >= minimum:  # the common call
+        return value, value
     pair = (value, value) if not isinstance(value, tuple | list) else tuple(value)
     if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, int | np.integer)
                              for v in pair):

@@ -357,7 +357,7 @@ def pool_pairs(fn: str, **pairs: object) -> tuple[tuple[int, int], ...]:
     result = []
     for name, pair in pairs.items():
         if (type(pair) is not tuple or len(pair) != 2
-                or any(type(v) is not int for v in pair)):
+                or type(pair[0]) is not int or type(pair[1]) is not int):
             raise TypeError(f"{fn}: {name} must be a tuple of 2 ints, got {pair!r:.60}")
         low = _PAIR_MIN[name]
         if pair[0] < low or pair[1] < low or max(pair) > 2**31 - 1:

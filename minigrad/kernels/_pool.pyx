@@ -172,10 +172,10 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation, out_size):
     k, s, p, d, o = pool_pairs(fn, kernel_size=kernel_size, stride=stride, padding=padding,
                                dilation=dilation, out_size=out_size)
     N, C, H, W = x.shape
-    y = np.full((N, C) + o, -np.inf, x.dtype)
-    indices = np.full(y.shape, -1, np.int64)
-    if y.size == 0 or x.size == 0:
-        return y, indices
+    if N * C * o[0] * o[1] == 0 or x.size == 0:  # no output, or windows over an empty plane
+        return np.full((N, C) + o, -np.inf, x.dtype), np.full((N, C) + o, -1, np.int64)
+    y = np.empty((N, C) + o, x.dtype)
+    indices = np.empty(y.shape, np.int64)
     x = np.ascontiguousarray(x)
     rows, cols = _taps(H, k[0], s[0], p[0], d[0], o[0]), _taps(W, k[1], s[1], p[1], d[1], o[1])
     cdef Geometry g = _geometry(H, W, o, s, p, d, rows, cols)
@@ -353,10 +353,14 @@ def avg_pool2d_backward(grad_out, in_size, kernel_size, stride, padding, count_i
 
 def _adaptive_taps(Py_ssize_t size, Py_ssize_t out):
     """(3, out): first and end input index of each output's window, and its length."""
-    i = np.arange(out, dtype=np.intp)
-    start = i * size // out
-    end = -(-(i + 1) * size // out)
-    return np.ascontiguousarray(np.stack([start, end, end - start]))
+    taps = np.empty((3, out), np.intp)
+    cdef Py_ssize_t[:, ::1] t = taps
+    cdef Py_ssize_t i
+    for i in range(out):
+        t[0, i] = i * size // out
+        t[1, i] = ((i + 1) * size + out - 1) // out
+        t[2, i] = t[1, i] - t[0, i]
+    return taps
 
 
 def adaptive_avg_pool2d_forward(x, out_size):
