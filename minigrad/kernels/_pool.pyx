@@ -60,6 +60,7 @@ cdef void _fill_taps(Py_ssize_t[:, ::1] taps, Py_ssize_t size, Py_ssize_t k, Py_
 
 def _taps(Py_ssize_t size, Py_ssize_t k, Py_ssize_t s, Py_ssize_t p, Py_ssize_t d,
           Py_ssize_t out, bint include_pad=True):
+    """The (3, out) table of ``_fill_taps`` for one axis."""
     taps = np.empty((3, out), np.intp)
     _fill_taps(taps, size, k, s, p, d, include_pad)
     return taps
@@ -67,6 +68,8 @@ def _taps(Py_ssize_t size, Py_ssize_t k, Py_ssize_t s, Py_ssize_t p, Py_ssize_t 
 
 cdef Geometry _geometry(Py_ssize_t H, Py_ssize_t W, object out, object stride, object padding,
                         object dilation, Py_ssize_t[:, ::1] rows, Py_ssize_t[:, ::1] cols):
+    """The pairs and tap tables as one struct for the nogil loops (the tables must outlive
+    it: the caller keeps them)."""
     cdef Geometry g
     g.H, g.W, g.OH, g.OW = H, W, out[0], out[1]
     g.sh, g.sw, g.ph, g.pw = stride[0], stride[1], padding[0], padding[1]
