@@ -2,11 +2,11 @@
 
 It holds the public functions that ``nn`` layers and Tensor methods call: activations
 (``relu``, ``gelu``, ``dropout`` ...), ``linear``/``matmul``, the normalizations (``batch_norm``,
-``layer_norm``, ``group_norm``, ``instance_norm``, ``rms_norm``), the losses, reductions with
-``softmax``/``log_softmax``, and shape functions. Each function
-checks its arguments once (the rules are in ``_rules``), applies defaults, and calls one
-``Function`` of ``minigrad.ops`` (or, with ``fused=False``, composes primitive ops). None
-holds state.
+``layer_norm``, ``group_norm``, ``instance_norm``, ``rms_norm``), pooling (``max_pool2d``,
+``avg_pool2d``, ``adaptive_avg_pool2d``), the losses, reductions with ``softmax``/``log_softmax``,
+and shape functions. Each function checks its arguments once (the rules are in ``_rules``),
+applies defaults, and calls one ``Function`` of ``minigrad.ops`` (or, with ``fused=False``,
+composes primitive ops). None holds state.
 """
 
 from __future__ import annotations
@@ -25,9 +25,13 @@ from .loss import (
 )
 from .norm import batch_norm, layer_norm
 from .norm_family import group_norm, instance_norm, rms_norm
+from .pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 from .reduce import log_softmax, softmax
 
 __all__ = [
+    "adaptive_avg_pool2d",
+    "avg_pool2d",
+    "max_pool2d",
     "batch_norm",
     "layer_norm",
     "group_norm",

@@ -314,3 +314,78 @@ def rms_eps(eps: Any, dtype: np.dtype, op: str) -> float:
     if eps is None:
         return float(np.finfo(dtype).eps)
     return check_eps(eps, op)
+
+
+# ----------------------------------------------------------------------------- pooling
+
+
+def check_flag(value: Any, name: str, op: str) -> bool:
+    """A yes/no option (ceil_mode, count_include_pad) is a bool, not any truth value."""
+    if value is not True and value is not False and not isinstance(value, np.bool_):
+        raise TypeError(f"{op}: {name} must be a bool, got {value!r}")
+    return bool(value)
+
+
+def pool_pair(value: Any, name: str, op: str, minimum: int) -> tuple[int, int]:
+    """PyTorch's int-or-pair convention: an int for both (height, width), or a tuple/list of
+    two ints, each at least ``minimum`` (a float such as 2.0 is refused, not truncated)."""
+    if type(value) is int and value >= minimum:  # the common call
+        return value, value
+    pair = (value, value) if not isinstance(value, tuple | list) else tuple(value)
+    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, int | np.integer)
+                             for v in pair):
+        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+    if pair[0] < minimum or pair[1] < minimum:
+        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def check_pool_input(shape: tuple[int, ...], op: str) -> tuple[int, int]:
+    """Pooling takes (N, C, H, W) or unbatched (C, H, W) with C, H, W > 0; returns (H, W)."""
+    if len(shape) not in (3, 4):
+        raise ValueError(f"{op}: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, "
+                         f"got {len(shape)}-D input of shape {shape}")
+    if 0 in shape[-3:]:
+        raise ValueError(f"{op}: expected C, H and W > 0, got input of shape {shape}")
+    return shape[-2], shape[-1]
+
+
+def check_pool_padding(padding: tuple[int, int], kernel_size: tuple[int, int], op: str) -> None:
+    """Padding at most half the kernel (PyTorch's rule): a wider pad would make windows of
+    padding alone."""
+    if padding[0] > kernel_size[0] // 2 or padding[1] > kernel_size[1] // 2:
+        raise ValueError(f"{op}: padding must be at most half the kernel size, got padding "
+                         f"{padding} for kernel_size {kernel_size}")
+
+
+def pool_output_size(in_size: tuple[int, int], kernel_size: tuple[int, int],
+                     stride: tuple[int, int], padding: tuple[int, int],
+                     dilation: tuple[int, int], ceil_mode: bool, op: str) -> tuple[int, int]:
+    """PyTorch's output size: floor (or ceil) of (L + 2p - d(k - 1) - 1) / s, plus 1; in
+    ceil_mode the last window must start inside the input or its left padding."""
+    out = []
+    for axis, L, k, s, p, d in zip("HW", in_size, kernel_size, stride, padding, dilation,
+                                   strict=True):
+        span = d * (k - 1) + 1
+        room = L + 2 * p - span
+        if room < 0:
+            raise ValueError(f"{op}: the kernel ({span} with dilation) is larger than the padded "
+                             f"input ({L} + 2 * {p} = {L + 2 * p}) along {axis}; expected an "
+                             f"input of at least {span - 2 * p}, got {L}")
+        n = (room + (s - 1 if ceil_mode else 0)) // s + 1
+        if ceil_mode and (n - 1) * s >= L + p:
+            n -= 1
+        out.append(n)
+    return out[0], out[1]
+
+
+def adaptive_output_size(output_size: Any, in_size: tuple[int, int], op: str) -> tuple[int, int]:
+    """An int, or a pair whose None entries keep the input's size; each a positive int."""
+    if output_size is None:
+        raise TypeError(f"{op}: output_size must be an int or a pair, got None")
+    pair = (output_size, output_size) if not isinstance(output_size, tuple | list) \
+        else tuple(output_size)
+    if len(pair) != 2:
+        raise TypeError(f"{op}: output_size must be an int or a pair, got {output_size!r}")
+    pair = tuple(L if v is None else v for v, L in zip(pair, in_size, strict=True))
+    return pool_pair(pair, "output_size", op, 1)

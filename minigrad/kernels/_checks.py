@@ -373,3 +373,54 @@ def rmsnorm_backward_args(grad_out, x, weight, rstd) -> tuple[int, ...]:
 def _nonempty(fn: str, shape: tuple[int, ...]) -> None:
     if 0 in shape:
         raise ValueError(f"{fn}: cannot normalise over an empty shape {shape}")
+
+
+# ------------------------------------------------------------------------------ pooling kernels
+# A pooling kernel trusts the window geometry (the public functions apply PyTorch's rules), but
+# every window position is bounds-tested against the input inside the loops, so any geometry of
+# non-negative ints is memory-safe. What is checked here: the arrays, and ints of the right sign.
+
+_PAIR_MIN = {"kernel_size": 1, "stride": 1, "dilation": 1, "padding": 0, "out_size": 0,
+             "in_size": 0}
+
+
+def pool_pairs(fn: str, **pairs: object) -> tuple[tuple[int, int], ...]:
+    """Each named argument as a pair of Python ints of at least its minimum (1 for
+    kernel_size, stride and dilation; 0 for padding and the sizes)."""
+    result = []
+    for name, pair in pairs.items():
+        if (type(pair) is not tuple or len(pair) != 2
+                or type(pair[0]) is not int or type(pair[1]) is not int):
+            raise TypeError(f"{fn}: {name} must be a tuple of 2 ints, got {pair!r:.60}")
+        low = _PAIR_MIN[name]
+        if pair[0] < low or pair[1] < low or max(pair) > 2**31 - 1:
+            raise ValueError(f"{fn}: {name} must be ints in [{low}, 2**31 - 1], got {pair}")
+        result.append(pair)
+    return tuple(result)
+
+
+def pool_input(fn: str, name: str, x: object) -> np.ndarray:
+    """A float32/float64 array of shape (N, C, H, W)."""
+    float_array(fn, name, x)
+    if x.ndim != 4:
+        raise ValueError(f"{fn}: {name} must be 4-D (N, C, H, W), got shape {x.shape}")
+    return x
+
+
+def pool_indices(fn: str, indices: object, grad_out: np.ndarray) -> np.ndarray:
+    """max_pool2d's saved argmax: int64 of grad_out's shape (values are range-tested in the
+    scatter itself: -1, an empty window, or a flat index into the input plane)."""
+    if not isinstance(indices, np.ndarray):
+        raise TypeError(f"{fn}: indices must be a numpy.ndarray, got {type(indices).__name__}")
+    if indices.dtype != np.int64:
+        raise TypeError(f"{fn}: indices must be int64, got dtype {indices.dtype}")
+    if indices.shape != grad_out.shape:
+        raise ValueError(f"{fn}: indices must have the shape of grad_out {grad_out.shape}, "
+                         f"got shape {indices.shape}")
+    return indices
+
+
+def pool_index_error(fn: str, index: int, plane: int) -> ValueError:
+    """The error of a saved argmax outside its input plane of ``plane`` elements."""
+    return ValueError(f"{fn}: index {index} is outside the input plane of {plane} elements "
+                      "(expected -1 or 0 <= index < H * W)")

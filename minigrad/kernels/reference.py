@@ -15,6 +15,14 @@ from ._norm_twin import (
     rmsnorm_forward,
 )
 from ._optim_twin import adam_step, rmsprop_step, sgd_step
+from ._pool_twin import (
+    adaptive_avg_pool2d_backward,
+    adaptive_avg_pool2d_forward,
+    avg_pool2d_backward,
+    avg_pool2d_forward,
+    max_pool2d_backward,
+    max_pool2d_forward,
+)
 from ._reduce_twin import logsumexp, max, mean, min, sum, var
 from ._softmax_twin import (
     cross_entropy_backward,
@@ -26,6 +34,8 @@ from ._softmax_twin import (
 )
 
 __all__ = [
+    "adaptive_avg_pool2d_backward", "adaptive_avg_pool2d_forward", "avg_pool2d_backward",
+    "avg_pool2d_forward", "max_pool2d_backward", "max_pool2d_forward",
     "adam_step", "batchnorm_backward", "batchnorm_forward", "cross_entropy_backward",
     "cross_entropy_forward",
     "layernorm_backward", "layernorm_forward", "log_softmax", "log_softmax_backward",

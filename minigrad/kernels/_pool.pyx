@@ -1,0 +1,414 @@
+"""Max, average and adaptive average pooling of (N, C, H, W) arrays, forward and backward, for
+float32 and float64 data.
+
+Each kernel is a thin ``def`` wrapper (the memory-safety checks of ``_checks``, shared with the
+NumPy twins in ``_pool_twin.py``; a contiguous copy; output allocation) around a
+``cdef ... nogil`` core that handles one (H, W) plane at a time. The wrapper first works out,
+per output row and per output column, which kernel taps fall inside the input (``_taps``), so
+the loops over a window have no bounds test and never touch padding. Planes are independent,
+so above a size threshold threads split them; no result depends on the thread count.
+
+Average sums accumulate in float64. Max keeps the first maximal tap in row-major window order,
+and the first NaN wins over every number.
+"""
+
+include "_parallel.pxi"
+
+import numpy as np
+
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.math cimport INFINITY
+from libc.stdint cimport int64_t
+
+from minigrad.kernels._checks import pool_index_error, pool_indices, pool_input, pool_pairs
+from minigrad.kernels._simd cimport _row_sum
+
+
+# Window rows at least this long are summed by the SIMD lanes of _simd.h (whose fold of the
+# lanes costs more than it saves on a few elements).
+cdef enum:
+    ROW_SUM_MIN = 16
+
+
+cdef struct Geometry:
+    Py_ssize_t H, W, OH, OW  # input and output plane sizes
+    Py_ssize_t sh, sw, ph, pw, dh, dw  # stride, padding, dilation
+    const Py_ssize_t *rows  # (3, OH): first tap, end tap, divisor factor of each output row
+    const Py_ssize_t *cols  # (3, OW): the same per output column
+
+
+cdef void _fill_taps(Py_ssize_t[:, ::1] taps, Py_ssize_t size, Py_ssize_t k, Py_ssize_t s,
+                     Py_ssize_t p, Py_ssize_t d, bint include_pad) noexcept nogil:
+    """Per output position o along one axis, with window start = o*s - p: the taps
+    [taps[0, o], taps[1, o]) that land inside [0, size), and the divisor factor of average
+    pooling (PyTorch's rule: the window clipped to the padded input, or to the taps inside)."""
+    cdef Py_ssize_t o, start, lo, hi
+    for o in range(taps.shape[1]):
+        start = o * s - p
+        lo = 0 if start >= 0 else (d - 1 - start) // d
+        hi = 0 if start >= size else (size - start + d - 1) // d
+        hi = k if hi > k else hi
+        lo = hi if lo > hi else lo
+        taps[0, o] = lo
+        taps[1, o] = hi
+        if include_pad:
+            taps[2, o] = (start + k if start + k < size + p else size + p) - start
+        else:
+            taps[2, o] = hi - lo
+
+
+def _taps(Py_ssize_t size, Py_ssize_t k, Py_ssize_t s, Py_ssize_t p, Py_ssize_t d,
+          Py_ssize_t out, bint include_pad=True):
+    """The (3, out) table of ``_fill_taps`` for one axis."""
+    taps = np.empty((3, out), np.intp)
+    _fill_taps(taps, size, k, s, p, d, include_pad)
+    return taps
+
+
+cdef Geometry _geometry(Py_ssize_t H, Py_ssize_t W, object out, object stride, object padding,
+                        object dilation, Py_ssize_t[:, ::1] rows, Py_ssize_t[:, ::1] cols):
+    """The pairs and tap tables as one struct for the nogil loops (the tables must outlive
+    it: the caller keeps them)."""
+    cdef Geometry g
+    g.H, g.W, g.OH, g.OW = H, W, out[0], out[1]
+    g.sh, g.sw, g.ph, g.pw = stride[0], stride[1], padding[0], padding[1]
+    g.dh, g.dw = dilation[0], dilation[1]
+    g.rows = &rows[0, 0] if rows.shape[1] else NULL
+    g.cols = &cols[0, 0] if cols.shape[1] else NULL
+    return g
+
+
+# ------------------------------------------------------------------------------ max pooling
+
+
+cdef void _max_plane(const floating *x, floating *y, int64_t *index,
+                     const Geometry *geometry) noexcept nogil:
+    """One plane: the maximum of each window and its flat position in the plane."""
+    # a local copy: stores through the output pointers cannot change it, so it stays in registers
+    cdef Geometry g = geometry[0]
+    cdef Py_ssize_t oh, ow, i, j, h0, w0, at, pos, ilo, ihi, jlo, jhi
+    cdef const floating *row
+    cdef floating best, v
+    cdef bint take
+    for oh in range(g.OH):
+        h0 = oh * g.sh - g.ph
+        ilo, ihi = g.rows[oh], g.rows[g.OH + oh]
+        for ow in range(g.OW):
+            w0 = ow * g.sw - g.pw
+            jlo, jhi = g.cols[ow], g.cols[g.OW + ow]
+            best = -INFINITY
+            at = (h0 + ilo * g.dh) * g.W + w0 + jlo * g.dw if ilo < ihi and jlo < jhi else -1
+            for i in range(ilo, ihi):
+                pos = (h0 + i * g.dh) * g.W + w0
+                row = x + pos
+                for j in range(jlo, jhi):
+                    v = row[j * g.dw]
+                    # strictly greater: ties keep the first; a NaN beats a number, not a NaN.
+                    # Selects, not branches: on real data the comparison is a coin toss.
+                    take = (v > best) | ((v != v) & (best == best))
+                    best = v if take else best
+                    at = pos + j * g.dw if take else at
+            y[oh * g.OW + ow] = best
+            index[oh * g.OW + ow] = at
+
+
+cdef void _max_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
+                       int64_t[:, :, :, ::1] index, const Geometry *g) noexcept nogil:
+    cdef Py_ssize_t planes = x.shape[0] * x.shape[1], p
+    cdef Py_ssize_t size_in = g.H * g.W, size_out = g.OH * g.OW
+    cdef int nt = threads_for(planes * (size_in + size_out))
+    if nt == 1:
+        for p in range(planes):
+            _max_plane(&x[0, 0, 0, 0] + p * size_in, &y[0, 0, 0, 0] + p * size_out,
+                       &index[0, 0, 0, 0] + p * size_out, g)
+        return
+    for p in prange(planes, num_threads=nt, schedule="static"):
+        _max_plane(&x[0, 0, 0, 0] + p * size_in, &y[0, 0, 0, 0] + p * size_out,
+                   &index[0, 0, 0, 0] + p * size_out, g)
+
+
+cdef Py_ssize_t _max_scatter(const floating *grad, const int64_t *index, Py_ssize_t n,
+                             Py_ssize_t plane, floating *dx) noexcept nogil:
+    """dx[index[o]] += grad[o] for one plane; returns how many indices were out of range."""
+    cdef Py_ssize_t o, bad = 0
+    cdef int64_t k
+    for o in range(n):
+        k = index[o]
+        if 0 <= k < plane:
+            dx[k] += grad[o]
+        elif k != -1:
+            bad += 1
+    return bad
+
+
+cdef Py_ssize_t _max_backward(const floating[:, :, :, ::1] grad, const int64_t[:, :, :, ::1] index,
+                              floating[:, :, :, ::1] dx) noexcept nogil:
+    cdef Py_ssize_t planes = grad.shape[0] * grad.shape[1], p, bad = 0
+    cdef Py_ssize_t n = grad.shape[2] * grad.shape[3], plane = dx.shape[2] * dx.shape[3]
+    cdef int nt = threads_for(planes * (n + plane))
+    if nt == 1:
+        for p in range(planes):
+            bad += _max_scatter(&grad[0, 0, 0, 0] + p * n, &index[0, 0, 0, 0] + p * n, n,
+                                plane, &dx[0, 0, 0, 0] + p * plane)
+        return bad
+    for p in prange(planes, num_threads=nt, schedule="static"):
+        bad += _max_scatter(&grad[0, 0, 0, 0] + p * n, &index[0, 0, 0, 0] + p * n, n, plane,
+                            &dx[0, 0, 0, 0] + p * plane)
+    return bad
+
+
+def max_pool2d_forward(x, kernel_size, stride, padding, dilation, out_size):
+    """y = max over each window; indices = the flat position (h * W + w) of that maximum in its
+    input plane, as int64. Ties go to the first maximal tap in row-major window order; a NaN
+    wins over every number (the first NaN, when there are several).
+
+    Args:
+        x: (N, C, H, W), float32 or float64, any layout.
+        kernel_size, stride, padding, dilation, out_size: (height, width) pairs of ints.
+
+    Returns:
+        (y, indices), both of shape (N, C, oh, ow); an empty window gives -inf and -1.
+    """
+    fn = "max_pool2d_forward"
+    pool_input(fn, "x", x)
+    k, s, p, d, o = pool_pairs(fn, kernel_size=kernel_size, stride=stride, padding=padding,
+                               dilation=dilation, out_size=out_size)
+    N, C, H, W = x.shape
+    if N * C * o[0] * o[1] == 0 or x.size == 0:  # no output, or windows over an empty plane
+        return np.full((N, C) + o, -np.inf, x.dtype), np.full((N, C) + o, -1, np.int64)
+    y = np.empty((N, C) + o, x.dtype)
+    indices = np.empty(y.shape, np.int64)
+    x = np.ascontiguousarray(x)
+    rows, cols = _taps(H, k[0], s[0], p[0], d[0], o[0]), _taps(W, k[1], s[1], p[1], d[1], o[1])
+    cdef Geometry g = _geometry(H, W, o, s, p, d, rows, cols)
+    if x.dtype.itemsize == 4:
+        _max_forward[float](x, y, indices, &g)
+    else:
+        _max_forward[double](x, y, indices, &g)
+    return y, indices
+
+
+def max_pool2d_backward(grad_out, indices, in_size):
+    """dx: each output's gradient added to the one input element its index names (-1: none).
+
+    Returns:
+        dx of shape (N, C, H, W) = in_size, grad_out's dtype.
+    """
+    fn = "max_pool2d_backward"
+    pool_input(fn, "grad_out", grad_out)
+    pool_indices(fn, indices, grad_out)
+    (H, W), = pool_pairs(fn, in_size=in_size)
+    dx = np.zeros(grad_out.shape[:2] + (H, W), grad_out.dtype)
+    if grad_out.size == 0:
+        return dx
+    grad_out = np.ascontiguousarray(grad_out)
+    indices = np.ascontiguousarray(indices)
+    if dx.size == 0:  # every index must then be -1: no plane to scatter into
+        bad = np.count_nonzero(indices != -1)
+    elif dx.dtype.itemsize == 4:
+        bad = _max_backward[float](grad_out, indices, dx)
+    else:
+        bad = _max_backward[double](grad_out, indices, dx)
+    if bad:
+        flat = indices.reshape(-1)
+        raise pool_index_error(fn, int(flat[(flat < -1) | (flat >= H * W)][0]), H * W)
+    return dx
+
+
+# -------------------------------------------------------------------------- average pooling
+
+
+cdef void _avg_plane(const floating *x, floating *y, const Geometry *geometry) noexcept nogil:
+    """One plane: the float64 sum of each window over its divisor (0 for an empty window)."""
+    # a local copy: stores through the output pointers cannot change it, so it stays in registers
+    cdef Geometry g = geometry[0]
+    cdef Py_ssize_t oh, ow, i, j, h0, w0, ilo, ihi, jlo, jhi, div
+    cdef const floating *row
+    cdef double acc
+    for oh in range(g.OH):
+        h0 = oh * g.sh - g.ph
+        ilo, ihi = g.rows[oh], g.rows[g.OH + oh]
+        for ow in range(g.OW):
+            w0 = ow * g.sw - g.pw
+            jlo, jhi = g.cols[ow], g.cols[g.OW + ow]
+            acc = 0.0
+            if w0 + jlo == 0 and w0 + jhi == g.W:  # whole rows: one contiguous block
+                acc = _row_sum(x + (h0 + ilo) * g.W, (ihi - ilo) * g.W)
+            elif jhi - jlo >= ROW_SUM_MIN:
+                for i in range(ilo, ihi):
+                    acc += _row_sum(x + (h0 + i) * g.W + w0 + jlo, jhi - jlo)
+            else:
+                for i in range(ilo, ihi):
+                    row = x + (h0 + i) * g.W + w0
+                    for j in range(jlo, jhi):
+                        acc += row[j]
+            div = g.rows[2 * g.OH + oh] * g.cols[2 * g.OW + ow]
+            y[oh * g.OW + ow] = <floating>(acc / div) if div > 0 else 0
+
+
+cdef void _avg_scatter(const floating *grad, floating *dx, const Geometry *geometry) noexcept nogil:
+    """One plane: each output's gradient over its divisor, added to every tap of its window."""
+    # a local copy: stores through the output pointers cannot change it, so it stays in registers
+    cdef Geometry g = geometry[0]
+    cdef Py_ssize_t oh, ow, i, j, h0, w0, ilo, ihi, jlo, jhi, div
+    cdef floating *row
+    cdef floating share
+    for oh in range(g.OH):
+        h0 = oh * g.sh - g.ph
+        ilo, ihi = g.rows[oh], g.rows[g.OH + oh]
+        for ow in range(g.OW):
+            w0 = ow * g.sw - g.pw
+            jlo, jhi = g.cols[ow], g.cols[g.OW + ow]
+            div = g.rows[2 * g.OH + oh] * g.cols[2 * g.OW + ow]
+            if div == 0:
+                continue
+            share = <floating>(grad[oh * g.OW + ow] / <double>div)
+            for i in range(ilo, ihi):
+                row = dx + (h0 + i) * g.W + w0
+                for j in range(jlo, jhi):
+                    row[j] += share
+
+
+cdef void _avg_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
+                       const Geometry *g) noexcept nogil:
+    cdef Py_ssize_t planes = x.shape[0] * x.shape[1], p
+    cdef Py_ssize_t size_in = g.H * g.W, size_out = g.OH * g.OW
+    cdef int nt = threads_for(planes * (size_in + size_out))
+    if nt == 1:
+        for p in range(planes):
+            _avg_plane(&x[0, 0, 0, 0] + p * size_in, &y[0, 0, 0, 0] + p * size_out, g)
+        return
+    for p in prange(planes, num_threads=nt, schedule="static"):
+        _avg_plane(&x[0, 0, 0, 0] + p * size_in, &y[0, 0, 0, 0] + p * size_out, g)
+
+
+cdef void _avg_backward(const floating[:, :, :, ::1] grad, floating[:, :, :, ::1] dx,
+                        const Geometry *g) noexcept nogil:
+    cdef Py_ssize_t planes = grad.shape[0] * grad.shape[1], p
+    cdef Py_ssize_t size_in = g.H * g.W, size_out = g.OH * g.OW
+    cdef int nt = threads_for(planes * (size_in + size_out))
+    if nt == 1:
+        for p in range(planes):
+            _avg_scatter(&grad[0, 0, 0, 0] + p * size_out, &dx[0, 0, 0, 0] + p * size_in, g)
+        return
+    for p in prange(planes, num_threads=nt, schedule="static"):
+        _avg_scatter(&grad[0, 0, 0, 0] + p * size_out, &dx[0, 0, 0, 0] + p * size_in, g)
+
+
+def avg_pool2d_forward(x, kernel_size, stride, padding, out_size, count_include_pad):
+    """y = sum over each window / its divisor: PyTorch's rule, the window clipped to the padded
+    input (count_include_pad) or to the input itself (not); an empty window gives 0.
+
+    Returns:
+        y of shape (N, C, oh, ow), x's dtype.
+    """
+    fn = "avg_pool2d_forward"
+    pool_input(fn, "x", x)
+    k, s, p, o = pool_pairs(fn, kernel_size=kernel_size, stride=stride, padding=padding,
+                            out_size=out_size)
+    N, C, H, W = x.shape
+    y = np.zeros((N, C) + o, x.dtype)
+    if y.size == 0 or x.size == 0:
+        return y
+    x = np.ascontiguousarray(x)
+    pad = bool(count_include_pad)
+    rows, cols = _taps(H, k[0], s[0], p[0], 1, o[0], pad), _taps(W, k[1], s[1], p[1], 1, o[1], pad)
+    cdef Geometry g = _geometry(H, W, o, s, p, (1, 1), rows, cols)
+    if x.dtype.itemsize == 4:
+        _avg_forward[float](x, y, &g)
+    else:
+        _avg_forward[double](x, y, &g)
+    return y
+
+
+def avg_pool2d_backward(grad_out, in_size, kernel_size, stride, padding, count_include_pad):
+    """dx[h, w] = sum over the windows holding (h, w) of grad_out / divisor.
+
+    Returns:
+        dx of shape (N, C, H, W) = in_size, grad_out's dtype.
+    """
+    fn = "avg_pool2d_backward"
+    pool_input(fn, "grad_out", grad_out)
+    (H, W), k, s, p = pool_pairs(fn, in_size=in_size, kernel_size=kernel_size, stride=stride,
+                                 padding=padding)
+    N, C, OH, OW = grad_out.shape
+    dx = np.zeros((N, C, H, W), grad_out.dtype)
+    if grad_out.size == 0 or dx.size == 0:
+        return dx
+    grad_out = np.ascontiguousarray(grad_out)
+    pad = bool(count_include_pad)
+    rows, cols = _taps(H, k[0], s[0], p[0], 1, OH, pad), _taps(W, k[1], s[1], p[1], 1, OW, pad)
+    cdef Geometry g = _geometry(H, W, (OH, OW), s, p, (1, 1), rows, cols)
+    if dx.dtype.itemsize == 4:
+        _avg_backward[float](grad_out, dx, &g)
+    else:
+        _avg_backward[double](grad_out, dx, &g)
+    return dx
+
+
+# ----------------------------------------------------------------- adaptive average pooling
+#
+# Output row i averages input rows [floor(i*H/OH), ceil((i+1)*H/OH)) (columns alike). With
+# stride 0 and no padding every window "starts" at 0, so these bounds are its taps, their length
+# its divisor factor, and the average loops above serve unchanged.
+
+
+def _adaptive_taps(Py_ssize_t size, Py_ssize_t out):
+    """(3, out): first and end input index of each output's window, and its length."""
+    taps = np.empty((3, out), np.intp)
+    cdef Py_ssize_t[:, ::1] t = taps
+    cdef Py_ssize_t i
+    for i in range(out):
+        t[0, i] = i * size // out
+        t[1, i] = ((i + 1) * size + out - 1) // out
+        t[2, i] = t[1, i] - t[0, i]
+    return taps
+
+
+def adaptive_avg_pool2d_forward(x, out_size):
+    """y[i, j] = mean of x over rows [floor(i*H/OH), ceil((i+1)*H/OH)) and the columns alike
+    (windows overlap when the sizes do not divide); an empty window gives 0.
+
+    Returns:
+        y of shape (N, C) + out_size, x's dtype.
+    """
+    fn = "adaptive_avg_pool2d_forward"
+    pool_input(fn, "x", x)
+    (OH, OW), = pool_pairs(fn, out_size=out_size)
+    N, C, H, W = x.shape
+    y = np.zeros((N, C, OH, OW), x.dtype)
+    if y.size == 0 or x.size == 0:
+        return y
+    x = np.ascontiguousarray(x)
+    rows, cols = _adaptive_taps(H, OH), _adaptive_taps(W, OW)
+    # start 0 and stride 1: the taps [start, end) of each window are input indices themselves
+    cdef Geometry g = _geometry(H, W, (OH, OW), (0, 0), (0, 0), (1, 1), rows, cols)
+    if x.dtype.itemsize == 4:
+        _avg_forward[float](x, y, &g)
+    else:
+        _avg_forward[double](x, y, &g)
+    return y
+
+
+def adaptive_avg_pool2d_backward(grad_out, in_size):
+    """dx[h, w] = sum over the windows holding (h, w) of grad_out / window size.
+
+    Returns:
+        dx of shape (N, C) + in_size, grad_out's dtype.
+    """
+    fn = "adaptive_avg_pool2d_backward"
+    pool_input(fn, "grad_out", grad_out)
+    (H, W), = pool_pairs(fn, in_size=in_size)
+    N, C, OH, OW = grad_out.shape
+    dx = np.zeros((N, C, H, W), grad_out.dtype)
+    if grad_out.size == 0 or dx.size == 0:
+        return dx
+    grad_out = np.ascontiguousarray(grad_out)
+    rows, cols = _adaptive_taps(H, OH), _adaptive_taps(W, OW)
+    cdef Geometry g = _geometry(H, W, (OH, OW), (0, 0), (0, 0), (1, 1), rows, cols)
+    if dx.dtype.itemsize == 4:
+        _avg_backward[float](grad_out, dx, &g)
+    else:
+        _avg_backward[double](grad_out, dx, &g)
+    return dx

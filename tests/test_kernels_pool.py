@@ -1,0 +1,161 @@
+"""The pooling kernels called directly: the compiled module against its NumPy twin over shapes,
+both dtypes, memory layouts and thread counts (the float64 loop-nest reference of
+tests/test_pool.py checks the values themselves), and the same clean error on both for a bad
+direct call."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from kernel_modules import compiled_module, implementations
+
+import minigrad as mg
+from minigrad.kernels import _pool_twin as twin
+
+_pool = compiled_module("_pool")
+IMPLS = implementations("_pool")
+TOL = {np.dtype(np.float32): 3e-6, np.dtype(np.float64): 1e-13}
+
+# (shape, kernel, stride, padding, dilation, out): geometry as the public functions produce it,
+# plus windows that hang over the ends (ceil_mode) and, once, windows with no input at all
+GEOMETRIES = [
+    ((2, 3, 8, 8), (2, 2), (2, 2), (0, 0), (1, 1), (4, 4)),
+    ((3, 2, 7, 9), (3, 3), (2, 2), (1, 1), (1, 1), (4, 5)),
+    ((1, 4, 6, 5), (2, 3), (3, 2), (1, 1), (1, 1), (3, 3)),
+    ((2, 2, 9, 8), (3, 2), (1, 2), (1, 1), (2, 3), (7, 4)),
+    ((1, 1, 1, 1), (1, 1), (1, 1), (0, 0), (1, 1), (1, 1)),
+    ((2, 3, 17, 33), (3, 4), (2, 3), (1, 2), (1, 1), (9, 12)),
+    ((1, 2, 3, 3), (2, 2), (4, 4), (0, 0), (1, 1), (2, 2)),  # second window past the input
+    ((0, 3, 4, 4), (2, 2), (2, 2), (0, 0), (1, 1), (2, 2)),
+]
+
+
+def relayout(a: np.ndarray, layout: str) -> np.ndarray:
+    if layout == "transposed":
+        return np.ascontiguousarray(a.transpose(3, 2, 1, 0)).transpose(3, 2, 1, 0)
+    if layout == "step":
+        wide = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)
+        wide[..., ::2] = a
+        return wide[..., ::2]
+    return a
+
+
+def assert_close(got, want, dtype):
+    finite = np.abs(want[np.isfinite(want)])
+    scale = max(1.0, float(finite.max())) if finite.size else 1.0
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=0, atol=TOL[np.dtype(dtype)] * scale)
+
+
+def _run_all(impl, x, geometry, include_pad, g_max, g_avg):
+    _, k, s, p, d, o = geometry
+    y, idx = impl.max_pool2d_forward(x, k, s, p, d, o)
+    dx = impl.max_pool2d_backward(g_max, idx, x.shape[2:])
+    a = impl.avg_pool2d_forward(x, k, s, p, o, include_pad)
+    da = impl.avg_pool2d_backward(g_avg, x.shape[2:], k, s, p, include_pad)
+    return y, idx, dx, a, da
+
+
+@pytest.mark.skipif(_pool is None, reason="compiled kernels not built (NumPy-only run)")
+@pytest.mark.parametrize("layout", ["contiguous", "transposed", "step"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_compiled_matches_twin(rng, geometry, dtype, layout):
+    shape, out = geometry[0], geometry[-1]
+    x = relayout(rng.standard_normal(shape).astype(dtype), layout)
+    g = relayout(rng.standard_normal(shape[:2] + out).astype(dtype), layout)
+    for include_pad in (True, False):
+        compiled = _run_all(_pool, x, geometry, include_pad, g, g)
+        expected = _run_all(twin, x, geometry, include_pad, g, g)
+        for c, t in zip(compiled, expected, strict=True):
+            if c.dtype == np.int64:
+                np.testing.assert_array_equal(c, t)
+            else:
+                assert_close(c, t, dtype)
+
+
+@pytest.mark.skipif(_pool is None, reason="compiled kernels not built (NumPy-only run)")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, out", [((2, 3, 7, 9), (3, 4)), ((1, 2, 28, 28), (1, 1)),
+                                        ((2, 1, 5, 3), (7, 4)), ((1, 1, 40, 40), (3, 1)),
+                                        ((0, 2, 4, 4), (2, 2))])
+def test_compiled_adaptive_matches_twin(rng, shape, out, dtype):
+    x = relayout(rng.standard_normal(shape).astype(dtype), "transposed")
+    g = rng.standard_normal(shape[:2] + out).astype(dtype)
+    assert_close(_pool.adaptive_avg_pool2d_forward(x, out),
+                 twin.adaptive_avg_pool2d_forward(x, out), dtype)
+    assert_close(_pool.adaptive_avg_pool2d_backward(g, shape[2:]),
+                 twin.adaptive_avg_pool2d_backward(g, shape[2:]), dtype)
+
+
+@pytest.mark.skipif(_pool is None, reason="compiled kernels not built (NumPy-only run)")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_threads_split_planes_without_changing_results(rng, threads):
+    """Above the size threshold the planes go to threads; every result stays bit-identical."""
+    x = rng.standard_normal((8, 32, 32, 40)).astype(np.float32)
+    g = rng.standard_normal((8, 32, 16, 20)).astype(np.float32)
+    previous = mg.get_num_threads()
+    mg.set_num_threads(min(threads, mg.kernels.max_threads()))
+    try:
+        geometry = (x.shape, (2, 2), (2, 2), (0, 0), (1, 1), (16, 20))
+        compiled = _run_all(_pool, x, geometry, True, g, g)
+        gx = _pool.adaptive_avg_pool2d_backward(g, (32, 40))
+    finally:
+        mg.set_num_threads(previous)
+    serial = _run_all(_pool, x, geometry, True, g, g)
+    for c, s in zip(compiled, serial, strict=True):
+        np.testing.assert_array_equal(c, s)
+    np.testing.assert_array_equal(gx, _pool.adaptive_avg_pool2d_backward(g, (32, 40)))
+    expected = _run_all(twin, x, geometry, True, g, g)
+    for c, t in zip(compiled, expected, strict=True):
+        if c.dtype == np.int64:
+            np.testing.assert_array_equal(c, t)
+        else:
+            assert_close(c, t, np.float32)
+
+
+def test_empty_windows_give_minus_inf_and_no_gradient():
+    """A window with no input element (reachable only by a direct call) is -inf, index -1."""
+    for impl in [p.values[0] for p in IMPLS]:
+        x = np.ones((1, 1, 2, 2))
+        y, idx = impl.max_pool2d_forward(x, (1, 1), (3, 3), (0, 0), (1, 1), (2, 2))
+        np.testing.assert_array_equal(idx[0, 0], [[0, -1], [-1, -1]])
+        assert y[0, 0, 0, 0] == 1 and np.all(y[0, 0].ravel()[1:] == -np.inf)
+        dx = impl.max_pool2d_backward(np.ones((1, 1, 2, 2)), idx, (2, 2))
+        np.testing.assert_array_equal(dx[0, 0], [[1, 0], [0, 0]])
+        a = impl.avg_pool2d_forward(x, (1, 1), (3, 3), (0, 0), (2, 2), False)
+        np.testing.assert_array_equal(a[0, 0], [[1, 0], [0, 0]])
+
+
+X = np.zeros((1, 2, 4, 4))
+G = np.zeros((1, 2, 2, 2))
+IDX = np.zeros((1, 2, 2, 2), np.int64)
+BAD_CALLS = [
+    ("3-D x", "max_pool2d_forward", (X[0], (2, 2), (2, 2), (0, 0), (1, 1), (2, 2)), ValueError,
+     "x must be 4-D"),
+    ("int x", "avg_pool2d_forward", (X.astype(int), (2, 2), (2, 2), (0, 0), (2, 2), True),
+     TypeError, "float32 or float64"),
+    ("list x", "adaptive_avg_pool2d_forward", (X.tolist(), (1, 1)), TypeError, "ndarray"),
+    ("int kernel", "max_pool2d_forward", (X, 2, (2, 2), (0, 0), (1, 1), (2, 2)), TypeError,
+     "kernel_size must be a tuple of 2 ints"),
+    ("zero stride", "avg_pool2d_forward", (X, (2, 2), (0, 2), (0, 0), (2, 2), True), ValueError,
+     r"stride must be ints in \[1"),
+    ("negative out", "adaptive_avg_pool2d_forward", (X, (-1, 2)), ValueError, "out_size"),
+    ("negative in_size", "avg_pool2d_backward", (G, (-4, 4), (2, 2), (2, 2), (0, 0), True),
+     ValueError, "in_size"),
+    ("float indices", "max_pool2d_backward", (G, IDX.astype(float), (4, 4)), TypeError, "int64"),
+    ("short indices", "max_pool2d_backward", (G, IDX[:, :1], (4, 4)), ValueError,
+     "shape of grad_out"),
+    ("index past plane", "max_pool2d_backward", (G, IDX + 16, (4, 4)), ValueError,
+     "index 16 is outside the input plane of 16 elements"),
+    ("index below -1", "max_pool2d_backward", (G, IDX - 2, (4, 4)), ValueError, "index -2"),
+    ("index into empty plane", "max_pool2d_backward", (G, IDX, (0, 4)), ValueError, "index 0"),
+]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("name, fn, args, exc, match", BAD_CALLS, ids=[b[0] for b in BAD_CALLS])
+def test_bad_direct_calls_raise_the_same_clean_error(impl, name, fn, args, exc, match):
+    with pytest.raises(exc, match=match):
+        getattr(impl, fn)(*args)
+
