@@ -57,7 +57,7 @@ def train_epoch(model, loader, optimizer, desc: str = "train", *,
 
 
 @mg.no_grad()
-def accuracy(model, X: np.ndarray, y: np.ndarray, *, batch_size: int = 1000) -> float:
+def accuracy(model, X: np.ndarray, y: np.ndarray, *, batch_size: int = 500) -> float:
     """Fraction of correct argmax predictions, in eval mode; ``batch_size`` samples at a time
     (the activations of a CNN on all of MNIST's test set at once would take gigabytes)."""
     model.eval()

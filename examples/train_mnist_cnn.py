@@ -60,17 +60,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def load(args: argparse.Namespace) -> list | None:
+    """[(X_train, y_train), (X_test, y_test)], or None after printing which files are missing
+    (of both sets at once) and where to get them."""
+    data, missing = [], []
+    for train in (True, False):
+        try:
+            data.append(load_mnist(args.root, args.kind, train=train,
+                                   download=not args.no_download))
+        except FileNotFoundError as exc:
+            missing.append(str(exc))
+    if missing:
+        print("\n".join(missing), file=sys.stderr)
+        print(f"Then run again with --root {args.root} (or the folder you chose).",
+              file=sys.stderr)
+        return None
+    return data
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        X_train, y_train = load_mnist(args.root, args.kind, train=True,
-                                      download=not args.no_download)
-        X_test, y_test = load_mnist(args.root, args.kind, train=False,
-                                    download=not args.no_download)
-    except FileNotFoundError as exc:
-        print(f"{exc}\nThen run again with --root {args.root} (or the folder you chose).",
-              file=sys.stderr)
+    data = load(args)
+    if data is None:
         return 2
+    (X_train, y_train), (X_test, y_test) = data
     X_train, y_train = X_train[: args.limit], y_train[: args.limit]
 
     mg.manual_seed(args.seed)

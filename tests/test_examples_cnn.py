@@ -109,7 +109,9 @@ def test_mnist_cnn_without_files_explains_and_exits_2(example, monkeypatch, tmp_
         assert script.main(["--root", str(root), *extra]) == 2
         message = capsys.readouterr().err
         assert str(root) in message and f"--root {root}" in message
-        assert "https://ossci-datasets.s3.amazonaws.com/mnist/train-images-idx3-ubyte.gz" in message
+        for name in ("train-images-idx3", "train-labels-idx1", "t10k-images-idx3",
+                     "t10k-labels-idx1"):
+            assert f"https://ossci-datasets.s3.amazonaws.com/mnist/{name}-ubyte.gz" in message
         assert ("network is unreachable" in message) == (not extra)
     assert script.parse_args(["--kind", "fashion"]).root == Path("data") / "fashion"
     with pytest.raises(SystemExit):
@@ -119,7 +121,7 @@ def test_mnist_cnn_without_files_explains_and_exits_2(example, monkeypatch, tmp_
 @needs_cnn_layers
 @pytest.mark.parametrize(
     "name, shape, parameters",
-    [("train_digits_cnn", (5, 1, 8, 8), 5226), ("train_mnist_cnn", (3, 1, 28, 28), 50890)],
+    [("train_digits_cnn", (5, 1, 8, 8), 5226), ("train_mnist_cnn", (3, 1, 28, 28), 50378)],
 )
 def test_example_models(example, name, shape, parameters):
     model = example(name).build_model()
