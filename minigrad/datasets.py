@@ -123,7 +123,8 @@ def read_idx(
     """
     path = os.fspath(path)
     compressed = path.endswith(".gz")
-    with open(path, "rb") as f:
+    # O_NONBLOCK: opening a FIFO must not wait for a writer before the check below refuses it
+    with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as f:
         info = os.fstat(f.fileno())
         if not stat.S_ISREG(info.st_mode):
             raise ValueError(f"{path} is not a regular file")
@@ -172,7 +173,8 @@ def _check_declared(
     path: str, item: np.dtype, dims: tuple[int, ...], dtype: Any, shape: Any
 ) -> None:
     if dtype is not None and item.newbyteorder("=") != np.dtype(dtype):
-        raise ValueError(f"{path}: expected IDX data of dtype {np.dtype(dtype)}, got {item}")
+        got = item.newbyteorder("=")
+        raise ValueError(f"{path}: expected IDX data of dtype {np.dtype(dtype)}, got {got}")
     if shape is not None and not (
         len(shape) == len(dims)
         and all(s is None or s == d for s, d in zip(shape, dims, strict=True))
