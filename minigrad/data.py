@@ -1,4 +1,5 @@
-"""Datasets, the DataLoader, and small toy data sets (moons, circles, spirals, digits).
+"""Datasets, the DataLoader, and small toy data sets (moons, circles, spirals); the image data
+sets of ``minigrad.datasets`` (digits, MNIST) are re-exported here.
 
 Data stays in NumPy arrays until a batch is made; the loader then wraps each batch array in a
 Tensor that does not require grad. No model code lives here.
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import random as mg_random
+from .datasets import load_digits, load_mnist, read_idx
 from .tensor import Tensor
 
 __all__ = [
@@ -22,6 +24,8 @@ __all__ = [
     "make_circles",
     "make_spirals",
     "load_digits",
+    "load_mnist",
+    "read_idx",
 ]
 
 
@@ -264,25 +268,3 @@ def make_spirals(
     theta = 2 * np.pi * (y / n_classes + r)
     X = np.stack([r * np.cos(theta), r * np.sin(theta)], axis=1)
     return _finish(X, y, noise, rng)
-
-
-def load_digits() -> tuple[np.ndarray, np.ndarray]:
-    """The 8x8 handwritten digits (1797 samples) bundled with scikit-learn; works offline.
-
-    Returns:
-        X float32 (1797, 64) with pixel values scaled from 0..16 to [0, 1], y int64 (1797,)
-        in 0..9.
-
-    Raises:
-        ImportError: scikit-learn is not installed (``pip install minigrad-cython[examples]``).
-    """
-    try:
-        from sklearn.datasets import load_digits as sklearn_load_digits
-    except ImportError as exc:
-        raise ImportError(
-            "load_digits needs scikit-learn; install it with "
-            "`pip install minigrad-cython[examples]` (or `pip install scikit-learn`)"
-        ) from exc
-    digits = sklearn_load_digits()
-    X = np.asarray(digits.data, dtype=np.float32) / np.float32(16.0)
-    return X, np.asarray(digits.target, dtype=np.int64)

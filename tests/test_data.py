@@ -190,6 +190,18 @@ def test_load_digits():
     assert sorted(np.unique(y).tolist()) == list(range(10))
 
 
+def test_load_digits_as_images():
+    pytest.importorskip("sklearn")
+    X, y = load_digits()
+    images, labels = load_digits(images=True)
+    assert images.shape == (1797, 1, 8, 8) and images.dtype == np.float32
+    np.testing.assert_array_equal(images.reshape(1797, 64), X)  # row-major: pixel (r, c) = 8r+c
+    np.testing.assert_array_equal(labels, y)
+    from sklearn.datasets import load_digits as sklearn_load_digits
+
+    np.testing.assert_array_equal(images[:, 0] * 16, sklearn_load_digits().images)
+
+
 def test_load_digits_without_sklearn_names_the_extra(monkeypatch):
     import builtins
 
