@@ -1,11 +1,11 @@
 """minigrad.functional: the stateless, PyTorch-named API (also ``minigrad.nn.functional``).
 
 It holds the public functions that ``nn`` layers and Tensor methods call: activations
-(``relu``, ``gelu``, ``dropout`` ...), ``linear``/``matmul``, ``batch_norm``/``layer_norm``,
-the losses, reductions with ``softmax``/``log_softmax``, and shape functions. Each function
-checks its arguments once (the rules are in ``_rules``), applies defaults, and calls one
-``Function`` of ``minigrad.ops`` (or, with ``fused=False``, composes primitive ops). None
-holds state.
+(``relu``, ``gelu``, ``dropout`` ...), ``linear``/``matmul``, ``conv1d``/``conv2d``/``pad``,
+``batch_norm``/``layer_norm``, the losses, reductions with ``softmax``/``log_softmax``, and
+shape functions. Each function checks its arguments once (the rules are in ``_rules``),
+applies defaults, and calls one ``Function`` of ``minigrad.ops`` (or, with ``fused=False``,
+composes primitive ops). None holds state.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 # that the one import order, whichever of the two a program imports first.
 from .. import tensor as _tensor  # noqa: F401
 from .activation import dropout, gelu, leaky_relu, relu, sigmoid, silu, tanh
+from .conv import conv1d, conv2d, pad
 from .linalg import linear
 from .loss import (
     binary_cross_entropy_with_logits,
@@ -26,6 +27,9 @@ from .norm import batch_norm, layer_norm
 from .reduce import log_softmax, softmax
 
 __all__ = [
+    "conv1d",
+    "conv2d",
+    "pad",
     "batch_norm",
     "layer_norm",
     "binary_cross_entropy_with_logits",

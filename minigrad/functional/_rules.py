@@ -269,3 +269,85 @@ def _dtype_message(got: np.dtype, expected: np.dtype) -> str:
     if got.kind == "f":
         fixes += f" or the model ({to_model})"
     return f"input dtype {got} does not match the parameter dtype {expected}: {fixes}"
+
+
+# ----------------------------------------------------------------------------- convolution
+
+
+def conv_tuple(value: Any, n: int, name: str, low: int, op: str) -> tuple[int, ...]:
+    """An int or a sequence of n ints (kernel_size, stride, padding, dilation), each >= low,
+    as a tuple of Python ints: a float such as 1.0 is refused, not truncated."""
+    values = tuple(value) if isinstance(value, tuple | list) else (value,) * n
+    if len(values) != n or any(isinstance(v, bool) or not isinstance(v, int | np.integer)
+                               for v in values):
+        raise TypeError(f"{op}: {name} must be an int or a tuple of {n} ints, got {value!r}")
+    if any(v < low for v in values):
+        raise ValueError(f"{op}: {name} must be >= {low}, got {value!r}")
+    return tuple(int(v) for v in values)
+
+
+def conv_padding(padding: Any, kernel: tuple[int, ...], stride: tuple[int, ...],
+                 dilation: tuple[int, ...], op: str) -> tuple[int, ...]:
+    """Padding as (before, after) per spatial dim, flattened: an int, a tuple, "valid" (none)
+    or "same" (stride 1 only; the odd one of an even total goes after, as in PyTorch)."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0,) * (2 * len(kernel))
+        if padding != "same":
+            raise ValueError(f"{op}: padding must be an int, a tuple, 'same' or 'valid', "
+                             f"got {padding!r}")
+        if any(s != 1 for s in stride):
+            raise ValueError(f"{op}: padding='same' needs stride 1, got stride {stride}")
+        totals = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
+        return tuple(p for t in totals for p in (t // 2, t - t // 2))
+    return tuple(p for p in conv_tuple(padding, len(kernel), "padding", 0, op) for _ in (0, 1))
+
+
+def check_conv_shapes(x_shape: tuple[int, ...], w_shape: tuple[int, ...], bias: Any,
+                      groups: Any, padding: tuple[int, ...], dilation: tuple[int, ...],
+                      op: str) -> int:
+    """Input (N, C, *spatial), weight (O, C/groups, *kernel), bias (O,) or None, a groups that
+    divides C and O, and a dilated kernel no larger than the padded input; returns groups."""
+    dims = len(w_shape) - 2
+    if isinstance(groups, bool) or not isinstance(groups, int | np.integer) or groups < 1:
+        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
+    groups = int(groups)
+    spatial = "(N, C, L)" if dims == 1 else "(N, C, H, W)"
+    if len(x_shape) != dims + 2:
+        raise ValueError(f"{op}: expected input {spatial}, got shape {x_shape}")
+    if dims < 1 or 0 in w_shape:
+        raise ValueError(f"{op}: weight must be (out_channels, in_channels/groups, *kernel) "
+                         f"with no zero size, got shape {w_shape}")
+    if w_shape[0] % groups:
+        raise ValueError(f"{op}: out_channels {w_shape[0]} is not divisible by groups={groups}")
+    if x_shape[1] != w_shape[1] * groups:
+        raise ValueError(f"{op}: expected input with {w_shape[1] * groups} channels (weight "
+                         f"{w_shape}, groups={groups}), got {x_shape[1]} channels in input "
+                         f"of shape {x_shape}")
+    if bias is not None and bias.shape != w_shape[:1]:
+        raise ValueError(f"{op}: bias must have shape {w_shape[:1]}, got {bias.shape}")
+    padded = tuple(n + padding[2 * k] + padding[2 * k + 1] for k, n in enumerate(x_shape[2:]))
+    span = tuple(d * (k - 1) + 1 for k, d in zip(w_shape[2:], dilation, strict=True))
+    if any(s > p for s, p in zip(span, padded, strict=True)):
+        raise ValueError(f"{op}: the kernel (dilated size {span}) is larger than the padded "
+                         f"input {padded} (input shape {x_shape})")
+    return groups
+
+
+def pad_widths(pad: Any, shape: tuple[int, ...], mode: Any) -> tuple[tuple[int, int], ...]:
+    """PyTorch's pad tuple (last dim first: (left, right, top, bottom, ...)) as one
+    (before, after) pair per dim of ``shape``; negative widths crop, never below size 0."""
+    if mode != "constant":
+        raise ValueError(f"pad: mode must be 'constant' (the only mode supported), got {mode!r}")
+    if not isinstance(pad, tuple | list) or len(pad) % 2 or len(pad) // 2 > len(shape):
+        raise ValueError(f"pad: pad must be a tuple of an even number of ints, at most "
+                         f"2 * ndim = {2 * len(shape)}, got {pad!r}")
+    if any(isinstance(p, bool) or not isinstance(p, int | np.integer) for p in pad):
+        raise TypeError(f"pad: pad must hold ints, got {pad!r}")
+    pairs = [(int(pad[2 * k]), int(pad[2 * k + 1])) for k in range(len(pad) // 2)]
+    widths = [(0, 0)] * (len(shape) - len(pairs)) + pairs[::-1]
+    out = tuple(n + b + a for n, (b, a) in zip(shape, widths, strict=True))
+    if any(n < 0 for n in out):
+        raise ValueError(f"pad: padding {tuple(pad)} of an input of shape {shape} gives the "
+                         f"negative size {out}")
+    return tuple(widths)

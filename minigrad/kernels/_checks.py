@@ -340,3 +340,72 @@ def layernorm_backward_args(grad_out, x, gamma, mean, rstd) -> tuple[int, ...]:
 def _nonempty(fn: str, shape: tuple[int, ...]) -> None:
     if 0 in shape:
         raise ValueError(f"{fn}: cannot normalise over an empty shape {shape}")
+
+
+# ------------------------------------------------------------------------ convolution kernels
+# A convolution kernel reads x at rows oy * sh - top + i * dh (and likewise for columns), so its
+# geometry (stride, padding, dilation, groups) is memory safety, not only semantics: every one
+# is checked here, on both backends, before an index is computed.
+
+
+def _int_tuple(fn: str, name: str, value: object, n: int, low: int) -> tuple:
+    """``value`` as a tuple of n Python ints >= low; TypeError or ValueError otherwise."""
+    if type(value) is not tuple or len(value) != n:
+        raise TypeError(f"{fn}: {name} must be a tuple of {n} ints, got {value!r:.80}")
+    for v in value:
+        if type(v) is not int:
+            raise TypeError(f"{fn}: {name} must be a tuple of {n} ints, got {value!r:.80}")
+        if not low <= v <= 2**31 - 1:
+            raise ValueError(f"{fn}: {name} must hold ints >= {low}, got {value!r:.80}")
+    return value
+
+
+def conv2d_geometry(fn, x, weight, stride, padding, dilation, groups) -> tuple[int, int]:
+    """Check x (N, C, H, W), weight (O, C / groups, kh, kw) of x's dtype and the geometry
+    (stride and dilation pairs >= 1, padding (top, bottom, left, right) >= 0, groups dividing
+    C and O); return the output size (Ho, Wo), which must be >= 1 each."""
+    float_array(fn, "x", x)
+    float_array(fn, "weight", weight)
+    if x.ndim != 4 or weight.ndim != 4:
+        raise ValueError(f"{fn}: x must be (N, C, H, W) and weight (O, C/groups, kh, kw), got "
+                         f"shapes {x.shape} and {weight.shape}")
+    if weight.dtype != x.dtype:
+        raise TypeError(f"{fn}: weight has dtype {weight.dtype} but x has dtype {x.dtype}")
+    sh, sw = _int_tuple(fn, "stride", stride, 2, 1)
+    top, bottom, left, right = _int_tuple(fn, "padding", padding, 4, 0)
+    dh, dw = _int_tuple(fn, "dilation", dilation, 2, 1)
+    if type(groups) is not int or groups < 1:
+        raise ValueError(f"{fn}: groups must be an int >= 1, got {groups!r:.40}")
+    O, Cg, kh, kw = weight.shape
+    if x.shape[1] != Cg * groups or O % groups or O == 0:
+        raise ValueError(f"{fn}: weight of shape {weight.shape} with groups={groups} needs x "
+                         f"with {Cg * groups} channels and out channels divisible by groups, "
+                         f"got x of shape {x.shape}")
+    span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    rows, cols = x.shape[2] + top + bottom, x.shape[3] + left + right
+    if kh == 0 or kw == 0 or span_h > rows or span_w > cols:
+        raise ValueError(f"{fn}: kernel spans ({span_h}, {span_w}) but the padded input is "
+                         f"({rows}, {cols})")
+    return (rows - span_h) // sh + 1, (cols - span_w) // sw + 1
+
+
+def conv2d_forward_args(x, weight, bias, stride, padding, dilation, groups) -> tuple[int, int]:
+    """Check a ``conv2d_forward`` call; return (Ho, Wo)."""
+    fn = "conv2d_forward"
+    out = conv2d_geometry(fn, x, weight, stride, padding, dilation, groups)
+    if bias is not None:
+        same_as(fn, "bias", bias, x, weight.shape[:1], "one per out channel")
+    return out
+
+
+def conv2d_backward_args(grad_out, x, weight, stride, padding, dilation, groups,
+                         needs) -> tuple[int, int]:
+    """Check a ``conv2d_backward`` call; return (Ho, Wo). ``needs`` is three bools: which of
+    dx, dweight and dbias to compute."""
+    fn = "conv2d_backward"
+    out = conv2d_geometry(fn, x, weight, stride, padding, dilation, groups)
+    same_as(fn, "grad_out", grad_out, x, (x.shape[0], weight.shape[0]) + out,
+            "the output's shape")
+    if type(needs) is not tuple or len(needs) != 3 or any(type(n) is not bool for n in needs):
+        raise TypeError(f"{fn}: needs must be a tuple of 3 bools, got {needs!r:.80}")
+    return out

@@ -4,7 +4,8 @@ Importing this module fails when the extensions were not built; ``minigrad.kerne
 warns once and uses the NumPy twins.
 """
 
-from . import _norm, _optim, _reduce, _softmax
+from . import _conv, _norm, _optim, _reduce, _softmax
+from ._conv import conv2d_backward, conv2d_forward
 from ._norm import batchnorm_backward, batchnorm_forward, layernorm_backward, layernorm_forward
 from ._optim import adam_step, rmsprop_step, sgd_step
 from ._reduce import logsumexp, max, mean, min, sum, var
@@ -17,10 +18,11 @@ from ._softmax import (
     softmax_backward,
 )
 
-_THREADED_MODULES = (_norm, _optim, _reduce, _softmax)
+_THREADED_MODULES = (_conv, _norm, _optim, _reduce, _softmax)
 
 __all__ = [
-    "adam_step", "batchnorm_backward", "batchnorm_forward", "cross_entropy_backward",
+    "adam_step", "batchnorm_backward", "batchnorm_forward", "conv2d_backward", "conv2d_forward",
+    "cross_entropy_backward",
     "cross_entropy_forward", "layernorm_backward", "layernorm_forward", "log_softmax",
     "log_softmax_backward", "logsumexp", "max", "mean", "min", "rmsprop_step", "sgd_step",
     "softmax", "softmax_backward", "sum", "var",
