@@ -64,7 +64,7 @@ def conv2d_backward(grad_out, x, weight, stride, padding, dilation, groups, need
     conv2d_backward_args(grad_out, x, weight, stride, padding, dilation, groups, needs)
     N, C, H, W = x.shape
     kh, kw = weight.shape[2:]
-    dy = grad_out.reshape((N, groups, -1) + grad_out.shape[2:])  # (N, G, O/G, Ho, Wo)
+    dy = grad_out.reshape((N, groups, weight.shape[0] // groups) + grad_out.shape[2:])
     wg = _grouped(weight, groups)
     dx = dw = db = None
     if needs[0]:
