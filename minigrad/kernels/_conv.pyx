@@ -126,10 +126,13 @@ cdef void _col2im_sample(const floating[:, :, ::1] cols, floating[:, :, :, ::1] 
                         dst[ox * g.sw] += src[ox]
 
 
-def _im2col(const floating[:, :, :, ::1] x, floating[::1] cols, Geometry g, bint by_sample):
-    """Fill the flat buffer ``cols`` as (N, rows, Ho Wo) (by_sample) or (rows, N, Ho Wo)."""
+def _im2col(const floating[:, :, :, ::1] x, floating[::1] cols, Geometry g, bint by_sample,
+            Py_ssize_t rows):
+    """Fill the flat buffer ``cols`` as (N, rows, Ho Wo) (by_sample) or (rows, N, Ho Wo).
+
+    rows = groups * group_rows (not from C / cg: cg may be 0, with no channel to copy).
+    """
     cdef Py_ssize_t n, N = x.shape[0], L = g.Ho * g.Wo
-    cdef Py_ssize_t rows = x.shape[1] // g.cg * g.group_rows
     cdef Py_ssize_t s_n = rows * L if by_sample else L
     cdef Py_ssize_t s_row = L if by_sample else N * L
     cdef int nt = threads_for(cols.shape[0])
@@ -196,7 +199,7 @@ def _columns(x, groups, Geometry g, bint by_sample):
     N, L, rows = x.shape[0], g.Ho * g.Wo, g.group_rows
     shape = (N, groups, rows, L) if by_sample else (groups, rows, N * L)
     cols = np.empty(shape, x.dtype)
-    _im2col(x, cols.reshape(-1), g, by_sample)
+    _im2col(x, cols.reshape(-1), g, by_sample, groups * rows)
     if rows > g.cg * g.kh * g.kw:
         cols[..., rows - 1, :] = 1
     return cols
