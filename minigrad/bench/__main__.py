@@ -24,6 +24,7 @@ GROUPS = {
     "reductions": "minigrad.bench.reductions",
     "xent": "minigrad.bench.xent",
     "norm": "minigrad.bench.norm",
+    "conv": "minigrad.bench.conv",
     "optim": "minigrad.bench.optim",
     "step": "minigrad.bench.step",
     "overhead": "minigrad.bench.overhead",
