@@ -269,6 +269,9 @@ def test_a_conv_layer_trains_in_float64_after_double(backend, rng):
     (lambda x, w: F.pad(x, (1,)), ValueError, r"even number of ints"),
     (lambda x, w: F.pad(x, (1, 1), mode="reflect"), ValueError, r"only mode supported"),
     (lambda x, w: F.pad(x, (-4, -4)), ValueError, r"negative size"),
+    (lambda x, w: F.pad(x, (1, 1), value="0"), TypeError, r"value must be a real number"),
+    (lambda x, w: F.pad(mg.tensor([1, 2]), (1, 1), value=2.5), ValueError,
+     r"value 2.5 cannot be stored in an input of dtype int64"),
     (lambda x, w: nn.Conv2d(3, 4, 3, padding_mode="circular"), ValueError, r"'zeros'"),
     (lambda x, w: nn.Conv2d(3, 0, 3), ValueError, r"out_channels must be a positive int"),
 ])

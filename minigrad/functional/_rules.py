@@ -351,3 +351,12 @@ def pad_widths(pad: Any, shape: tuple[int, ...], mode: Any) -> tuple[tuple[int, 
         raise ValueError(f"pad: padding {tuple(pad)} of an input of shape {shape} gives the "
                          f"negative size {out}")
     return tuple(widths)
+
+
+def check_pad_value(value: Any, dtype: np.dtype) -> Any:
+    """pad's fill value: a real number, and a whole one for an integer input (2.5 would be
+    truncated silently)."""
+    number = _real(value, "pad: value")
+    if dtype.kind != "f" and not float(number).is_integer():
+        raise ValueError(f"pad: value {value!r} cannot be stored in an input of dtype {dtype}")
+    return value

@@ -10,6 +10,7 @@ from ._convert import as_tensor, data_of
 from ._rules import (
     check_conv_shapes,
     check_float_input,
+    check_pad_value,
     check_param_dtype,
     conv_padding,
     conv_tuple,
@@ -62,5 +63,5 @@ def pad(input: Any, pad: Any, mode: str = "constant", value: float = 0.0):
     the gradient is the slice of the output gradient that the input became."""
     x = as_tensor(input)
     widths = pad_widths(pad, x.shape, mode)
-    value = data_of(value)
+    value = check_pad_value(data_of(value), x.data.dtype)
     return ops.Pad.apply(x, widths=widths, value=value)

@@ -122,8 +122,12 @@ cdef void _col2im_sample(const floating[:, :, ::1] cols, floating[:, :, :, ::1] 
                         continue
                     src = &cols[n, _row(c, i, j, g), oy * g.Wo]
                     dst = &dx[n, c, iy, 0] + off
-                    for ox in range(lo, hi):
-                        dst[ox * g.sw] += src[ox]
+                    if g.sw == 1:  # a unit stride the compiler can vectorise
+                        for ox in range(lo, hi):
+                            dst[ox] += src[ox]
+                    else:
+                        for ox in range(lo, hi):
+                            dst[ox * g.sw] += src[ox]
 
 
 def _im2col(const floating[:, :, :, ::1] x, floating[::1] cols, Geometry g, bint by_sample,
