@@ -68,7 +68,7 @@ def test_bench_in_an_unbuilt_source_tree_runs_the_twins_and_says_how_to_build(tm
     assert "NOTE: the cython columns are empty" in done.stdout
     rows = json.loads(out.read_text())["rows"]
     assert {r["group"] for r in rows} == {"reductions", "xent", "norm", "optim", "step",
-                                          "overhead", "pool"}
+                                          "overhead", "pool", "conv"}
     for row in rows:
         assert "cython" not in row["times"] and row["times"]["numpy"] > 0, row
     step = next(r for r in rows if r["group"] == "step")

@@ -25,6 +25,7 @@ GROUPS = {
     "xent": "minigrad.bench.xent",
     "norm": "minigrad.bench.norm",
     "pool": "minigrad.bench.pool",
+    "conv": "minigrad.bench.conv",
     "optim": "minigrad.bench.optim",
     "step": "minigrad.bench.step",
     "overhead": "minigrad.bench.overhead",

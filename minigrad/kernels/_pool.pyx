@@ -21,7 +21,7 @@ from cython.parallel cimport prange
 from libc.math cimport INFINITY
 from libc.stdint cimport int64_t
 
-from minigrad.kernels._checks import pool_index_error, pool_indices, pool_input, pool_pairs
+from minigrad.kernels._checks_spatial import pool_index_error, pool_indices, pool_input, pool_pairs
 from minigrad.kernels._simd cimport _row_sum
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ._checks import pool_index_error, pool_indices, pool_input, pool_pairs
+from ._checks_spatial import pool_index_error, pool_indices, pool_input, pool_pairs
 
 
 def _padded(x: np.ndarray, fill: float, padding, extent) -> np.ndarray:

@@ -4,7 +4,8 @@ Importing this module fails when the extensions were not built; ``minigrad.kerne
 warns once and uses the NumPy twins.
 """
 
-from . import _norm, _optim, _pool, _reduce, _softmax
+from . import _conv, _norm, _optim, _pool, _reduce, _softmax
+from ._conv import conv2d_backward, conv2d_forward
 from ._norm import (
     batchnorm_backward,
     batchnorm_forward,
@@ -32,12 +33,13 @@ from ._softmax import (
     softmax_backward,
 )
 
-_THREADED_MODULES = (_norm, _optim, _pool, _reduce, _softmax)
+_THREADED_MODULES = (_conv, _norm, _optim, _pool, _reduce, _softmax)
 
 __all__ = [
     "adaptive_avg_pool2d_backward", "adaptive_avg_pool2d_forward", "avg_pool2d_backward",
     "avg_pool2d_forward", "max_pool2d_backward", "max_pool2d_forward",
-    "adam_step", "batchnorm_backward", "batchnorm_forward", "cross_entropy_backward",
+    "adam_step", "batchnorm_backward", "batchnorm_forward", "conv2d_backward", "conv2d_forward",
+    "cross_entropy_backward",
     "cross_entropy_forward", "layernorm_backward", "layernorm_forward", "log_softmax",
     "log_softmax_backward", "logsumexp", "max", "mean", "min", "rmsnorm_backward",
     "rmsnorm_forward", "rmsprop_step", "sgd_step",

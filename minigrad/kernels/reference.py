@@ -6,6 +6,7 @@ same names and signatures. The twins are the test oracle and the benchmark basel
 """
 
 from ._checks import reduced_axes
+from ._conv_twin import conv2d_backward, conv2d_forward
 from ._norm_twin import (
     batchnorm_backward,
     batchnorm_forward,
@@ -36,7 +37,8 @@ from ._softmax_twin import (
 __all__ = [
     "adaptive_avg_pool2d_backward", "adaptive_avg_pool2d_forward", "avg_pool2d_backward",
     "avg_pool2d_forward", "max_pool2d_backward", "max_pool2d_forward",
-    "adam_step", "batchnorm_backward", "batchnorm_forward", "cross_entropy_backward",
+    "adam_step", "batchnorm_backward", "batchnorm_forward", "conv2d_backward", "conv2d_forward",
+    "cross_entropy_backward",
     "cross_entropy_forward",
     "layernorm_backward", "layernorm_forward", "log_softmax", "log_softmax_backward",
     "logsumexp", "max", "mean", "min", "reduced_axes", "rmsnorm_backward", "rmsnorm_forward",

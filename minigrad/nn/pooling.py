@@ -6,7 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from .. import functional as F
-from ..functional._rules import adaptive_output_size, check_flag, check_pool_padding, pool_pair
+from ..functional._rules_spatial import (
+    adaptive_output_size,
+    check_flag,
+    check_pool_padding,
+    pool_pair,
+)
 from ..functional.pool import IntPair
 from ..tensor import Tensor
 from .module import Module
