@@ -3,9 +3,9 @@
 Usage: ``python tests/fuzz_worker.py GROUP [MAX_EXAMPLES]`` with GROUP one of ``reduce``,
 ``softmax``, ``norm``, ``optim``, ``garbage``, ``ops``, ``pool``, ``conv``. Every case must
 either agree with the NumPy twin (and, for valid inputs, a float64 NumPy reference) or raise an
-ordinary Python exception on both backends. A crash in a kernel kills this process with a signal, which the
-parent test reports with the signal's name; any disagreement exits with status 1 and a
-traceback. Hypothesis is derandomized, so a run is reproducible.
+ordinary Python exception on both backends. A crash in a kernel kills this process with a
+signal, which the parent test reports with the signal's name; any disagreement exits with
+status 1 and a traceback. Hypothesis is derandomized, so a run is reproducible.
 """
 
 from __future__ import annotations
