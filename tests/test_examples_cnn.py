@@ -139,3 +139,66 @@ def test_digits_cnn_trains(example, tmp_path, capsys):
     assert example("train_digits_cnn").main(["--epochs", "3", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert float(printed.split("final test accuracy: ")[1].split("%")[0]) > 80
+
+
+def _table(printed: str) -> dict[tuple[str, ...], float]:
+    """Rows of the study's table: (first column..., lr, norm) -> final accuracy in [0, 1]."""
+    rows = {}
+    for line in printed.splitlines():
+        parts = line.split()
+        if len(parts) >= 5 and parts[-2].endswith("%"):
+            rows[tuple(parts[:-3])] = float(parts[-2].rstrip("%")) / 100
+    return rows
+
+
+@needs_cnn_layers
+@pytest.mark.parametrize("norm", ["none", "batchnorm", "groupnorm", "layernorm"])
+def test_normalization_study_cnn_models(example, norm):
+    study = example("normalization_study")
+    model = study.build_cnn(norm)
+    kinds = [type(m).__name__ for m in model]
+    expected = {"none": None, "batchnorm": "BatchNorm2d", "groupnorm": "GroupNorm",
+                "layernorm": "LayerNorm"}[norm]
+    assert kinds.count(expected) == (2 if expected else 0)
+    assert kinds.count("Conv2d") == 2 and kinds[-1] == "Linear"
+    x = mg.tensor(np.random.default_rng(0).random((3, 1, 8, 8), dtype=np.float32))
+    model.train()
+    logits = model(x)
+    assert logits.shape == (3, 10)
+    logits.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+@needs_cnn_layers
+def test_normalization_study_cnn_panel(example, tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    study = example("normalization_study")
+    argv = ["--panel", "cnn", "--cnn-epochs", "2", "--cnn-lrs", "0.3", "--out", str(tmp_path)]
+    assert study.main(argv) == 0
+    printed = capsys.readouterr().out
+    rows = _table(printed)
+    assert set(rows) == {("0.3", norm) for norm in study.CNN_NORMS}
+    assert "MLP" not in printed
+    assert rows["0.3", "batchnorm"] > 0.5  # two epochs are enough to leave chance behind
+    assert not (tmp_path / "normalization_study.png").exists()
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (tmp_path / "normalization_study_cnn.png").stat().st_size > 1000
+
+
+def test_normalization_study_mlp_panel(example, tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    study = example("normalization_study")
+    argv = ["--panel", "mlp", "--epochs", "2", "--lrs", "0.03", "--depths", "2",
+            "--out", str(tmp_path)]
+    assert study.main(argv) == 0
+    printed = capsys.readouterr().out
+    rows = _table(printed)
+    assert set(rows) == {("2", "0.03", norm) for norm in study.MLP_NORMS}
+    assert "CNN" not in printed
+    assert rows["2", "0.03", "batchnorm"] > 0.8
+    assert not (tmp_path / "normalization_study_cnn.png").exists()
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (tmp_path / "normalization_study.png").stat().st_size > 1000
+    assert study.parse_args([]).panel == "all"
+    with pytest.raises(SystemExit):
+        study.parse_args(["--cnn-epochs", "0"])
