@@ -5,12 +5,15 @@ Speed is never asserted here; the benchmark itself reports it.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,3 +87,38 @@ def test_the_warning_points_at_an_installed_copy_hidden_by_the_source_tree(tmp_p
     done = _run_bench(clone, "nope", PYTHONPATH=str(site))
     assert f"installed copy with built kernels is at {site / 'minigrad'}" in done.stderr
     assert "run from another directory" in done.stderr
+
+
+def test_cnn_step_agrees_with_torch_and_the_check_can_fail(backend, monkeypatch):
+    """The untimed check of the CNN training-step rows passes on the real net, and raises
+    naming the array when minigrad computes something else (here: BatchNorm with another eps)."""
+    torch = pytest.importorskip("torch")
+    from minigrad.bench import cnn_step
+
+    shape = cnn_step.QUICK_INPUTS["digits"]
+    weights = [p.data.copy() for p in cnn_step.minigrad_model(shape[1]).parameters()]
+    x, y = cnn_step.batch(shape)
+    assert cnn_step.check_against_torch(torch, "digits", weights, x, y) < cnn_step.TOLERANCE
+    monkeypatch.setattr(cnn_step, "EPS", 0.5)  # minigrad's net changes, torch's model too...
+    real_torch_model = cnn_step.torch_model
+
+    def torch_model_with_default_eps(torch, channels, weights):
+        with monkeypatch.context() as m:  # ...unless torch's is built with the original eps
+            m.setattr(cnn_step, "EPS", 1e-5)
+            return real_torch_model(torch, channels, weights)
+
+    monkeypatch.setattr(cnn_step, "torch_model", torch_model_with_default_eps)
+    with pytest.raises(AssertionError, match="cnn step digits: minigrad and torch"):
+        cnn_step.check_against_torch(torch, "digits", weights, x, y)
+
+
+def test_conv_group_has_the_cnn_step_rows(tmp_path):
+    out = tmp_path / "bench.json"
+    done = _run_bench(ROOT, "conv", "--quick", "--repeats", "1", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    rows = [r for r in json.loads(out.read_text())["rows"] if "train step" in r["case"]]
+    assert [r["shape"] for r in rows] == ["8x1x8x8"]
+    times = rows[0]["times"]
+    assert times["numpy"] > 0 and times["cython"] > 0
+    if importlib.util.find_spec("torch") is not None:
+        assert times["torch"] > 0 and times["torch-1T"] > 0

@@ -1,5 +1,6 @@
 """Benchmark group "conv": conv2d forward + backward (dx, dW, db), float32, 3x3 kernels with
-padding 1, at the shapes of small CNNs on 8x8 digits and 28x28 MNIST.
+padding 1, at the shapes of small CNNs on 8x8 digits and 28x28 MNIST, then a whole CNN training
+step at both sizes (``minigrad.bench.cnn_step``). Pooling has its own group, "pool".
 
 Each step runs the forward kernel and the backward kernel with a fixed upstream gradient, the
 work of one training step of the layer. PyTorch, when installed, runs the same step through
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from minigrad.bench import cnn_step
 from minigrad.bench.harness import COMPILED, Case, torch_or_none
 from minigrad.kernels import reference
 
@@ -58,4 +60,4 @@ def cases(quick: bool) -> list[Case]:
         if torch is not None:
             impls["torch"] = _torch_conv_step(torch, x, weight, bias, grad)
         out.append(Case("conv", "conv2d k3 p1 fwd+bwd", f"{n}x{c}x{h}x{w}->{o}", impls))
-    return out
+    return out + cnn_step.cases(quick, torch)
