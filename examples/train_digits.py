@@ -63,25 +63,7 @@ def main() -> None:
     mg.save(model.state_dict(), args.out / "digits_mlp.npz")
     print(f"final test accuracy: {history['accuracy'][-1]:.2%} "
           f"({elapsed:.1f} s of training); model saved to {args.out / 'digits_mlp.npz'}")
-    plot(history, args.out / "digits_training.png")
-
-
-def plot(history: dict, path: Path) -> None:
-    """Training loss and test accuracy per epoch, side by side."""
-    plt = common.pyplot()
-    if plt is None:
-        print("matplotlib is not installed: no plot was made "
-              "(pip install 'minigrad-cython[examples]')")
-        return
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    epochs = range(1, len(history["loss"]) + 1)
-    left.plot(epochs, history["loss"])
-    left.set(xlabel="epoch", ylabel="training loss", title="Loss", yscale="log")
-    right.plot(epochs, [100 * a for a in history["accuracy"]])
-    right.set(xlabel="epoch", ylabel="test accuracy (%)", title="Accuracy")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    print(f"plot saved to {path}")
+    common.plot_history(history, args.out / "digits_training.png", "Digits MLP")
 
 
 if __name__ == "__main__":

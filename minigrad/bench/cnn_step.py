@@ -22,6 +22,7 @@ import minigrad as mg
 import minigrad.functional as F
 from minigrad import nn, optim
 from minigrad.bench.harness import COMPILED, Case
+from minigrad.bench.step import step_closure
 
 EPS = 1e-5  # BatchNorm eps
 MOMENTUM = 0.9  # minigrad's BatchNorm convention (PyTorch's momentum=0.1)
@@ -71,27 +72,7 @@ def minigrad_step(channels: int, weights, x, y, backend: str | None = None) -> C
     for p, w in zip(model.parameters(), weights, strict=True):
         p.data[...] = w
     opt = optim.Adam(model.parameters(), lr=LR, betas=BETAS, eps=ADAM_EPS)
-    inputs = mg.tensor(x)
-
-    def step():
-        opt.zero_grad()
-        loss = F.cross_entropy(model(inputs), y)
-        loss.backward()
-        opt.step()
-        return loss
-
-    if backend is None:
-        return step
-
-    def step_on_backend():
-        previous = mg.get_backend()
-        mg.set_backend(backend)
-        try:
-            return step()
-        finally:
-            mg.set_backend(previous)
-
-    return step_on_backend
+    return step_closure(model, opt, mg.tensor(x), y, backend)
 
 
 def torch_step(torch, channels: int, weights, x, y, threads: int) -> Callable:

@@ -98,6 +98,13 @@ def minigrad_step(net: Net, weights, x, y, backend: str | None = None) -> Callab
     opt = optim.Adam(model.parameters(), lr=LR, betas=(BETA1, BETA2), eps=ADAM_EPS)
     inputs = mg.tensor(x)
 
+    return step_closure(model, opt, inputs, y, backend)
+
+
+def step_closure(model, opt, inputs, y, backend: str | None = None) -> Callable[[], object]:
+    """One training step (forward, cross-entropy, backward, optimizer step) as a closure,
+    switched to ``backend`` for its duration when one is given."""
+
     def step():
         opt.zero_grad()
         loss = F.cross_entropy(model(inputs), y)
