@@ -205,3 +205,41 @@ def test_max_pairs_tie_and_nan_order():
     y, idx = _pool.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0), (1, 1), (1, 1))
     np.testing.assert_array_equal(idx.ravel(), [0, 1, 2, 0])
     np.testing.assert_array_equal(y.ravel(), [1, 2, np.nan, np.nan])
+
+
+def _general_loops(pool, x, out):
+    """pool(x, out) through the general loops: one more output column, which hangs over the
+    right edge (x gets a spare column when its width is even), cut off again; max's indices
+    mapped back to x's width."""
+    W = x.shape[3]
+    if W % 2 == 0:
+        x = np.concatenate([x, np.zeros(x.shape[:3] + (1,), x.dtype)], axis=3)
+    result = pool(x, (out[0], out[1] + 1))
+    if not isinstance(result, tuple):
+        return result[..., :out[1]]
+    y, idx = (r[..., :out[1]] for r in result)
+    return y, idx // x.shape[3] * W + idx % x.shape[3]
+
+
+@pytest.mark.skipif(_pool is None, reason="compiled kernels not built (NumPy-only run)")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, out", PAIR_SHAPES[:4])
+def test_pairs_match_the_general_loops_bit_for_bit(rng, shape, out, dtype):
+    """Max and average of 2x2 windows at stride 2 give what the general loops give, to the bit
+    (average sums in the same order from 0.0, so four -0.0 average to +0.0)."""
+    x = rng.standard_normal(shape).astype(dtype) * 10.0 ** rng.integers(-8, 9, shape)
+    x[..., :2, :2] = -0.0
+
+    def max_pool(a, o):
+        return _pool.max_pool2d_forward(a, (2, 2), (2, 2), (0, 0), (1, 1), o)
+
+    y, idx = max_pool(x, out)
+    want_y, want_idx = _general_loops(max_pool, x, out)
+    np.testing.assert_array_equal(idx, want_idx)
+    np.testing.assert_array_equal(y, want_y)
+    for include_pad in (True, False):
+
+        def avg_pool(a, o, include_pad=include_pad):
+            return _pool.avg_pool2d_forward(a, (2, 2), (2, 2), (0, 0), o, include_pad)
+
+        assert avg_pool(x, out).tobytes() == _general_loops(avg_pool, x, out).tobytes()
