@@ -159,3 +159,87 @@ def test_bad_direct_calls_raise_the_same_clean_error(impl, name, fn, args, exc, 
     with pytest.raises(exc, match=match):
         getattr(impl, fn)(*args)
 
+
+
+# 2x2 windows at stride 2 without padding take a path of their own when every window lies inside
+# the plane; the last shape's ceil_mode column hangs over the edge and takes the general loops
+PAIR_SHAPES = [((2, 3, 8, 8), (4, 4)), ((2, 3, 7, 9), (3, 4)), ((1, 2, 2, 2), (1, 1)),
+               ((3, 1, 5, 2), (2, 1)), ((1, 2, 6, 7), (3, 4))]
+
+
+def _tied_with_nans(rng, shape, dtype):
+    """Few distinct values (many ties within a window), some -inf and some NaN, at times several
+    NaN in one window."""
+    x = rng.integers(-2, 3, shape).astype(dtype)
+    x[rng.random(shape) < 0.1] = -np.inf
+    x[rng.random(shape) < 0.15] = np.nan
+    return x
+
+
+@pytest.mark.skipif(_pool is None, reason="compiled kernels not built (NumPy-only run)")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, out", PAIR_SHAPES)
+@pytest.mark.parametrize("data", ["normal", "tied", "all nan", "all -inf"])
+def test_max_pairs_match_twin_exactly(rng, shape, out, dtype, data):
+    """Same maxima and the same argmax (first maximal tap in row-major order, first NaN) as the
+    twin, bit for bit."""
+    if data == "normal":
+        x = rng.standard_normal(shape).astype(dtype)
+    elif data == "tied":
+        x = _tied_with_nans(rng, shape, dtype)
+    else:
+        x = np.full(shape, np.nan if data == "all nan" else -np.inf, dtype)
+    geometry = ((2, 2), (2, 2), (0, 0), (1, 1), out)
+    y, idx = _pool.max_pool2d_forward(x, *geometry)
+    want_y, want_idx = twin.max_pool2d_forward(x, *geometry)
+    assert y.dtype == want_y.dtype
+    np.testing.assert_array_equal(y, want_y)
+    np.testing.assert_array_equal(idx, want_idx)
+
+
+@pytest.mark.skipif(_pool is None, reason="compiled kernels not built (NumPy-only run)")
+def test_max_pairs_tie_and_nan_order():
+    """Within one window: ties keep the first tap in row-major order; the first NaN wins."""
+    W = [[1, 1], [1, 1]], [[0, 2], [2, 2]], [[0, 1], [np.nan, np.nan]], [[np.nan, 5], [np.nan, 9]]
+    x = np.array(W, np.float32).reshape(1, 4, 2, 2)
+    y, idx = _pool.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0), (1, 1), (1, 1))
+    np.testing.assert_array_equal(idx.ravel(), [0, 1, 2, 0])
+    np.testing.assert_array_equal(y.ravel(), [1, 2, np.nan, np.nan])
+
+
+def _general_loops(pool, x, out):
+    """pool(x, out) through the general loops: one more output column, which hangs over the
+    right edge (x gets a spare column when its width is even), cut off again; max's indices
+    mapped back to x's width."""
+    W = x.shape[3]
+    if W % 2 == 0:
+        x = np.concatenate([x, np.zeros(x.shape[:3] + (1,), x.dtype)], axis=3)
+    result = pool(x, (out[0], out[1] + 1))
+    if not isinstance(result, tuple):
+        return result[..., :out[1]]
+    y, idx = (r[..., :out[1]] for r in result)
+    return y, idx // x.shape[3] * W + idx % x.shape[3]
+
+
+@pytest.mark.skipif(_pool is None, reason="compiled kernels not built (NumPy-only run)")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, out", PAIR_SHAPES[:4])
+def test_pairs_match_the_general_loops_bit_for_bit(rng, shape, out, dtype):
+    """Max and average of 2x2 windows at stride 2 give what the general loops give, to the bit
+    (average sums in the same order from 0.0, so four -0.0 average to +0.0)."""
+    x = rng.standard_normal(shape).astype(dtype) * 10.0 ** rng.integers(-8, 9, shape)
+    x[..., :2, :2] = -0.0
+
+    def max_pool(a, o):
+        return _pool.max_pool2d_forward(a, (2, 2), (2, 2), (0, 0), (1, 1), o)
+
+    y, idx = max_pool(x, out)
+    want_y, want_idx = _general_loops(max_pool, x, out)
+    np.testing.assert_array_equal(idx, want_idx)
+    np.testing.assert_array_equal(y, want_y)
+    for include_pad in (True, False):
+
+        def avg_pool(a, o, include_pad=include_pad):
+            return _pool.avg_pool2d_forward(a, (2, 2), (2, 2), (0, 0), o, include_pad)
+
+        assert avg_pool(x, out).tobytes() == _general_loops(avg_pool, x, out).tobytes()
