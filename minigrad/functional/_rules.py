@@ -235,6 +235,10 @@ def check_size(n: Any, what: str) -> int:
 
 def normalized_shape_of(normalized_shape: Any, op: str) -> tuple[int, ...]:
     """LayerNorm's trailing shape: an int or a non-empty sequence of positive ints."""
+    if type(normalized_shape) is tuple and len(normalized_shape) == 1:
+        n = normalized_shape[0]  # the common case, a layer's own (D,): no conversion needed
+        if type(n) is int and n >= 1:
+            return normalized_shape
     if isinstance(normalized_shape, int | np.integer) and not isinstance(normalized_shape, bool):
         normalized_shape = (normalized_shape,)
     if not isinstance(normalized_shape, tuple | list) or not normalized_shape:

@@ -174,11 +174,11 @@ def layer_norm(x: Any, normalized_shape: int | tuple[int, ...], weight: Any = No
     """
     x = check_float_input(as_tensor(x), "layer_norm")
     normalized_shape = normalized_shape_of(normalized_shape, "layer_norm")
-    k = len(normalized_shape)
-    if x.ndim < k or x.shape[x.ndim - k:] != normalized_shape:
+    k, x_shape = len(normalized_shape), x._data.shape  # the slot: properties cost calls
+    if len(x_shape) < k or x_shape[len(x_shape) - k:] != normalized_shape:
         raise ValueError(
             f"layer_norm: expected input with trailing shape {normalized_shape}, "
-            f"got shape {x.shape}"
+            f"got shape {x_shape}"
         )
     eps = check_eps(eps, "layer_norm")
     inputs = _affine_inputs(x, weight, bias, normalized_shape, "layer_norm")
