@@ -110,6 +110,8 @@ def check_reduction(reduction: Any) -> None:
 
 def check_ignore_index(ignore_index: Any) -> int:
     """ignore_index is an int64 integer: a float such as 2.7 is refused, not truncated."""
+    if type(ignore_index) is int and _INT64_MIN <= ignore_index <= _INT64_MAX:
+        return ignore_index  # the common case
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, int | np.integer):
         raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
     if not _INT64_MIN <= ignore_index <= _INT64_MAX:
@@ -141,8 +143,9 @@ def check_class_targets(input_shape: tuple[int, ...], target: Any, ignore_index:
         )
     classes = input_shape[1] if len(input_shape) > 1 else input_shape[0]
     owned = target.astype(np.int64)  # always a copy
-    # One cheap test first: seen as unsigned, every negative (or wrapped) value is >= classes.
-    if np.count_nonzero(owned.view(np.uint64) >= classes):
+    # One cheap test first: seen as unsigned, every negative (or wrapped) value is >= classes,
+    # so only a maximum >= classes can hide a bad target (one reduction, no bool array).
+    if owned.size and owned.view(np.uint64).max() >= classes:
         bad = (target != ignore_index) & ((target < 0) | (target >= classes))
         if bad.any():
             raise ValueError(f"target {target[bad].flat[0]} is out of range for {classes} "
@@ -208,8 +211,9 @@ def single_axis(axis: Any, ndim: int) -> int:
 
 def check_float_input(x: Any, op: str) -> Any:
     """The Tensor ``x`` if its dtype is floating-point; TypeError naming the op otherwise."""
-    if x.data.dtype.kind != "f":
-        raise TypeError(f"{op} needs a floating-point input, got dtype {x.data.dtype}")
+    dtype = x._data.dtype  # the slot: this runs on every call of most functions
+    if dtype.kind != "f":
+        raise TypeError(f"{op} needs a floating-point input, got dtype {dtype}")
     return x
 
 
@@ -231,6 +235,10 @@ def check_size(n: Any, what: str) -> int:
 
 def normalized_shape_of(normalized_shape: Any, op: str) -> tuple[int, ...]:
     """LayerNorm's trailing shape: an int or a non-empty sequence of positive ints."""
+    if type(normalized_shape) is tuple and len(normalized_shape) == 1:
+        n = normalized_shape[0]  # the common case, a layer's own (D,): no conversion needed
+        if type(n) is int and n >= 1:
+            return normalized_shape
     if isinstance(normalized_shape, int | np.integer) and not isinstance(normalized_shape, bool):
         normalized_shape = (normalized_shape,)
     if not isinstance(normalized_shape, tuple | list) or not normalized_shape:
@@ -253,7 +261,7 @@ def check_param_dtype(x: Any, *params: Any) -> None:
     Mixed dtypes would otherwise train silently in float64 with float32 weights, or fail deep
     in a kernel; the message names both dtypes and both fixes.
     """
-    dtype = x.data.dtype
+    dtype = x._data.dtype
     for p in params:
         if p is None:
             continue

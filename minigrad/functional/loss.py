@@ -32,10 +32,11 @@ def _reduce(loss, reduction: str):
 
 def _class_last(input, target: np.ndarray):
     """Bring (N, C, d1, ...) logits and (N, d1, ...) targets to (M, C) and (M,)."""
-    if input.ndim == 1:  # one unbatched sample
-        return shape.unsqueeze(input, 0), target.reshape(1)
-    if input.ndim == 2:
+    ndim = input._data.ndim  # the slot: the property is a Python call
+    if ndim == 2:  # the common case first
         return input, target
+    if ndim == 1:  # one unbatched sample
+        return shape.unsqueeze(input, 0), target.reshape(1)
     order = (0,) + tuple(range(2, input.ndim)) + (1,)
     flat = shape.reshape(shape.permute(input, order), (-1, input.shape[1]))
     return flat, target.reshape(-1)
@@ -62,7 +63,7 @@ def cross_entropy(input: Any, target: Any, reduction: str = "mean",
     label_smoothing = check_label_smoothing(label_smoothing)
     ignore_index = check_ignore_index(ignore_index)
     input = check_float_input(as_tensor(input), "cross_entropy")
-    target = check_class_targets(input.shape, target, ignore_index)
+    target = check_class_targets(input._data.shape, target, ignore_index)
     logits, flat_target = _class_last(input, target)
     if not fused:
         return _cross_entropy_composite(logits, flat_target, reduction, label_smoothing,

@@ -44,16 +44,17 @@ class Linear(Module):
         """x W^T + b; a float input of the other precision raises ``TypeError`` (no silent
         mixing: convert the input with ``x.float()`` or the layer with ``.double()``)."""
         x = as_tensor(x)
-        if x.shape[-1:] != (self.in_features,):
+        shape = x._data.shape  # the slot: the property costs a call on every step
+        if shape[-1:] != (self.in_features,):
             raise ValueError(
                 f"Linear({self.in_features}, {self.out_features}) expected input of shape "
-                f"(..., {self.in_features}), got {x.shape}"
+                f"(..., {self.in_features}), got {shape}"
             )
         # The layer owns weight and bias and knows their shapes, so it calls the fused node
         # directly instead of F.linear, which would check them again on every call; reading
         # the registry skips Module.__getattr__'s slow fallback (a microsecond per lookup).
         weight, bias = self._parameters["weight"], self._parameters["bias"]
-        if x.data.dtype is not weight.data.dtype:
+        if x._data.dtype is not weight._data.dtype:
             check_param_dtype(x, weight)
         if bias is None:
             return linalg.Linear.apply(x, weight)
