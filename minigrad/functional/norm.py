@@ -7,14 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from .. import tensor as _tensor
 from ..autograd import no_grad
 from ..ops import norm as ops
 from . import elementwise as ew
 from . import reduce, shape
 from ._convert import as_tensor, data_of
 from ._rules import (
-    _FLOAT_MAX,
     check_eps,
     check_float_input,
     check_momentum,
@@ -23,43 +21,6 @@ from ._rules import (
     check_training,
     normalized_shape_of,
 )
-
-
-def _batch_norm_fast(x, running_mean, running_var, weight, bias, training, momentum, eps):
-    """The fused node for the common valid call, or None when any argument is not plainly
-    valid; the caller then runs every rule and raises the right error.
-
-    Tensors everywhere, float ``eps`` and ``momentum`` in range, buffers and affine of shape
-    (C,) and x's dtype object: each test below is one of ``batch_norm``'s rules read off the
-    slots (``_data``) instead of the properties, so this accepts a subset of what they accept.
-    """
-    Tensor = _tensor.Tensor
-    if not (isinstance(x, Tensor) and isinstance(running_mean, Tensor)
-            and isinstance(running_var, Tensor) and (training is True or training is False)
-            and type(momentum) is float and 0.0 <= momentum <= 1.0
-            and type(eps) is float and 0.0 <= eps <= _FLOAT_MAX):
-        return None
-    xd, rm, rv = x._data, running_mean._data, running_var._data
-    shape, dtype = xd.shape, xd.dtype
-    if len(shape) < 2 or dtype.kind != "f" or rm.dtype is not dtype or rv.dtype is not dtype:
-        return None
-    per_channel = (shape[1],)
-    if rm.shape != per_channel or rv.shape != per_channel:
-        return None
-    if training and (xd.size // max(shape[1], 1) <= 1 or not rm.flags.writeable
-                     or not rv.flags.writeable):
-        return None
-    if weight is None and bias is None:
-        return ops.BatchNorm.apply(x, running_mean=rm, running_var=rv, momentum=momentum,
-                                   eps=eps, training=training)
-    if not (isinstance(weight, Tensor) and isinstance(bias, Tensor)):
-        return None
-    wd, bd = weight._data, bias._data
-    if (wd.shape != per_channel or bd.shape != per_channel or wd.dtype is not dtype
-            or bd.dtype is not dtype):
-        return None
-    return ops.BatchNorm.apply(x, weight, bias, running_mean=rm, running_var=rv,
-                               momentum=momentum, eps=eps, training=training)
 
 
 def _affine_inputs(x, weight, bias, expected: tuple[int, ...], op: str) -> list:
@@ -115,11 +76,6 @@ def batch_norm(x: Any, running_mean: Any = None, running_var: Any = None, weight
         training: use (and track) batch statistics; otherwise normalise with the running ones.
         fused: one graph node and kernel (default) or the composite of primitive ops.
     """
-    if fused:
-        y = _batch_norm_fast(x, running_mean, running_var, weight, bias, training, momentum,
-                             eps)
-        if y is not None:
-            return y
     x = check_float_input(as_tensor(x), "batch_norm")
     if x.ndim < 2:
         raise ValueError(f"batch_norm expects input (N, C, ...), got shape {x.shape}")

@@ -71,19 +71,14 @@ class _BatchNorm(Module):
     def forward(self, x: Tensor) -> Tensor:
         """Normalise x; in training mode also update the running statistics in place and
         count the batch in num_batches_tracked (only after the batch was accepted)."""
-        if isinstance(x, Tensor):  # the slot, not the properties: this runs every step
-            shape = x._data.shape
-            ndim = len(shape)
-        else:
-            ndim, shape = x.ndim, x.shape
-        if ndim not in self.accepted_ndims:
+        if x.ndim not in self.accepted_ndims:
             raise ValueError(
-                f"{type(self).__name__} expects input {self.shape_text}, got shape {shape}"
+                f"{type(self).__name__} expects input {self.shape_text}, got shape {x.shape}"
             )
-        if shape[1] != self.num_features:
+        if x.shape[1] != self.num_features:
             raise ValueError(
                 f"{type(self).__name__}: expected {self.num_features} features (axis 1), "
-                f"got {shape[1]} (input shape {shape})"
+                f"got {x.shape[1]} (input shape {x.shape})"
             )
         use_batch_stats = self.training or not self.track_running_stats
         # the registries are read directly: Module.__getattr__'s fallback costs a microsecond
