@@ -1,8 +1,8 @@
-"""F.batch_norm's fast path (every argument a Tensor, as a layer passes them) keeps every rule.
+"""F.batch_norm called the way a layer calls it (every argument a Tensor) keeps every rule.
 
 Each row spoils one argument of a call that is otherwise what ``BatchNorm1d`` passes: Tensor
 running buffers and Parameters for weight and bias. It must raise exactly what the same call
-with ndarray buffers raises (those take the full checks), and write nothing.
+with ndarray buffers raises, and write nothing.
 """
 
 from __future__ import annotations
@@ -70,25 +70,25 @@ def _outcome(args: dict) -> tuple[type, str]:
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[r[0] for r in ROWS])
-def test_fast_path_raises_what_the_full_checks_raise(backend, row):
+def test_tensor_arguments_raise_what_ndarray_arguments_raise(backend, row):
     _, name, spoil = row
-    fast, full = _args(tensor_buffers=True), _args(tensor_buffers=False)
-    for args in (fast, full):
+    as_layer, as_arrays = _args(tensor_buffers=True), _args(tensor_buffers=False)
+    for args in (as_layer, as_arrays):
         args[name] = spoil(args[name])
-        if args is full and name.startswith("running") and isinstance(args[name], mg.Tensor):
+        if args is as_arrays and name.startswith("running") and isinstance(args[name], mg.Tensor):
             args[name] = args[name].data  # the ndarray twin of the spoiled buffer
-    buffers = [np.array(fast[k].data) for k in ("running_mean", "running_var")
-               if isinstance(fast[k], mg.Tensor)]
-    kept = [fast[k] for k in ("running_mean", "running_var") if isinstance(fast[k], mg.Tensor)]
-    assert _outcome(fast) == _outcome(full)
+    buffers = [np.array(as_layer[k].data) for k in ("running_mean", "running_var")
+               if isinstance(as_layer[k], mg.Tensor)]
+    kept = [as_layer[k] for k in ("running_mean", "running_var") if isinstance(as_layer[k], mg.Tensor)]
+    assert _outcome(as_layer) == _outcome(as_arrays)
     for tensor, before in zip(kept, buffers, strict=True):
         np.testing.assert_array_equal(tensor.data, before)
 
 
-def test_fast_path_matches_the_full_checks_on_a_valid_call(backend):
-    fast, full = _args(tensor_buffers=True), _args(tensor_buffers=False)
-    y_fast = F.batch_norm(fast.pop("x"), **fast)
-    y_full = F.batch_norm(full.pop("x"), **full)
-    np.testing.assert_array_equal(y_fast.data, y_full.data)
-    np.testing.assert_array_equal(fast["running_mean"].data, full["running_mean"])
-    np.testing.assert_array_equal(fast["running_var"].data, full["running_var"])
+def test_tensor_and_ndarray_arguments_agree_on_a_valid_call(backend):
+    as_layer, as_arrays = _args(tensor_buffers=True), _args(tensor_buffers=False)
+    y_layer = F.batch_norm(as_layer.pop("x"), **as_layer)
+    y_arrays = F.batch_norm(as_arrays.pop("x"), **as_arrays)
+    np.testing.assert_array_equal(y_layer.data, y_arrays.data)
+    np.testing.assert_array_equal(as_layer["running_mean"].data, as_arrays["running_mean"])
+    np.testing.assert_array_equal(as_layer["running_var"].data, as_arrays["running_var"])
