@@ -79,7 +79,8 @@ def test_tensor_arguments_raise_what_ndarray_arguments_raise(backend, row):
             args[name] = args[name].data  # the ndarray twin of the spoiled buffer
     buffers = [np.array(as_layer[k].data) for k in ("running_mean", "running_var")
                if isinstance(as_layer[k], mg.Tensor)]
-    kept = [as_layer[k] for k in ("running_mean", "running_var") if isinstance(as_layer[k], mg.Tensor)]
+    kept = [as_layer[k] for k in ("running_mean", "running_var")
+            if isinstance(as_layer[k], mg.Tensor)]
     assert _outcome(as_layer) == _outcome(as_arrays)
     for tensor, before in zip(kept, buffers, strict=True):
         np.testing.assert_array_equal(tensor.data, before)
