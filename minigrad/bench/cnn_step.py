@@ -22,7 +22,7 @@ import minigrad as mg
 import minigrad.functional as F
 from minigrad import nn, optim
 from minigrad.bench.harness import COMPILED, Case
-from minigrad.bench.step import step_closure
+from minigrad.bench.step import step_closure, torch_step_closure
 
 EPS = 1e-5  # BatchNorm eps
 MOMENTUM = 0.9  # minigrad's BatchNorm convention (PyTorch's momentum=0.1)
@@ -79,20 +79,7 @@ def torch_step(torch, channels: int, weights, x, y, threads: int) -> Callable:
     """One PyTorch training step of the same net on ``threads`` threads."""
     model = torch_model(torch, channels, weights)
     opt = torch.optim.Adam(model.parameters(), lr=LR, betas=BETAS, eps=ADAM_EPS)
-    inputs, targets = torch.from_numpy(x), torch.from_numpy(y)
-    cross_entropy = torch.nn.functional.cross_entropy
-
-    def step():
-        # The thread count is process-wide: set it only when another row changed it.
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
-        opt.zero_grad()
-        loss = cross_entropy(model(inputs), targets)
-        loss.backward()
-        opt.step()
-        return loss
-
-    return step
+    return torch_step_closure(torch, model, opt, torch.from_numpy(x), torch.from_numpy(y), threads)
 
 
 def check_against_torch(torch, label: str, weights, x, y) -> float:

@@ -253,7 +253,11 @@ def torch_step(torch, net: Net, weights, x, y, threads: int) -> Callable[[], obj
         for p, w in zip(model.parameters(), weights, strict=True):
             p.copy_(torch.from_numpy(w))
     opt = torch.optim.Adam(model.parameters(), lr=LR, betas=(BETA1, BETA2), eps=ADAM_EPS)
-    inputs, targets = torch.from_numpy(x), torch.from_numpy(y)
+    return torch_step_closure(torch, model, opt, torch.from_numpy(x), torch.from_numpy(y), threads)
+
+
+def torch_step_closure(torch, model, opt, inputs, targets, threads: int) -> Callable[[], object]:
+    """One PyTorch training step as a closure, run on ``threads`` threads."""
     cross_entropy = torch.nn.functional.cross_entropy
 
     def step():
