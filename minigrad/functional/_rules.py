@@ -96,10 +96,18 @@ def check_clip_bounds(lo: Any, hi: Any) -> None:
         raise ValueError("clip needs at least one of min and max")
 
 
+def check_flag(value: Any, name: str, op: str | None = None) -> bool:
+    """A yes/no option is a bool (or NumPy bool), not any truth value: the string "False" or
+    "no" would be true. The one home of that rule, for every flag of every function."""
+    if value is not True and value is not False and not isinstance(value, np.bool_):
+        prefix = "" if op is None else f"{op}: "
+        raise TypeError(f"{prefix}{name} must be a bool, got {value!r}")
+    return bool(value)
+
+
 def check_training(training: Any, op: str) -> None:
-    """``training`` is a bool: a string such as "False" would be true."""
-    if training is not True and training is not False and not isinstance(training, np.bool_):
-        raise TypeError(f"{op}: training must be a bool, got {training!r}")
+    """``training`` is a flag like any other (see ``check_flag``)."""
+    check_flag(training, "training", op)
 
 
 def check_reduction(reduction: Any) -> None:
@@ -194,9 +202,8 @@ def check_extreme_reduction(shape: tuple[int, ...], axis: Any, op: str) -> None:
 
 
 def check_keepdims(keepdims: Any) -> None:
-    """``keepdims`` must be a bool: anything else is a mistake, not a truth value."""
-    if keepdims is not False and keepdims is not True and not isinstance(keepdims, np.bool_):
-        raise TypeError(f"keepdims must be a bool, got {keepdims!r}")
+    """``keepdims`` decides the output's shape: a flag (see ``check_flag``)."""
+    check_flag(keepdims, "keepdims")
 
 
 def single_axis(axis: Any, ndim: int) -> int:

@@ -15,13 +15,6 @@ from ._rules import (
 # ----------------------------------------------------------------------------- pooling
 
 
-def check_flag(value: Any, name: str, op: str) -> bool:
-    """A yes/no option (ceil_mode, count_include_pad) is a bool, not any truth value."""
-    if value is not True and value is not False and not isinstance(value, np.bool_):
-        raise TypeError(f"{op}: {name} must be a bool, got {value!r}")
-    return bool(value)
-
-
 def pool_pair(value: Any, name: str, op: str, minimum: int) -> tuple[int, int]:
     """PyTorch's int-or-pair convention: an int for both (height, width), or a tuple/list of
     two ints, each at least ``minimum`` (a float such as 2.0 is refused, not truncated)."""

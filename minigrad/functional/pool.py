@@ -7,10 +7,9 @@ from typing import Any
 
 from ..ops import pool as ops
 from ._convert import as_tensor
-from ._rules import check_float_input
+from ._rules import check_flag, check_float_input
 from ._rules_spatial import (
     adaptive_output_size,
-    check_flag,
     check_pool_input,
     check_pool_padding,
     pool_output_size,

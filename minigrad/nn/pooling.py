@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from .. import functional as F
+from ..functional._rules import check_flag
 from ..functional._rules_spatial import (
     adaptive_output_size,
-    check_flag,
     check_pool_padding,
     pool_pair,
 )

@@ -6,7 +6,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from .. import kernels
-from .optimizer import Optimizer, _Batch, check_flag, check_number
+from ..functional._rules import check_flag
+from .optimizer import Optimizer, _Batch, check_number
 
 
 class Adam(Optimizer):
@@ -59,7 +60,7 @@ class Adam(Optimizer):
         check_number("beta2", betas[1], 0.0, 1.0, high_open=True)
         check_number("eps", group["eps"])
         check_number("weight_decay", group["weight_decay"])
-        check_flag("amsgrad", group["amsgrad"])
+        check_flag(group["amsgrad"], "amsgrad")
 
     def _state_arrays(self, group: dict[str, Any]) -> tuple[str, ...]:
         if group["amsgrad"]:

@@ -378,7 +378,3 @@ def check_number(
         raise ValueError(f"invalid {name}: {value!r} (expected >= {low}{bound})")
 
 
-def check_flag(name: str, value: Any) -> None:
-    """Raise TypeError unless ``value`` is a bool (``"no"`` is truthy and would turn it on)."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {value!r}")

@@ -6,7 +6,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from .. import kernels
-from .optimizer import Optimizer, _Batch, check_flag, check_number
+from ..functional._rules import check_flag
+from .optimizer import Optimizer, _Batch, check_number
 
 
 class RMSprop(Optimizer):
@@ -63,7 +64,7 @@ class RMSprop(Optimizer):
         check_number("eps", group["eps"])
         check_number("weight_decay", group["weight_decay"])
         check_number("momentum", group["momentum"])
-        check_flag("centered", group["centered"])
+        check_flag(group["centered"], "centered")
 
     def _state_arrays(self, group: dict[str, Any]) -> tuple[str, ...]:
         names = ("square_avg",)

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from .. import kernels
-from .optimizer import Optimizer, _Batch, check_flag, check_number
+from ..functional._rules import check_flag
+from .optimizer import Optimizer, _Batch, check_number
 
 
 class SGD(Optimizer):
@@ -62,7 +63,7 @@ class SGD(Optimizer):
         check_number("momentum", group["momentum"])
         check_number("dampening", group["dampening"], 0.0, 1.0)
         check_number("weight_decay", group["weight_decay"])
-        check_flag("nesterov", group["nesterov"])
+        check_flag(group["nesterov"], "nesterov")
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError("Nesterov momentum needs momentum > 0 and dampening = 0")
 
