@@ -192,3 +192,21 @@ def test_every_target_ignored_matches_torch():
             loss.sum().backward()
             np.testing.assert_array_equal(loss.numpy(), lt.detach().numpy())
             np.testing.assert_array_equal(x.grad.numpy(), xt.grad.numpy())
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("offset", [1e3, 1e4, 1e6])
+def test_cross_entropy_float32_gradient_with_a_large_logit_offset(backend, offset,
+                                                                  label_smoothing):
+    """The backward must not use a log-sum-exp rounded to float32: at offset 1e6 its spacing
+    is 0.06 and the gradient would be off by percents (rows not summing to 0)."""
+    rng = np.random.default_rng(3)
+    logits = (rng.standard_normal((16, 7)) + offset).astype(np.float32)
+    target = rng.integers(0, 7, 16)
+    x = mg.tensor(logits, requires_grad=True)
+    F.cross_entropy(x, target, label_smoothing=label_smoothing).backward()
+    a = logits.astype(np.float64)
+    p = np.exp(a - a.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    expected = (p - (1 - label_smoothing) * np.eye(7)[target] - label_smoothing / 7) / 16
+    np.testing.assert_allclose(x.grad.data, expected, atol=2e-7 / 16 * 10)

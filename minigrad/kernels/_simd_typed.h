@@ -181,10 +181,12 @@ static inline void MG_FN(mg_row_logsoftmax_bwd)(const MG_T *y, const MG_T *g, MG
 }
 
 /* cross-entropy backward row: dx[i] = g * exp(x[i] - lse) - c */
-static inline void MG_FN(mg_row_xent_bwd)(const MG_T *x, MG_T *dx, Py_ssize_t n, MG_T lse, MG_T g,
-                                          MG_T c)
+/* dx = g exp(x - lse) - c, with lse = hi + lo split in two so that x - hi is exact for logits
+   near their log-sum-exp even when a large common offset makes one float32 lse too coarse */
+static inline void MG_FN(mg_row_xent_bwd)(const MG_T *x, MG_T *dx, Py_ssize_t n, MG_T hi,
+                                          MG_T lo, MG_T g, MG_T c)
 {
-    for (Py_ssize_t i = 0; i < n; i++) dx[i] = g * MG_FN(mg_exp)(x[i] - lse) - c;
+    for (Py_ssize_t i = 0; i < n; i++) dx[i] = g * MG_FN(mg_exp)((x[i] - hi) - lo) - c;
 }
 
 /* ---- column helpers: one row x[0..n) updates n per-column accumulators ---- */

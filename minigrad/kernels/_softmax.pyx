@@ -270,7 +270,7 @@ def log_softmax_backward(y, grad_out, axis=-1):
 
 cdef inline void _xent_fwd_task(const floating[:, ::1] x, const int64_t[::1] target,
                                 const unsigned char[::1] ignored, double ls, floating[::1] loss,
-                                floating[::1] lse, Py_ssize_t i) noexcept nogil:
+                                double[::1] lse, Py_ssize_t i) noexcept nogil:
     # one task: one row
     cdef Py_ssize_t C = x.shape[1], first
     cdef floating mx
@@ -279,7 +279,7 @@ cdef inline void _xent_fwd_task(const floating[:, ::1] x, const int64_t[::1] tar
     if not isfinite(mx):
         mx = 0  # -inf / inf / NaN rows: the sum of exps itself gives the right lse
     log_s = log(_row_sumexp(&x[i, 0], C, mx))
-    lse[i] = <floating>(log_s + mx)
+    lse[i] = log_s + mx  # kept in float64: the backward needs it finer than float32
     if ignored[i]:
         loss[i] = 0
     else:
@@ -293,7 +293,7 @@ cdef inline void _xent_fwd_task(const floating[:, ::1] x, const int64_t[::1] tar
 
 cdef void _xent_fwd_core(const floating[:, ::1] x, const int64_t[::1] target,
                          const unsigned char[::1] ignored, double ls, floating[::1] loss,
-                         floating[::1] lse, int nthreads) noexcept nogil:
+                         double[::1] lse, int nthreads) noexcept nogil:
     """lse_i = m + log(s) with m = max_j x[i, j], s = sum_j exp(x[i, j] - m);
     loss_i = log(s) + (1 - ls) (m - x[i, t_i]) + ls (m - mean_j x[i, j])."""
     cdef Py_ssize_t i
@@ -311,13 +311,14 @@ def cross_entropy_forward(logits, target, label_smoothing=0.0, ignore_index=-100
 
     loss_i = lse_i - (1 - ls) * logits[i, t_i] - ls / C * sum_j logits[i, j], with
     lse_i = logsumexp_j logits[i, j]; rows whose target is ``ignore_index`` get loss 0.
-    Shapes: logits (N, C), target (N,) integers -> ``(loss, lse)``, both (N,) in logits' dtype.
+    Shapes: logits (N, C), target (N,) integers -> ``(loss, lse)``, both (N,); loss in logits'
+    dtype, lse in float64 (the backward needs it finer than float32).
     """
     logits, target, ignored = cross_entropy_args("cross_entropy_forward", logits, target,
                                                  ignore_index)
     n = logits.shape[0]
     loss = np.empty(n, dtype=logits.dtype)
-    lse = np.empty(n, dtype=logits.dtype)
+    lse = np.empty(n, dtype=np.float64)
     cdef double ls = float(label_smoothing)
     x = np.ascontiguousarray(logits)
     target = np.ascontiguousarray(target)
@@ -331,24 +332,26 @@ def cross_entropy_forward(logits, target, label_smoothing=0.0, ignore_index=-100
 
 
 cdef inline void _xent_bwd_task(const floating[:, ::1] x, const int64_t[::1] target,
-                                const unsigned char[::1] ignored, const floating[::1] lse,
+                                const unsigned char[::1] ignored, const double[::1] lse,
                                 const floating[::1] grad, double ls, floating[:, ::1] dx,
                                 Py_ssize_t i) noexcept nogil:
     # one task: one row
     cdef Py_ssize_t C = x.shape[1]
     cdef Py_ssize_t j
-    cdef floating g
+    cdef floating g, hi, lo
     if ignored[i]:
         for j in range(C):
             dx[i, j] = 0
     else:
         g = grad[i]
-        _row_xent_bwd(&x[i, 0], &dx[i, 0], C, lse[i], g, <floating>(g * (ls / C)))
+        hi = <floating>lse[i]
+        lo = <floating>(lse[i] - <double>hi)
+        _row_xent_bwd(&x[i, 0], &dx[i, 0], C, hi, lo, g, <floating>(g * (ls / C)))
         dx[i, target[i]] -= <floating>(g * (1.0 - ls))
 
 
 cdef void _xent_bwd_core(const floating[:, ::1] x, const int64_t[::1] target,
-                         const unsigned char[::1] ignored, const floating[::1] lse,
+                         const unsigned char[::1] ignored, const double[::1] lse,
                          const floating[::1] grad, double ls, floating[:, ::1] dx,
                          int nthreads) noexcept nogil:
     """dx[i, j] = g_i * (exp(x[i, j] - lse_i) - (1 - ls) [j == t_i] - ls / C)."""
@@ -383,7 +386,7 @@ def cross_entropy_backward(grad_loss, logits, target, lse, label_smoothing=0.0,
         return dx
     x = np.ascontiguousarray(logits)
     grad = np.ascontiguousarray(np.broadcast_to(grad_loss, (n,)), dtype=logits.dtype)
-    lse = np.ascontiguousarray(lse, dtype=logits.dtype)
+    lse = np.ascontiguousarray(lse, dtype=np.float64)
     target = np.ascontiguousarray(target)
     flags = ignored.view(np.uint8)
     cdef int nthreads = threads_for(x.size)

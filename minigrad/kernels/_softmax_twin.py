@@ -66,7 +66,8 @@ def cross_entropy_forward(
 
     loss_i = lse_i - (1 - ls) * logits[i, t_i] - ls / C * sum_j logits[i, j], with
     lse_i = logsumexp_j logits[i, j]; rows whose target is ``ignore_index`` get loss 0.
-    Shapes: logits (N, C), target (N,) integers -> ``(loss, lse)``, both (N,) in logits' dtype.
+    Shapes: logits (N, C), target (N,) integers -> ``(loss, lse)``, both (N,); loss in logits'
+    dtype, lse in float64 (the backward needs it finer than float32).
 
     Per row, as the kernel: m = max (0 when not finite), s = sum exp(x - m) in float64; the loss
     is formed in float64 from the shifted parts, log(s) + (1 - ls) (m - x_t) + ls (m - mean x),
@@ -86,7 +87,7 @@ def cross_entropy_forward(
         if ls:  # skipped at 0 so that an inf logit does not make 0 * inf = NaN
             loss += ls * (m - np.sum(logits, axis=1, dtype=np.float64) / c)
     loss[ignored] = 0.0
-    return loss.astype(logits.dtype), (log_s + m).astype(logits.dtype)
+    return loss.astype(logits.dtype), log_s + m
 
 
 def cross_entropy_backward(
@@ -106,13 +107,18 @@ def cross_entropy_backward(
     logits, target, ignored = cross_entropy_args(fn, logits, target, ignore_index)
     ls = float(label_smoothing)
     n, c = logits.shape
-    lse = stats_array(fn, "lse", lse, (n,), logits).astype(logits.dtype, copy=False)
+    lse = stats_array(fn, "lse", lse, (n,), logits).astype(np.float64, copy=False)
     grad_loss = float_array(fn, "grad_loss", grad_loss)
     if grad_loss.shape not in ((), (n,)):
         raise ValueError(f"{fn}: grad_loss must have shape () or ({n},), "
                          f"got shape {grad_loss.shape}")
     kept = ~ignored
-    dlogits = np.exp(logits - lse[:, None])
+    # lse = hi + lo, as the kernel splits it: logits - hi is exact near the log-sum-exp even when
+    # a large common offset makes one lse in the logits' dtype too coarse
+    hi = lse.astype(logits.dtype)
+    lo = (lse - hi).astype(logits.dtype)
+    with np.errstate(invalid="ignore"):
+        dlogits = np.exp((logits - hi[:, None]) - lo[:, None])
     if ls:
         dlogits -= logits.dtype.type(ls / c)
     dlogits[kept, target[kept]] -= logits.dtype.type(1.0 - ls)
