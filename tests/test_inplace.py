@@ -317,3 +317,15 @@ def test_mul_keeps_only_what_its_backward_reads(backend):
     c += 1
     with pytest.raises(RuntimeError, match="Mul"):
         e.backward()
+
+
+def test_load_state_dict_between_forward_and_backward_raises(backend):
+    """Loading weights changes them in place: the graph that used the old ones must not
+    silently compute its gradient from the new ones."""
+    lin = nn.Linear(2, 1)
+    x = mg.tensor([[1.0, 2.0]], requires_grad=True)
+    y = lin(x)
+    lin.load_state_dict({"weight": np.array([[10.0, 20.0]], np.float32),
+                         "bias": np.zeros(1, np.float32)})
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        y.sum().backward()

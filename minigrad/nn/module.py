@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..autograd import mark_all_changed
 from ..kernels._checks import FLOAT_DTYPES
 from ..tensor import Tensor
 
@@ -299,6 +300,8 @@ class Module:
             raise (KeyError if (strict and (missing or unexpected)) else ValueError)(message)
         for key, value in values.items():
             targets[key].data[...] = value  # in place: optimizers keep views of .data
+        # an in-place change like any other: a graph that saved the old values must raise
+        mark_all_changed([targets[key] for key in values])
         return self
 
     # ----------------------------------------------------------------- printing
