@@ -180,6 +180,62 @@ def test_pad_is_differentiable_through_a_conv(backend, rng):
     assert mg.gradcheck(lambda a, b: F.conv2d(F.pad(a, (2, 0, 1, 1)), b), x, w)
 
 
+def border_reference(x, pad, mode):
+    """Each padded dim of x, one at a time, by numpy.pad's own modes (symmetric about the
+    edge element is numpy's "reflect", edge repeat "edge", wrap-around "wrap"). Negative
+    widths crop: after padding for reflect and replicate (the border mirrors the whole input),
+    before it for circular (which wraps what is left, PyTorch's order)."""
+    numpy_mode = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}[mode]
+    for k in range(len(pad) // 2):
+        axis = x.ndim - 1 - k
+        before, after = pad[2 * k], pad[2 * k + 1]
+        grow = [(0, 0)] * x.ndim
+        grow[axis] = (max(before, 0), max(after, 0))
+
+        def crop(a, axis=axis, before=before, after=after):
+            index = [slice(None)] * a.ndim
+            index[axis] = slice(max(-before, 0), a.shape[axis] - max(-after, 0))
+            return a[tuple(index)]
+
+        if mode == "circular":
+            x = np.pad(crop(x), grow, mode=numpy_mode)
+        else:
+            x = crop(np.pad(x, grow, mode=numpy_mode))
+    return x
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+@pytest.mark.parametrize("shape, pad", [((2, 3, 5), (2, 4)), ((2, 3, 4, 5), (1, 3, 2, 0)),
+                                        ((3, 4, 5), (3, 1, 0, 2)), ((2, 3, 5), (-1, 2)),
+                                        ((2, 3, 6), (2, -3)), ((2, 3, 5), (-4, 1)),
+                                        ((1, 2, 3, 4, 3), (1, 1, 2, 0, 1, 2))])
+def test_border_pad_matches_numpy_and_gradchecks(backend, rng, mode, shape, pad):
+    x = rng.standard_normal(shape)
+    np.testing.assert_array_equal(F.pad(T(x), pad, mode=mode).numpy(),
+                                  border_reference(x, pad, mode))
+    strided = T(np.swapaxes(np.swapaxes(x, -1, -2).copy(), -1, -2), True)
+    assert mg.gradcheck(lambda t: F.pad(t, pad, mode=mode), strided)
+
+
+def test_border_pad_gradient_counts_every_copy(backend):
+    # reflect (2, 2) of [a b c]: c b | a b c | b a; each output gradient 1 lands on its source
+    x = T(np.array([[1.0, 2.0, 3.0]]), True)
+    F.pad(x, (2, 2), mode="reflect").sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [[2.0, 3.0, 2.0]])
+
+
+def test_conv_takes_an_unbatched_sample(backend, rng):
+    x = rng.standard_normal((3, 6, 5))
+    w = rng.standard_normal((4, 3, 3, 3))
+    one = F.conv2d(T(x), T(w), padding=1, stride=(1, 2))
+    batched = F.conv2d(T(x[None]), T(w), padding=1, stride=(1, 2))
+    assert one.shape == batched.shape[1:]
+    np.testing.assert_array_equal(one.numpy(), batched.numpy()[0])
+    assert mg.gradcheck(lambda a, b: F.conv1d(a, b, padding=1), T(x[:, 0], True),
+                        T(w[:, :, 0], True))
+    assert nn.Conv2d(3, 4, 3)(mg.tensor(x.astype(np.float32))).shape == (4, 4, 3)
+
+
 # ---------------------------------------------------------------------------------- layers
 
 
@@ -257,7 +313,7 @@ def test_a_conv_layer_trains_in_float64_after_double(backend, rng):
     (lambda x, w: F.conv2d(x, w, stride=2, padding="same"), ValueError, r"needs stride 1"),
     (lambda x, w: F.conv2d(x, w, dilation=0), ValueError, r"dilation must be >= 1"),
     (lambda x, w: F.conv2d(x, w, groups=0), ValueError, r"groups must be a positive int"),
-    (lambda x, w: F.conv2d(x[0], w), ValueError, r"expected input \(N, C, H, W\)"),
+    (lambda x, w: F.conv2d(x[0, 0], w), ValueError, r"expected input \(N, C, H, W\) or "),
     (lambda x, w: F.conv2d(x, w, mg.zeros(4)), ValueError, r"bias must have shape \(5,\)"),
     (lambda x, w: F.conv2d(x.double(), w), TypeError,
      r"input dtype float64 does not match the parameter dtype float32"),
@@ -267,7 +323,16 @@ def test_a_conv_layer_trains_in_float64_after_double(backend, rng):
      r"floating-point input"),
     (lambda x, w: F.conv1d(x, w), ValueError, r"weight must be \(out_channels"),
     (lambda x, w: F.pad(x, (1,)), ValueError, r"even number of ints"),
-    (lambda x, w: F.pad(x, (1, 1), mode="reflect"), ValueError, r"only mode supported"),
+    (lambda x, w: F.pad(x, (1, 1), mode="wrap"), ValueError, r"mode must be one of"),
+    (lambda x, w: F.pad(x, (1, 1, 1, 1), mode="reflect", value=0), ValueError, r"takes no value"),
+    (lambda x, w: F.pad(x, (7, 0, 0, 0), mode="reflect"), ValueError,
+     r"less than the size .* got \(7, 0\) for dim 3 of size 7"),
+    (lambda x, w: F.pad(x, (0, 0, 0, 7), mode="circular"), ValueError,
+     r"at most the size .* got \(0, 7\) for dim 2 of size 6"),
+    (lambda x, w: F.pad(x, (4, -4, 0, 0), mode="circular"), ValueError,
+     r"at most the size .* got \(4, -4\) for dim 3 of size 3"),
+    (lambda x, w: F.pad(x, (1,) * 8, mode="replicate"), ValueError, r"last 1, 2 or 3 dims"),
+    (lambda x, w: F.pad(x[0, 0, 0], (1, 1), mode="reflect"), ValueError, r"1 or 2 more dims"),
     (lambda x, w: F.pad(x, (-4, -4)), ValueError, r"negative size"),
     (lambda x, w: F.pad(x, (1, 1), value="0"), TypeError, r"value must be a real number"),
     (lambda x, w: F.pad(mg.tensor([1, 2]), (1, 1), value=2.5), ValueError,

@@ -258,6 +258,19 @@ def test_layers_match_the_functions_and_say_their_configuration(backend, rng):
     assert list(layer.parameters()) == []
 
 
+def test_ceil_mode_keeps_one_partial_window_of_a_kernel_larger_than_the_input(backend):
+    # 3x3 input, kernel 4, stride 4: floor mode has no window; ceil_mode has one, clipped to the
+    # input, so max is the plane's maximum and the avg divisor is the 9 elements it covers
+    x = mg.tensor(np.arange(18.0).reshape(1, 2, 3, 3), requires_grad=True)
+    y = F.max_pool2d(x, 4, ceil_mode=True)
+    np.testing.assert_array_equal(y.numpy(), [[[[8.0]], [[17.0]]]])
+    a = F.avg_pool2d(x, 4, ceil_mode=True)
+    np.testing.assert_allclose(a.numpy(), [[[[4.0]], [[13.0]]]], rtol=1e-12)
+    assert mg.gradcheck(lambda t: F.avg_pool2d(t, 4, ceil_mode=True), x)
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        F.max_pool2d(x, 4)
+
+
 # ------------------------------------------------------------------------------- errors
 
 X4 = np.zeros((1, 2, 5, 5), np.float32)

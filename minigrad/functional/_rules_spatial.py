@@ -56,14 +56,14 @@ def pool_output_size(in_size: tuple[int, int], kernel_size: tuple[int, int],
     for axis, L, k, s, p, d in zip("HW", in_size, kernel_size, stride, padding, dilation,
                                    strict=True):
         span = d * (k - 1) + 1
-        room = L + 2 * p - span
-        if room < 0:
-            raise ValueError(f"{op}: the kernel ({span} with dilation) is larger than the padded "
-                             f"input ({L} + 2 * {p} = {L + 2 * p}) along {axis}; expected an "
-                             f"input of at least {span - 2 * p}, got {L}")
+        room = L + 2 * p - span  # negative when the kernel is larger than the padded input
         n = (room + (s - 1 if ceil_mode else 0)) // s + 1
         if ceil_mode and (n - 1) * s >= L + p:
             n -= 1
+        if n < 1:  # ceil_mode may still fit one (partial) window: PyTorch's output size is 1
+            raise ValueError(f"{op}: the kernel ({span} with dilation) is larger than the padded "
+                             f"input ({L} + 2 * {p} = {L + 2 * p}) along {axis}; expected an "
+                             f"input of at least {span - 2 * p}, got {L}")
         out.append(n)
     return out[0], out[1]
 
@@ -121,7 +121,7 @@ def check_conv_shapes(x_shape: tuple[int, ...], w_shape: tuple[int, ...], bias: 
     if isinstance(groups, bool) or not isinstance(groups, int | np.integer) or groups < 1:
         raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
     groups = int(groups)
-    spatial = "(N, C, L)" if dims == 1 else "(N, C, H, W)"
+    spatial = "(N, C, L) or (C, L)" if dims == 1 else "(N, C, H, W) or (C, H, W)"
     if len(x_shape) != dims + 2:
         raise ValueError(f"{op}: expected input {spatial}, got shape {x_shape}")
     if dims < 1 or 0 in w_shape:
@@ -143,11 +143,14 @@ def check_conv_shapes(x_shape: tuple[int, ...], w_shape: tuple[int, ...], bias: 
     return groups
 
 
+PAD_MODES = ("constant", "reflect", "replicate", "circular")
+
+
 def pad_widths(pad: Any, shape: tuple[int, ...], mode: Any) -> tuple[tuple[int, int], ...]:
     """PyTorch's pad tuple (last dim first: (left, right, top, bottom, ...)) as one
     (before, after) pair per dim of ``shape``; negative widths crop, never below size 0."""
-    if mode != "constant":
-        raise ValueError(f"pad: mode must be 'constant' (the only mode supported), got {mode!r}")
+    if mode not in PAD_MODES:
+        raise ValueError(f"pad: mode must be one of {PAD_MODES}, got {mode!r}")
     if not isinstance(pad, tuple | list) or len(pad) % 2 or len(pad) // 2 > len(shape):
         raise ValueError(f"pad: pad must be a tuple of an even number of ints, at most "
                          f"2 * ndim = {2 * len(shape)}, got {pad!r}")
@@ -159,7 +162,34 @@ def pad_widths(pad: Any, shape: tuple[int, ...], mode: Any) -> tuple[tuple[int, 
     if any(n < 0 for n in out):
         raise ValueError(f"pad: padding {tuple(pad)} of an input of shape {shape} gives the "
                          f"negative size {out}")
+    if mode != "constant":
+        _check_copy_padding(tuple(pad), shape, widths, mode)
     return tuple(widths)
+
+
+def _check_copy_padding(pad: tuple, shape: tuple[int, ...], widths: list, mode: str) -> None:
+    """PyTorch's limits on the modes that copy input values into the border: they pad the last
+    1, 2 or 3 dims of an input with one or two more dims (batch and channel, or channel
+    alone); reflect needs widths below the size (a border is one mirror image, without the
+    edge), circular at most the size left after cropping (it wraps around once), replicate a
+    non-empty dim."""
+    padded = len(pad) // 2
+    if padded > 3 or not padded + 1 <= len(shape) <= padded + 2:
+        raise ValueError(f"pad: mode {mode!r} pads the last 1, 2 or 3 dims of an input with 1 or "
+                         f"2 more dims; got pad {pad} ({padded} dims) for an input of shape "
+                         f"{shape}")
+    for axis in range(len(shape) - padded, len(shape)):
+        n, (before, after) = shape[axis], widths[axis]
+        if mode == "circular":  # it wraps what is left once negative widths have cropped
+            n -= max(-before, 0) + max(-after, 0)
+        too_wide = {"reflect": max(before, after) >= n, "circular": max(before, after) > n,
+                    "replicate": n == 0 and max(before, after) > 0}[mode]
+        if too_wide:
+            limit = {"reflect": "less than", "circular": "at most",
+                     "replicate": "(a non-empty dim) for"}[mode]
+            raise ValueError(f"pad: mode {mode!r} needs padding {limit} the size of the dim it "
+                             f"pads; got ({before}, {after}) for dim {axis} of size {n} "
+                             f"(input shape {shape})")
 
 
 def check_pad_value(value: Any, dtype: np.dtype) -> Any:

@@ -1,5 +1,6 @@
 """Convolution and padding Functions: ``Conv2d`` (1-D convolutions too, through a unit height)
-and ``Pad`` (constant padding, negative widths crop)."""
+``Pad`` (constant padding, negative widths crop) and ``BorderPad`` (reflect, replicate and
+circular padding)."""
 
 from __future__ import annotations
 
@@ -65,3 +66,47 @@ class Pad(Function):
     def backward(ctx, grad):
         inner = tuple(slice(b, n - a) for (b, a), n in zip(ctx.grow, grad.shape, strict=True))
         return np.pad(grad[inner], ctx.cropped)
+
+
+def border_source(n: int, before: int, after: int, mode: str) -> np.ndarray:
+    """For each output position along a dim of size n padded by (before, after), the input
+    index it copies: output j holds input j - before, mapped back into [0, n) by the mode --
+    reflect mirrors about the edge element (period 2n - 2), replicate clamps to the edge. A
+    negative width crops, as the range starts inside. Circular (PyTorch's order) crops first
+    and then wraps around what is left (period n minus the cropped values)."""
+    if mode == "circular":
+        low, high = max(-before, 0), n - max(-after, 0)
+        j = np.arange(-max(before, 0), high - low + max(after, 0))
+        return low + j % max(high - low, 1)  # an empty crop admits only zero padding
+    j = np.arange(-before, n + after)
+    if mode == "replicate":
+        return np.clip(j, 0, n - 1)
+    period = max(2 * n - 2, 1)  # n == 1 admits only zero widths, so j is 0 there
+    m = j % period
+    return np.where(m < n, m, period - m)
+
+
+class BorderPad(Function):
+    """y = x with borders copied from x itself (reflect, replicate or circular), one dim at a
+    time: along each padded dim y = take(x, source, axis) with ``border_source``'s indices.
+    dx: each output gradient added back to the input element it copied (a scatter-add per
+    dim, in reverse order)."""
+
+    @staticmethod
+    def forward(ctx, x, *, widths, mode):
+        sources = {axis: border_source(n, b, a, mode)
+                   for axis, (n, (b, a)) in enumerate(zip(x.shape, widths, strict=True))
+                   if (b, a) != (0, 0)}
+        ctx.sources, ctx.in_shape = sources, x.shape
+        for axis, source in sources.items():
+            x = np.take(x, source, axis=axis)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad):
+        for axis, source in reversed(ctx.sources.items()):
+            grad = np.moveaxis(grad, axis, 0)
+            summed = np.zeros((ctx.in_shape[axis],) + grad.shape[1:], grad.dtype)
+            np.add.at(summed, source, grad)
+            grad = np.moveaxis(summed, 0, axis)
+        return np.ascontiguousarray(grad)
