@@ -25,6 +25,8 @@ def test_module_dict_registers_in_insertion_order():
     assert list(heads) == ["cls", "norm"]
     heads["cls"] = nn.Linear(4, 5)  # replacing keeps the position
     assert list(heads) == ["cls", "norm"] and heads["cls"].out_features == 5
+    heads.update(nn.ModuleDict({"extra": nn.Tanh()}))
+    assert list(heads) == ["cls", "norm", "extra"]
     heads.clear()
     assert len(heads) == 0 and list(heads.parameters()) == []
 

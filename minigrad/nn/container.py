@@ -133,8 +133,9 @@ class ModuleDict(Module):
         self._modules.clear()
 
     def update(self, modules: Mapping[str, Module] | Iterable[tuple[str, Module]]) -> None:
-        """Add (or replace) modules from a mapping or from (key, module) pairs, in order."""
-        pairs = modules.items() if isinstance(modules, Mapping) else modules
+        """Add (or replace) modules from a mapping (another ModuleDict too) or from
+        (key, module) pairs, in order."""
+        pairs = modules.items() if isinstance(modules, Mapping | ModuleDict) else modules
         for i, pair in enumerate(pairs):
             if not isinstance(pair, tuple | list) or len(pair) != 2:
                 raise TypeError(
