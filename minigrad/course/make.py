@@ -23,7 +23,7 @@ PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS_ROOT = os.path.join(os.path.dirname(PACKAGE_ROOT), "docs")
 
 _SKIPPED_DIRS = {"__pycache__", "bench", "course"}
-_COMPILED_STUB = '''"""The compiled kernels are not part of the course copy: it runs on the NumPy twins."""
+_COMPILED_STUB = '''"""The course copy has no compiled kernels: it runs on the NumPy twins."""
 
 raise ImportError("the course copy of minigrad has no compiled kernels; it runs on NumPy")
 '''
