@@ -111,11 +111,16 @@ def scan_package(root: str) -> list[Site]:
 
 
 def stub_lines(site: Site, description: str, handout: str) -> list[str]:
-    """The body that replaces an exercise's: a docstring and the NotImplementedError."""
-    doc = f"Exercise {site.exercise}: {description}. See {handout}."
-    return [f'{site.indent}"""{doc}"""',
-            f"{site.indent}raise NotImplementedError("
-            f"{f'exercise {site.exercise} is not written yet (see {handout})'!r})"]
+    """The body that replaces an exercise's: a docstring and the NotImplementedError, in lines
+    that fit in 100 columns."""
+    width = 100 - len(site.indent)
+    doc = textwrap.wrap(f'"""Exercise {site.exercise}: {description}. See {handout}."""',
+                        width)
+    message = f"exercise {site.exercise} is not written yet (see {handout})"
+    return [site.indent + line for line in doc] + [
+        f"{site.indent}raise NotImplementedError(",
+        f"{site.indent}    {message!r})",
+    ]
 
 
 def stub_source(source: str, sites: list[Site], bodies: dict[str, list[str]]) -> str:
