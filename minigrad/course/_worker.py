@@ -41,7 +41,7 @@ def _emit(out, **record) -> None:
     out.flush()
 
 
-def _function(package: ModuleType, prefix: str, module: str, qualname: str) -> FunctionType:
+def _function(prefix: str, module: str, qualname: str) -> FunctionType:
     """The plain function object of an exercise (a static or class method's underlying one)."""
     obj: object = importlib.import_module(f"{prefix}.{module}")
     *owners, name = qualname.split(".")
@@ -54,17 +54,22 @@ def _function(package: ModuleType, prefix: str, module: str, qualname: str) -> F
 def use_key_for_other_units(student: ModuleType, key: ModuleType, unit_key: str) -> int:
     """Run the answer key's code in place of the student's for every exercise outside
     ``unit_key``: each such function keeps its identity and its module (so every reference
-    to it sees the change) but gets the key's code. Returns how many were replaced."""
+    to it sees the change) but gets the key's code. The exercises are found in the key's
+    source, so markers a student moved or deleted do not matter; a function the student
+    renamed keeps the student's code. Returns how many were replaced."""
     from .stubs import scan_package
     from .units import unit_of
 
     replaced = 0
-    for site in scan_package(os.path.dirname(student.__file__)):
+    for site in scan_package(os.path.dirname(key.__file__)):
         if unit_of(site.exercise).key == unit_key:
             continue
-        mine = _function(student, student.__name__, site.module, site.qualname)
-        theirs = _function(key, key.__name__, site.module, site.qualname)
-        mine.__code__ = theirs.__code__
+        theirs = _function(key.__name__, site.module, site.qualname)
+        try:
+            mine = _function(student.__name__, site.module, site.qualname)
+            mine.__code__ = theirs.__code__
+        except (ImportError, AttributeError, KeyError, TypeError, ValueError):
+            continue  # renamed, removed, or not a plain function any more
         mine.__defaults__, mine.__kwdefaults__ = theirs.__defaults__, theirs.__kwdefaults__
         replaced += 1
     return replaced
@@ -86,6 +91,9 @@ def _explain(title: str, exc: BaseException, dest: str) -> str:
 
 
 def main(dest: str, unit_key: str) -> None:
+    """Grade one unit of the copy in ``dest``, reporting on stdout as JSON lines: a ``start``
+    record before each check, a ``check`` record after it, ``done`` at the end (``error``
+    instead when the copy imported is not the one in ``dest``)."""
     out = sys.stdout
     sys.stdout = sys.stderr  # the student's prints must not garble the report
     dest = os.path.abspath(dest)

@@ -113,6 +113,20 @@ def _unbroadcast(c: Pair) -> None:
                 f" for grad {shape_text(grad_shape)} and shape {shape_text(shape)}")
 
 
+@check("elementwise", "unbroadcast on random shapes (property-based)")
+def _random_unbroadcast(c: Pair) -> None:
+    def case(shape: tuple[int, ...], axis, drop_leading: bool, _: str) -> None:
+        axes = range(len(shape)) if axis is None else np.atleast_1d(axis) % len(shape)
+        target = tuple(1 if i in set(axes) else n for i, n in enumerate(shape))
+        while drop_leading and target and target[0] == 1:
+            target = target[1:]  # a leading axis the input did not have at all
+        g = c.randn(*shape)
+        compare("unbroadcast(grad, shape)", c.s.autograd.unbroadcast(g, target),
+                c.k.autograd.unbroadcast(g, target),
+                f" for grad {shape_text(shape)} and shape {shape_text(target)}")
+    property_cases(c, case, methods=("unbroadcast",))
+
+
 for _title, _fn, _opts in [
     ("Mul backward", lambda mg, a, b: a * b, {}),
     ("Div backward", lambda mg, a, b: a / b, {"positive_b": True}),

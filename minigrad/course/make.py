@@ -124,8 +124,8 @@ def _check_copy(work: str, sites: list[Site]) -> None:
     probe = ("import sys; sys.path.insert(0, '.'); import minigrad, os; "
              "assert os.path.dirname(minigrad.__file__) == os.path.abspath('minigrad'); "
              "assert minigrad.get_backend() == 'numpy'")
-    run = subprocess.run([sys.executable, "-W", "error", "-c", probe], cwd=work, env=env,
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", probe], cwd=work,
+                         env=env, capture_output=True, text=True, timeout=120)
     if run.returncode:
         raise RuntimeError(f"the student copy does not import cleanly:\n{run.stderr[-2000:]}")
 
