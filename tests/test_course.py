@@ -159,7 +159,8 @@ def test_student_copy_is_python_only_and_runs_on_numpy(full_copy):
     names = [n for _, _, files in os.walk(full_copy) for n in files]
     assert not [n for n in names if n.endswith((".so", ".pyd", ".pyx", ".pxd", ".pxi", ".c",
                                                  ".h", ".pyc"))]
-    assert not os.path.exists(os.path.join(full_copy, "minigrad", "course"))
+    assert sorted(os.listdir(os.path.join(full_copy, "minigrad", "course"))) == [
+        "__init__.py", "__main__.py"]  # only the hand-over to the installed grader
     assert not os.path.exists(os.path.join(full_copy, "minigrad", "bench"))
     assert sorted(os.listdir(os.path.join(full_copy, "handouts")))[0] == "01-engine.md"
     probe = ("import minigrad as mg, os\n"
@@ -282,3 +283,16 @@ def test_grade_json_and_exit_status(solved_copy, capsys):
     assert report["passed"] == report["total"] > 0
     assert report["units"][0]["unit"] == "optim"
     assert main(["grade", os.path.dirname(solved_copy)]) == 2
+
+
+def test_the_copys_own_course_command_hands_over_to_the_installed_grader(full_copy):
+    # Run from the copy, `minigrad` is the copy: its `minigrad.course` passes the command to the
+    # installed minigrad (here: the library on PYTHONPATH beside the copy).
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(PACKAGE_ROOT),
+                                                       full_copy]))
+    run = subprocess.run([sys.executable, "-m", "minigrad.course", "grade", ".", "--units",
+                          "optim", "--json"], cwd=full_copy, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 1, run.stderr
+    report = json.loads(run.stdout)
+    assert report["units"][0]["unit"] == "optim" and report["passed"] == 0

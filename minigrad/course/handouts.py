@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 
 from .stubs import Site
 from .units import UNITS, Unit
@@ -11,6 +12,10 @@ from .units import UNITS, Unit
 def handout_path(u: Unit) -> str:
     """The handout's path inside the student copy, e.g. ``handouts/08-batchnorm_backward.md``."""
     return f"handouts/{UNITS.index(u) + 1:02d}-{u.key}.md"
+
+
+def _fill(text: str) -> str:
+    return textwrap.fill(text, width=100, break_long_words=False, break_on_hyphens=False)
 
 
 def handout(u: Unit, sites: list[Site]) -> str:
@@ -25,8 +30,8 @@ def handout(u: Unit, sites: list[Site]) -> str:
 
 Write the functions below. Each one currently raises `NotImplementedError` naming its exercise;
 its signature is the contract (arguments and return values are described in the module's and
-the class's docstrings). Everything else in your copy of minigrad works, so you can try your code
-interactively as soon as it runs.
+the class's docstrings). The rest of your copy works once the earlier units are done, so you can
+try your code interactively as soon as it runs.
 
 | exercise | file | function | what it computes |
 |---|---|---|---|
@@ -34,13 +39,13 @@ interactively as soon as it runs.
 
 ## The math
 
-{u.math}
+{_fill(u.math)}
 
-Read more: {u.doc} (the `docs/` folder of your copy).
+{_fill(f"Read more: {u.doc} (the `docs/` folder of your copy).")}
 
 ## What the grader checks
 
-{u.checks}
+{_fill(u.checks[0].upper() + u.checks[1:])}
 
 Each failure is reported with the first check that failed, in words: which quantity was
 wrong, for which input shape, and the worst element (yours against the expected value).

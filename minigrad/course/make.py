@@ -27,6 +27,30 @@ _COMPILED_STUB = '''"""The course copy has no compiled kernels: it runs on the N
 
 raise ImportError("the course copy of minigrad has no compiled kernels; it runs on NumPy")
 '''
+# The copy's own ``python -m minigrad.course``: run from the copy, that name finds the copy, so it
+# hands the command to the installed minigrad (the answer key) in a process started elsewhere.
+_SHIM = '''"""Hands ``python -m minigrad.course`` to the installed minigrad: it has the grader."""
+
+import os
+import subprocess
+import sys
+import tempfile
+
+copy = os.path.realpath(os.path.join(os.path.dirname(__file__), "..", ".."))
+if os.environ.get("MINIGRAD_COURSE_SHIM"):  # the installed minigrad was this copy again
+    sys.exit("python -m minigrad.course: no installed minigrad (the answer key) was found "
+             "besides this copy; install minigrad to make or grade coursework")
+args = [os.path.abspath(a) if os.path.exists(a) else a for a in sys.argv[1:]]
+path = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+        if p and os.path.realpath(p) != copy]
+env = dict(os.environ, PYTHONPATH=os.pathsep.join(path), MINIGRAD_COURSE_SHIM="1")
+probe = "import importlib.util as u, sys; sys.exit(u.find_spec('minigrad') is None)"
+run = dict(env=env, cwd=tempfile.gettempdir())
+if subprocess.call([sys.executable, "-c", probe], **run):
+    sys.exit("python -m minigrad.course: minigrad is not installed, and the grader (the answer "
+             "key) comes with it; install minigrad to grade this copy")
+sys.exit(subprocess.call([sys.executable, "-m", "minigrad.course", *args], **run))
+'''
 _BACKEND_DEFAULT = 'os.environ.get("MINIGRAD_BACKEND", "cython")'
 
 
@@ -65,6 +89,11 @@ def _write_copy(work: str, chosen: list[Unit]) -> list[Site]:
     package = os.path.join(work, "minigrad")
     _copy_package(PACKAGE_ROOT, package)
     _force_numpy(package)
+    os.makedirs(os.path.join(package, "course"))
+    with open(os.path.join(package, "course", "__init__.py"), "w", encoding="utf-8") as f:
+        f.write('"""The course kit lives in the installed minigrad; see __main__."""\n')
+    with open(os.path.join(package, "course", "__main__.py"), "w", encoding="utf-8") as f:
+        f.write(_SHIM)
     keys = {u.key for u in chosen}
     sites = [s for s in scan_package(PACKAGE_ROOT) if unit_of(s.exercise).key in keys]
     missing = {e for u in chosen for e in u.exercises} - {s.exercise for s in sites}

@@ -43,7 +43,9 @@ UNITS: tuple[Unit, ...] = (
         "the same node are added. Leaves receive theirs through `_accumulate_leaf`, and "
         "`_fit` brings a gradient to its input's shape and dtype. Unless `retain_graph`, "
         "release each node's saved arrays (`node.saved = None`) after its backward; a node "
-        "whose `saved` is already None must raise through `_raise_released`.",
+        "whose `saved` is already None must raise through `_raise_released`. The in-place checks "
+        "of the library's version (`_check_saved`, `_node_at` for nodes whose inputs changed "
+        "after their forward) are optional here: the grader does not test them.",
         "gradients of chains, of a tensor used twice and of a diamond-shaped graph against "
         "the answer key; a chain of thousands of ops (a recursive walk fails); accumulation "
         "into `.grad` over two backward calls; a second backward without `retain_graph` "
