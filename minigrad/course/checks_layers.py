@@ -141,10 +141,13 @@ check("batchnorm_backward", "BatchNorm backward, float32")(
 
 @check("batchnorm_backward", "BatchNorm backward through F.batch_norm (finite differences)")
 def _bn_fd(c: Pair) -> None:
-    finite_differences(
-        c, lambda mg, x, w, b: mg.nn.functional.batch_norm(x, None, None, w, b, training=True),
-        [c.randn(4, 3), c.randn(3), c.randn(3)], ["x", "weight", "bias"],
-        " for F.batch_norm of input (4, 3), training")
+    for shape in [tuple(int(n) for n in c.rng.integers(2, 5, size=2)), (2, 2, 3)]:
+        channels = shape[1]
+        finite_differences(
+            c, lambda mg, x, w, b: mg.nn.functional.batch_norm(x, None, None, w, b,
+                                                               training=True),
+            [c.randn(*shape), c.randn(channels), c.randn(channels)], ["x", "weight", "bias"],
+            f" for F.batch_norm of input {shape_text(shape)}, training")
 
 
 # ----------------------------------------------------------------------------- 9. LayerNorm
@@ -196,10 +199,11 @@ def _ln_modes(c: Pair) -> None:
 
 @check("layernorm", "LayerNorm through F.layer_norm (finite differences)")
 def _ln_fd(c: Pair) -> None:
+    n, d = (int(v) for v in c.rng.integers(2, 6, size=2))
     finite_differences(
-        c, lambda mg, x, w, b: mg.nn.functional.layer_norm(x, (4,), w, b),
-        [c.randn(3, 4), c.randn(4), c.randn(4)], ["x", "weight", "bias"],
-        " for F.layer_norm of input (3, 4)")
+        c, lambda mg, x, w, b: mg.nn.functional.layer_norm(x, (d,), w, b),
+        [c.randn(n, d), c.randn(d), c.randn(d)], ["x", "weight", "bias"],
+        f" for F.layer_norm of input ({n}, {d})")
 
 
 # ----------------------------------------------------------------------------- 10. optimizers
