@@ -251,6 +251,7 @@ watched: dict[int, Any] = {}
 observers: list[Any] = []
 
 
+# exercise: unbroadcast
 def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Sum ``grad`` down to ``shape``, undoing NumPy broadcasting (the adjoint of broadcast_to)."""
     if grad.shape == shape:
@@ -264,6 +265,7 @@ def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return grad
 
 
+# exercise: engine_order
 def _consumer_counts(root: Context) -> dict[Context, int]:
     """For every node reachable from root: how many graph edges point into it (its uses).
 
@@ -291,6 +293,7 @@ def _consumer_counts(root: Context) -> dict[Context, int]:
     return counts
 
 
+# exercise: engine_backward
 def run_backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> None:
     """Propagate ``grad`` (d loss / d root) to every leaf of root's graph that requires grad.
 

@@ -73,6 +73,7 @@ def cross_entropy(input: Any, target: Any, reduction: str = "mean",
     return shape.reshape(loss, target.shape) if reduction == "none" else loss
 
 
+# exercise: cross_entropy_composite
 def _cross_entropy_composite(logits, target, reduction, label_smoothing, ignore_index,
                              out_shape):
     """The same loss from primitive ops: (1-ls) NLL(log_softmax) - ls mean_j logp_j."""

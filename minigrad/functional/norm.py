@@ -94,6 +94,7 @@ def batch_norm(x: Any, running_mean: Any = None, running_var: Any = None, weight
     return _batch_norm_composite(inputs, running_mean, running_var, training, momentum, eps)
 
 
+# exercise: batchnorm_composite
 def _batch_norm_composite(inputs, running_mean, running_var, training, momentum, eps):
     """Batch norm from primitive ops; autograd derives the backward."""
     x = inputs[0]
@@ -141,7 +142,15 @@ def layer_norm(x: Any, normalized_shape: int | tuple[int, ...], weight: Any = No
     check_param_dtype(x, *inputs[1:])
     if fused:
         return ops.LayerNorm.apply(*inputs, eps=eps, normalized_ndim=k)
-    axes = tuple(range(x.ndim - k, x.ndim))
+    return _layer_norm_composite(inputs, k, eps)
+
+
+# exercise: layernorm_composite
+def _layer_norm_composite(inputs, normalized_ndim, eps):
+    """Layer norm from primitive ops over the trailing ``normalized_ndim`` axes; autograd
+    derives the backward."""
+    x = inputs[0]
+    axes = tuple(range(x.ndim - normalized_ndim, x.ndim))
     mean = reduce.mean(x, axis=axes, keepdims=True)
     var = reduce.var(x, axis=axes, keepdims=True)
     x_hat = ew.div(ew.sub(x, mean), ew.sqrt(ew.add(var, eps)))

@@ -19,6 +19,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from ._checks_spatial import conv2d_backward_args, conv2d_forward_args
 
 
+# exercise: conv2d_windows
 def _windows(x, kh, kw, stride, padding, dilation, groups):
     """The (N, G, C/G, Ho, Wo, kh, kw) windows of the padded x under each output position."""
     top, bottom, left, right = padding
@@ -35,6 +36,7 @@ def _grouped(weight, groups):
     return weight.reshape((groups, weight.shape[0] // groups) + weight.shape[1:])
 
 
+# exercise: conv2d_forward
 def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
     """y = conv2d(x, weight) + bias, x (N, C, H, W), weight (O, C/G, kh, kw), bias (O,) or None.
 
@@ -51,6 +53,7 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
     return np.ascontiguousarray(y)
 
 
+# exercise: conv2d_backward
 def conv2d_backward(grad_out, x, weight, stride, padding, dilation, groups, needs):
     """Gradients of conv2d_forward for the upstream grad_out (N, O, Ho, Wo).
 

@@ -54,6 +54,7 @@ def _channel_shape(x: np.ndarray) -> tuple[int, ...]:
     return (1, -1) + (1,) * (x.ndim - 2)
 
 
+# exercise: batchnorm_forward
 def batchnorm_forward(x, gamma, beta, running_mean, running_var, momentum, eps, training):
     """BatchNorm forward: y = gamma * (x - mean) / sqrt(var + eps) + beta, per channel (axis 1).
 
@@ -92,6 +93,7 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, momentum, eps, 
     return y, mean, rstd
 
 
+# exercise: batchnorm_backward
 def batchnorm_backward(grad_out, x, gamma, mean, rstd, training=True):
     """BatchNorm backward, closed form, with sums over the M values of each channel.
 
@@ -122,6 +124,7 @@ def batchnorm_backward(grad_out, x, gamma, mean, rstd, training=True):
 # ----------------------------------------------------------------------------- LayerNorm twins
 
 
+# exercise: layernorm_forward
 def layernorm_forward(x, gamma, beta, eps, normalized_ndim):
     """LayerNorm forward: y = gamma * (x - mean) / sqrt(var + eps) + beta, per sample.
 
@@ -147,6 +150,7 @@ def layernorm_forward(x, gamma, beta, eps, normalized_ndim):
     return y, mean.reshape(lead_shape), rstd.reshape(lead_shape)
 
 
+# exercise: layernorm_backward
 def layernorm_backward(grad_out, x, gamma, mean, rstd):
     """LayerNorm backward, closed form, with sums over the D normalized values of each sample.
 

@@ -14,6 +14,7 @@ import numpy as np
 from ._checks import flag_list, real, step_list, tensor_lists
 
 
+# exercise: sgd_step
 def sgd_step(
     params: list[np.ndarray],
     grads: list[np.ndarray],
@@ -46,6 +47,7 @@ def sgd_step(
         p -= lr * d
 
 
+# exercise: adam_step
 def adam_step(
     params: list[np.ndarray],
     grads: list[np.ndarray],
@@ -90,6 +92,7 @@ def adam_step(
         p -= step_size * (m / denom)
 
 
+# exercise: adam_bias_corrections
 def _bias_corrections(lr: float, beta1: float, beta2: float, t: int) -> tuple[float, float]:
     """lr / (1 - beta1**t) and sqrt(1 - beta2**t) as Python floats (float64), computed with
     NumPy scalars so that a beta of 1 gives inf or NaN, as the compiled loop does, instead of

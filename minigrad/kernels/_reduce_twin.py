@@ -113,6 +113,7 @@ def min(x: np.ndarray, axis: Axis = None, keepdims: bool = False) -> tuple[np.nd
     return _extreme("min", x, axis, keepdims, np.argmin)
 
 
+# exercise: logsumexp_forward
 def logsumexp(x: np.ndarray, axis: Axis = None, keepdims: bool = False) -> np.ndarray:
     """Stable y = m + log(sum_i exp(x_i - m)) with m = max_i x_i.
 

@@ -13,6 +13,7 @@ import numpy as np
 from ._checks import cross_entropy_args, float_array, same_as, single_axis, stats_array
 
 
+# exercise: softmax_forward
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """y_i = exp(x_i - max x) / sum_j exp(x_j - max x) along one axis (all -inf gives NaN)."""
     x = float_array("softmax", "x", x)
@@ -25,6 +26,7 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return e
 
 
+# exercise: log_softmax_forward
 def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """y_i = x_i - max x - log(sum_j exp(x_j - max x)) along one axis (all -inf gives NaN)."""
     x = float_array("log_softmax", "x", x)
@@ -45,6 +47,7 @@ def _backward_args(fn: str, y: object, grad_out: object, axis: object) -> tuple:
     return y, grad_out, single_axis(y.ndim, axis)
 
 
+# exercise: softmax_backward
 def softmax_backward(y: np.ndarray, grad_out: np.ndarray, axis: int = -1) -> np.ndarray:
     """Gradient of softmax from its output y: dx = y * (g - sum_j g_j * y_j)."""
     y, grad_out, axis = _backward_args("softmax_backward", y, grad_out, axis)
@@ -52,6 +55,7 @@ def softmax_backward(y: np.ndarray, grad_out: np.ndarray, axis: int = -1) -> np.
     return y * (grad_out - dot)
 
 
+# exercise: log_softmax_backward
 def log_softmax_backward(y: np.ndarray, grad_out: np.ndarray, axis: int = -1) -> np.ndarray:
     """Gradient of log_softmax from its output y: dx = g - exp(y) * sum_j g_j."""
     y, grad_out, axis = _backward_args("log_softmax_backward", y, grad_out, axis)
@@ -59,6 +63,7 @@ def log_softmax_backward(y: np.ndarray, grad_out: np.ndarray, axis: int = -1) ->
     return grad_out - np.exp(y) * total
 
 
+# exercise: cross_entropy_forward
 def cross_entropy_forward(
     logits: np.ndarray, target: np.ndarray, label_smoothing: float = 0.0, ignore_index: int = -100
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -90,6 +95,7 @@ def cross_entropy_forward(
     return loss.astype(logits.dtype), log_s + m
 
 
+# exercise: cross_entropy_backward
 def cross_entropy_backward(
     grad_loss: np.ndarray,
     logits: np.ndarray,

@@ -51,6 +51,7 @@ class Mul(Function):
             ctx.save_for_backward(a if needs[1] else None, b if needs[0] else None)
         return a * b
 
+    # exercise: mul_backward
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.saved
@@ -67,6 +68,7 @@ class Div(Function):
         ctx.save_for_backward(a, b)
         return a / b
 
+    # exercise: div_backward
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.saved
@@ -84,6 +86,7 @@ class Pow(Function):
         ctx.save_for_backward(a, b, y)
         return y
 
+    # exercise: pow_backward
     @staticmethod
     def backward(ctx, grad):
         a, b, y = ctx.saved
@@ -121,6 +124,7 @@ class Exp(Function):
         ctx.save_for_backward(y)
         return y
 
+    # exercise: exp_backward
     @staticmethod
     def backward(ctx, grad):
         (y,) = ctx.saved
@@ -135,6 +139,7 @@ class Log(Function):
         ctx.save_for_backward(x)
         return np.log(x)
 
+    # exercise: log_backward
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved
@@ -150,6 +155,7 @@ class Sqrt(Function):
         ctx.save_for_backward(y)
         return y
 
+    # exercise: sqrt_backward
     @staticmethod
     def backward(ctx, grad):
         (y,) = ctx.saved
@@ -179,6 +185,7 @@ class Tanh(Function):
         ctx.save_for_backward(y)
         return y
 
+    # exercise: tanh_backward
     @staticmethod
     def backward(ctx, grad):
         (y,) = ctx.saved
@@ -200,6 +207,7 @@ class Sigmoid(Function):
         ctx.save_for_backward(y)
         return y
 
+    # exercise: sigmoid_backward
     @staticmethod
     def backward(ctx, grad):
         (y,) = ctx.saved
@@ -215,6 +223,7 @@ class ReLU(Function):
         ctx.save_for_backward(y)
         return y
 
+    # exercise: relu_backward
     @staticmethod
     def backward(ctx, grad):
         (y,) = ctx.saved

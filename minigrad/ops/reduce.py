@@ -26,6 +26,7 @@ def _kept_shape(shape: tuple[int, ...], axis: Axis) -> tuple[int, ...]:
     return tuple(1 if i in axes else n for i, n in enumerate(shape))
 
 
+# exercise: spread_gradient
 def _spread(grad: np.ndarray, kept_shape: tuple[int, ...], shape: tuple[int, ...],
             scale: float | None = None) -> np.ndarray:
     """Copy a reduced gradient back over every reduced position: the adjoint of a sum.
@@ -50,6 +51,7 @@ class Sum(Function):
         ctx.kept_shape, ctx.shape = _kept_shape(x.shape, axis), x.shape
         return kernels.impl.sum(x, axis, keepdims)
 
+    # exercise: sum_backward
     @staticmethod
     def backward(ctx, grad):
         return _spread(grad, ctx.kept_shape, ctx.shape)
@@ -63,6 +65,7 @@ class Mean(Function):
         ctx.kept_shape, ctx.shape = _kept_shape(x.shape, axis), x.shape
         return kernels.impl.mean(x, axis, keepdims)
 
+    # exercise: mean_backward
     @staticmethod
     def backward(ctx, grad):
         count = math.prod(ctx.shape) // max(math.prod(ctx.kept_shape), 1)
@@ -86,6 +89,7 @@ class Var(Function):
         ctx.save_for_backward(x, mean)
         return var
 
+    # exercise: var_backward
     @staticmethod
     def backward(ctx, grad):
         x, mean = ctx.saved
@@ -114,6 +118,7 @@ class _Extreme(Function):
         ctx.save_for_backward(index)
         return y
 
+    # exercise: max_backward
     @staticmethod
     def backward(ctx, grad):
         (index,) = ctx.saved
@@ -156,6 +161,7 @@ class LogSumExp(Function):
         ctx.save_for_backward(x)
         return kernels.impl.logsumexp(x, axis, keepdims)
 
+    # exercise: logsumexp_backward
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved

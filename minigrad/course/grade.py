@@ -1,0 +1,114 @@
+"""``grade``: run each unit's checks on a student copy, one process and one time limit per unit,
+and report a score table (or JSON) with the first failing check of each unit in words."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+from . import checks_core, checks_layers  # noqa: F401  (they register the checks)
+from ._check import CHECKS
+from ._worker import BOOT
+from .make import PACKAGE_ROOT, chosen_units
+from .units import Unit
+
+
+@dataclass
+class UnitResult:
+    """One unit's outcome: checks passed out of total, and why the first failure failed.
+
+    ``status`` is "passed", "failed", "timeout" (the time limit cut it off; the unit scores
+    0) or "crashed" (the process died or the copy could not be imported; the unit scores 0).
+    """
+
+    unit: str
+    title: str
+    passed: int
+    total: int
+    status: str
+    message: str
+
+
+def grade(dest: str, units: list[str] | None = None, timeout: float = 60.0,
+          jobs: int = 1) -> list[UnitResult]:
+    """Grade the student copy in ``dest``: the units named (default: those the copy was made
+    for, from its ``course.json``; all units without one), ``jobs`` units at a time."""
+    dest = os.path.abspath(dest)
+    if not os.path.isfile(os.path.join(dest, "minigrad", "__init__.py")):
+        raise FileNotFoundError(f"{dest} holds no student copy (no minigrad/__init__.py)")
+    if not units:
+        manifest = os.path.join(dest, "course.json")
+        if os.path.isfile(manifest):
+            with open(manifest, encoding="utf-8") as f:
+                units = json.load(f)["units"]
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:  # each unit is a process
+        return list(pool.map(lambda u: grade_unit(dest, u, timeout), chosen_units(units)))
+
+
+def grade_unit(dest: str, u: Unit, timeout: float) -> UnitResult:
+    """Run one unit's checks in a fresh interpreter, killed after ``timeout`` seconds."""
+    total = len(CHECKS[u.key])
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
+    env.update(MINIGRAD_BACKEND="numpy", PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1",
+               OPENBLAS_NUM_THREADS="1")
+    command = [sys.executable, "-c", BOOT, dest, PACKAGE_ROOT, u.key]
+    try:
+        run = subprocess.run(command, cwd=dest, env=env, capture_output=True, text=True,
+                             timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        records = _records(exc.stdout)
+        started = [r["start"] for r in records if "start" in r]
+        during = f" during '{started[-1]}'" if started else ""
+        return UnitResult(u.key, u.title, 0, total, "timeout",
+                          f"stopped after {timeout:g} s{during}: an endless loop, or far too "
+                          "slow; the unit scores 0")
+    records = _records(run.stdout)
+    results = [r for r in records if "check" in r]
+    if any("error" in r for r in records) or not any(r.get("done") for r in records):
+        reason = next((r["error"] for r in records if "error" in r), None)
+        if reason is None:
+            tail = run.stderr.strip().splitlines()[-1:] or [f"exit status {run.returncode}"]
+            reason = f"the grading process died ({tail[0]})"
+        return UnitResult(u.key, u.title, 0, total, "crashed", f"{reason}; the unit scores 0")
+    passed = sum(r["ok"] for r in results)
+    failures = [r["message"] for r in results if not r["ok"]]
+    status = "passed" if passed == total else "failed"
+    return UnitResult(u.key, u.title, passed, total, status, failures[0] if failures else "")
+
+
+def _records(stdout: str | bytes | None) -> list[dict]:
+    if isinstance(stdout, bytes):
+        stdout = stdout.decode("utf-8", errors="replace")
+    records = []
+    for line in (stdout or "").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def table(results: list[UnitResult]) -> str:
+    """The score table, then the first failure of each unit that lost points."""
+    width = max(len(r.unit) for r in results)
+    lines = [f"{'unit':<{width}}  score   status", "-" * (width + 18)]
+    for r in results:
+        lines.append(f"{r.unit:<{width}}  {r.passed:>2}/{r.total:<2}   {r.status}")
+    passed, total = sum(r.passed for r in results), sum(r.total for r in results)
+    lines += ["-" * (width + 18), f"{'total':<{width}}  {passed}/{total}"]
+    failures = [r for r in results if r.message]
+    if failures:
+        lines += ["", "First failing check of each unit:"]
+        lines += [f"  {r.unit}: {r.message}" for r in failures]
+    return "\n".join(lines)
+
+
+def as_json(results: list[UnitResult]) -> str:
+    """The results as JSON: per unit, and the totals."""
+    return json.dumps({"units": [asdict(r) for r in results],
+                       "passed": sum(r.passed for r in results),
+                       "total": sum(r.total for r in results)}, indent=2)

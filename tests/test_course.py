@@ -1,0 +1,298 @@
+"""The course kit end to end: make a student copy, check that it holds no solution and runs
+without compiled kernels, and grade it untouched (zero), with the solutions restored (full
+marks), with one wrong exercise (that unit only), and with an endless loop or a crash (cut off,
+that unit only)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from minigrad.course import UNITS, grade, make
+from minigrad.course.__main__ import main
+from minigrad.course._worker import BOOT
+from minigrad.course.make import PACKAGE_ROOT, find_solutions
+from minigrad.course.stubs import body_text, find_sites, scan_package, stub_lines, stub_source
+
+
+def _restore(dest: str, exercises: set[str] | None = None) -> None:
+    """Copy the library's own bodies back over the stubs in ``dest`` (all, or ``exercises``)."""
+    for site in scan_package(PACKAGE_ROOT):
+        if exercises is not None and site.exercise not in exercises:
+            continue
+        with open(os.path.join(PACKAGE_ROOT, site.path), encoding="utf-8") as f:
+            original = body_text(f.read(), site).splitlines()
+        path = os.path.join(dest, "minigrad", site.path)
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        target = [s for s in find_sites(text, site.path) if s.qualname == site.qualname]
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(stub_source(text, target, {site.qualname: original}))
+
+
+def _edit(dest: str, relpath: str, old: str, new: str) -> None:
+    path = os.path.join(dest, "minigrad", relpath)
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    assert text.count(old) == 1, old
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text.replace(old, new))
+
+
+@pytest.fixture(scope="module")
+def full_copy(tmp_path_factory) -> str:
+    dest = str(tmp_path_factory.mktemp("course") / "student")
+    make(dest)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def solved_copy(tmp_path_factory) -> str:
+    dest = str(tmp_path_factory.mktemp("course") / "solved")
+    make(dest)
+    _restore(dest)
+    return dest
+
+
+# ----------------------------------------------------------------------------- the source
+
+
+def test_every_exercise_has_a_marker_and_every_marker_an_exercise():
+    sites = scan_package(PACKAGE_ROOT)
+    marked = {s.exercise for s in sites}
+    listed = {e for u in UNITS for e in u.exercises}
+    assert marked == listed
+    assert len(UNITS) >= 11 and [u.key for u in UNITS][:1] == ["engine"]
+
+
+def test_stub_replaces_the_whole_body_and_keeps_the_signature():
+    source = (
+        "class A:\n"
+        "    # exercise: demo\n"
+        "    @staticmethod\n"
+        "    def f(x, *, y=2) -> int:\n"
+        '        """Returns x * y: the secret formula."""\n'
+        "        # the trick is here\n"
+        "        z = x * y\n"
+        "        return z\n"
+        "        # and a last remark\n"
+        "\n"
+        "    def g(self):\n"
+        "        return 1\n"
+    )
+    (site,) = find_sites(source, "demo.py")
+    assert site.qualname == "A.f"
+    text = stub_source(source, [site], {"A.f": stub_lines(site, "multiply", "handout.md")})
+    assert "def f(x, *, y=2) -> int:" in text and "# exercise: demo" in text
+    assert "secret" not in text and "trick" not in text and "z = x * y" not in text
+    assert "remark" not in text and "def g(self):" in text
+    namespace: dict = {}
+    exec(text, namespace)
+    with pytest.raises(NotImplementedError, match="exercise demo"):
+        namespace["A"].f(3)
+
+
+def test_a_marker_away_from_a_function_is_an_error():
+    with pytest.raises(ValueError, match="exercise 'lost'"):
+        find_sites("# exercise: lost\nx = 1\n", "demo.py")
+
+
+# ----------------------------------------------------------------------------- make
+
+
+def test_student_copy_holds_no_solution(full_copy):
+    sites = scan_package(PACKAGE_ROOT)
+    assert find_solutions(full_copy, sites) == []
+    # Line by line too: no statement of a stubbed body that appears nowhere else in the
+    # library (a line such as `x, gamma = ctx.saved` is no solution) survives in the copy.
+    texts = {}
+    for directory, _, files in os.walk(full_copy):
+        for name in files:
+            with open(os.path.join(directory, name), "rb") as f:
+                texts[name] = re.sub(rb"\s+", b"", f.read())
+    copy = b"\n".join(texts.values())
+    library = []
+    for directory, _, files in os.walk(PACKAGE_ROOT):
+        for name in files:
+            if name.endswith(".py") and os.path.relpath(directory, PACKAGE_ROOT) != "course":
+                with open(os.path.join(directory, name), encoding="utf-8") as f:
+                    library.append((os.path.relpath(os.path.join(directory, name),
+                                                    PACKAGE_ROOT), f.read()))
+    outside = "".join(re.sub(r"\s+", "", _without_sites(path, text)) for path, text in library)
+    checked = 0
+    for site in sites:
+        with open(os.path.join(PACKAGE_ROOT, site.path), encoding="utf-8") as f:
+            body = body_text(f.read(), site)
+        for line in _code_lines(body):
+            code = re.sub(r"\s+", "", line.split("  #")[0])
+            if len(code) >= 30 and not code.startswith(("#", '"', "'")) and code not in outside:
+                checked += 1
+                assert code.encode() not in copy, f"{site.exercise}: {line.strip()}"
+    assert checked > 100
+
+
+def _code_lines(body: str) -> list[str]:
+    """The lines of a function body without its docstring (the math, which handouts state)."""
+    source = "def f():\n" + textwrap.indent(textwrap.dedent(body), "    ")
+    first = ast.parse(source).body[0].body[0]
+    docstring = set()
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+        docstring = set(range(first.lineno, first.end_lineno + 1))
+    return [line for number, line in enumerate(source.splitlines(), 1)
+            if number > 1 and number not in docstring]
+
+
+def _without_sites(path: str, text: str) -> str:
+    sites = find_sites(text, path)
+    return stub_source(text, sites, {s.qualname: [s.indent + "pass"] for s in sites}) if sites \
+        else text
+
+
+def test_student_copy_is_python_only_and_runs_on_numpy(full_copy):
+    names = [n for _, _, files in os.walk(full_copy) for n in files]
+    assert not [n for n in names if n.endswith((".so", ".pyd", ".pyx", ".pxd", ".pxi", ".c",
+                                                 ".h", ".pyc"))]
+    assert sorted(os.listdir(os.path.join(full_copy, "minigrad", "course"))) == [
+        "__init__.py", "__main__.py"]  # only the hand-over to the installed grader
+    assert not os.path.exists(os.path.join(full_copy, "minigrad", "bench"))
+    assert sorted(os.listdir(os.path.join(full_copy, "handouts")))[0] == "01-engine.md"
+    probe = ("import minigrad as mg, os\n"
+             "assert mg.get_backend() == 'numpy' and not mg.kernels.compiled_available()\n"
+             "x = mg.tensor([[1.0, 2.0]], requires_grad=True)\n"
+             "try:\n    (x * x).sum().backward()\nexcept NotImplementedError as e:\n"
+             "    print(e)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MINIGRAD_BACKEND")}
+    run = subprocess.run([sys.executable, "-W", "error", "-c", probe], cwd=full_copy, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "exercise engine_backward" in run.stdout
+
+
+def test_handout_says_what_to_write_and_how_to_grade(full_copy):
+    with open(os.path.join(full_copy, "handouts", "08-batchnorm_backward.md")) as f:
+        text = f.read()
+    assert "`minigrad/kernels/_norm_twin.py`" in text and "docs/normalization.md" in text
+    assert "python -m minigrad.course grade . --units batchnorm_backward" in text
+    assert os.path.isfile(os.path.join(full_copy, "docs", "normalization.md"))
+
+
+def test_make_for_some_units_stubs_only_those(tmp_path):
+    dest = str(tmp_path / "two")
+    sites = make(dest, ["optim", "engine"])
+    assert {s.exercise for s in sites} == {"sgd_step", "adam_step", "adam_bias_corrections",
+                                           "engine_order", "engine_backward"}
+    with open(os.path.join(dest, "minigrad", "kernels", "_norm_twin.py")) as f:
+        assert "NotImplementedError" not in f.read()
+    with open(os.path.join(dest, "course.json")) as f:
+        assert json.load(f)["units"] == ["engine", "optim"]
+
+
+def test_make_refuses_a_used_directory_and_unknown_units(tmp_path, capsys):
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "notes.txt").write_text("mine")
+    assert main(["make", str(tmp_path / "used")]) == 2
+    assert "not an empty directory" in capsys.readouterr().err
+    assert main(["make", str(tmp_path / "new"), "--units", "nope"]) == 2
+    assert "unknown unit 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+
+
+def test_list_names_units_exercises_and_docs(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for u in UNITS:
+        assert u.key in out and all(e in out for e in u.exercises)
+    assert "docs/normalization.md" in out
+
+
+# ----------------------------------------------------------------------------- grade
+
+
+def test_untouched_copy_scores_zero_on_every_unit(full_copy, monkeypatch):
+    # With the library itself on PYTHONPATH too: the student's copy is still the one graded
+    # (the library would score full marks).
+    monkeypatch.setenv("PYTHONPATH", os.path.dirname(PACKAGE_ROOT))
+    results = grade(full_copy, timeout=120, jobs=2)
+    assert [r.unit for r in results] == [u.key for u in UNITS]
+    for r in results:
+        assert r.passed == 0 and r.total > 0 and r.status == "failed", r
+        assert "is not written yet" in r.message, r
+
+
+def test_restored_solutions_score_full_marks(solved_copy):
+    results = grade(solved_copy, timeout=120, jobs=2)
+    assert [u.key for u in UNITS] == [r.unit for r in results]
+    for r in results:
+        assert (r.passed, r.status) == (r.total, "passed"), r
+
+
+def test_a_wrong_batchnorm_backward_loses_that_unit_only(tmp_path):
+    dest = str(tmp_path / "wrong")
+    make(dest, ["engine", "batchnorm_forward", "batchnorm_backward", "layernorm"])
+    # Everything written except the engine: layernorm's checks run backward through the
+    # graph, and still pass, because each unit is graded with the key's code for the others.
+    _restore(dest, {e for u in UNITS if u.key != "engine" for e in u.exercises})
+    # the mean term of the closed form dropped: dx = gamma rstd / M (M dy - x_hat dgamma)
+    _edit(dest, "kernels/_norm_twin.py", "count * grad_out - _per_channel(dbeta, x) - x_hat",
+          "count * grad_out - x_hat")
+    results = {r.unit: r for r in grade(dest, timeout=120, jobs=2)}
+    wrong = results["batchnorm_backward"]
+    assert wrong.status == "failed" and 0 < wrong.passed < wrong.total
+    assert wrong.message.startswith("BatchNorm backward: dx wrong for input (4, 3); worst "
+                                    "element ["), wrong.message
+    assert re.search(r"yours -?[\d.e+-]+, expected -?[\d.e+-]+$", wrong.message)
+    assert results["engine"].passed == 0
+    assert results["batchnorm_forward"].status == results["layernorm"].status == "passed"
+
+
+def test_an_endless_loop_or_a_crash_costs_only_its_unit(tmp_path):
+    dest = str(tmp_path / "loop")
+    make(dest, ["optim", "batchnorm_backward", "layernorm"])
+    _restore(dest)
+    _edit(dest, "kernels/_optim_twin.py", "    lr, momentum, dampening = real(lr)",
+          "    while True:\n        pass\n    lr, momentum, dampening = real(lr)")
+    _edit(dest, "kernels/_norm_twin.py", "    layernorm_backward_args(grad_out, x, gamma, mean",
+          "    import os\n    os._exit(3)\n    layernorm_backward_args(grad_out, x, gamma, mean")
+    results = {r.unit: r for r in grade(dest, timeout=10, jobs=3)}
+    assert results["optim"].status == "timeout" and results["optim"].passed == 0
+    assert "stopped after 10 s during 'SGD'" in results["optim"].message
+    assert results["layernorm"].status == "crashed" and results["layernorm"].passed == 0
+    assert results["batchnorm_backward"].status == "passed"
+
+
+def test_grader_imports_the_student_copy_and_the_key_apart(full_copy):
+    run = subprocess.run([sys.executable, "-c", BOOT, full_copy, PACKAGE_ROOT, "optim"],
+                         cwd=full_copy, capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, MINIGRAD_BACKEND="numpy",
+                                  PYTHONPATH=os.path.dirname(PACKAGE_ROOT)))
+    done = json.loads(run.stdout.splitlines()[-1])
+    assert done["student"].startswith(os.path.join(full_copy, "minigrad") + os.sep)
+    assert done["key"].startswith(PACKAGE_ROOT + os.sep)
+
+
+def test_grade_json_and_exit_status(solved_copy, capsys):
+    assert main(["grade", solved_copy, "--units", "optim", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["passed"] == report["total"] > 0
+    assert report["units"][0]["unit"] == "optim"
+    assert main(["grade", os.path.dirname(solved_copy)]) == 2
+
+
+def test_the_copys_own_course_command_hands_over_to_the_installed_grader(full_copy):
+    # Run from the copy, `minigrad` is the copy: its `minigrad.course` passes the command to the
+    # installed minigrad (here: the library on PYTHONPATH beside the copy).
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(PACKAGE_ROOT),
+                                                       full_copy]))
+    run = subprocess.run([sys.executable, "-m", "minigrad.course", "grade", ".", "--units",
+                          "optim", "--json"], cwd=full_copy, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 1, run.stderr
+    report = json.loads(run.stdout)
+    assert report["units"][0]["unit"] == "optim" and report["passed"] == 0
