@@ -82,6 +82,10 @@ def from_dlpack(obj: Any, *, copy: bool | None = None) -> Any:
     try:
         array = np.from_dlpack(obj, copy=copy)
     except (BufferError, TypeError, RuntimeError, ValueError) as exc:
+        if "dtype" in str(exc):  # e.g. bfloat16, which NumPy has no dtype for
+            raise TypeError(f"from_dlpack: {type(obj).__name__} of dtype "
+                            f"{getattr(obj, 'dtype', '?')}: {exc}; minigrad tensors hold bool, "
+                            f"integers, float32 or float64") from exc
         raise BufferError(f"from_dlpack: {type(obj).__name__} refused export: {exc}") from exc
     _check_dtype(array.dtype, "from_dlpack")
     return Tensor(array, dtype=array.dtype)
