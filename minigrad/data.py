@@ -8,7 +8,7 @@ Tensor that does not require grad. No model code lives here.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,6 +18,7 @@ from .datasets import load_digits, load_mnist, read_idx
 from .tensor import Tensor
 
 __all__ = [
+    "Dataset",
     "TensorDataset",
     "DataLoader",
     "make_moons",
@@ -29,7 +30,30 @@ __all__ = [
 ]
 
 
-class TensorDataset:
+class Dataset:
+    """Base class of a map-style data set: subclasses define ``__getitem__(i)``, returning
+    sample ``i``, and ``__len__``, the number of samples (as PyTorch's ``Dataset``).
+
+    A sample is an array or number, a tuple of them (e.g. ``(image, label)``) or a dict of
+    them; ``DataLoader`` stacks the samples of a batch field by field into Tensors.
+
+    Example:
+        >>> class Squares(Dataset):
+        ...     def __len__(self):
+        ...         return 100
+        ...     def __getitem__(self, i):
+        ...         return np.array([i], np.float32), i * i
+        >>> for x, y in DataLoader(Squares(), batch_size=10): ...
+    """
+
+    def __getitem__(self, index: int) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must define __getitem__(index)")
+
+    def __len__(self) -> int:
+        raise NotImplementedError(f"{type(self).__name__} must define __len__()")
+
+
+class TensorDataset(Dataset):
     """Samples are the rows of several arrays of the same length (e.g. inputs and labels).
 
     Args:
@@ -83,8 +107,9 @@ class DataLoader:
     """Iterate over a dataset in mini-batches of Tensors.
 
     A ``TensorDataset`` is batched with one fancy-indexing operation per array; any other
-    dataset (anything with ``__len__`` and ``__getitem__`` returning a tuple of arrays or
-    numbers) is batched by stacking its samples.
+    dataset (a ``Dataset`` subclass, or anything with ``__len__`` and ``__getitem__``) is
+    batched by collating its samples: a tuple sample gives one Tensor per position, a dict
+    sample a dict of Tensors under the same keys, anything else (an array, a number) one Tensor.
 
     Args:
         dataset: the samples.
@@ -95,7 +120,8 @@ class DataLoader:
             generator, so that ``mg.manual_seed`` makes the order reproducible.
 
     Yields:
-        Tuples of Tensors (requires_grad=False) with ``batch_size`` rows (fewer at the end).
+        Tuples (or, for dict samples, dicts) of Tensors (requires_grad=False) with
+        ``batch_size`` rows (fewer at the end).
 
     Example:
         >>> loader = DataLoader(TensorDataset(X, y), batch_size=64, shuffle=True, seed=0)
@@ -127,6 +153,11 @@ class DataLoader:
                 f"DataLoader needs a dataset with __len__ and __getitem__ (e.g. a "
                 f"TensorDataset), got {type(dataset).__name__}"
             )
+        if isinstance(dataset, Dataset):
+            for method in ("__len__", "__getitem__"):
+                if getattr(type(dataset), method) is getattr(Dataset, method):
+                    raise TypeError(f"{type(dataset).__name__} subclasses Dataset but does not "
+                                    f"define {method}")
         if seed is not None and (
             isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0
         ):
@@ -145,7 +176,7 @@ class DataLoader:
         n = len(self.dataset)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
-    def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
+    def __iter__(self) -> Iterator[tuple[Tensor, ...] | dict[Any, Tensor]]:
         n = len(self.dataset)
         order = self._rng.permutation(n) if self.shuffle else None
         stop = (n // self.batch_size) * self.batch_size if self.drop_last else n
@@ -159,26 +190,54 @@ class DataLoader:
             if typed:
                 dtypes = self.dataset.batch_dtypes
                 yield tuple(Tensor(a, dtype=dt) for a, dt in zip(arrays, dtypes, strict=True))
+            elif isinstance(arrays, dict):
+                yield {key: Tensor(array) for key, array in arrays.items()}
             else:
                 yield tuple(Tensor(array) for array in arrays)
 
-    def _batch(self, index: Any) -> Sequence[np.ndarray]:
+    def _batch(self, index: Any) -> Sequence[np.ndarray] | dict[Any, np.ndarray]:
         if isinstance(self.dataset, TensorDataset):
             # A fancy index returns a fresh array; copy a slice too, so that changing a
             # batch in place never changes the dataset.
             return [np.array(a[index]) for a in self.dataset.arrays]
         positions = range(index.start, index.stop) if isinstance(index, slice) else index
-        samples = [self.dataset[int(i)] for i in positions]
-        if not isinstance(samples[0], tuple):
-            samples = [(sample,) for sample in samples]
-        columns = zip(*samples, strict=True)
-        return [np.stack([np.asarray(field) for field in column]) for column in columns]
+        return _collate([self.dataset[int(i)] for i in positions])
 
     def __repr__(self) -> str:
         return (
             f"DataLoader({self.dataset!r}, batch_size={self.batch_size}, "
             f"shuffle={self.shuffle}, drop_last={self.drop_last}, seed={self.seed})"
         )
+
+
+def _collate(samples: list) -> list[np.ndarray] | dict[Any, np.ndarray]:
+    """Stack a batch of samples field by field: tuples position by position, dicts key by key,
+    anything else as one field. Every sample must have the structure of the first."""
+    first = samples[0]
+    if isinstance(first, Mapping):
+        keys = list(first)
+        for i, sample in enumerate(samples):
+            if not isinstance(sample, Mapping) or set(sample) != set(keys):
+                raise ValueError(f"sample {i} of the batch is not a dict with the keys {keys} "
+                                 f"of the first sample")
+        return {key: _stack([sample[key] for sample in samples], f"key {key!r}") for key in keys}
+    if isinstance(first, tuple):
+        for i, sample in enumerate(samples):
+            if not isinstance(sample, tuple) or len(sample) != len(first):
+                raise ValueError(f"sample {i} of the batch is not a tuple of {len(first)} "
+                                 f"fields like the first sample")
+        columns = zip(*samples, strict=True)
+        return [_stack(list(column), f"field {j}") for j, column in enumerate(columns)]
+    return [_stack(samples, "the samples")]
+
+
+def _stack(values: list, what: str) -> np.ndarray:
+    """One field of every sample, stacked along a new axis 0; shapes must agree."""
+    arrays = [np.asarray(value) for value in values]
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:
+        raise ValueError(f"cannot batch {what}: samples have different shapes {sorted(shapes)}")
+    return np.stack(arrays)
 
 
 # --------------------------------------------------------------------------- toy data

@@ -16,6 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fuzz_conv import run_conv  # noqa: E402
+from fuzz_embed import run_embed  # noqa: E402
 from fuzz_garbage import run_garbage  # noqa: E402
 from fuzz_kernels import run_norm, run_reduce, run_softmax  # noqa: E402
 from fuzz_ops import run_ops  # noqa: E402
@@ -24,7 +25,7 @@ from fuzz_pool import run_pool  # noqa: E402
 
 GROUPS = {"reduce": run_reduce, "softmax": run_softmax, "norm": run_norm, "optim": run_optim,
           "garbage": run_garbage, "ops": run_ops, "pool": run_pool,
-          "conv": run_conv}
+          "conv": run_conv, "embed": run_embed}
 
 
 if __name__ == "__main__":

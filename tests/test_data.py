@@ -1,4 +1,5 @@
-"""TensorDataset, DataLoader (batching, shuffling, seeding) and the toy data sets."""
+"""Dataset, TensorDataset, DataLoader (batching, collating, shuffling, seeding) and the toy
+data sets."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 import minigrad as mg
 from minigrad.data import (
     DataLoader,
+    Dataset,
     TensorDataset,
     load_digits,
     make_circles,
@@ -215,3 +217,77 @@ def test_load_digits_without_sklearn_names_the_extra(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_sklearn)
     with pytest.raises(ImportError, match=r"minigrad-cython\[examples\]"):
         load_digits()
+
+
+class _Pairs(Dataset):
+    """Sample i: (a float vector, an int label), the map-style protocol of PyTorch."""
+
+    def __len__(self):
+        return 7
+
+    def __getitem__(self, i):
+        return np.full(3, i, np.float64), i % 3
+
+
+def test_dataset_subclass_is_collated_into_batches():
+    loader = DataLoader(_Pairs(), batch_size=3)
+    batches = list(loader)
+    assert len(loader) == len(batches) == 3
+    xb, yb = batches[1]
+    assert xb.shape == (3, 3) and xb.dtype == np.float32  # the dtype rule of mg.tensor
+    assert yb.dtype == np.int64 and not xb.requires_grad
+    np.testing.assert_array_equal(xb.data[:, 0], [3, 4, 5])
+    np.testing.assert_array_equal(yb.data, [0, 1, 2])
+    np.testing.assert_array_equal(batches[2][1].data, [0])  # the short last batch
+    assert isinstance(TensorDataset(np.zeros(2)), Dataset)
+
+
+def test_shuffled_dataset_batches_cover_every_sample_once():
+    labels = [int(v) for _, yb in DataLoader(_Pairs(), batch_size=2, shuffle=True, seed=3)
+              for v in yb.data]
+    firsts = sorted(int(x) for xb, _ in DataLoader(_Pairs(), batch_size=2, shuffle=True,
+                                                   seed=3) for x in xb.data[:, 0])
+    assert firsts == list(range(7)) and sorted(labels) == sorted(i % 3 for i in range(7))
+
+
+def test_dict_samples_give_dict_batches():
+    class Named(Dataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return {"image": np.ones((2, 2)) * i, "label": i}
+
+    batch = next(iter(DataLoader(Named(), batch_size=4)))
+    assert set(batch) == {"image", "label"} and batch["image"].shape == (4, 2, 2)
+    np.testing.assert_array_equal(batch["label"].data, [0, 1, 2, 3])
+
+
+def test_dataset_mistakes_are_named():
+    class NoLength(Dataset):
+        def __getitem__(self, i):
+            return i
+
+    class Ragged(Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return (np.zeros(i + 1), 0) if i else (np.zeros(1), 0, 1)
+
+    class Shapes(Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return np.zeros(i + 1)
+
+    with pytest.raises(TypeError, match="NoLength subclasses Dataset but does not define "
+                                        "__len__"):
+        DataLoader(NoLength())
+    with pytest.raises(NotImplementedError, match="__getitem__"):
+        Dataset()[0]
+    with pytest.raises(ValueError, match="not a tuple of 3 fields"):
+        list(DataLoader(Ragged(), batch_size=2))
+    with pytest.raises(ValueError, match=r"different shapes \[\(1,\), \(2,\)\]"):
+        list(DataLoader(Shapes(), batch_size=2))

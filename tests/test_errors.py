@@ -185,6 +185,15 @@ ERROR_TABLE = [
     ("DataLoader str seed", lambda: data.DataLoader(data.TensorDataset(np.zeros(3)), seed="a"),
      TypeError, "seed"),
     ("moons NaN noise", lambda: data.make_moons(10, noise=float("nan")), ValueError, "noise"),
+    # lookups by index
+    ("embedding index too large", lambda: F.embedding(mg.tensor([3]), mg.ones(3, 2)),
+     IndexError, "index 3 is out of range"),
+    ("embedding float indices", lambda: F.embedding(mg.tensor([1.0]), mg.ones(3, 2)),
+     TypeError, "integer indices"),
+    ("Embedding padding_idx out of range", lambda: nn.Embedding(3, 2, padding_idx=3),
+     ValueError, "padding_idx"),
+    ("one_hot class too large", lambda: F.one_hot(mg.tensor([2]), 2), ValueError,
+     "num_classes=2"),
 ]
 
 

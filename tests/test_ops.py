@@ -143,6 +143,8 @@ OPS = [
     ("pad", lambda a: mg.functional.pad(a, (1, 2, -1, 0), value=0.5), [(2, 3, 4)], {}),
     ("composite", lambda a, b: ((a @ b).tanh() * a.sum(1, keepdims=True)).softmax(0).log(),
      [(3, 4), (4, 2)], {}),
+    ("embedding", lambda w: mg.functional.embedding(mg.tensor([[3, 0, 3], [1, 4, 0]]), w),
+     [(5, 4)], {"layout": "T"}),
 ]
 
 

@@ -3,7 +3,8 @@
 It holds the public functions that ``nn`` layers and Tensor methods call: activations
 (``relu``, ``gelu``, ``dropout`` ...), ``linear``/``matmul``, ``conv1d``/``conv2d``/``pad``, the
 normalizations (``batch_norm``, ``layer_norm``, ``group_norm``, ``instance_norm``, ``rms_norm``),
-pooling (``max_pool2d``, ``avg_pool2d``, ``adaptive_avg_pool2d``), the losses, reductions with
+pooling (``max_pool2d``, ``avg_pool2d``, ``adaptive_avg_pool2d``), lookups by index
+(``embedding``, ``one_hot``), the losses, reductions with
 ``softmax``/``log_softmax``, and shape functions. Each function checks its arguments once (the
 rules are in ``_rules``),
 applies defaults, and calls one ``Function`` of ``minigrad.ops`` (or, with ``fused=False``,
@@ -18,6 +19,7 @@ from .. import tensor as _tensor  # noqa: F401
 from .activation import dropout, gelu, leaky_relu, relu, sigmoid, silu, tanh
 from .conv import conv1d, conv2d, pad
 from .linalg import linear
+from .lookup import embedding, one_hot
 from .loss import (
     binary_cross_entropy_with_logits,
     cross_entropy,
@@ -57,4 +59,6 @@ __all__ = [
     "silu",
     "softmax",
     "tanh",
+    "embedding",
+    "one_hot",
 ]

@@ -329,3 +329,71 @@ def rms_eps(eps: Any, dtype: np.dtype, op: str) -> float:
     if eps is None:
         return float(np.finfo(dtype).eps)
     return check_eps(eps, op)
+
+
+# ----------------------------------------------------------------------------- indices
+
+
+def integer_indices(indices: Any, op: str) -> np.ndarray:
+    """Integer indices (a Tensor, ndarray or nested list) as an int64 copy the graph owns;
+    TypeError for floats or bools (a float index such as 2.7 is refused, not truncated)."""
+    array = np.asarray(data_of(indices))
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"{op} needs integer indices, got dtype {array.dtype}")
+    if array.dtype.kind == "u" and array.size and array.max() > _INT64_MAX:
+        raise IndexError(f"{op}: index {array.max()} is out of range")
+    return array.astype(np.int64)  # always a copy
+
+
+def check_index_range(indices: np.ndarray, size: int, op: str, what: str) -> None:
+    """Every index lies in [0, size): IndexError naming the first one that does not."""
+    if indices.size and (indices.min() < 0 or indices.max() >= size):
+        bad = indices[(indices < 0) | (indices >= size)].flat[0]
+        raise IndexError(f"{op}: index {bad} is out of range for {what} ({size} rows, valid "
+                         f"indices 0..{size - 1})")
+
+
+def check_padding_idx(padding_idx: Any, num_embeddings: int, op: str) -> int:
+    """PyTorch's padding_idx: None, or an int in [-num_embeddings, num_embeddings) (a negative
+    one counts from the end). Returns it as a row in [0, num_embeddings), or -1 for None."""
+    if padding_idx is None:
+        return -1
+    if isinstance(padding_idx, bool) or not isinstance(padding_idx, int | np.integer):
+        raise TypeError(f"{op}: padding_idx must be an int or None, got {padding_idx!r}")
+    if not -num_embeddings <= padding_idx < num_embeddings:
+        raise ValueError(f"{op}: padding_idx must be within [-{num_embeddings}, "
+                         f"{num_embeddings}) for {num_embeddings} embeddings, got {padding_idx}")
+    return int(padding_idx) % num_embeddings
+
+
+def check_max_norm(max_norm: Any, norm_type: Any, op: str) -> tuple[float | None, float]:
+    """Embedding's renormalisation: max_norm None or a real >= 0, norm_type a real > 0 (inf
+    allowed: the largest absolute value)."""
+    norm_type = _real(norm_type, f"{op}: norm_type")
+    if not norm_type > 0:
+        raise ValueError(f"{op}: norm_type must be > 0, got {norm_type}")
+    if max_norm is None:
+        return None, norm_type
+    max_norm = _real(max_norm, f"{op}: max_norm")
+    if not 0 <= max_norm < math.inf:
+        raise ValueError(f"{op}: max_norm must be a finite number >= 0 or None, got {max_norm}")
+    return max_norm, norm_type
+
+
+def check_num_classes(num_classes: Any, indices: np.ndarray) -> int:
+    """one_hot's num_classes: -1 infers max(indices) + 1 (refused for empty indices, which
+    have no maximum), otherwise an int >= 1 above every index."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int | np.integer):
+        raise TypeError(f"one_hot: num_classes must be an int, got {num_classes!r}")
+    if num_classes == -1:
+        if indices.size == 0:
+            raise ValueError("one_hot: cannot infer num_classes from empty indices; pass it")
+        num_classes = int(indices.max()) + 1
+    elif num_classes < 1:
+        raise ValueError(f"one_hot: num_classes must be -1 or >= 1, got {num_classes}")
+    if indices.size and indices.min() < 0:
+        raise ValueError(f"one_hot: class values must be non-negative, got {indices.min()}")
+    if indices.size and indices.max() >= num_classes:
+        raise ValueError(f"one_hot: class value {indices.max()} is not smaller than "
+                         f"num_classes={num_classes}")
+    return int(num_classes)

@@ -373,3 +373,35 @@ def rmsnorm_backward_args(grad_out, x, weight, rstd) -> tuple[int, ...]:
 def _nonempty(fn: str, shape: tuple[int, ...]) -> None:
     if 0 in shape:
         raise ValueError(f"{fn}: cannot normalise over an empty shape {shape}")
+
+
+def embedding_backward_args(grad_out, indices, num_embeddings, padding_idx) -> None:
+    """Check an ``embedding_backward`` call: grad_out (N, D) float, indices int64 (N,), a
+    table of ``num_embeddings`` >= 0 rows and ``padding_idx`` in [-1, num_embeddings) (-1:
+    none). The values of indices are range-tested by the scatter itself (it writes the rows
+    they name)."""
+    fn = "embedding_backward"
+    float_array(fn, "grad_out", grad_out)
+    if grad_out.ndim != 2:
+        raise ValueError(f"{fn}: grad_out must be 2-D (N, D), got shape {grad_out.shape}")
+    if not isinstance(indices, np.ndarray):
+        raise TypeError(f"{fn}: indices must be a numpy.ndarray, got {type(indices).__name__}")
+    if indices.dtype != np.int64:
+        raise TypeError(f"{fn}: indices must be int64, got dtype {indices.dtype}")
+    if indices.shape != grad_out.shape[:1]:
+        raise ValueError(f"{fn}: indices must have shape ({grad_out.shape[0]},) for grad_out "
+                         f"of shape {grad_out.shape}, got shape {indices.shape}")
+    for name, value, low in (("num_embeddings", num_embeddings, 0),
+                             ("padding_idx", padding_idx, -1)):
+        if type(value) is not int and not isinstance(value, np.integer):
+            raise TypeError(f"{fn}: {name} must be an int, got {value!r:.40}")
+        if value < low:
+            raise ValueError(f"{fn}: {name} must be >= {low}, got {value}")
+    if padding_idx >= num_embeddings:
+        raise ValueError(f"{fn}: padding_idx {padding_idx} is not a row of a table of "
+                         f"{num_embeddings} rows")
+
+
+def embedding_index_error(fn: str, index: int, num_embeddings: int) -> ValueError:
+    """The error of an index that names no row of the table."""
+    return ValueError(f"{fn}: index {index} is out of range for a table of {num_embeddings} rows")

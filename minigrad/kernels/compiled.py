@@ -6,6 +6,7 @@ warns once and uses the NumPy twins.
 
 from . import _conv, _norm, _optim, _pool, _reduce, _softmax
 from ._conv import conv2d_backward, conv2d_forward
+from ._embed import embedding_backward
 from ._norm import (
     batchnorm_backward,
     batchnorm_forward,
@@ -44,6 +45,7 @@ __all__ = [
     "log_softmax_backward", "logsumexp", "max", "mean", "min", "rmsnorm_backward",
     "rmsnorm_forward", "rmsprop_step", "sgd_step",
     "softmax", "softmax_backward", "sum", "var",
+    "embedding_backward",
 ]
 
 

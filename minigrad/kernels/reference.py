@@ -7,6 +7,7 @@ same names and signatures. The twins are the test oracle and the benchmark basel
 
 from ._checks import reduced_axes
 from ._conv_twin import conv2d_backward, conv2d_forward
+from ._embed_twin import embedding_backward
 from ._norm_twin import (
     batchnorm_backward,
     batchnorm_forward,
@@ -44,4 +45,5 @@ __all__ = [
     "logsumexp", "max", "mean", "min", "reduced_axes", "rmsnorm_backward", "rmsnorm_forward",
     "rmsprop_step", "sgd_step", "softmax",
     "softmax_backward", "sum", "var",
+    "embedding_backward",
 ]

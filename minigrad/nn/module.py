@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -187,6 +187,25 @@ class Module:
     def buffers(self) -> Iterator[Tensor]:
         """Every registered buffer."""
         return (b for _, b in self.named_buffers())
+
+    def apply(self, fn: Callable[[Module], Any]) -> Module:
+        """Call ``fn(module)`` on every sub-module, then on this module; returns self.
+
+        The order is PyTorch's: depth first, each module's children (in registration order)
+        before the module itself, so ``model.apply(init_weights)`` reaches every layer.
+
+        Example:
+            >>> def init_weights(m):
+            ...     if isinstance(m, Linear):
+            ...         init.xavier_uniform_(m.weight)
+            >>> model.apply(init_weights)
+        """
+        if not callable(fn):
+            raise TypeError(f"apply expects a function of one module, got {type(fn).__name__}")
+        for module in self.children():
+            module.apply(fn)
+        fn(self)
+        return self
 
     # ----------------------------------------------------------------- modes and grads
     def train(self, mode: bool = True) -> Module:
