@@ -305,6 +305,30 @@ def test_every_layer_matches_in_both_modes(backend, layer, shape):
         _assert_same_state(nn.Sequential(layer), net)
 
 
+def test_module_dict_and_embedding_convert_both_ways(backend):
+    mg.manual_seed(2)
+    model = nn.ModuleDict({"emb": nn.Embedding(10, 4, padding_idx=0, max_norm=1.5,
+                                               scale_grad_by_freq=True),
+                           "head": nn.Sequential(nn.Linear(4, 3), nn.LogSoftmax())})
+    net = to_torch(model)
+    assert isinstance(net, torch.nn.ModuleDict) and list(net) == ["emb", "head"]
+    assert net["emb"].padding_idx == 0 and net["emb"].max_norm == 1.5
+    assert net["emb"].scale_grad_by_freq
+    ids = np.array([[1, 0, 3, 3], [9, 2, 2, 0]])
+    ours = model["head"](model["emb"](mg.tensor(ids)))
+    theirs = net["head"](net["emb"](torch.from_numpy(ids)))
+    np.testing.assert_allclose(ours.numpy(), _np(theirs), **TOL)
+    (ours * ours).sum().backward()
+    (theirs * theirs).sum().backward()
+    np.testing.assert_allclose(model["emb"].weight.grad.numpy(), net["emb"].weight.grad.numpy(),
+                               **TOL)
+    _assert_same_state(model, net)  # max_norm renormalised the same rows in place
+    back = from_torch(net)
+    assert repr(back) == repr(model)
+    with pytest.raises(UnsupportedLayerError, match="sparse=True"):
+        from_torch(torch.nn.Embedding(3, 2, sparse=True))
+
+
 def test_load_state_dict_accepts_pytorch_state_dicts():
     model = _cnn()
     net = to_torch(_cnn().train())

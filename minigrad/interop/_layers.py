@@ -89,6 +89,9 @@ LAYERS: dict[str, LayerSpec] = {
     "LogSoftmax": LayerSpec(("dim",), torch_check=_softmax_check),
     "Flatten": LayerSpec(("start_dim", "end_dim")),
     "Dropout": LayerSpec(("p",)),
+    "Embedding": LayerSpec(("num_embeddings", "embedding_dim", "padding_idx", "max_norm",
+                            "norm_type", "scale_grad_by_freq"), dtype=True,
+                           torch_only=(("sparse", False),)),
 }
 
 
