@@ -13,7 +13,7 @@ scalar dtypes survive a round trip. Tensors are saved as their arrays and load a
 (``Module.load_state_dict`` accepts both). Members are stored uncompressed, and ``load`` reads
 them with its own checks (see ``_Members``) so that a file cannot claim more memory than its
 own size. A path ending in ``.safetensors`` is written and read in that format instead
-(``minigrad/interop/safetensors_io.py``), with the same atomic write.
+(``safetensors_io.py``), with the same atomic write.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .interop import safetensors_io
+from . import safetensors_io
 
 MANIFEST = "__minigrad_manifest__"
 FORMAT = "minigrad.save"

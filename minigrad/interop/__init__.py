@@ -5,6 +5,7 @@ torch and onnx are optional: they are imported when a function here first needs 
 ``import minigrad`` (and ``import minigrad.interop``) never imports either.
 """
 
+from .onnx_export import export_onnx
 from .pytorch import (
     UnsupportedLayerError,
     from_torch,
