@@ -353,3 +353,10 @@ def test_importing_minigrad_does_not_import_torch_onnx_or_safetensors():
             "if m in sys.modules]; print(loaded); sys.exit(1 if loaded else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_without_torch_the_error_names_the_extra(monkeypatch):
+    model = _mlp()
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(ImportError, match=r"minigrad-cython\[torch\]"):
+        to_torch(model)

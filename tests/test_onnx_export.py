@@ -4,6 +4,7 @@ outputs; what cannot be exported is named and nothing is written."""
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -158,8 +159,11 @@ def test_unsupported_layers_are_named_and_nothing_is_written(tmp_path):
     with pytest.raises(UnsupportedLayerError, match=r"AdaptiveAvgPool2d.*3x3 from input 7x7"):
         export_onnx(nn.Sequential(nn.AdaptiveAvgPool2d(3)), np.zeros((1, 1, 7, 7), np.float32),
                     path)
+    table = nn.Embedding(4, 2, max_norm=1.0)
+    table.weight.data[...] = 10.0  # rows a lookup would renormalise in place
     with pytest.raises(UnsupportedLayerError, match="the model itself.*max_norm"):
-        export_onnx(nn.Embedding(4, 2, max_norm=1.0), np.zeros((1, 2), np.int64), path)
+        export_onnx(table, np.zeros((1, 2), np.int64), path)
+    assert (table.weight.data == 10.0).all()  # refused before the example ran
     with pytest.raises(TypeError, match="minigrad Module"):
         export_onnx(lambda x: x, np.zeros(1), path)
     assert os.listdir(tmp_path) == []
@@ -179,3 +183,9 @@ def test_a_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
         export_onnx(nn.Sequential(nn.Linear(2, 4)), np.zeros((1, 2), np.float32), path)
     monkeypatch.undo()
     assert path.read_bytes() == before and os.listdir(tmp_path) == ["model.onnx"]
+
+
+def test_without_onnx_the_error_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(ImportError, match=r"minigrad-cython\[onnx\]"):
+        export_onnx(nn.Linear(2, 2), np.zeros((1, 2), np.float32), tmp_path / "m.onnx")

@@ -169,3 +169,16 @@ def test_without_the_package_the_error_names_the_extra(tmp_path, monkeypatch):
     with pytest.raises(ImportError, match=r"minigrad-cython\[safetensors\]"):
         mg.save({"w": np.ones(2)}, tmp_path / "m.safetensors")
     mg.save({"w": np.ones(2)}, tmp_path / "m.npz")  # the .npz path does not need it
+
+
+def test_pytorch_loads_the_file_into_the_same_architecture(tmp_path):
+    torch = pytest.importorskip("torch")
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    model = _net()
+    path = tmp_path / "model.safetensors"
+    mg.save(model.state_dict(), path)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(),
+                              torch.nn.Linear(8, 3))
+    net.load_state_dict(safetensors_torch.load_file(str(path)))
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(net.state_dict()[key].numpy(), value, err_msg=key)

@@ -13,7 +13,7 @@ from .. import nn
 from ..autograd import no_grad
 from ..serialization import write_atomically
 from ..tensor import Tensor
-from ._onnx_layers import EMITTERS, Unsupported
+from ._onnx_layers import EMITTERS, Unsupported, refusal
 from .pytorch import UnsupportedLayerError
 
 OPSET = 17  # LayerNormalization's first opset; ONNX Runtime has run it since 1.14
@@ -131,6 +131,8 @@ def _chain(module: nn.Module) -> list[tuple[str, nn.Module]]:
                         if m is not None]
             stack.extend(reversed(children))
         elif name in EMITTERS and type(layer) is getattr(nn, name, None):
+            if (problem := refusal(layer)) is not None:
+                problems.append(f"{_where(path)} ({name}): {problem}")
             layers.append((path, layer))
         else:
             why = ("a Module with its own forward() cannot be traced; export its layers as an "
