@@ -272,6 +272,10 @@ def test_layers_without_counterpart_are_named_by_path_and_class():
                      "'2.0' (LSTM)", "'3' (Conv2d): padding_mode='reflect'",
                      "'4' (LayerNorm): bias=False", "'5' (Softmax): dim=None"):
         assert expected in message
+    with pytest.raises(UnsupportedLayerError, match=r"'1' \(Linear\): dtype float16"):
+        from_torch(torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Linear(2, 2).half()))
+    with pytest.raises(TypeError, match="bfloat16"):
+        from_torch(torch.nn.Linear(2, 2).to(torch.bfloat16))
     with pytest.raises(TypeError, match="torch.nn.Module"):
         from_torch(_mlp())
     with pytest.raises(TypeError, match="minigrad Module"):

@@ -135,5 +135,8 @@ def constructor_args(spec: LayerSpec, layer: Any, array_dtype: Callable[[Any], A
             if array is not None and array_dtype(array).kind == "f":
                 dtype = array_dtype(array)
                 break
+        if dtype not in (np.float32, np.float64):  # e.g. a half-precision PyTorch model
+            raise TypeError(f"dtype {dtype}: minigrad's layers compute in float32 or float64; "
+                            f"convert the model first (.float())")
         kwargs["dtype"] = dtype_of(dtype)
     return kwargs

@@ -54,7 +54,7 @@ def to_torch(module: nn.Module) -> Any:
     torch = import_torch()
     if not isinstance(module, nn.Module):
         raise TypeError(f"to_torch expects a minigrad Module, got {type(module).__name__}")
-    _check_tree(module, nn.Module, nn, "torch.nn", torch_side=False)
+    _check_tree(module, nn, "torch.nn", torch_side=False)
     memo: dict[int, tuple[Any, Any]] = {}
     built = _build(module, "", memo, lambda name: getattr(torch.nn, name),
                    lambda a: a.data.dtype, lambda dt: getattr(torch, dt.name))
@@ -80,7 +80,7 @@ def from_torch(module: Any) -> nn.Module:
     torch = import_torch()
     if not isinstance(module, torch.nn.Module):
         raise TypeError(f"from_torch expects a torch.nn.Module, got {type(module).__name__}")
-    _check_tree(module, torch.nn.Module, torch.nn, "minigrad.nn", torch_side=True)
+    _check_tree(module, torch.nn, "minigrad.nn", torch_side=True)
     memo: dict[int, tuple[Any, Any]] = {}
     built = _build(module, "", memo, lambda name: getattr(nn, name), _torch_np_dtype,
                    lambda dt: dt)
@@ -170,8 +170,9 @@ def _from_torch_value(value: Any, is_step: bool) -> Any:
 
 
 def _torch_np_dtype(array: Any) -> np.dtype:
-    """The NumPy dtype of a torch tensor (an unknown one, e.g. bfloat16, reads as its name and
-    makes minigrad's constructor refuse it with a message)."""
+    """The NumPy dtype of a torch tensor. One NumPy lacks (bfloat16) maps to a non-float
+    placeholder: the layer is built in float32 and copying the tensor then raises a
+    TypeError naming its dtype."""
     name = str(array.dtype).removeprefix("torch.")
     try:
         return np.dtype(name)
@@ -191,8 +192,7 @@ def _kind(module: Any, namespace: Any) -> str | None:
     return None
 
 
-def _check_tree(root: Any, module_type: type, namespace: Any, target: str,
-                torch_side: bool) -> None:
+def _check_tree(root: Any, namespace: Any, target: str, torch_side: bool) -> None:
     """Raise UnsupportedLayerError listing every sub-module that cannot be rebuilt."""
     problems = []
     for path, module in root.named_modules():
@@ -227,8 +227,8 @@ def _build(module: Any, path: str, memo: dict[int, tuple[Any, Any]], target_clas
             built.add_module(child_name, _build(child, child_path, memo, target_class,
                                                 array_dtype, dtype_of))
     else:
-        kwargs = constructor_args(LAYERS[name], module, array_dtype, dtype_of)
         try:
+            kwargs = constructor_args(LAYERS[name], module, array_dtype, dtype_of)
             built = target_class(name)(**kwargs)
         except (TypeError, ValueError) as exc:
             where = repr(path) if path else "the model itself"
