@@ -88,7 +88,6 @@ def test_jax_reads_and_gives_tensors():
     x = mg.tensor(np.arange(6.0).reshape(2, 3))
     j = jax.dlpack.from_dlpack(x)
     np.testing.assert_array_equal(np.asarray(j), x.numpy())
-    assert j.unsafe_buffer_pointer() == x.data.ctypes.data  # no copy
     back = mg.from_dlpack(jnp.arange(4.0))
     np.testing.assert_array_equal(back.numpy(), np.arange(4.0, dtype=np.float32))
     with pytest.raises(ValueError, match="read-only"):  # JAX arrays are immutable
