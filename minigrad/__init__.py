@@ -26,6 +26,7 @@ from .creation import (
     zeros,
     zeros_like,
 )
+from .dlpack import from_dlpack
 from .functional.elementwise import where
 from .functional.reduce import log_softmax, logsumexp, softmax
 from .functional.shape import concat, stack

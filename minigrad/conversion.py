@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .dlpack import DLPackMixin
 from .functional import shape as shape_ops
 from .kernels._checks import FLOAT_DTYPES
 
@@ -42,8 +43,9 @@ def to_array(data: Any, dtype: Any = None) -> np.ndarray:
     return array
 
 
-class ConversionMixin:
-    """The conversion methods of Tensor (a mixin: Tensor holds the data and the state)."""
+class ConversionMixin(DLPackMixin):
+    """The conversion methods of Tensor (a mixin: Tensor holds the data and the state); the
+    DLPack protocol comes from ``DLPackMixin``."""
 
     __slots__ = ()
 

@@ -24,7 +24,7 @@ from time import perf_counter_ns
 from typing import Any
 
 from . import hooks, kernels
-from .serialization import _replace_atomically
+from .serialization import write_atomically
 
 __all__ = ["OpStats", "Profile", "profile"]
 
@@ -146,12 +146,7 @@ class Profile(hooks.Observer):
         """Write the Chrome trace JSON to ``path`` atomically (a failure leaves the old file);
         open it in Perfetto (https://ui.perfetto.dev) or chrome://tracing."""
         text = json.dumps(self.chrome_trace()).encode("utf-8")
-        target = os.path.realpath(os.fspath(path))
-        directory = os.path.dirname(target)
-        if not os.path.isdir(directory):
-            raise FileNotFoundError(f"cannot write the trace to {os.fspath(path)!r}: no such "
-                                    f"directory {directory!r}")
-        _replace_atomically(target, lambda f: f.write(text))
+        write_atomically(path, lambda f: f.write(text))
 
 
 def profile() -> Profile:

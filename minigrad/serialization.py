@@ -12,7 +12,8 @@ so nothing in the file is ever executed (no pickle), and dict key order, tuples 
 scalar dtypes survive a round trip. Tensors are saved as their arrays and load as ndarrays
 (``Module.load_state_dict`` accepts both). Members are stored uncompressed, and ``load`` reads
 them with its own checks (see ``_Members``) so that a file cannot claim more memory than its
-own size.
+own size. A path ending in ``.safetensors`` is written and read in that format instead
+(``safetensors_io.py``), with the same atomic write.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from collections.abc import Callable
 from typing import Any, BinaryIO
 
 import numpy as np
+
+from . import safetensors_io
 
 MANIFEST = "__minigrad_manifest__"
 FORMAT = "minigrad.save"
@@ -45,7 +48,9 @@ def save(obj: Any, path: str | os.PathLike) -> None:
     Args:
         obj: dicts with str or int keys, lists and tuples of: ndarrays (not of dtype object),
             Tensors (saved as their arrays), bool, int, float, str, None and NumPy scalars.
-        path: the file to write; ``.npz`` is the customary suffix (none is added).
+        path: the file to write; ``.npz`` is the customary suffix (none is added). A path
+            ending in ``.safetensors`` writes that format instead (the ``safetensors``
+            extra): ``obj`` must then be a flat dict of names to arrays, such as a state dict.
 
     Raises:
         TypeError: an unsupported object or a non-str dict key, named by its key path (a Module
@@ -55,18 +60,28 @@ def save(obj: Any, path: str | os.PathLike) -> None:
     Example:
         >>> mg.save({"model": model.state_dict(), "optim": opt.state_dict()}, "ckpt.npz")
     """
+    if safetensors_io.is_safetensors_path(path):
+        encoded = safetensors_io.encode(obj)
+        write_atomically(path, lambda f: f.write(encoded))
+        return
     arrays: dict[str, np.ndarray] = {}
     root = _encode(obj, arrays, "obj")
     manifest = json.dumps({"format": FORMAT, "version": VERSION, "root": root}, allow_nan=True)
     members = {MANIFEST: np.frombuffer(manifest.encode("utf-8"), dtype=np.uint8)}
     members.update(arrays)
 
+    write_atomically(path, lambda f: _write_npz(f, members))
+
+
+def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """Write a file with ``write(f)``, atomically as ``save`` describes (temporary file beside
+    it, flushed, renamed over it; the old mode kept; a symbolic link's target replaced)."""
     path = os.fspath(path)
     target = os.path.realpath(path)  # through symbolic links: replace the file, keep the link
     directory = os.path.dirname(target)
     if not os.path.isdir(directory):  # else the error would name the temporary file
         raise FileNotFoundError(f"cannot save to {path!r}: no such directory {directory!r}")
-    _replace_atomically(target, lambda f: _write_npz(f, members))
+    _replace_atomically(target, write)
 
 
 def _replace_atomically(target: str, write: Callable[[BinaryIO], None]) -> None:
@@ -96,7 +111,9 @@ def _replace_atomically(target: str, write: Callable[[BinaryIO], None]) -> None:
 
 
 def load(path: str | os.PathLike) -> Any:
-    """Read an object written by ``save``; arrays come back as ndarrays.
+    """Read an object written by ``save``; arrays come back as ndarrays. A path ending in
+    ``.safetensors`` is read as that format (any such file, not only minigrad's): a dict of
+    names to arrays, in the order they were saved.
 
     Nothing in the file is executed, and the file cannot make ``load`` allocate more memory
     than its own size: every array must be stored uncompressed, be used once, and hold exactly
@@ -114,6 +131,8 @@ def load(path: str | os.PathLike) -> Any:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such file: {path!r}")
+    if safetensors_io.is_safetensors_path(path):
+        return safetensors_io.load(path)
     with open(path, "rb") as f:
         kind = _foreign_kind(f.read(len(_NPY_MAGIC)))
         f.seek(0)

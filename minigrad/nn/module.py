@@ -10,6 +10,7 @@ import numpy as np
 
 from ..autograd import mark_all_changed
 from ..hooks import RemovableHandle
+from ..dlpack import foreign_array
 from ..kernels._checks import FLOAT_DTYPES
 from ..tensor import Tensor
 from . import _hooks as module_hooks
@@ -391,10 +392,15 @@ def _kept_dtype(data: Any) -> tuple[Any, Any]:
 
 
 def _as_numeric_array(value: Any) -> np.ndarray | None:
-    """The array of a state-dict entry (ndarray, Tensor, number), or None if not numeric."""
+    """The array of a state-dict entry (ndarray, Tensor, number, or another framework's CPU
+    tensor, read through DLPack), or None if not numeric."""
     value = value.data if isinstance(value, Tensor) else value
     if not isinstance(value, np.ndarray | np.generic | int | float):
-        return None
+        if not hasattr(value, "__dlpack__"):  # a PyTorch or JAX tensor of a foreign state dict
+            return None
+        value = foreign_array(value)
+        if isinstance(value, str):
+            return None
     array = np.asarray(value)
     return array if array.dtype.kind in "biuf" else None
 
@@ -402,4 +408,7 @@ def _as_numeric_array(value: Any) -> np.ndarray | None:
 def _describe(value: Any) -> str:
     if isinstance(value, np.ndarray):
         return f"array of dtype {value.dtype}"
+    if hasattr(value, "__dlpack__"):
+        reason = foreign_array(value)
+        return reason if isinstance(reason, str) else f"array of dtype {reason.dtype}"
     return type(value).__name__

@@ -1,0 +1,97 @@
+"""``mg.save`` / ``mg.load`` for ``.safetensors`` files, through the optional ``safetensors``
+package: a flat mapping of names to arrays (a state dict), readable by every framework that
+reads the format. Nothing in such a file is executed, and its reader checks that the tensors
+it declares fit the file before any is read."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+SUFFIX = ".safetensors"
+_ORDER_KEY = "minigrad.order"  # metadata: the key order of the saved dict (the format sorts)
+
+
+def is_safetensors_path(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a .safetensors file (by its suffix, any letter case)."""
+    return os.fspath(path).lower().endswith(SUFFIX)
+
+
+def _import_safetensors() -> Any:
+    try:
+        import safetensors.numpy
+    except ImportError as exc:
+        raise ImportError("reading and writing .safetensors files needs the safetensors "
+                          "package: pip install 'minigrad-cython[safetensors]'") from exc
+    return safetensors
+
+
+def encode(obj: Any) -> bytes:
+    """The bytes of a .safetensors file holding ``obj``, a flat dict of names to arrays or
+    Tensors (a state dict).
+
+    Raises:
+        TypeError: ``obj`` is not such a dict (nested dicts, an optimizer state, scalars...),
+            or an entry has a dtype the format cannot hold; the key is named.
+    """
+    safetensors = _import_safetensors()
+    if not isinstance(obj, Mapping):
+        raise TypeError(f"a .safetensors file holds a flat dict of names to arrays (a state "
+                        f"dict), got {type(obj).__name__}; save other objects as .npz")
+    arrays: dict[str, np.ndarray] = {}
+    for key, value in obj.items():
+        if not isinstance(key, str):
+            raise TypeError(f"cannot save key {key!r} to .safetensors: names must be str")
+        data = getattr(value, "data", None) if hasattr(value, "requires_grad") else value
+        if not isinstance(data, np.ndarray):
+            raise TypeError(
+                f"cannot save {key!r} to .safetensors: {type(value).__name__} is not an array "
+                f"(the format holds a flat dict of arrays; save nested objects, such as an "
+                f"optimizer's state, as .npz)")
+        if data.dtype.kind not in "biuf" or data.dtype.itemsize > 8:
+            raise TypeError(f"cannot save {key!r} to .safetensors: dtype {data.dtype} is not "
+                            f"supported")
+        # the format stores little-endian, C-ordered bytes (not ascontiguousarray: it makes
+        # a 0-d array, such as num_batches_tracked, 1-d)
+        arrays[key] = np.array(data, dtype=data.dtype.newbyteorder("<"), order="C", copy=None)
+    metadata = {"format": "np", _ORDER_KEY: json.dumps(list(arrays))}
+    return safetensors.numpy.save(arrays, metadata=metadata)
+
+
+def load(path: str) -> dict[str, np.ndarray]:
+    """The arrays of the .safetensors file ``path`` in the order they were saved (writable
+    NumPy arrays).
+
+    Raises:
+        ValueError: the file is not a valid .safetensors file (corrupt, truncated, a header
+            whose tensors do not fit the file, another format); the message names the file.
+    """
+    safetensors = _import_safetensors()
+    try:
+        with safetensors.safe_open(path, framework="np") as f:
+            keys = list(f.keys())
+            arrays = {key: np.array(f.get_tensor(key)) for key in keys}
+            metadata = f.metadata() or {}
+    except (safetensors.SafetensorError, OSError, ValueError, TypeError, RuntimeError,
+            UnicodeDecodeError, KeyError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise ValueError(f"{path!r} is not a valid .safetensors file: {exc}") from exc
+    return {key: arrays[key] for key in _saved_order(metadata, keys)}
+
+
+def _saved_order(metadata: Mapping[str, str], keys: list[str]) -> list[str]:
+    """The key order minigrad recorded, when it names exactly the file's keys; else the
+    file's own order."""
+    try:
+        order = json.loads(metadata.get(_ORDER_KEY, "null"))
+    except (json.JSONDecodeError, TypeError):
+        return keys
+    if isinstance(order, list) and sorted(map(str, order)) == sorted(keys) and \
+            len(order) == len(keys):
+        return order
+    return keys
