@@ -44,6 +44,26 @@ def test_shared_parameter_is_listed_once():
     assert len(list(model.parameters())) == 2
 
 
+def test_shared_module_and_tied_weight_appear_under_every_name_in_the_state_dict():
+    # PyTorch's state dict names a shared module's state under each of its paths (and its
+    # named_parameters once); its state dicts must load here and ours there
+    layer = nn.Linear(3, 3)
+    model = nn.Sequential(layer, nn.ReLU(), layer, nn.BatchNorm1d(3))
+    model[3].weight = layer.bias  # a tied parameter across two modules; it keeps its place
+    state = model.state_dict()
+    assert list(state) == ["0.weight", "0.bias", "2.weight", "2.bias", "3.weight", "3.bias",
+                           "3.running_mean", "3.running_var", "3.num_batches_tracked"]
+    assert [n for n, _ in model.named_modules(remove_duplicate=False)] == ["", "0", "1", "2",
+                                                                          "3"]
+    state = {k: v + 1 for k, v in state.items()}
+    model.load_state_dict(state)
+    np.testing.assert_array_equal(layer.weight.numpy(), state["0.weight"])
+    state["2.bias"] = state["2.bias"] + 1  # the two names of one tensor now disagree
+    with pytest.raises(ValueError, match=r"2.bias: the same tensor as 0.bias, but with other"):
+        model.load_state_dict(state)
+    np.testing.assert_array_equal(layer.bias.numpy(), state["0.bias"])  # nothing was loaded
+
+
 def test_train_eval_reach_every_descendant_and_zero_grad():
     model = nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.Dropout(0.5), nn.BatchNorm1d(4)))
     model.eval()

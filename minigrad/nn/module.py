@@ -83,11 +83,12 @@ class Module:
                 f"cannot assign {type(value).__name__} to sub-module {name!r} of "
                 f"{type(self).__name__} (a Module or None expected)"
             )
-        self._parameters.pop(name, None)
-        self._modules.pop(name, None)
+        # a replaced parameter or sub-module keeps its place (PyTorch's state-dict order)
         if isinstance(value, Parameter):
+            self._modules.pop(name, None)
             self._parameters[name] = value
         elif isinstance(value, Module):
+            self._parameters.pop(name, None)
             self._modules[name] = value
         else:
             object.__setattr__(self, name, value)
@@ -183,13 +184,15 @@ class Module:
         """(name, module) for the direct sub-modules."""
         return ((n, m) for n, m in self._modules.items() if m is not None)
 
-    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
-        """(dotted name, module) for this module and every descendant, depth first."""
+    def named_modules(self, prefix: str = "",
+                      remove_duplicate: bool = True) -> Iterator[tuple[str, Module]]:
+        """(dotted name, module) for this module and every descendant, depth first; a module
+        shared by several parents comes once unless ``remove_duplicate`` is False."""
         stack = [(prefix, self)]
         seen: set[int] = set()
         while stack:
             name, module = stack.pop()
-            if id(module) in seen:
+            if remove_duplicate and id(module) in seen:
                 continue
             seen.add(id(module))
             yield name, module
@@ -288,13 +291,12 @@ class Module:
     # ----------------------------------------------------------------- state
     def _named_state(self) -> Iterator[tuple[str, Tensor]]:
         """(dotted name, tensor) of every parameter and buffer in PyTorch's state-dict order:
-        module by module, each module's parameters then its buffers (shared ones once)."""
-        seen: set[int] = set()
-        for module_name, module in self.named_modules():
+        module by module, each module's parameters then its buffers. As in PyTorch, a shared
+        module or tied parameter appears under every name it has."""
+        for module_name, module in self.named_modules(remove_duplicate=False):
             prefix = f"{module_name}." if module_name else ""
             for name, t in (*module._parameters.items(), *module._buffers.items()):
-                if t is not None and id(t) not in seen:
-                    seen.add(id(t))
+                if t is not None:
                     yield prefix + name, t
 
     def state_dict(self) -> OrderedDict[str, np.ndarray]:
@@ -339,6 +341,7 @@ class Module:
                 values[key] = value
                 if value.shape != target.shape:
                     wrong_shape.append(f"{key}: expected {target.shape}, got {value.shape}")
+        wrong_shape += _disagreeing_ties(targets, values)
         if wrong_type:  # strings, objects, None: copying them would raise half-way or make NaN
             raise TypeError(
                 f"load_state_dict into {type(self).__name__}: entries that are not numeric "
@@ -357,7 +360,7 @@ class Module:
         for key, value in values.items():
             targets[key].data[...] = value  # in place: optimizers keep views of .data
         # an in-place change like any other: a graph that saved the old values must raise
-        mark_all_changed([targets[key] for key in values])
+        mark_all_changed(list({id(targets[key]): targets[key] for key in values}.values()))
         return self
 
     # ----------------------------------------------------------------- printing
@@ -381,6 +384,19 @@ def _with_missing_state(model: Module, state_dict: Mapping[str, Any]) -> Mapping
     for module_name, module in model.named_modules():
         extra.update(module._missing_state(state_dict, f"{module_name}." if module_name else ""))
     return {**state_dict, **extra} if extra else state_dict
+
+
+def _disagreeing_ties(targets: dict[str, Tensor], values: dict[str, np.ndarray]) -> list[str]:
+    """The entries that give one shared tensor (a tied weight, a shared module) different
+    values under its different names: loading either would silently drop the other."""
+    first: dict[int, str] = {}
+    problems = []
+    for key, value in values.items():
+        other = first.setdefault(id(targets[key]), key)
+        if other != key and (value.shape != values[other].shape
+                             or not np.array_equal(value, values[other], equal_nan=True)):
+            problems.append(f"{key}: the same tensor as {other}, but with other values")
+    return problems
 
 
 def _kept_dtype(data: Any) -> tuple[Any, Any]:
