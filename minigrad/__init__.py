@@ -35,6 +35,9 @@ from .serialization import load, save
 from .tensor import Tensor
 from .testing import gradcheck
 
+# after the engine and Tensor: the hook machinery and the profiler observe them
+from . import hooks, profiler  # isort: skip
+
 float32 = "float32"
 float64 = "float64"
 

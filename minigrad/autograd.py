@@ -159,7 +159,7 @@ class Context:
     # Slots for the fields the engine reads on every node (faster than a dict lookup); the
     # __dict__ slot still lets a Function store its own attributes.
     __slots__ = ("fn", "inputs", "needs_input_grad", "saved", "epoch", "out", "out_counter",
-                 "__dict__")
+                 "__dict__", "__weakref__")
 
     def __init__(self, fn: type[Function], inputs: tuple[Tensor, ...],
                  needs_input_grad: tuple[bool, ...]):
@@ -240,6 +240,17 @@ def _share_counter(view: Tensor, inputs: tuple[Tensor, ...]) -> None:
             return
 
 
+# ------------------------------------------------------------ the interception point
+# Everything that watches or changes the engine at work (tensor and module hooks, the
+# profiler, trace_backward) goes through these two registries; hooks.py holds the code.
+# ``watched`` maps id(tensor or node) to the hooks registered on it, for as long as that object
+# lives; ``observers`` lists the objects told about every op's forward and backward. While both
+# are empty, backward above is the plain walk (two truth tests per call) and Function.apply the
+# plain method (hooks.observe swaps it only while an observer is registered): nothing per op.
+watched: dict[int, Any] = {}
+observers: list[Any] = []
+
+
 def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Sum ``grad`` down to ``shape``, undoing NumPy broadcasting (the adjoint of broadcast_to)."""
     if grad.shape == shape:
@@ -287,6 +298,10 @@ def run_backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> 
     algorithm on the counts of uses), so gradients of tensors used twice are summed first.
     Leaves accumulate into ``.grad``; unless ``retain_graph``, saved arrays are released.
     """
+    if watched or observers:  # a hook or an observer is registered: the observed walk
+        from .hooks import run_observed_backward
+
+        return run_observed_backward(root, grad, retain_graph)
     if root._ctx is None:  # a leaf: its gradient is the seed itself
         _accumulate_leaf(root, grad, {id(grad)})  # the caller's array is never stored
         return

@@ -23,7 +23,8 @@ import os
 import secrets
 import stat
 import zipfile
-from typing import Any
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -65,11 +66,12 @@ def save(obj: Any, path: str | os.PathLike) -> None:
     directory = os.path.dirname(target)
     if not os.path.isdir(directory):  # else the error would name the temporary file
         raise FileNotFoundError(f"cannot save to {path!r}: no such directory {directory!r}")
-    _replace_atomically(target, members)
+    _replace_atomically(target, lambda f: _write_npz(f, members))
 
 
-def _replace_atomically(target: str, members: dict[str, np.ndarray]) -> None:
-    """Write ``target`` through a temporary file beside it, then rename; keep its old mode."""
+def _replace_atomically(target: str, write: Callable[[BinaryIO], None]) -> None:
+    """Write ``target`` with ``write(file)`` through a temporary file beside it, then rename;
+    keep its old mode. A failure leaves the old file (or none) and no temporary file."""
     directory = os.path.dirname(target)
     try:
         mode: int | None = stat.S_IMODE(os.stat(target).st_mode)
@@ -78,7 +80,7 @@ def _replace_atomically(target: str, members: dict[str, np.ndarray]) -> None:
     fd, tmp = _create_temporary(directory, os.path.basename(target))
     try:
         with os.fdopen(fd, "wb") as f:
-            _write_npz(f, members)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         if mode is not None:

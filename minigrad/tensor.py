@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -178,6 +178,32 @@ class Tensor(ConversionMixin, InplaceMixin):
                     f"{self.shape}"
                 )
         autograd.run_backward(self, seed, retain_graph=retain_graph)
+
+    def register_hook(self, hook: Callable[[Tensor], Tensor | None]) -> Any:
+        """Call ``hook(grad)`` whenever backward computes this tensor's gradient; a returned
+        Tensor (same shape and dtype) replaces the gradient. ``grad`` is read-only.
+
+        On a leaf the hook sees the gradient summed over the leaf's uses, before it is added
+        to ``.grad``; on a non-leaf, before it flows on to the tensor's inputs. Hooks run in
+        registration order. Returns a handle whose ``remove()`` unregisters the hook.
+        """
+        from . import hooks
+
+        return hooks.register_tensor_hook(self, hook)
+
+    def retain_grad(self) -> None:
+        """Make backward fill ``.grad`` of this non-leaf tensor too (after its hooks ran),
+        accumulating like a leaf's. Nothing to do on a leaf."""
+        from . import hooks
+
+        hooks.retain_grad(self)
+
+    @property
+    def retains_grad(self) -> bool:
+        """True when ``retain_grad()`` was called on this non-leaf tensor."""
+        from . import hooks
+
+        return hooks.retains_grad(self)
 
     def detach(self) -> Tensor:
         """A new leaf sharing this tensor's data (and version counter), cut from the graph."""

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
 from ..autograd import mark_all_changed
+from ..hooks import RemovableHandle
 from ..kernels._checks import FLOAT_DTYPES
 from ..tensor import Tensor
+from . import _hooks as module_hooks
 
 
 class Parameter(Tensor):
@@ -134,8 +136,42 @@ class Module:
         """Compute the module's output; every subclass defines it."""
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
+    # The registered hooks (nn/_hooks.ModuleHooks), set on the instance by the first
+    # register_*_hook and removed with the last hook: without hooks __call__ is one test.
+    _hooks: Any = None
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.forward(*args, **kwargs)
+        if self._hooks is None:
+            return self.forward(*args, **kwargs)
+        return module_hooks.call_with_hooks(self, args, kwargs)
+
+    # ----------------------------------------------------------------- hooks
+    def register_forward_pre_hook(self, hook: Callable[[Module, tuple], Any]) -> RemovableHandle:
+        """Call ``hook(module, args)`` before every ``forward``; a non-None result replaces
+        the positional arguments (a non-tuple result becomes the only argument). Returns a
+        handle whose ``remove()`` unregisters it."""
+        return module_hooks.add_hook(self, "forward_pre", hook)
+
+    def register_forward_hook(self, hook: Callable[[Module, tuple, Any], Any]
+                              ) -> RemovableHandle:
+        """Call ``hook(module, args, output)`` after every ``forward``; a non-None result
+        replaces the output. Returns a handle whose ``remove()`` unregisters it."""
+        return module_hooks.add_hook(self, "forward", hook)
+
+    def register_full_backward_hook(self, hook: Callable[[Module, tuple, tuple], Any]
+                                    ) -> RemovableHandle:
+        """Call ``hook(module, grad_input, grad_output)`` in backward, once the gradients
+        with respect to all of a call's tensor arguments are known.
+
+        ``grad_input`` has one entry per positional argument of ``forward``, ``grad_output``
+        one per output (a Tensor or each element of a tuple): read-only Tensors, None for
+        arguments that are not tensors requiring grad and for outputs no gradient reached. A
+        non-None result (as many entries as ``grad_input``) replaces the input gradients
+        before they flow on. When no argument requires grad the hook still runs, with
+        ``grad_input`` all None, and must return None. The hooks that count are those
+        registered when the forward ran. Returns a handle whose ``remove()`` unregisters it.
+        """
+        return module_hooks.add_hook(self, "backward", hook)
 
     # ----------------------------------------------------------------- traversal
     def children(self) -> Iterator[Module]:
