@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from typing import IO, Any
 
-from ..serialization import _create_temporary, _fsync_directory
+from ..serialization import _replace_atomically
 
 FORMATS = {".png": "png", ".svg": "svg"}
 
@@ -36,27 +36,12 @@ def new_figure(**kwargs: Any) -> Any:
 
 
 def write_atomically(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
-    """Call ``write(f)`` on a temporary file beside ``path``, then rename it over ``path``.
-
-    A failure (or a crash) leaves the old file, never half a picture. A symbolic link keeps
-    pointing at the file it named, which is replaced.
-    """
+    """Call ``write(f)`` on a temporary file beside ``path``, then rename it over ``path``
+    (mg.save's writer): a failure or a crash leaves the old file, never half a picture. A
+    symbolic link keeps pointing at the file it named, which is replaced."""
     target = os.path.realpath(os.fspath(path))
     directory = os.path.dirname(target)
-    if not os.path.isdir(directory):
+    if not os.path.isdir(directory):  # else the error would name the temporary file
         raise FileNotFoundError(f"cannot write {os.fspath(path)!r}: no such directory "
                                 f"{directory!r}")
-    fd, tmp = _create_temporary(directory, os.path.basename(target))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_directory(directory)
+    _replace_atomically(target, write)
