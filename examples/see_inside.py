@@ -71,7 +71,7 @@ def pictures(args) -> None:
             for xb, yb in loader:
                 step(model, optimizer, xb, yb)
         model(x)  # one more call: the last sampled step's update ratio
-        monitor.plot(args.out / "monitor_digits.png")
+        monitor.plot(args.out / "monitor_digits.png", dpi=72)
     print(f"monitor: {args.out / 'monitor_digits.png'} ({monitor.step} steps, one in "
           f"{args.every} sampled); test accuracy {common.accuracy(model, X_test, y_test):.1%}")
 
