@@ -299,7 +299,7 @@ def run_backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> 
     Leaves accumulate into ``.grad``; unless ``retain_graph``, saved arrays are released.
     """
     if watched or observers:  # a hook or an observer is registered: the observed walk
-        from .hooks import run_observed_backward
+        from ._observed import run_observed_backward
 
         return run_observed_backward(root, grad, retain_graph)
     if root._ctx is None:  # a leaf: its gradient is the seed itself

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -16,6 +16,9 @@ from .functional import elementwise as ew
 from .functional import shape as shape_ops
 from .inplace import InplaceMixin
 from .ops import inplace as inplace_ops
+
+if TYPE_CHECKING:  # hooks.py imports this module
+    from .hooks import RemovableHandle
 
 
 class Tensor(ConversionMixin, InplaceMixin):
@@ -179,7 +182,7 @@ class Tensor(ConversionMixin, InplaceMixin):
                 )
         autograd.run_backward(self, seed, retain_graph=retain_graph)
 
-    def register_hook(self, hook: Callable[[Tensor], Tensor | None]) -> Any:
+    def register_hook(self, hook: Callable[[Tensor], Tensor | None]) -> RemovableHandle:
         """Call ``hook(grad)`` whenever backward computes this tensor's gradient; a returned
         Tensor (same shape and dtype) replaces the gradient. ``grad`` is read-only.
 

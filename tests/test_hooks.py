@@ -253,3 +253,30 @@ def test_the_observed_walk_gives_the_plain_walks_gradients_bit_for_bit(backend):
     hooked = _mlp_grads(True, backend)
     for a, b in zip(plain, hooked, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+# ----------------------------------------------------------------------------- PyTorch
+def test_tensor_hooks_and_retain_grad_match_pytorch(rng):
+    torch = pytest.importorskip("torch")
+    xv, wv = rng.standard_normal((3, 4)), rng.standard_normal((4, 2))
+
+    def run(lib, tensor):
+        x, w = tensor(xv), tensor(wv)
+        seen = []
+        h = (x @ w).tanh()
+        h.retain_grad()
+        h.register_hook(lambda g: (seen.append(("h", g.numpy().copy())), g * 3.0)[1])
+        x.register_hook(lambda g: seen.append(("x", g.numpy().copy())))
+        w.register_hook(lambda g: (seen.append(("w", g.numpy().copy())), g + 1.0)[1])
+        ((h * h).sum() + (x * x).mean() + h.sum()).backward()
+        return seen, [h.grad.numpy(), x.grad.numpy(), w.grad.numpy()]
+
+    ours = run(mg, lambda v: mg.tensor(v, dtype=F64, requires_grad=True))
+    theirs = run(torch, lambda v: torch.tensor(v, requires_grad=True))
+    assert ours[0][0][0] == theirs[0][0][0] == "h"  # the non-leaf's hook first
+    for (name, a), (name_t, b) in zip(sorted(ours[0], key=lambda s: s[0]),
+                                      sorted(theirs[0], key=lambda s: s[0]), strict=True):
+        assert name == name_t
+        np.testing.assert_allclose(a, b, rtol=1e-12, err_msg=name)
+    for a, b in zip(ours[1], theirs[1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12)

@@ -268,3 +268,18 @@ def test_backward_hooks_match_pytorch_on_a_batchnorm_mlp(rng):
     for (_, gi, go), (_, gi_t, go_t) in zip(got, want, strict=True):
         for a, b in zip(gi + go, gi_t + go_t, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_a_module_called_twice_runs_its_backward_hook_per_call(backend, rng):
+    layer = _linear(rng, 3, 3)
+    x = _t(rng.standard_normal((2, 3)), True)
+    log = []
+    layer.register_full_backward_hook(_record(log))
+    layer(layer(x)).sum().backward()
+    wt = layer.weight.numpy()
+    outer_in = np.ones((2, 3)) @ wt
+    assert len(log) == 2
+    np.testing.assert_allclose(log[0][1][0], outer_in, rtol=1e-12)  # the outer call first
+    np.testing.assert_allclose(log[1][2][0], outer_in, rtol=1e-12)
+    np.testing.assert_allclose(log[1][1][0], outer_in @ wt, rtol=1e-12)
+    np.testing.assert_allclose(x.grad.numpy(), outer_in @ wt, rtol=1e-12)

@@ -35,3 +35,12 @@ def test_every_included_file_exists_and_is_shipped():
         for name in re.findall(r'^include "([^"]+)"', pyx.read_text(), flags=re.M):
             assert (KERNELS / name).is_file(), f"{pyx.name} includes missing {name}"
             assert any(fnmatch.fnmatch(name, g) for g in globs), f"{name} is not shipped"
+
+
+def test_every_subpackage_is_listed():
+    # a package directory missing from this list would be left out of the wheel
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        listed = set(tomllib.load(f)["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts)
+             for p in (ROOT / "minigrad").rglob("__init__.py")}
+    assert found - listed == set(), f"not in [tool.setuptools] packages: {found - listed}"

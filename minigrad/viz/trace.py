@@ -87,10 +87,11 @@ class BackwardTrace:
         for s in self.steps:
             first = f"{s.index:>4}  {s.node:<20} {str(s.received):<34} "
             rest = " " * len(first)
-            passed = s.passed or (("-> .grad", None),)
-            for j, (target, g) in enumerate(passed):
-                tail = f"{target:<20} {g if g is not None else '-'}"
-                lines.append(((first if j == 0 else rest) + tail).rstrip())
+            if not s.passed:  # a leaf: its gradient goes into .grad
+                lines.append(first + "-> .grad")
+            for j, (target, g) in enumerate(s.passed):
+                tail = f"{target:<20} {g if g is not None else '- (not needed)'}"
+                lines.append((first if j == 0 else rest) + tail)
         return "\n".join(lines)
 
     __str__ = table
