@@ -228,3 +228,12 @@ def test_draw_without_matplotlib_names_the_extra(tmp_path, monkeypatch):
     with pytest.raises(ImportError, match=r"minigrad-cython\[viz\]"):
         draw(_model_loss()[0], tmp_path / "graph.png")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_draw_refuses_a_graph_too_large_to_read(tmp_path):
+    y = mg.ones(1, requires_grad=True)
+    for _ in range(300):
+        y = y * 1.0  # two nodes each: the op and its constant
+    with pytest.raises(ValueError, match=r"601 nodes.*to_dot"):
+        draw(y, tmp_path / "big.png")
+    assert list(tmp_path.iterdir()) == []
