@@ -21,7 +21,7 @@ import numpy as np
 
 from . import autograd
 from .functional import elementwise as ew
-from .functional._convert import as_tensor
+from .functional._convert import as_tensor, constant
 from .ops import inplace as inplace_ops
 
 
@@ -78,8 +78,9 @@ class InplaceMixin:
 
     def copy_(self, src: Any):
         """Copy ``src`` (broadcast to self's shape, cast to self's dtype) into self;
-        the gradient flows to src."""
-        src = as_tensor(src)
+        the gradient flows to src. Numbers that are not a Tensor are read at their own
+        precision, so float64 data copied into a float64 tensor is not rounded to float32."""
+        src = _copy_source(src)
         return _change(self, (src,), "copy_",
                        lambda a: np.copyto(a, src._data, casting="unsafe"),
                        lambda prev: inplace_ops.CopyFrom.apply(prev, src))
@@ -89,6 +90,15 @@ class InplaceMixin:
         value = as_tensor(value, like=self)
         _change(self, (value,), "__setitem__", lambda a: a.__setitem__(index, value._data),
                 lambda prev: inplace_ops.SetItem.apply(prev, value, index=_frozen(index)))
+
+
+def _copy_source(src: Any):
+    """``copy_``'s source as a Tensor: numeric data as is (the copy casts it to the target's
+    dtype once), anything else through the one dtype rule, which names what it refuses."""
+    plain = isinstance(src, np.ndarray | np.generic | int | float | list | tuple)
+    if plain and np.asarray(src).dtype.kind in "biuf":
+        return constant(np.asarray(src))
+    return as_tensor(src)
 
 
 def _binary(t, other: Any, ufunc: np.ufunc, op: Callable, name: str):

@@ -243,6 +243,15 @@ def test_copy_and_fill_gradients(backend):
     np.testing.assert_array_equal(d.numpy(), [4.0, 4.0])
 
 
+@pytest.mark.parametrize("src", [np.array([0.1, 1 / 3]), [0.1, 1 / 3], (0.1, 1 / 3)])
+def test_copy_keeps_float64_data_at_float64(backend, src):
+    t = mg.zeros(2, dtype=np.float64)
+    t.copy_(src)
+    np.testing.assert_array_equal(t.numpy(), [0.1, 1 / 3])  # not rounded through float32
+    with pytest.raises(TypeError):
+        t.copy_(["a", "b"])
+
+
 def test_clone_is_differentiable_and_owns_its_memory(backend):
     a = mg.tensor([1.0, 2.0], requires_grad=True)
     b = a.clone()
