@@ -29,6 +29,7 @@ from minigrad.kernels._simd cimport (
     _col_sumexp,
     _imin,
     _row_extreme,
+    _row_max,
     _row_moments,
     _row_sum,
     _row_sumexp,
@@ -196,8 +197,71 @@ def _sum_acc(x4: np.ndarray) -> np.ndarray:
     return acc
 
 
+cdef enum:
+    COLUMN_BLOCK = 512  # features per block of float64 accumulators on the stack (4 KiB)
+
+
+cdef void _sum_axis_core(const floating[:, :, ::1] x, floating[:, ::1] out,
+                         double n) noexcept nogil:
+    """out[o, k] = sum over a of x[o, a, k], divided by n: one thread, straight into x's dtype.
+    A row reduction (K == 1) sums contiguous rows; otherwise rows outside and features inside,
+    with float64 accumulators for a block of features on the stack."""
+    cdef Py_ssize_t O = x.shape[0], A = x.shape[1], K = x.shape[2]
+    cdef Py_ssize_t o, a, k, k0, w
+    cdef double acc[COLUMN_BLOCK]
+    for o in range(O):
+        if K == 1:
+            out[o, 0] = <floating>(_row_sum(&x[o, 0, 0], A) / n)
+            continue
+        k0 = 0
+        while k0 < K:
+            w = _imin(COLUMN_BLOCK, K - k0)
+            for k in range(w):
+                acc[k] = 0.0
+            a = 0
+            while a < A:  # four rows per sweep, as _sum_task
+                _col_sum(&x[o, a, k0], K, <int>_imin(4, A - a), acc, w)
+                a = a + 4
+            for k in range(w):
+                out[o, k0 + k] = <floating>(acc[k] / n)
+            k0 = k0 + COLUMN_BLOCK
+
+
+def _sum_one_axis(fn, x, axis, keepdims, bint average):
+    """The common call, one int axis of a non-empty C-contiguous float array small enough for one
+    thread, without the canonical form and its float64 output array (microseconds per call at
+    the benchmark's sizes). Returns None when the call is not of that kind."""
+    cdef Py_ssize_t outer = 1, inner = 1, i, a, ndim
+    if (type(x) is not np.ndarray or type(axis) is not int or not x.flags.c_contiguous
+            or x.size == 0 or threads_for(x.size) > 1
+            or not (x.dtype == np.float32 or x.dtype == np.float64)):
+        return None
+    ndim = x.ndim
+    a = axis + ndim if axis < 0 else axis
+    if not 0 <= a < ndim:
+        return None
+    keepdims = keepdims_flag(fn, keepdims)
+    shape = x.shape
+    for i in range(a):
+        outer *= shape[i]
+    for i in range(a + 1, ndim):
+        inner *= shape[i]
+    out = np.empty(shape[:a] + ((1,) if keepdims else ()) + shape[a + 1:], dtype=x.dtype)
+    x3 = x.reshape(outer, shape[a], inner)
+    out2 = out.reshape(outer, inner)
+    cdef double n = <double>shape[a] if average else 1.0
+    if x.dtype == np.float32:
+        _sum_axis_core[float](x3, out2, n)
+    else:
+        _sum_axis_core[double](x3, out2, n)
+    return out
+
+
 def sum(x, axis=None, keepdims=False):
     """Sum over ``axis``: y = sum_i x_i (float64 accumulation, result in x's dtype)."""
+    out = _sum_one_axis("sum", x, axis, keepdims, False)
+    if out is not None:
+        return out
     x, axes, x4, kept = _prepare("sum", x, axis)
     out = _sum_acc(x4).astype(x.dtype, copy=False)
     return _finish("sum", out, x, axes, kept, keepdims)
@@ -205,6 +269,9 @@ def sum(x, axis=None, keepdims=False):
 
 def mean(x, axis=None, keepdims=False):
     """Mean over ``axis``: y = sum_i x_i / n (nan for an empty reduction, without a warning)."""
+    out = _sum_one_axis("mean", x, axis, keepdims, True)
+    if out is not None:
+        return out
     x, axes, x4, kept = _prepare("mean", x, axis)
     acc = _sum_acc(x4)
     cdef Py_ssize_t n = x4.shape[1] * x4.shape[3]
@@ -376,7 +443,7 @@ cdef inline void _lse_task(const floating[:, :, :, ::1] x, floating[:, ::1] shif
     # one task: the outputs of one outer index o and one chunk of features
     cdef Py_ssize_t A = x.shape[1], K = x.shape[2], R = x.shape[3]
     cdef Py_ssize_t nk = (K + kchunk - 1) // kchunk
-    cdef Py_ssize_t o, a, k, k0, k1, i
+    cdef Py_ssize_t o, a, k, k0, k1
     cdef floating v
     o = t // nk
     k0 = (t % nk) * kchunk
@@ -392,8 +459,7 @@ cdef inline void _lse_task(const floating[:, :, :, ::1] x, floating[:, ::1] shif
             acc[o, k] = 0.0
         for a in range(A):
             for k in range(k0, k1):
-                i = 0
-                v = _row_extreme(&x[o, a, k, 0], R, 1, &i)
+                v = _row_max(&x[o, a, k, 0], R, 1)
                 if a == 0 or v > shift[o, k] or v != v:
                     shift[o, k] = v
     for k in range(k0, k1):

@@ -106,16 +106,39 @@ static inline double mg_exp_d(double x)
 }
 
 
+/* Builds for a CPU with AVX2+FMA (and AVX-512) replace some float loops by the intrinsics of
+   _simd_x86.h (same values, faster); MINIGRAD_PORTABLE builds keep the loops below. */
+#if defined(__AVX2__) && defined(__FMA__)
+#define MG_X86_AVX2 1
+#else
+#define MG_X86_AVX2 0
+#endif
+#if MG_X86_AVX2 && defined(__AVX512F__)
+#define MG_X86_AVX512 1
+#else
+#define MG_X86_AVX512 0
+#endif
+
 #define MG_T float
 #define MG_FN(name) name##_f
+#define MG_SKIP_AVX2 MG_X86_AVX2
+#define MG_SKIP_AVX512 MG_X86_AVX512
 #include "_simd_typed.h"
 #undef MG_T
 #undef MG_FN
+#undef MG_SKIP_AVX2
+#undef MG_SKIP_AVX512
 
 #define MG_T double
 #define MG_FN(name) name##_d
+#define MG_SKIP_AVX2 0
+#define MG_SKIP_AVX512 0
 #include "_simd_typed.h"
 #undef MG_T
 #undef MG_FN
+#undef MG_SKIP_AVX2
+#undef MG_SKIP_AVX512
+
+#include "_simd_x86.h"
 
 #endif /* MG_SIMD_H */
