@@ -6,6 +6,11 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 
 cdef extern from "_simd.h" nogil:
+    void mg_gelu_fwd_f(const float *x, float *y, float *cdf, Py_ssize_t n)
+    void mg_gelu_fwd_d(const double *x, double *y, double *cdf, Py_ssize_t n)
+    void mg_gelu_bwd_f(const float *g, const float *x, const float *cdf, float *dx, Py_ssize_t n)
+    void mg_gelu_bwd_d(const double *g, const double *x, const double *cdf, double *dx,
+                       Py_ssize_t n)
     void mg_exp_array_f(const float *x, float *y, Py_ssize_t n)
     void mg_exp_array_d(const double *x, double *y, Py_ssize_t n)
     double mg_row_sum_f(const float *x, Py_ssize_t n)

@@ -211,6 +211,18 @@ static inline void MG_FN(mg_row_xent_bwd)(const MG_T *x, MG_T *dx, Py_ssize_t n,
 }
 #endif
 
+/* GELU backward: dx = g * (cdf + x * exp(-x^2 / 2) / sqrt(2 pi)) */
+static inline void MG_FN(mg_gelu_bwd)(const MG_T *restrict g, const MG_T *restrict x,
+                                      const MG_T *restrict cdf, MG_T *restrict dx, Py_ssize_t n)
+{
+    const MG_T inv_sqrt_2pi = (MG_T)0.39894228040143267794;
+    #pragma omp simd
+    for (Py_ssize_t i = 0; i < n; i++) {
+        MG_T pdf = MG_FN(mg_exp)((MG_T)-0.5 * x[i] * x[i]) * inv_sqrt_2pi;
+        dx[i] = g[i] * (cdf[i] + x[i] * pdf);
+    }
+}
+
 /* ---- column helpers: one row x[0..n) updates n per-column accumulators ---- */
 
 /* acc[k] += x0[k] + x1[k] + ... over `rows` rows (1..4) spaced `stride` elements apart */
