@@ -227,10 +227,11 @@ cdef void _sum_axis_core(const floating[:, :, ::1] x, floating[:, ::1] out,
             k0 = k0 + COLUMN_BLOCK
 
 
-def _sum_one_axis(fn, x, axis, keepdims, bint average):
-    """The common call, one int axis of a non-empty C-contiguous float array small enough for one
-    thread, without the canonical form and its float64 output array (microseconds per call at
-    the benchmark's sizes). Returns None when the call is not of that kind."""
+def _one_axis(fn, x, axis, keepdims):
+    """The common call, one int axis of a non-empty C-contiguous float array small enough for
+    one thread, as ``(x3, shape)``: x viewed as (outer, reduced, inner) and the output's shape.
+    Skipping the canonical form and its (O, K) arrays saves microseconds per call at the
+    benchmark's sizes. None when the call is not of that kind (the general path handles it)."""
     cdef Py_ssize_t outer = 1, inner = 1, i, a, ndim
     if (type(x) is not np.ndarray or type(axis) is not int or not x.flags.c_contiguous
             or x.size == 0 or threads_for(x.size) > 1
@@ -246,14 +247,22 @@ def _sum_one_axis(fn, x, axis, keepdims, bint average):
         outer *= shape[i]
     for i in range(a + 1, ndim):
         inner *= shape[i]
-    out = np.empty(shape[:a] + ((1,) if keepdims else ()) + shape[a + 1:], dtype=x.dtype)
-    x3 = x.reshape(outer, shape[a], inner)
-    out2 = out.reshape(outer, inner)
-    cdef double n = <double>shape[a] if average else 1.0
+    out_shape = shape[:a] + ((1,) if keepdims else ()) + shape[a + 1:]
+    return x.reshape(outer, shape[a], inner), out_shape
+
+
+def _sum_one_axis(fn, x, axis, keepdims, bint average):
+    """sum or mean through ``_one_axis``; None when that does not apply."""
+    fast = _one_axis(fn, x, axis, keepdims)
+    if fast is None:
+        return None
+    x3, shape = fast
+    out = np.empty(shape, dtype=x.dtype)
+    cdef double n = <double>x3.shape[1] if average else 1.0
     if x.dtype == np.float32:
-        _sum_axis_core[float](x3, out2, n)
+        _sum_axis_core[float](x3, out.reshape(x3.shape[0], x3.shape[2]), n)
     else:
-        _sum_axis_core[double](x3, out2, n)
+        _sum_axis_core[double](x3, out.reshape(x3.shape[0], x3.shape[2]), n)
     return out
 
 
@@ -402,7 +411,38 @@ cdef void _extreme_core(const floating[:, :, :, ::1] x, int sign, floating[:, ::
             _extreme_task(x, sign, m, index, kchunk, t)
 
 
+cdef void _extreme_axis_core(const floating[:, :, ::1] x, int sign, floating[:, ::1] m,
+                             int64_t[:, ::1] index) noexcept nogil:
+    """m[o, k] = max (sign 1) or min (sign -1) over a of x[o, a, k], index[o, k] its first
+    position, on one thread; the loops of _extreme_task without a call per row. Needs A >= 1."""
+    cdef Py_ssize_t O = x.shape[0], A = x.shape[1], K = x.shape[2]
+    cdef Py_ssize_t o, a, k, i
+    for o in range(O):
+        if K == 1:
+            i = 0
+            m[o, 0] = _row_extreme(&x[o, 0, 0], A, sign, &i)
+            index[o, 0] = i
+            continue
+        for k in range(K):
+            m[o, k] = x[o, 0, k]
+            index[o, k] = 0
+        for a in range(1, A):
+            _col_extreme(&x[o, a, 0], &m[o, 0], &index[o, 0], a, sign, K)
+
+
 def _extreme(fn, x, axis, keepdims, int sign):
+    fast = _one_axis(fn, x, axis, keepdims)
+    if fast is not None:
+        x3, shape = fast
+        m = np.empty(shape, dtype=x.dtype)
+        index = np.empty(shape, dtype=np.int64)
+        m2 = m.reshape(x3.shape[0], x3.shape[2])
+        index2 = index.reshape(x3.shape[0], x3.shape[2])
+        if x.dtype == np.float32:
+            _extreme_axis_core[float](x3, sign, m2, index2)
+        else:
+            _extreme_axis_core[double](x3, sign, m2, index2)
+        return m, index
     x, axes, x4, kept = _prepare(fn, x, axis, keep_reduced_order=True)
     if x4.shape[1] * x4.shape[3] == 0:
         raise ValueError(
