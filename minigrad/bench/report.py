@@ -41,6 +41,22 @@ How to read it:
 """
 
 
+LIMITS = """\
+What bounds the rows where minigrad is not ahead (the Summary above lists them from the data):
+
+- **Sums along a row** accumulate float32 data in float64, which keeps them accurate where a
+  float32 sum is not; converting each float to a double is the bound, one vector conversion
+  per four floats, while PyTorch sums in float32.
+- **Tiny calls** cost what their Python around the kernel costs (argument checks, allocation of
+  the output): a few microseconds that a C++ dispatcher spends less on.
+- **Two threads on a shared machine**: a kernel splits its work over threads only above a size
+  where that paid on an idle machine; when another process holds the second core, a
+  two-thread region waits for it, and so do PyTorch's 2-thread rows.
+- **Training steps** are bound by per-op Python (Tensor, graph node, backward walk), not by
+  kernels: the `overhead` rows measure that cost per graph node.
+"""
+
+
 @dataclass(frozen=True)
 class Target:
     """A performance goal checked against the rows: ``label``'s time / minigrad's time must
@@ -131,7 +147,7 @@ def markdown(env: dict, rows: list[dict], command: str, plot: str | None = None)
     """The whole page for ``rows`` measured in ``env`` by ``command``."""
     parts = [INTRO, "## Environment", _environment(env), "## Command",
              f"```\n{command}\n```", "## Targets", _targets(rows), "## Summary", _summary(rows),
-             "## Results"]
+             "## Known limits", LIMITS, "## Results"]
     if plot:
         parts.append(f"![speed-up ratios of the run above]({plot})")
     for group in dict.fromkeys(r["group"] for r in rows):

@@ -21,11 +21,13 @@ from minigrad.kernels._simd cimport (
 
 from minigrad.kernels._checks import float_array, same_as
 
-# GELU calls erfc (tens of ns) per element, so a second thread pays from far fewer elements
-# than the memory-bound kernels' PARALLEL_MIN_WORK. Measured on 2 cores (float32, forward +
-# backward, interleaved): 1 thread vs 2 at 4K elements 1.0x, at 16K 1.5x faster with 2.
+# GELU costs about 1.6 ns per element (float32, fwd+bwd), ten times a memory-bound pass, so a
+# second thread could pay from fewer elements than PARALLEL_MIN_WORK. Measured on 2 cores with
+# other processes busy on both (wall time, best of 40): two threads were still slower at every
+# size tried (0.4x-0.65x at 4K-16K, 0.78x at 64K, 0.86x at 128K), so GELU keeps the threshold
+# of the other kernels until an idle machine shows a smaller one pays.
 cdef enum:
-    GELU_MIN_WORK = 16384
+    GELU_MIN_WORK = PARALLEL_MIN_WORK
     SPAN = 4096  # elements per task
 
 
