@@ -115,10 +115,16 @@ static inline float mg_row_extreme_f(const float *x, Py_ssize_t n, int sign, Py_
     __m256 mv = _mm256_set1_ps(m);
     Py_ssize_t b = 0;
     for (; b + 32 <= n; b += 32) {
-        __m256 hit = _mm256_setzero_ps();
+        /* one bit per element of the block: the lowest set bit is the first hit (a scalar
+           walk to it cost as much as the whole max pass) */
+        unsigned int hits = 0;
         for (int q = 0; q < 4; q++)
-            hit = _mm256_or_ps(hit, _mm256_cmp_ps(_mm256_loadu_ps(x + b + 8 * q), mv, _CMP_EQ_OQ));
-        if (_mm256_movemask_ps(hit)) break;
+            hits |= (unsigned int)_mm256_movemask_ps(
+                _mm256_cmp_ps(_mm256_loadu_ps(x + b + 8 * q), mv, _CMP_EQ_OQ)) << (8 * q);
+        if (hits) {
+            b += __builtin_ctz(hits);
+            break;
+        }
     }
     while (x[b] != m) b++;
     *index = b;
