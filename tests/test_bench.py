@@ -141,7 +141,7 @@ def test_every_row_is_printed_once_and_the_page_renders_from_the_json(tmp_path):
     text = page.read_text()
     assert text == again.read_text()  # the page is a function of the result alone
     for row in rows:  # every row's times, as the tables print them, are in the page
-        cells = f"| {row['case']} | {row['shape']} | "
+        cells = f"| `{row['case']}` | {row['shape']} | "
         assert sum(ln.startswith(cells) for ln in text.splitlines()) == 1
     assert "bandwidth" in text and "| target |" in text
 

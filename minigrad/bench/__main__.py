@@ -107,7 +107,11 @@ def _report(args, env: dict, rows: list[dict], command: str) -> None:
     if per_node is not None:
         print(f"\nengine overhead per graph node: {per_node * 1e6:.1f} us")
     if args.plot:
-        plot.plot_rows(rows, args.plot)
+        try:
+            plot.plot_rows(rows, args.plot)
+        except ValueError as exc:  # nothing to draw (no compiled column): say so, keep going
+            print(f"NOTE: no chart written: {exc}")
+            args.plot = None
     if args.markdown:
         report.write_markdown(args.markdown, env, rows, command, _relative(args.plot,
                                                                            args.markdown))

@@ -96,7 +96,8 @@ TARGETS = [
 def _table(rows: list[dict]) -> str:
     header, body = harness.table_cells(rows)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    # case names hold markdown characters ("(a*b+c)"): code spans keep them literal
+    lines += ["| " + " | ".join([f"`{cells[0]}`"] + cells[1:]) + " |" for cells in body]
     return "\n".join(lines)
 
 
