@@ -114,6 +114,34 @@ def run_softmax(n):
     case()
 
 
+def run_activation(n):
+    @fuzz_settings(n)
+    @given(data=st.data())
+    def case(data):
+        x = data.draw(arrays())
+        g = data.draw(arrays(dtype=x.dtype, min_ndim=x.ndim, max_ndim=x.ndim))
+        if g.shape != x.shape:
+            g = np.ones_like(x)
+
+        def compare(c, t, *_):
+            assert_close(c[0], t[0], x.dtype, f"gelu {describe([x])}", scale=finite_scale(x))
+            assert_close(c[1], t[1], x.dtype, "gelu cdf")
+
+        kind, out, _ = same_outcome("gelu_forward", compiled.gelu_forward,
+                                    reference.gelu_forward, [x], compare=compare)
+        if kind != "ok":
+            return
+
+        def compare_bwd(c, t, *_):
+            assert_close(c, t, x.dtype, f"gelu backward {describe([x, g])}",
+                         scale=finite_scale(g) * finite_scale(x))
+
+        same_outcome("gelu_backward", compiled.gelu_backward, reference.gelu_backward,
+                     [g, x, out[1]], compare=compare_bwd)
+
+    case()
+
+
 def run_norm(n):
     @fuzz_settings(n)
     @given(data=st.data())

@@ -1,7 +1,8 @@
 """Fuzz minigrad's compiled kernels and public ops; run by tests/test_fuzz.py in a child process.
 
 Usage: ``python tests/fuzz_worker.py GROUP [MAX_EXAMPLES]`` with GROUP one of ``reduce``,
-``softmax``, ``norm``, ``optim``, ``garbage``, ``ops``, ``pool``, ``conv``. Every case must
+``softmax``, ``norm``, ``optim``, ``garbage``, ``ops``, ``pool``, ``conv``,
+``activation``. Every case must
 either agree with the NumPy twin (and, for valid inputs, a float64 NumPy reference) or raise an
 ordinary Python exception on both backends. A crash in a kernel kills this process with a
 signal, which the parent test reports with the signal's name; any disagreement exits with
@@ -18,14 +19,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fuzz_conv import run_conv  # noqa: E402
 from fuzz_embed import run_embed  # noqa: E402
 from fuzz_garbage import run_garbage  # noqa: E402
-from fuzz_kernels import run_norm, run_reduce, run_softmax  # noqa: E402
+from fuzz_kernels import run_activation, run_norm, run_reduce, run_softmax  # noqa: E402
 from fuzz_ops import run_ops  # noqa: E402
 from fuzz_optim import run_optim  # noqa: E402
 from fuzz_pool import run_pool  # noqa: E402
 
 GROUPS = {"reduce": run_reduce, "softmax": run_softmax, "norm": run_norm, "optim": run_optim,
           "garbage": run_garbage, "ops": run_ops, "pool": run_pool,
-          "conv": run_conv, "embed": run_embed}
+          "conv": run_conv, "embed": run_embed, "activation": run_activation}
 
 
 if __name__ == "__main__":

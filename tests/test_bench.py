@@ -24,7 +24,7 @@ def test_bench_quick_writes_json(tmp_path):
            "--json", str(out)]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert "numpy/cython" in done.stdout
+    assert "numpy / minigrad" in done.stdout
     data = json.loads(out.read_text())
     assert data["environment"]["numpy"]
     rows = data["rows"]
@@ -122,3 +122,81 @@ def test_conv_group_has_the_cnn_step_rows(tmp_path):
     assert times["numpy"] > 0 and times["cython"] > 0
     if importlib.util.find_spec("torch") is not None:
         assert times["torch"] > 0 and times["torch-1T"] > 0
+
+
+def test_every_row_is_printed_once_and_the_page_renders_from_the_json(tmp_path):
+    out, page, again = tmp_path / "bench.json", tmp_path / "page.md", tmp_path / "again.md"
+    done = _run_bench(ROOT, "reductions", "xent", "--quick", "--no-torch", "--repeats", "1",
+                      "--json", str(out), "--markdown", str(page))
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text())["rows"]
+    lines = done.stdout.splitlines()
+    for row in rows:
+        printed = [ln for ln in lines if ln.startswith(row["case"] + " ")
+                   and f"| {row['shape']} " in ln]
+        assert len(printed) == 1, (row["case"], row["shape"], printed)
+        assert row["bytes"] > 0 and row["gbps"] > 0
+    again_run = _run_bench(ROOT, "--from-json", str(out), "--markdown", str(again))
+    assert again_run.returncode == 0, again_run.stderr
+    text = page.read_text()
+    assert text == again.read_text()  # the page is a function of the result alone
+    for row in rows:  # every row's times, as the tables print them, are in the page
+        cells = f"| `{row['case']}` | {row['shape']} | "
+        assert sum(ln.startswith(cells) for ln in text.splitlines()) == 1
+    assert "bandwidth" in text and "| target |" in text
+
+
+def test_blas_pinning_without_threadpoolctl_says_so(monkeypatch, capsys):
+    from minigrad.bench import harness
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "threadpoolctl" else real(name, *a))
+    assert harness.pin_blas_threads(1) is None
+    assert "threadpoolctl is not installed" in capsys.readouterr().out
+
+
+def test_blas_pinning_with_threadpoolctl_limits_blas():
+    pytest.importorskip("threadpoolctl")
+    from threadpoolctl import threadpool_info
+
+    from minigrad.bench import harness
+
+    limiter = harness.pin_blas_threads(1)
+    try:
+        assert all(i["num_threads"] == 1 for i in threadpool_info() if i["user_api"] == "blas")
+    finally:
+        limiter.restore_original_limits()
+
+
+def test_a_comparator_is_a_column(monkeypatch):
+    from minigrad.bench import harness
+
+    monkeypatch.setattr(harness, "COLUMNS", list(harness.COLUMNS))
+    harness.register_column(harness.Column("jax", "jax.jit", "JAX, jit"), before="torch-1T")
+    case = harness.Case("g", "op", "2x2", {"numpy": lambda: 0, "cython": lambda: 0,
+                                           "jax": lambda: 0, "other": lambda: 0})
+    row = harness.make_row(case, {"numpy": 4.0, "cython": 2.0, "jax": 1.0, "other": 8.0})
+    header, body = harness.table_cells([row])
+    assert header[2:6] == ["numpy", "minigrad", "jax.jit", "other"]
+    assert header[6:] == ["numpy / minigrad", "jax.jit / minigrad", "other / minigrad"]
+    assert body[0][6:] == ["2.00x", "0.50x", "4.00x"]
+
+
+def test_the_chart_is_compact_and_draws_only_comparators_with_data(tmp_path):
+    pytest.importorskip("matplotlib")
+    import matplotlib.image
+
+    from minigrad.bench import harness, plot
+
+    rows = []
+    for g in range(6):
+        for k in range(12):
+            case = harness.Case(f"group{g}", f"case{k}", "4x4", {})
+            rows.append(harness.make_row(case, {"numpy": 3.0, "cython": 1.0 + k, "torch": 2.0}))
+    path = tmp_path / "chart.png"
+    plot.plot_rows(rows, str(path))
+    height, width = matplotlib.image.imread(path).shape[:2]
+    assert width <= 1600 and height <= 1600  # 72 rows in two columns of panels
+    assert harness.ratio_labels(rows) == ["numpy", "torch"]
+    assert plot._ticks(rows, ["numpy", "torch"]) == [0.125, 0.25, 0.5, 1.0, 2.0, 4.0]

@@ -27,7 +27,7 @@ WORKER = Path(__file__).resolve().parent / "fuzz_worker.py"
 SCALE = float(os.environ.get("MINIGRAD_FUZZ_SCALE", "1"))
 # examples per group: chosen so that each child runs in 2-6 s on the 2-core CI machine
 GROUPS = {"reduce": 600, "softmax": 600, "norm": 600, "optim": 500, "garbage": 500, "ops": 800,
-          "pool": 400, "conv": 400, "embed": 400}
+          "pool": 400, "conv": 400, "embed": 400, "activation": 400}
 TIMEOUT = 300 * max(1.0, SCALE)
 
 

@@ -243,6 +243,25 @@ def test_max_min_nan_inf_and_ties(impl, dtype, n):
 
 
 @pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [64, 97, 1000])
+def test_max_min_one_nan_anywhere(impl, dtype, n):
+    # one NaN per row, at every position class the vector loops treat apart: the first block,
+    # the main loop (either half of a 32-element block) and the scalar tail
+    rng = np.random.default_rng(n)
+    positions = sorted({0, 31, 32, 40, 63, n // 2, n - 33, n - 1} & set(range(n)))
+    x = rng.standard_normal((len(positions), n)).astype(dtype)
+    for row, p in enumerate(positions):
+        x[row, p] = np.nan
+    for name, find in (("max", np.argmax), ("min", np.argmin)):
+        value, index = getattr(impl, name)(x, axis=1)
+        assert np.all(np.isnan(value))
+        np.testing.assert_array_equal(index, find(x, axis=1))
+        lse = impl.logsumexp(x, axis=1)
+        assert np.all(np.isnan(lse))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
 def test_empty_reductions(impl):
     x = np.zeros((3, 0), dtype=np.float32)
     for name in ("max", "min"):

@@ -63,6 +63,8 @@ def _threaded_kernel_calls():
                 lambda n=name, a=axis: getattr(compiled, n + "_backward")(
                     getattr(compiled, n)(x, a), x, a))
     calls["cross_entropy"] = lambda: compiled.cross_entropy_forward(x, target)
+    calls["gelu_forward"] = lambda: compiled.gelu_forward(x)
+    calls["gelu_backward"] = lambda: compiled.gelu_backward(x, x, compiled.gelu_forward(x)[1])
     calls["cross_entropy_backward"] = lambda: compiled.cross_entropy_backward(
         np.ones(x.shape[0], np.float32), x, target, compiled.cross_entropy_forward(x, target)[1])
     calls["batchnorm_forward-2d"] = lambda: compiled.batchnorm_forward(
@@ -167,7 +169,7 @@ def test_more_threads_than_the_machine_has_are_refused(backend, count):
 
 
 @needs_compiled
-@pytest.mark.parametrize("module", ["_norm", "_optim", "_reduce", "_softmax"])
+@pytest.mark.parametrize("module", ["_activation", "_norm", "_optim", "_reduce", "_softmax"])
 def test_a_kernel_module_refuses_more_threads_than_openmp_can_start(module):
     mod = getattr(compiled, module)
     previous = mod.get_num_threads()

@@ -19,6 +19,9 @@ from minigrad.kernels import reference
 
 MOMENTUM = 0.9  # minigrad's convention; PyTorch's equivalent is 1 - 0.9 = 0.1
 EPS = 1e-5
+# x-sized arrays a normalization's forward + backward must move: forward reads x and writes y,
+# backward reads the gradient and x and writes dx
+FWD_BWD_PASSES = 5
 
 BATCHNORM_SHAPES = [(64, 128), (256, 512), (1024, 1024), (128, 64, 16, 16)]
 LAYERNORM_SHAPES = [(256, 512), (32, 128, 256)]
@@ -155,7 +158,8 @@ def _family_cases(torch, rng, quick: bool) -> list[Case]:
                 if torch is not None:
                     impls["torch"] = _torch_graph_step(torch, theirs, x, params, grad)
                 label = f"{name} fwd+bwd" if fused else f"{name} composite fwd+bwd"
-                out.append(Case("norm", label, "x".join(map(str, shape)), impls))
+                out.append(Case("norm", label, "x".join(map(str, shape)), impls,
+                                bytes=FWD_BWD_PASSES * x.nbytes))
     return out
 
 
@@ -190,5 +194,6 @@ def cases(quick: bool) -> list[Case]:
                 name_nd = "batchnorm2d" if len(shape) == 4 else "batchnorm1d"
             else:
                 name_nd = name
-            out.append(Case("norm", f"{name_nd} fwd+bwd", "x".join(map(str, shape)), impls))
+            out.append(Case("norm", f"{name_nd} fwd+bwd", "x".join(map(str, shape)), impls,
+                            bytes=FWD_BWD_PASSES * x.nbytes))
     return out + _family_cases(torch, rng, quick)

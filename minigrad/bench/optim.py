@@ -106,5 +106,9 @@ def cases(quick: bool) -> list[Case]:
                 impls["cython"] = build(COMPILED)
             if torch is not None:
                 impls["torch"] = _torch_step(torch, "sgd" if "sgd" in name else "adam", shapes)
-            out.append(Case("optim", f"{name} {label}", shape, impls))
+            # float32 arrays of the parameters' size read and written per step: Adam reads p, g,
+            # m, v and writes p, m, v; SGD with momentum reads p, g, buf and writes p, buf
+            arrays = 5 if "sgd" in name else 7
+            n = sum(int(np.prod(s)) for s in shapes)
+            out.append(Case("optim", f"{name} {label}", shape, impls, bytes=arrays * 4 * n))
     return out

@@ -36,7 +36,9 @@ def _case(name: str, x: np.ndarray, axis, torch) -> Case:
     if torch is not None and not (name == "max" and isinstance(axis, tuple)):
         impls["torch"] = _torch_fn(torch, name, torch.from_numpy(x), axis)
     label = f"{name}(axis={axis})"
-    return Case("reductions", label, "x".join(map(str, x.shape)), impls)
+    # softmax reads x and writes y; a reduction reads x (its output is small)
+    moved = 2 * x.nbytes if name in SOFTMAX else x.nbytes
+    return Case("reductions", label, "x".join(map(str, x.shape)), impls, bytes=moved)
 
 
 def cases(quick: bool) -> list[Case]:

@@ -41,5 +41,7 @@ def cases(quick: bool) -> list[Case]:
             impls["cython"] = _fwd_bwd(COMPILED, logits, target, grad)
         if torch is not None:
             impls["torch"] = _torch_step(torch, logits, target)
-        out.append(Case("xent", "cross_entropy fwd+bwd", f"{n}x{c}", impls))
+        # forward reads the logits; backward reads them again and writes the gradient
+        out.append(Case("xent", "cross_entropy fwd+bwd", f"{n}x{c}", impls,
+                        bytes=3 * logits.nbytes))
     return out

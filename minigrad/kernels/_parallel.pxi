@@ -17,8 +17,15 @@ cdef extern from *:
     int mg_max_threads() noexcept nogil
     int mg_num_procs() noexcept nogil
 
-# Below this many elements per call a second thread costs more than it saves (measured on
-# 2 cores: at 8K elements two threads were 1.3x slower; splitting pays from about 256K).
+# Below this many elements per call a second thread costs more than it saves. Measured on
+# 2 cores, wall time, best of 40 (float32; 2 threads' time / 1 thread's):
+# - idle machine (first measurement): 1.3x slower at 8K elements, paying from about 256K;
+# - other processes busy on both cores (load 6-7): slower at every size up to 1M elements,
+#   sum along a row 0.17x at 16K, 0.54x at 256K, 0.78x at 1M; cross-entropy fwd+bwd 0.2x at
+#   16K-64K, 1.0x at 128K, 0.8x at 1M; LayerNorm fwd+bwd 0.7x at 128K, 1.0x at 512K;
+#   BatchNorm fwd+bwd 0.2x at 64K, 0.6x at 256K, 0.8x at 1M. (OMP_WAIT_POLICY=PASSIVE: a
+#   two-thread region costs about 15 us of wake-up.)
+# One threshold serves every memory-bound kernel: none of them paid below 256K either way.
 cdef enum:
     PARALLEL_MIN_WORK = 262144
 

@@ -29,12 +29,17 @@ from minigrad.kernels._simd cimport (
     _col_sumexp,
     _imin,
     _row_extreme,
+    _row_max,
     _row_moments,
     _row_sum,
     _row_sumexp,
 )
 
 from minigrad.kernels._checks import float_array, keepdims_flag, reduced_axes
+
+cdef enum:
+    COLUMN_BLOCK = 512  # features per block of float64 accumulators on the stack (4 KiB)
+    ROW_BLOCK = 64  # rows per task when threads share a row reduction
 
 
 # ---- canonical (O, A, K, R) form ---------------------------------------------------------------
@@ -173,10 +178,18 @@ cdef inline void _sum_task(const floating[:, :, :, ::1] x, double[:, ::1] acc, P
 cdef void _sum_core(const floating[:, :, :, ::1] x, double[:, ::1] acc, Py_ssize_t kchunk,
                     int nthreads) noexcept nogil:
     """acc[o, k] = sum over a, r of x[o, a, k, r]."""
-    cdef Py_ssize_t t
+    cdef Py_ssize_t t, o, r0
     cdef Py_ssize_t O = x.shape[0], K = x.shape[2]
     cdef Py_ssize_t nk = (K + kchunk - 1) // kchunk
-    if nthreads > 1:
+    if nthreads > 1 and K == 1 and x.shape[1] == 1 and x.shape[3] > 0:
+        # contiguous rows: a task per block of rows, with no call per row (a task call passes
+        # its memoryviews by value, tens of ns that add up over a thousand short rows)
+        for t in prange((O + ROW_BLOCK - 1) // ROW_BLOCK, num_threads=nthreads,
+                        schedule="static"):
+            r0 = t * ROW_BLOCK
+            for o in range(r0, _imin(r0 + ROW_BLOCK, O)):
+                acc[o, 0] = _row_sum(&x[o, 0, 0, 0], x.shape[3])
+    elif nthreads > 1:
         for t in prange(O * nk, num_threads=nthreads, schedule="static"):
             _sum_task(x, acc, kchunk, t)
     else:  # no OpenMP region at all: entering one costs microseconds
@@ -196,8 +209,76 @@ def _sum_acc(x4: np.ndarray) -> np.ndarray:
     return acc
 
 
+cdef void _sum_axis_core(const floating[:, :, ::1] x, floating[:, ::1] out,
+                         double n) noexcept nogil:
+    """out[o, k] = sum over a of x[o, a, k], divided by n: one thread, straight into x's dtype.
+    A row reduction (K == 1) sums contiguous rows; otherwise rows outside and features inside,
+    with float64 accumulators for a block of features on the stack."""
+    cdef Py_ssize_t O = x.shape[0], A = x.shape[1], K = x.shape[2]
+    cdef Py_ssize_t o, a, k, k0, w
+    cdef double acc[COLUMN_BLOCK]
+    for o in range(O):
+        if K == 1:
+            out[o, 0] = <floating>(_row_sum(&x[o, 0, 0], A) / n)
+            continue
+        k0 = 0
+        while k0 < K:
+            w = _imin(COLUMN_BLOCK, K - k0)
+            for k in range(w):
+                acc[k] = 0.0
+            a = 0
+            while a < A:  # four rows per sweep, as _sum_task
+                _col_sum(&x[o, a, k0], K, <int>_imin(4, A - a), acc, w)
+                a = a + 4
+            for k in range(w):
+                out[o, k0 + k] = <floating>(acc[k] / n)
+            k0 = k0 + COLUMN_BLOCK
+
+
+def _one_axis(fn, x, axis, keepdims):
+    """The common call, one int axis of a non-empty C-contiguous float array small enough for
+    one thread, as ``(x3, shape)``: x viewed as (outer, reduced, inner) and the output's shape.
+    Skipping the canonical form and its (O, K) arrays saves microseconds per call at the
+    benchmark's sizes. None when the call is not of that kind (the general path handles it)."""
+    cdef Py_ssize_t outer = 1, inner = 1, i, a, ndim
+    if (type(x) is not np.ndarray or type(axis) is not int or not x.flags.c_contiguous
+            or x.size == 0 or threads_for(x.size) > 1
+            or not (x.dtype == np.float32 or x.dtype == np.float64)):
+        return None
+    ndim = x.ndim
+    a = axis + ndim if axis < 0 else axis
+    if not 0 <= a < ndim:
+        return None
+    keepdims = keepdims_flag(fn, keepdims)
+    shape = x.shape
+    for i in range(a):
+        outer *= shape[i]
+    for i in range(a + 1, ndim):
+        inner *= shape[i]
+    out_shape = shape[:a] + ((1,) if keepdims else ()) + shape[a + 1:]
+    return x.reshape(outer, shape[a], inner), out_shape
+
+
+def _sum_one_axis(fn, x, axis, keepdims, bint average):
+    """sum or mean through ``_one_axis``; None when that does not apply."""
+    fast = _one_axis(fn, x, axis, keepdims)
+    if fast is None:
+        return None
+    x3, shape = fast
+    out = np.empty(shape, dtype=x.dtype)
+    cdef double n = <double>x3.shape[1] if average else 1.0
+    if x.dtype == np.float32:
+        _sum_axis_core[float](x3, out.reshape(x3.shape[0], x3.shape[2]), n)
+    else:
+        _sum_axis_core[double](x3, out.reshape(x3.shape[0], x3.shape[2]), n)
+    return out
+
+
 def sum(x, axis=None, keepdims=False):
     """Sum over ``axis``: y = sum_i x_i (float64 accumulation, result in x's dtype)."""
+    out = _sum_one_axis("sum", x, axis, keepdims, False)
+    if out is not None:
+        return out
     x, axes, x4, kept = _prepare("sum", x, axis)
     out = _sum_acc(x4).astype(x.dtype, copy=False)
     return _finish("sum", out, x, axes, kept, keepdims)
@@ -205,6 +286,9 @@ def sum(x, axis=None, keepdims=False):
 
 def mean(x, axis=None, keepdims=False):
     """Mean over ``axis``: y = sum_i x_i / n (nan for an empty reduction, without a warning)."""
+    out = _sum_one_axis("mean", x, axis, keepdims, True)
+    if out is not None:
+        return out
     x, axes, x4, kept = _prepare("mean", x, axis)
     acc = _sum_acc(x4)
     cdef Py_ssize_t n = x4.shape[1] * x4.shape[3]
@@ -324,10 +408,19 @@ cdef void _extreme_core(const floating[:, :, :, ::1] x, int sign, floating[:, ::
                         int64_t[:, ::1] index, Py_ssize_t kchunk, int nthreads) noexcept nogil:
     """m[o, k] = max (sign 1) or min (sign -1) over a, r of x[o, a, k, r]; index[o, k] its first
     position a * R + r. NaN wins, first NaN first. Needs A * R >= 1."""
-    cdef Py_ssize_t t
+    cdef Py_ssize_t t, o, r0, i
     cdef Py_ssize_t O = x.shape[0], K = x.shape[2]
     cdef Py_ssize_t nk = (K + kchunk - 1) // kchunk
-    if nthreads > 1:
+    if nthreads > 1 and K == 1 and x.shape[1] == 1:
+        # contiguous rows: a task per block of rows (see _sum_core)
+        for t in prange((O + ROW_BLOCK - 1) // ROW_BLOCK, num_threads=nthreads,
+                        schedule="static"):
+            r0 = t * ROW_BLOCK
+            for o in range(r0, _imin(r0 + ROW_BLOCK, O)):
+                i = 0
+                m[o, 0] = _row_extreme(&x[o, 0, 0, 0], x.shape[3], sign, &i)
+                index[o, 0] = i
+    elif nthreads > 1:
         for t in prange(O * nk, num_threads=nthreads, schedule="static"):
             _extreme_task(x, sign, m, index, kchunk, t)
     else:  # no OpenMP region at all: entering one costs microseconds
@@ -335,7 +428,38 @@ cdef void _extreme_core(const floating[:, :, :, ::1] x, int sign, floating[:, ::
             _extreme_task(x, sign, m, index, kchunk, t)
 
 
+cdef void _extreme_axis_core(const floating[:, :, ::1] x, int sign, floating[:, ::1] m,
+                             int64_t[:, ::1] index) noexcept nogil:
+    """m[o, k] = max (sign 1) or min (sign -1) over a of x[o, a, k], index[o, k] its first
+    position, on one thread; the loops of _extreme_task without a call per row. Needs A >= 1."""
+    cdef Py_ssize_t O = x.shape[0], A = x.shape[1], K = x.shape[2]
+    cdef Py_ssize_t o, a, k, i
+    for o in range(O):
+        if K == 1:
+            i = 0
+            m[o, 0] = _row_extreme(&x[o, 0, 0], A, sign, &i)
+            index[o, 0] = i
+            continue
+        for k in range(K):
+            m[o, k] = x[o, 0, k]
+            index[o, k] = 0
+        for a in range(1, A):
+            _col_extreme(&x[o, a, 0], &m[o, 0], &index[o, 0], a, sign, K)
+
+
 def _extreme(fn, x, axis, keepdims, int sign):
+    fast = _one_axis(fn, x, axis, keepdims)
+    if fast is not None:
+        x3, shape = fast
+        m = np.empty(shape, dtype=x.dtype)
+        index = np.empty(shape, dtype=np.int64)
+        m2 = m.reshape(x3.shape[0], x3.shape[2])
+        index2 = index.reshape(x3.shape[0], x3.shape[2])
+        if x.dtype == np.float32:
+            _extreme_axis_core[float](x3, sign, m2, index2)
+        else:
+            _extreme_axis_core[double](x3, sign, m2, index2)
+        return m, index
     x, axes, x4, kept = _prepare(fn, x, axis, keep_reduced_order=True)
     if x4.shape[1] * x4.shape[3] == 0:
         raise ValueError(
@@ -376,7 +500,7 @@ cdef inline void _lse_task(const floating[:, :, :, ::1] x, floating[:, ::1] shif
     # one task: the outputs of one outer index o and one chunk of features
     cdef Py_ssize_t A = x.shape[1], K = x.shape[2], R = x.shape[3]
     cdef Py_ssize_t nk = (K + kchunk - 1) // kchunk
-    cdef Py_ssize_t o, a, k, k0, k1, i
+    cdef Py_ssize_t o, a, k, k0, k1
     cdef floating v
     o = t // nk
     k0 = (t % nk) * kchunk
@@ -392,8 +516,7 @@ cdef inline void _lse_task(const floating[:, :, :, ::1] x, floating[:, ::1] shif
             acc[o, k] = 0.0
         for a in range(A):
             for k in range(k0, k1):
-                i = 0
-                v = _row_extreme(&x[o, a, k, 0], R, 1, &i)
+                v = _row_max(&x[o, a, k, 0], R, 1)
                 if a == 0 or v > shift[o, k] or v != v:
                     shift[o, k] = v
     for k in range(k0, k1):

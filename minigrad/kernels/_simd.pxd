@@ -6,6 +6,11 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 
 cdef extern from "_simd.h" nogil:
+    void mg_gelu_fwd_f(const float *x, float *y, float *cdf, Py_ssize_t n)
+    void mg_gelu_fwd_d(const double *x, double *y, double *cdf, Py_ssize_t n)
+    void mg_gelu_bwd_f(const float *g, const float *x, const float *cdf, float *dx, Py_ssize_t n)
+    void mg_gelu_bwd_d(const double *g, const double *x, const double *cdf, double *dx,
+                       Py_ssize_t n)
     void mg_exp_array_f(const float *x, float *y, Py_ssize_t n)
     void mg_exp_array_d(const double *x, double *y, Py_ssize_t n)
     double mg_row_sum_f(const float *x, Py_ssize_t n)
@@ -16,6 +21,8 @@ cdef extern from "_simd.h" nogil:
     double mg_row_extreme_exact_d(const double *x, Py_ssize_t n, int sign, Py_ssize_t *index)
     float mg_row_extreme_f(const float *x, Py_ssize_t n, int sign, Py_ssize_t *index)
     double mg_row_extreme_d(const double *x, Py_ssize_t n, int sign, Py_ssize_t *index)
+    float mg_row_max_f(const float *x, Py_ssize_t n, int sign)
+    double mg_row_max_d(const double *x, Py_ssize_t n, int sign)
     double mg_row_sumexp_f(const float *x, Py_ssize_t n, float shift)
     double mg_row_sumexp_d(const double *x, Py_ssize_t n, double shift)
     double mg_row_expwrite_f(const float *x, float *y, Py_ssize_t n, float shift)
@@ -137,6 +144,14 @@ cdef inline floating _row_extreme(const floating *x, Py_ssize_t n, int sign,
         return mg_row_extreme_f(x, n, sign, index)
     else:
         return mg_row_extreme_d(x, n, sign, index)
+
+
+cdef inline floating _row_max(const floating *x, Py_ssize_t n, int sign) noexcept nogil:
+    # the extreme value only, as a shift for exp-sums (see mg_row_max in _simd_typed.h)
+    if floating is float:
+        return mg_row_max_f(x, n, sign)
+    else:
+        return mg_row_max_d(x, n, sign)
 
 
 cdef inline double _row_sumexp(const floating *x, Py_ssize_t n, floating shift) noexcept nogil:

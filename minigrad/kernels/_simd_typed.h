@@ -4,13 +4,16 @@
  * column from one row, so that a reduction over rows walks memory in order.
  */
 
+#if !MG_SKIP_AVX512
 /* y[i] = exp(x[i]) (y may alias x) */
 static inline void MG_FN(mg_exp_array)(const MG_T *x, MG_T *y, Py_ssize_t n)
 {
     #pragma omp simd
     for (Py_ssize_t i = 0; i < n; i++) y[i] = MG_FN(mg_exp)(x[i]);
 }
+#endif
 
+#if !MG_SKIP_AVX2
 /* sum_i x[i] over a contiguous row */
 static inline double MG_FN(mg_row_sum)(const MG_T *x, Py_ssize_t n)
 {
@@ -24,6 +27,7 @@ static inline double MG_FN(mg_row_sum)(const MG_T *x, Py_ssize_t n)
     for (; i < n; i++) s += (double)x[i];
     return s;
 }
+#endif
 
 /* Shifted moments of a row: s1 += sum (x - c), s2 += sum (x - c)^2. Shifting by a value near
    the mean keeps the one-pass variance s2/n - (s1/n)^2 free of cancellation. */
@@ -69,6 +73,7 @@ static inline MG_T MG_FN(mg_row_extreme_exact)(const MG_T *x, Py_ssize_t n, int 
     return m;
 }
 
+#if !MG_SKIP_AVX2
 static inline MG_T MG_FN(mg_row_extreme)(const MG_T *x, Py_ssize_t n, int sign, Py_ssize_t *index)
 {
     if (n < 2 * MG_LANES)
@@ -114,6 +119,16 @@ static inline MG_T MG_FN(mg_row_extreme)(const MG_T *x, Py_ssize_t n, int sign, 
     return x[best];  /* of -0.0 and 0.0, the one found first, as argmax picks it */
 }
 
+/* The largest (sign = 1) or smallest (sign = -1) element of a row, as a shift for exp-sums: a
+   row holding NaN may return NaN or not (its exp-sum is NaN either way). n >= 1. */
+static inline MG_T MG_FN(mg_row_max)(const MG_T *x, Py_ssize_t n, int sign)
+{
+    Py_ssize_t index;
+    return MG_FN(mg_row_extreme)(x, n, sign, &index);
+}
+#endif
+
+#if !MG_SKIP_AVX512
 /* sum_i exp(x[i] - shift), accumulated in double */
 static inline double MG_FN(mg_row_sumexp)(const MG_T *x, Py_ssize_t n, MG_T shift)
 {
@@ -127,7 +142,9 @@ static inline double MG_FN(mg_row_sumexp)(const MG_T *x, Py_ssize_t n, MG_T shif
     for (; i < n; i++) s += (double)MG_FN(mg_exp)(x[i] - shift);
     return s;
 }
+#endif
 
+#if !MG_SKIP_AVX512
 /* y[i] = exp(x[i] - shift); returns sum_i y[i] in double */
 static inline double MG_FN(mg_row_expwrite)(const MG_T *x, MG_T *y, Py_ssize_t n, MG_T shift)
 {
@@ -145,6 +162,7 @@ static inline double MG_FN(mg_row_expwrite)(const MG_T *x, MG_T *y, Py_ssize_t n
     for (; i < n; i++) { MG_T e = MG_FN(mg_exp)(x[i] - shift); y[i] = e; s += (double)e; }
     return s;
 }
+#endif
 
 /* sum_i x[i] * y[i] in double */
 static inline double MG_FN(mg_row_dot)(const MG_T *x, const MG_T *y, Py_ssize_t n)
@@ -173,13 +191,16 @@ static inline void MG_FN(mg_row_softmax_bwd)(const MG_T *y, const MG_T *g, MG_T 
     for (Py_ssize_t i = 0; i < n; i++) dx[i] = y[i] * (g[i] - dot);
 }
 
+#if !MG_SKIP_AVX512
 /* log-softmax backward row: dx[i] = g[i] - exp(y[i]) * total */
 static inline void MG_FN(mg_row_logsoftmax_bwd)(const MG_T *y, const MG_T *g, MG_T *dx,
                                                 Py_ssize_t n, MG_T total)
 {
     for (Py_ssize_t i = 0; i < n; i++) dx[i] = g[i] - MG_FN(mg_exp)(y[i]) * total;
 }
+#endif
 
+#if !MG_SKIP_AVX512
 /* cross-entropy backward row: dx[i] = g * exp(x[i] - lse) - c */
 /* dx = g exp(x - lse) - c, with lse = hi + lo split in two so that x - hi is exact for logits
    near their log-sum-exp even when a large common offset makes one float32 lse too coarse */
@@ -187,6 +208,19 @@ static inline void MG_FN(mg_row_xent_bwd)(const MG_T *x, MG_T *dx, Py_ssize_t n,
                                           MG_T lo, MG_T g, MG_T c)
 {
     for (Py_ssize_t i = 0; i < n; i++) dx[i] = g * MG_FN(mg_exp)((x[i] - hi) - lo) - c;
+}
+#endif
+
+/* GELU backward: dx = g * (cdf + x * exp(-x^2 / 2) / sqrt(2 pi)) */
+static inline void MG_FN(mg_gelu_bwd)(const MG_T *restrict g, const MG_T *restrict x,
+                                      const MG_T *restrict cdf, MG_T *restrict dx, Py_ssize_t n)
+{
+    const MG_T inv_sqrt_2pi = (MG_T)0.39894228040143267794;
+    #pragma omp simd
+    for (Py_ssize_t i = 0; i < n; i++) {
+        MG_T pdf = MG_FN(mg_exp)((MG_T)-0.5 * x[i] * x[i]) * inv_sqrt_2pi;
+        dx[i] = g[i] * (cdf[i] + x[i] * pdf);
+    }
 }
 
 /* ---- column helpers: one row x[0..n) updates n per-column accumulators ---- */

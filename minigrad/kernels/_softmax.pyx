@@ -29,8 +29,8 @@ from minigrad.kernels._simd cimport (
     _row_affine,
     _row_dot,
     _row_expwrite,
-    _row_extreme,
     _row_logsoftmax_bwd,
+    _row_max,
     _row_softmax_bwd,
     _row_sum,
     _row_sumexp,
@@ -89,7 +89,7 @@ cdef inline void _softmax_task(const floating[:, :, ::1] x, floating[:, :, ::1] 
     # one task: the outputs of one outer index o and one chunk of features
     cdef Py_ssize_t N = x.shape[1], I = x.shape[2]
     cdef Py_ssize_t nc = (I + chunk - 1) // chunk
-    cdef Py_ssize_t o, r, k, k0, k1, w, first
+    cdef Py_ssize_t o, r, k, k0, k1, w
     cdef floating mx
     cdef double s
     o = task // nc
@@ -97,7 +97,7 @@ cdef inline void _softmax_task(const floating[:, :, ::1] x, floating[:, :, ::1] 
     k1 = _imin(k0 + chunk, I)
     w = k1 - k0
     if I == 1:
-        mx = _row_extreme(&x[o, 0, 0], N, 1, &first)
+        mx = _row_max(&x[o, 0, 0], N, 1)
         if logarithm:
             s = _row_sumexp(&x[o, 0, 0], N, mx)
             # y = ((x - m) - log(s)) * 1 + 0: the normalization write pass, rounded like the twin
@@ -272,10 +272,10 @@ cdef inline void _xent_fwd_task(const floating[:, ::1] x, const int64_t[::1] tar
                                 const unsigned char[::1] ignored, double ls, floating[::1] loss,
                                 double[::1] lse, Py_ssize_t i) noexcept nogil:
     # one task: one row
-    cdef Py_ssize_t C = x.shape[1], first
+    cdef Py_ssize_t C = x.shape[1]
     cdef floating mx
     cdef double log_s, val
-    mx = _row_extreme(&x[i, 0], C, 1, &first)
+    mx = _row_max(&x[i, 0], C, 1)
     if not isfinite(mx):
         mx = 0  # -inf / inf / NaN rows: the sum of exps itself gives the right lse
     log_s = log(_row_sumexp(&x[i, 0], C, mx))

@@ -4,7 +4,8 @@ Importing this module fails when the extensions were not built; ``minigrad.kerne
 warns once and uses the NumPy twins.
 """
 
-from . import _conv, _norm, _optim, _pool, _reduce, _softmax
+from . import _activation, _conv, _norm, _optim, _pool, _reduce, _softmax
+from ._activation import gelu_backward, gelu_forward
 from ._conv import conv2d_backward, conv2d_forward
 from ._embed import embedding_backward
 from ._norm import (
@@ -34,14 +35,15 @@ from ._softmax import (
     softmax_backward,
 )
 
-_THREADED_MODULES = (_conv, _norm, _optim, _pool, _reduce, _softmax)
+_THREADED_MODULES = (_activation, _conv, _norm, _optim, _pool, _reduce, _softmax)
 
 __all__ = [
     "adaptive_avg_pool2d_backward", "adaptive_avg_pool2d_forward", "avg_pool2d_backward",
     "avg_pool2d_forward", "max_pool2d_backward", "max_pool2d_forward",
     "adam_step", "batchnorm_backward", "batchnorm_forward", "conv2d_backward", "conv2d_forward",
     "cross_entropy_backward",
-    "cross_entropy_forward", "layernorm_backward", "layernorm_forward", "log_softmax",
+    "cross_entropy_forward", "gelu_backward", "gelu_forward", "layernorm_backward",
+    "layernorm_forward", "log_softmax",
     "log_softmax_backward", "logsumexp", "max", "mean", "min", "rmsnorm_backward",
     "rmsnorm_forward", "rmsprop_step", "sgd_step",
     "softmax", "softmax_backward", "sum", "var",

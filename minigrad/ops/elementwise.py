@@ -6,10 +6,9 @@ The user-facing wrappers (dtype promotion, argument rules) live in ``minigrad.fu
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+from .. import kernels
 from ..autograd import Function
 
 # ----------------------------------------------------------------------------- binary
@@ -250,42 +249,14 @@ class GELU(Function):
 
     @staticmethod
     def forward(ctx, x):
-        cdf = _normal_cdf(x)
+        y, cdf = kernels.impl.gelu_forward(x)
         ctx.save_for_backward(x, cdf)
-        return x * cdf
+        return y
 
     @staticmethod
     def backward(ctx, grad):
         x, cdf = ctx.saved
-        pdf = np.exp(-0.5 * x * x) * x.dtype.type(1 / math.sqrt(2 * math.pi))
-        return grad * (cdf + x * pdf)
-
-
-def _normal_cdf(x: np.ndarray) -> np.ndarray:
-    """Phi(x) = erfc(-x / sqrt 2) / 2, the standard normal CDF."""
-    return (0.5 * _erfc(-x * (1 / math.sqrt(2)))).astype(x.dtype, copy=False)
-
-
-_math_erfc = np.frompyfunc(math.erfc, 1, 1)
-
-
-def _erfc(z: np.ndarray) -> np.ndarray:
-    """Complementary error function.
-
-    float64 calls the C library's erfc per element (full precision, which gradcheck and
-    float64 users need); float32 uses the Chebyshev fit from Numerical Recipes (fractional
-    error below 1.2e-7 everywhere, about float32's resolution), vectorised.
-    """
-    if z.dtype == np.float64:
-        return _math_erfc(z).astype(np.float64)
-    t = 1.0 / (1.0 + 0.5 * np.abs(z))
-    coefficients = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806,
-                    0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277)
-    poly = np.zeros_like(t)
-    for c in reversed(coefficients):  # Horner over the 10 coefficients, not over elements
-        poly = poly * t + c
-    erfc_abs = t * np.exp(-z * z + poly)
-    return np.where(z >= 0, erfc_abs, 2.0 - erfc_abs)
+        return kernels.impl.gelu_backward(grad, x, cdf)
 
 
 class SiLU(Function):
