@@ -1,0 +1,171 @@
+"""``mg.compile``: record a function's kernel calls once, replay them without the engine.
+
+The first call of ``step = mg.compile(fn)`` with given argument shapes runs ``fn`` eagerly
+and records what it does at the level where arrays are computed: each op's forward and
+backward, the sums of the backward pass, the accumulation into ``.grad``, the optimizer and
+scheduler calls. Later calls with the same shapes, dtypes and structure run that record as
+one generated Python function over plain arrays (``_replay``), bit for bit what eager code
+computes. What a replay could not repeat is detected while recording (``_record``) or
+before each replay (the guards of ``_sources``); the call then runs eagerly, with a
+``CompileWarning`` that says why. docs/compile.md lists what is and is not replayed.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .. import autograd
+from ..tensor import Tensor
+from ._record import record
+from ._replay import Replay
+from ._sources import Unreplayable
+
+__all__ = ["compile", "Compiled", "CompileWarning"]
+
+
+class CompileWarning(UserWarning):
+    """A compiled function ran eagerly (or recorded again); the message says why."""
+
+
+def _arg_key(a: Any) -> Any:
+    """What of one argument a replay depends on: shape and dtype of arrays, the value of
+    plain Python values, the identity of anything else."""
+    if isinstance(a, Tensor):
+        return (Tensor, a._data.shape, a._data.dtype.str, a._requires_grad, a._ctx is None)
+    if isinstance(a, np.ndarray):
+        return (np.ndarray, a.shape, a.dtype.str)
+    if a is None or type(a) in (bool, int, float, str):
+        return (type(a), a)
+    return (object, id(a))
+
+
+class Compiled:
+    """A function wrapped by ``mg.compile``: call it as the function itself.
+
+    ``recordings``, ``replays`` and ``eager_calls`` count what happened so far;
+    ``last_reason`` is why the last eager call was not replayed. ``source(args)`` shows the
+    generated replay for arguments like ``args`` (for reading and debugging).
+    """
+
+    def __init__(self, fn: Callable[..., Any], max_recordings: int = 8):
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.max_recordings = max_recordings
+        self._replays: dict[tuple, list[Replay]] = {}
+        self._eager: dict[tuple, str] = {}  # keys that always run eagerly, with the reason
+        self._warned: set[str] = set()
+        self.recordings = self.replays = self.eager_calls = 0
+        self.last_reason: str | None = None
+
+    def _key(self, args: tuple, kwargs: dict) -> tuple:
+        key = tuple(map(_arg_key, args))
+        if kwargs:
+            key += tuple(sorted((k, _arg_key(v)) for k, v in kwargs.items()))
+        return key + (autograd._modes.grad_enabled,)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if autograd._modes.anomaly:  # anomaly mode checks every op: that is eager work
+            return self._eager_call("detect_anomaly is on", args, kwargs, warn=False)
+        if kwargs and any(isinstance(v, (Tensor, np.ndarray)) for v in kwargs.values()):
+            return self._eager_call("tensors passed as keyword arguments are not replayed",
+                                    args, kwargs)
+        key = self._key(args, kwargs)
+        reason = self._eager.get(key)
+        if reason is not None:
+            return self._eager_call(reason, args, kwargs, warn=False)
+        replays = self._replays.get(key)
+        if replays:
+            for replay in replays:
+                reason = replay.broken()
+                if reason is None:
+                    self.replays += 1
+                    return replay(args)
+            self._warn(f"recording again: {reason}")
+            if len(replays) >= self.max_recordings:
+                self._eager[key] = f"recorded {len(replays)} times for these arguments"
+                return self._eager_call(self._eager[key], args, kwargs)
+        return self._record(key, args, kwargs)
+
+    def _record(self, key: tuple, args: tuple, kwargs: dict) -> Any:
+        rec, result = record(self.fn, args, kwargs)
+        self.recordings += 1
+        if rec is None:  # another recording was in progress (a nested compiled call)
+            return result
+        problem = rec.problem
+        if problem is None:
+            try:
+                replay = Replay(rec, result, tuple(args) + tuple(kwargs.values()))
+            except Unreplayable as exc:
+                problem = str(exc)
+        if problem is not None:
+            self._eager[key] = problem
+            self.last_reason = problem
+            self._warn(f"running eagerly: {problem}")
+            return result
+        self._replays.setdefault(key, []).append(replay)
+        return result
+
+    def _eager_call(self, reason: str, args: tuple, kwargs: dict, warn: bool = True) -> Any:
+        self.eager_calls += 1
+        self.last_reason = reason
+        if warn:
+            self._warn(f"running eagerly: {reason}")
+        return self.fn(*args, **kwargs)
+
+    def _warn(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            name = getattr(self.fn, "__qualname__", repr(self.fn))
+            warnings.warn(f"mg.compile({name}): {message}", CompileWarning, stacklevel=4)
+
+    def source(self, *args: Any, **kwargs: Any) -> str | None:
+        """The generated replay for arguments shaped like these, once recorded (else None)."""
+        replays = self._replays.get(self._key(args, kwargs))
+        return replays[-1].source if replays else None
+
+    def __repr__(self) -> str:
+        return (f"<compiled {getattr(self.fn, '__qualname__', self.fn)}: "
+                f"{self.recordings} recordings, {self.replays} replays, "
+                f"{self.eager_calls} eager calls>")
+
+
+def compile(fn: Callable[..., Any] | None = None, *,  # noqa: A001 -- PyTorch's name
+            max_recordings: int = 8) -> Any:
+    """Record ``fn``'s kernel calls on its first call and replay them on later calls.
+
+    ``step = mg.compile(fn)`` or ``@mg.compile``. The first call with given argument shapes
+    and dtypes (and grad mode) runs ``fn`` eagerly and records it; later such calls replay
+    the record on plain arrays (no Tensor, Context or graph per op), with the same results
+    bit for bit: parameters, gradients, running statistics, optimizer state and the random
+    draws of dropout. Learning rates, step counts, parameter values and the inputs are read
+    afresh at every call.
+
+    A call runs eagerly, with a ``CompileWarning`` naming the reason, when ``fn`` reads
+    tensor values in Python (``item()``, ``numpy()``, ``bool(t)``, comparisons ...), draws
+    random numbers outside minigrad's ops, changes tensors in place, returns a tensor whose
+    backward it did not run, or uses hooks. It records again (and warns) when a module was
+    switched between train and eval, a parameter or module was replaced, a tensor it reads
+    changed shape or dtype, or a variable it closes over was rebound; after
+    ``max_recordings`` recordings for one argument signature it stays eager.
+
+    Python numbers computed inside ``fn`` (not passed as arguments nor read through its
+    closure) are constants of the recording, as in ``jax.jit``. Tensors returned by a replay
+    are new tensors outside any graph. See docs/compile.md.
+
+    Example:
+        >>> @mg.compile
+        ... def train_step(x, y):
+        ...     opt.zero_grad()
+        ...     loss = F.cross_entropy(model(x), y)
+        ...     loss.backward()
+        ...     opt.step()
+        ...     return loss
+    """
+    if fn is None:
+        return functools.partial(compile, max_recordings=max_recordings)
+    return Compiled(fn, max_recordings)

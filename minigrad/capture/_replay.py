@@ -1,0 +1,249 @@
+"""A replay: the recorded steps turned into one straight-line Python function, and the guards
+that decide whether it may run.
+
+``Replay.run`` is the point of the whole package: a generated function with one line per
+kernel-level call (``forward``/``backward`` of each Function on plain arrays, the sums of the
+backward pass, leaf accumulation, the repeated optimizer calls), locals for the arrays, and
+nothing else: no Tensor, Context or Function.apply per op, no graph, no topological sort.
+Each op's forward and backward are the very functions eager code calls, with the same
+arrays in the same order, so the results are the same bits. Every op allocates its outputs
+as in eager mode, so an array handed to the caller is never overwritten by a later call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import random
+from ..autograd import _accumulate_leaf, _fit, _ForwardOnly
+from ..tensor import Tensor
+from ._sources import (
+    TENSOR_HOOKS,
+    Arg,
+    ClosureGuard,
+    Constant,
+    External,
+    Generator,
+    Slot,
+    TensorGuard,
+    Unreplayable,
+    hook_holder,
+)
+
+# The hook slots the Tensor class has at all: looking up names it cannot have would cost a
+# failed lookup per tensor per call.
+_TENSOR_HOOKS = tuple(n for n in TENSOR_HOOKS if hasattr(Tensor, n))
+
+
+class ReplayContext:
+    """The context one op's forward and backward share during replays: the same attributes
+    a Context offers a Function (``needs_input_grad``, ``inputs`` for their count,
+    ``saved``), made once per recorded op and reused by every replay."""
+
+    __slots__ = ("fn", "inputs", "needs_input_grad", "saved", "__dict__")
+
+    def __init__(self, fn: type, needs_input_grad: tuple[bool, ...]):
+        self.fn = fn
+        self.inputs = (None,) * len(needs_input_grad)
+        self.needs_input_grad = needs_input_grad
+        self.saved: Any = ()
+
+    def save_for_backward(self, *arrays: Any) -> None:
+        self.saved = arrays
+
+    def __repr__(self) -> str:
+        return f"<{self.fn.__name__} replay node>"
+
+
+class _Writer:
+    """Source lines and the names they use, for one generated function."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.names: dict[str, Any] = {"ndarray": np.ndarray, "asarray": np.asarray,
+                                      "empty": np.empty, "array": np.array,
+                                      "_random": random, "_fit": _fit,
+                                      "_acc": _accumulate_leaf, "_NOCTX": _ForwardOnly()}
+
+    def bind(self, name: str, value: Any) -> str:
+        self.names[name] = value
+        return name
+
+    def add(self, line: str) -> None:
+        self.lines.append("    " + line)
+
+
+def _expr(source: Any, tensor: bool = False) -> str:
+    """The Python expression that yields a source's array (or, with ``tensor``, the
+    Tensor object itself: leaves receive gradients as tensors)."""
+    if isinstance(source, Slot):
+        return f"s{source.index}"
+    if isinstance(source, Arg):
+        return f"a{source.index}" + ("._data" if source.data and not tensor else "")
+    if isinstance(source, External):
+        return f"e{source.index}" + ("" if tensor else "._data")
+    if isinstance(source, Constant):
+        return f"k{source.index}"
+    if isinstance(source, Generator):
+        return "_random._generator"
+    raise TypeError(f"unknown source {source!r}")
+
+
+def _forward(w: _Writer, k: int, step: tuple) -> None:
+    _, cls, sources, attrs, needs, zero_d, out = step
+    w.bind(f"F{k}", cls.forward)
+    ctx = "_NOCTX" if needs is None else w.bind(f"c{k}", ReplayContext(cls, needs))
+    args = [ctx] + [_expr(s) for s in sources] + [f"{n}={_expr(s)}" for n, s in attrs.items()]
+    w.add(f"s{out.index} = F{k}({', '.join(args)})")
+    if zero_d:  # NumPy returns scalars from 0-d arithmetic; Function.apply wraps them
+        w.add(f"if s{out.index}.__class__ is not ndarray: s{out.index} = asarray(s{out.index})")
+
+
+def _backward(w: _Writer, k: int, step: tuple, steps: list) -> None:
+    _, forward, grad, outs = step
+    w.bind(f"B{k}", steps[forward][1].backward)
+    w.add(f"r = B{k}(c{forward}, {_expr(grad)})")
+    w.add("if r.__class__ is not tuple: r = (r,)")
+    for i, slot in enumerate(outs):
+        if slot is not None:
+            w.add(f"s{slot.index} = r[{i}]")
+    w.add(f"c{forward}.saved = None")
+
+
+def _line(w: _Writer, k: int, step: tuple, steps: list) -> None:
+    kind = step[0]
+    if kind == "forward":
+        _forward(w, k, step)
+    elif kind == "backward":
+        _backward(w, k, step, steps)
+    elif kind == "fit":
+        _, source, shape, dtype, out = step
+        like = w.bind(f"d{k}", np.broadcast_to(np.empty((), dtype), shape))
+        w.add(f"s{out.index} = _fit({_expr(source)}, {like})")
+    elif kind == "add":
+        _, a, b, out = step
+        w.add(f"s{out.index} = {_expr(a)} + {_expr(b)}")
+    elif kind == "handed":
+        w.add(f"h{step[1]} = {{id({_expr(step[2])})}}")
+    elif kind == "leaf":
+        _, target, source, group = step
+        w.add(f"_acc({_expr(target, tensor=True)}, {_expr(source)}, h{group})")
+    elif kind == "seed":
+        _, shape, dtype, out = step
+        w.bind(f"shape{k}", shape)
+        w.bind(f"dtype{k}", dtype)
+        w.add(f"s{out.index} = empty(shape{k}, dtype{k}); s{out.index}.fill(1)")
+    elif kind == "call":
+        w.add(f"{w.bind(f'x{k}', step[1])}()")
+    elif kind == "clear_grad":
+        w.add(f"{_expr(step[1], tensor=True)}.grad = None")
+    elif kind == "convert":
+        _, index, dtype, out = step
+        w.bind(f"dtype{k}", dtype)
+        w.add(f"s{out.index} = array(a{index}, dtype=dtype{k}, copy=True, order='K')")
+    elif kind == "targets":
+        _, check, shape, source, ignore_index, out = step
+        w.bind(f"T{k}", check)
+        w.bind(f"shape{k}", shape)
+        w.add(f"s{out.index} = T{k}(shape{k}, {_expr(source)}, {ignore_index!r})")
+    else:
+        raise TypeError(f"unknown step {kind!r}")
+
+
+def generate(rec: Any, n_args: int, returned: list[Slot]) -> tuple[Any, str]:
+    """The replay function ``run(args) -> (array of each returned slot, ...)`` and its source."""
+    w = _Writer()
+    for i, t in enumerate(rec.externals):
+        w.bind(f"e{i}", t)
+    for i, c in enumerate(rec.constants):
+        w.bind(f"k{i}", c)
+    if n_args:
+        w.add(f"{', '.join(f'a{i}' for i in range(n_args))}, = args")
+    for k, step in enumerate(rec.steps):
+        _line(w, k, step, rec.steps)
+    w.add(f"return ({''.join(f's{s.index}, ' for s in returned)})")
+    source = "def run(args):\n" + "\n".join(w.lines) + "\n"
+    namespace = dict(w.names)
+    exec(compile(source, "<mg.compile replay>", "exec"), namespace)  # noqa: S102
+    return namespace["run"], source
+
+
+# --------------------------------------------------------------------- returned values
+def returned_spec(rec: Any, value: Any, slots: list[Slot]) -> Any:
+    """How to rebuild the function's return value after a replay (its tensors as fresh
+    tensors over the replay's arrays, the same objects for tensors from outside)."""
+    if isinstance(value, Tensor):
+        return _returned_tensor(rec, value, slots)
+    if isinstance(value, (tuple, list)):
+        return (type(value), [returned_spec(rec, v, slots) for v in value])
+    if isinstance(value, dict):
+        return (dict, {k: returned_spec(rec, v, slots) for k, v in value.items()})
+    if isinstance(value, np.ndarray):
+        raise Unreplayable("the function returns a NumPy array (return the tensor instead)")
+    return ("value", value)
+
+
+def _returned_tensor(rec: Any, t: Tensor, slots: list[Slot]) -> Any:
+    ctx = t._ctx
+    if ctx is not None and ctx.saved is not None:
+        raise Unreplayable("the function returns a tensor whose graph it did not run backward "
+                           "through (call backward inside the function, or use no_grad)")
+    index = rec.produced.get(id(t._data))
+    if index is not None and id(t) in rec.born:
+        slots.append(Slot(index))
+        return ("tensor", len(slots) - 1)
+    if id(t) not in rec.born:
+        return ("value", t)
+    for leaf in [*rec.externals, *(a for a in rec.args if isinstance(a, Tensor))]:
+        if leaf.grad is t:
+            return ("grad", leaf)
+    raise Unreplayable("the function returns a tensor a recording cannot trace")
+
+
+def build(spec: Any, arrays: tuple) -> Any:
+    kind, value = spec
+    if kind == "tensor":
+        return Tensor._from_op(arrays[value], None)
+    if kind == "value":
+        return value
+    if kind == "grad":
+        return value.grad
+    if kind is dict:
+        return {k: build(v, arrays) for k, v in value.items()}
+    return kind(build(v, arrays) for v in value)
+
+
+# --------------------------------------------------------------------- the replay
+class Replay:
+    """One recorded call, ready to run again: the generated function and its guards."""
+
+    def __init__(self, rec: Any, result: Any, keep_args: tuple):
+        slots: list[Slot] = []
+        self.spec = returned_spec(rec, result, slots)
+        self.run_arrays, self.source = generate(rec, len(rec.args), slots)
+        self.tensors = [TensorGuard(t) for t in rec.externals]
+        self.modules = list(rec.modules.values())
+        self.closure = ClosureGuard(rec.fn)
+        self.keep_args = keep_args  # objects whose id is part of the cache key
+        self.n_steps = len(rec.steps)
+
+    def broken(self) -> str | None:
+        """Why this replay may not run now (something it relies on changed), or None."""
+        for g in self.tensors:
+            t = g.tensor
+            data = t._data
+            if (data.shape != g.shape or data.dtype != g.dtype
+                    or t._requires_grad is not g.requires_grad or t._ctx is not None):
+                return g.broken() or "a tensor the function reads changed"
+            if _TENSOR_HOOKS and hook_holder(t):
+                return g.broken()
+        for m in self.modules:
+            reason = m.broken()
+            if reason is not None:
+                return reason
+        return self.closure.broken()
+
+    def __call__(self, args: tuple) -> Any:
+        return build(self.spec, self.run_arrays(args))

@@ -1,0 +1,188 @@
+"""Where an array of a recorded call comes from, and the guards a replay checks first.
+
+A recording names every array an op reads by its *source*: an earlier step's output (a
+slot), an argument of the call, the ``_data`` of a tensor that lives outside the call (a
+parameter, a buffer, a tensor the function closes over), a frozen constant, or minigrad's
+random generator. A replay reads the last three afresh on every call, so nothing that eager
+code would read again is frozen. No recording logic lives here, only these small records.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+class Unreplayable(Exception):
+    """Raised while recording: the call did something a replay could not repeat."""
+
+
+@dataclass(frozen=True)
+class Slot:
+    """The output array of an earlier step (index into the replay's locals)."""
+
+    index: int
+
+
+@dataclass(frozen=True)
+class Arg:
+    """Positional argument ``index`` of the call: its array (``data``) or the object itself."""
+
+    index: int
+    data: bool  # True: the argument is a Tensor and its ``_data`` is meant
+
+
+@dataclass(frozen=True)
+class External:
+    """``tensors[index]._data`` read at replay time: a tensor that lives outside the call."""
+
+    index: int
+
+
+@dataclass(frozen=True)
+class Constant:
+    """``constants[index]``, frozen at recording (Python numbers turned into tensors)."""
+
+    index: int
+
+
+@dataclass(frozen=True)
+class Generator:
+    """minigrad's global random generator, looked up at replay time (``manual_seed`` may
+    have replaced it)."""
+
+
+# Where a module or a tensor may keep hooks: a replay never runs Python hooks, so an object
+# holding a non-empty one is not replayed. Modules keep them in their instance dict; a
+# tensor in one of its slots.
+MODULE_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks",
+                "_full_backward_hooks")
+TENSOR_HOOKS = ("_hooks", "_grad_hooks", "_backward_hooks", "_post_hooks", "_retains_grad")
+
+
+def hook_holder(obj: Any) -> str | None:
+    """The name of a non-empty hook collection ``obj`` holds, or None."""
+    d = getattr(obj, "__dict__", None)
+    if d is not None:  # a module (a dict lookup: Module.__getattr__ misses are slow)
+        for name in MODULE_HOOKS:
+            if d.get(name):
+                return name
+        return None
+    for name in TENSOR_HOOKS:
+        if getattr(obj, name, None):
+            return name
+    return None
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Identity, or equality of plain Python values (a float closure variable recomputed to
+    the same value is the same input)."""
+    if a is b:
+        return True
+    kind = type(a)
+    return kind is type(b) and kind in (int, float, str, bool, complex) and a == b
+
+
+class ModuleGuard:
+    """A module called during the recording: its mode and the identity of its parameters,
+    buffers and sub-modules, which a replay needs unchanged."""
+
+    __slots__ = ("module", "training", "params", "buffers", "children")
+
+    def __init__(self, module: Any):
+        self.module = module
+        self.training = module.training
+        self.params = tuple(module._parameters.values())
+        self.buffers = tuple(module._buffers.values())
+        self.children = tuple(module._modules.values())
+
+    def broken(self) -> str | None:
+        """Why the module no longer matches its recording, or None."""
+        m = self.module
+        if (m.training is self.training and _same_values(m._parameters, self.params)
+                and _same_values(m._buffers, self.buffers)
+                and _same_values(m._modules, self.children) and not hook_holder(m)):
+            return None
+        if m.training != self.training:
+            mode = "training" if m.training else "eval"
+            return f"{type(m).__name__} was switched to {mode} mode since the recording"
+        for registry, kept, what in ((m._parameters, self.params, "parameter"),
+                                     (m._buffers, self.buffers, "buffer"),
+                                     (m._modules, self.children, "sub-module")):
+            if len(registry) != len(kept) or not all(
+                    map(operator.is_, registry.values(), kept)):
+                return f"a {what} of {type(m).__name__} was replaced since the recording"
+        hooks = hook_holder(m)
+        if hooks is not None:
+            return f"{type(m).__name__} has hooks ({hooks}); a replay does not run them"
+        return None
+
+
+def _same_values(registry: dict, kept: tuple) -> bool:
+    return len(registry) == len(kept) and all(map(operator.is_, registry.values(), kept))
+
+
+class TensorGuard:
+    """A tensor read from outside the call: shape, dtype, requires_grad and leaf-ness."""
+
+    __slots__ = ("tensor", "shape", "dtype", "requires_grad")
+
+    def __init__(self, tensor: Any):
+        self.tensor = tensor
+        self.shape = tensor._data.shape
+        self.dtype = tensor._data.dtype
+        self.requires_grad = tensor._requires_grad
+
+    def broken(self) -> str | None:
+        t = self.tensor
+        data = t._data
+        if type(data) is not np.ndarray or data.shape != self.shape or data.dtype != self.dtype:
+            return (f"a tensor the function reads changed from {self.dtype} {self.shape} to "
+                    f"{getattr(data, 'dtype', '?')} {getattr(data, 'shape', '?')}")
+        if t._requires_grad is not self.requires_grad:
+            return "requires_grad of a tensor the function reads changed"
+        if t._ctx is not None:
+            return "a tensor the function reads is now the output of a graph"
+        hooks = hook_holder(t)
+        if hooks is not None:
+            return f"a tensor the function reads has hooks ({hooks})"
+        return None
+
+
+class ClosureGuard:
+    """The objects a plain function reaches through its closure cells and the globals its
+    code names: rebinding one (``lr = 0.1`` then ``lr = 0.01``) changes what the function
+    computes without changing any argument, so the replay must not be used."""
+
+    __slots__ = ("cells", "values", "names", "globals", "global_values")
+
+    def __init__(self, fn: Any):
+        self.cells = tuple(getattr(fn, "__closure__", None) or ())
+        self.values = tuple(_cell(c) for c in self.cells)
+        code = getattr(fn, "__code__", None)
+        self.globals = getattr(fn, "__globals__", {})
+        self.names = tuple(n for n in (code.co_names if code else ()) if n in self.globals)
+        self.global_values = tuple(self.globals[n] for n in self.names)
+
+    def broken(self) -> str | None:
+        for cell, value in zip(self.cells, self.values, strict=True):
+            if not _same(_cell(cell), value):
+                return "a variable the function closes over was rebound"
+        g = self.globals
+        for name, value in zip(self.names, self.global_values, strict=True):
+            if not _same(g.get(name), value):
+                return f"the global {name!r} the function reads was rebound"
+        return None
+
+
+def _cell(cell: Any) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:  # an empty cell (a variable assigned later)
+        return _EMPTY
+
+
+_EMPTY = object()
