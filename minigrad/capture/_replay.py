@@ -190,15 +190,15 @@ def _returned_tensor(rec: Any, t: Tensor, slots: list[Slot]) -> Any:
     if ctx is not None and ctx.saved is not None:
         raise Unreplayable("the function returns a tensor whose graph it did not run backward "
                            "through (call backward inside the function, or use no_grad)")
-    index = rec.produced.get(id(t._data))
-    if index is not None and id(t) in rec.born:
-        slots.append(Slot(index))
-        return ("tensor", len(slots) - 1)
     if id(t) not in rec.born:
         return ("value", t)
     for leaf in [*rec.externals, *(a for a in rec.args if isinstance(a, Tensor))]:
         if leaf.grad is t:
             return ("grad", leaf)
+    index = rec.produced.get(id(t._data))
+    if index is not None:
+        slots.append(Slot(index))
+        return ("tensor", len(slots) - 1)
     raise Unreplayable("the function returns a tensor a recording cannot trace")
 
 
