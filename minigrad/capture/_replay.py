@@ -20,6 +20,7 @@ from .. import random
 from ..autograd import _accumulate_leaf, _fit, _ForwardOnly
 from ..tensor import Tensor
 from ._sources import (
+    MODULE_HOOKS,
     TENSOR_HOOKS,
     Arg,
     ClosureGuard,
@@ -29,7 +30,6 @@ from ._sources import (
     Slot,
     TensorGuard,
     Unreplayable,
-    hook_holder,
 )
 
 # The hook slots the Tensor class has at all: looking up names it cannot have would cost a
@@ -215,6 +215,45 @@ def build(spec: Any, arrays: tuple) -> Any:
     return kind(build(v, arrays) for v in value)
 
 
+# --------------------------------------------------------------------- guards
+def generate_guards(tensors: list[TensorGuard], modules: list[Any]) -> Any:
+    """One generated function that says whether every tensor and module a replay reads is
+    as recorded: shape, dtype, requires_grad and leaf-ness of each tensor, mode and the
+    identity of the parameters, buffers and sub-modules of each module, no hooks. It is the
+    fast path of ``Replay.broken``; the guard objects explain a failure."""
+    w = _Writer()
+    for i, g in enumerate(tensors):
+        t, d = w.bind(f"t{i}", g.tensor), f"d{i}"
+        w.bind(f"S{i}", g.shape)
+        w.bind(f"D{i}", g.dtype)
+        w.add(f"{d} = {t}._data")
+        w.add(f"if {d}.__class__ is not ndarray or {d}.shape != S{i} or "
+              f"({d}.dtype is not D{i} and {d}.dtype != D{i}) or "
+              f"{t}._requires_grad is not {g.requires_grad} or {t}._ctx is not None: "
+              "return False")
+        for name in _TENSOR_HOOKS:
+            w.add(f"if {t}.{name}: return False")
+    for i, g in enumerate(modules):
+        m = w.bind(f"m{i}", g.module)
+        w.add(f"if {m}.training is not {g.training}: return False")
+        for registry, kept in (("_parameters", g.params), ("_buffers", g.buffers),
+                               ("_modules", g.children)):
+            checks = [f"len(v) != {len(kept)}"]
+            for j, (key, value) in enumerate(zip(getattr(g.module, registry), kept,
+                                                 strict=True)):
+                checks.append(f"v.get({key!r}) is not {w.bind(f'V{i}{registry}{j}', value)}")
+            w.add(f"v = {m}.{registry}")
+            w.add(f"if {' or '.join(checks)}: return False")
+        w.add(f"h = {m}.__dict__")
+        for name in MODULE_HOOKS:
+            w.add(f"if h.get({name!r}): return False")
+    w.add("return True")
+    namespace = dict(w.names)
+    exec(compile("def hold():\n" + "\n".join(w.lines) + "\n", "<mg.compile guards>", "exec"),
+         namespace)  # noqa: S102
+    return namespace["hold"]
+
+
 # --------------------------------------------------------------------- the replay
 class Replay:
     """One recorded call, ready to run again: the generated function and its guards."""
@@ -226,24 +265,19 @@ class Replay:
         self.tensors = [TensorGuard(t) for t in rec.externals]
         self.modules = list(rec.modules.values())
         self.closure = ClosureGuard(rec.fn)
+        self.guards_hold = generate_guards(self.tensors, self.modules)
         self.keep_args = keep_args  # objects whose id is part of the cache key
         self.n_steps = len(rec.steps)
 
     def broken(self) -> str | None:
         """Why this replay may not run now (something it relies on changed), or None."""
-        for g in self.tensors:
-            t = g.tensor
-            data = t._data
-            if (data.shape != g.shape or data.dtype != g.dtype
-                    or t._requires_grad is not g.requires_grad or t._ctx is not None):
-                return g.broken() or "a tensor the function reads changed"
-            if _TENSOR_HOOKS and hook_holder(t):
-                return g.broken()
-        for m in self.modules:
-            reason = m.broken()
+        if self.guards_hold():
+            return self.closure.broken()
+        for guard in (*self.tensors, *self.modules):
+            reason = guard.broken()
             if reason is not None:
                 return reason
-        return self.closure.broken()
+        return "a tensor or module the function reads changed"
 
     def __call__(self, args: tuple) -> Any:
         return build(self.spec, self.run_arrays(args))
