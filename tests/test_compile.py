@@ -479,3 +479,65 @@ def test_decorator_and_repr():
     assert double.__name__ == "double"
     assert "1 recordings, 1 replays" in repr(double)
     assert "def run(args)" in double.source(x)
+
+
+def test_changed_module_setting_records_again(backend):
+    models = mlp(), mlp()
+    opts = [optim.SGD(m.parameters(), lr=0.1) for m in models]
+    eager = train_step(models[0], opts[0])
+    compiled = mg.compile(train_step(models[1], opts[1]))
+    data = batches((16, 64))
+    for x, y in data[:2]:
+        eager(x, y), compiled(x, y)
+    for m in models:
+        m[1].momentum = 0.5  # BatchNorm's running-statistics momentum
+    with pytest.warns(CompileWarning, match="setting of BatchNorm1d"):
+        compiled(*data[2])
+    eager(*data[2])
+    assert_same_state(models[0], opts[0], models[1], opts[1])
+
+
+def test_one_tensor_passed_twice_records_separately(backend):
+    def fn(a, b):
+        with mg.no_grad():
+            return a * 2 + b
+
+    compiled = mg.compile(fn)
+    x, y = mg.tensor([1.0, 2.0]), mg.tensor([10.0, 20.0])
+    for a, b in ((x, y), (x, x), (x, y), (y, y)):
+        assert np.array_equal(compiled(a, b).data, fn(a, b).data)
+    assert compiled.recordings == 2
+
+
+def test_argument_that_is_also_a_parameter_is_pinned(backend):
+    lin = nn.Linear(2, 2)
+    x = mg.tensor([[1.0, 2.0]])
+
+    def fn(t):
+        with mg.no_grad():
+            return lin(x) + t
+
+    compiled = mg.compile(fn)
+    compiled(lin.bias), compiled(lin.bias)
+    other = mg.tensor([100.0, 200.0], requires_grad=True)
+    with pytest.warns(CompileWarning, match="argument 0"):
+        got = compiled(other)
+    assert np.array_equal(got.data, fn(other).data)
+
+
+def test_compiled_bound_method_sees_its_object_change(backend):
+    class Scaler:
+        def __init__(self):
+            self.factor = 2.0
+
+        def apply(self, t):
+            with mg.no_grad():
+                return t * self.factor
+
+    s = Scaler()
+    compiled = mg.compile(s.apply)
+    t = mg.tensor([1.0, 2.0])
+    compiled(t), compiled(t)
+    s.factor = 5.0
+    with pytest.warns(CompileWarning, match="attribute of the object"):
+        assert np.array_equal(compiled(t).data, [5.0, 10.0])

@@ -22,7 +22,7 @@ import numpy as np
 from .. import autograd
 from ..tensor import Tensor
 from ._record import record
-from ._replay import Replay
+from ._replay import _BUSY, Replay
 from ._sources import Unreplayable
 
 __all__ = ["compile", "Compiled", "CompileWarning"]
@@ -64,6 +64,9 @@ class Compiled:
 
     def _key(self, args: tuple, kwargs: dict) -> tuple:
         key = tuple(map(_arg_key, args))
+        ids = [id(a) for a in args if isinstance(a, (Tensor, np.ndarray))]
+        if len(set(ids)) != len(ids):  # one object passed twice: another recording
+            key += (tuple(ids.index(i) for i in ids),)
         if kwargs:
             key += tuple(sorted((k, _arg_key(v)) for k, v in kwargs.items()))
         return key + (autograd._modes.grad_enabled,)
@@ -81,10 +84,14 @@ class Compiled:
         replays = self._replays.get(key)
         if replays:
             for replay in replays:
-                reason = replay.broken()
+                reason = replay.broken(args)
                 if reason is None:
+                    result = replay(args)
+                    if result is _BUSY:
+                        return self._eager_call("replayed by another thread right now", args,
+                                                kwargs, warn=False)
                     self.replays += 1
-                    return replay(args)
+                    return result
             self._warn(f"recording again: {reason}")
             if len(replays) >= self.max_recordings:
                 self._eager[key] = f"recorded {len(replays)} times for these arguments"

@@ -12,6 +12,7 @@ as in eager mode, so an array handed to the caller is never overwritten by a lat
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ from ._sources import (
     Slot,
     TensorGuard,
     Unreplayable,
+    same_setting,
 )
 
 # The hook slots the Tensor class has at all: looking up names it cannot have would cost a
@@ -65,7 +67,8 @@ class _Writer:
         self.names: dict[str, Any] = {"ndarray": np.ndarray, "asarray": np.asarray,
                                       "empty": np.empty, "array": np.array,
                                       "_random": random, "_fit": _fit,
-                                      "_acc": _accumulate_leaf, "_NOCTX": _ForwardOnly()}
+                                      "_acc": _accumulate_leaf, "_NOCTX": _ForwardOnly(),
+                                      "same_setting": same_setting}
 
     def bind(self, name: str, value: Any) -> str:
         self.names[name] = value
@@ -245,8 +248,13 @@ def generate_guards(tensors: list[TensorGuard], modules: list[Any]) -> Any:
             w.add(f"v = {m}.{registry}")
             w.add(f"if {' or '.join(checks)}: return False")
         w.add(f"h = {m}.__dict__")
+        w.add(f"if len(h) != {len(g.module.__dict__)}: return False")
         for name in MODULE_HOOKS:
             w.add(f"if h.get({name!r}): return False")
+        for j, (key, value) in enumerate(g.settings.items()):
+            kept = w.bind(f"A{i}_{j}", value)
+            w.add(f"x = h.get({key!r})")
+            w.add(f"if x is not {kept} and not same_setting(x, {kept}): return False")
     w.add("return True")
     namespace = dict(w.names)
     exec(compile("def hold():\n" + "\n".join(w.lines) + "\n", "<mg.compile guards>", "exec"),
@@ -268,9 +276,15 @@ class Replay:
         self.guards_hold = generate_guards(self.tensors, self.modules)
         self.keep_args = keep_args  # objects whose id is part of the cache key
         self.n_steps = len(rec.steps)
+        self.pinned = _pinned(rec, self.modules, self.closure)
+        self.lock = threading.Lock()  # the contexts are shared: one replay at a time
 
-    def broken(self) -> str | None:
+    def broken(self, args: tuple) -> str | None:
         """Why this replay may not run now (something it relies on changed), or None."""
+        for i, t in self.pinned:
+            if args[i] is not t:
+                return (f"argument {i} was a tensor the function also reaches from outside "
+                        "(a parameter, a closed-over tensor) when recorded, and is not now")
         if self.guards_hold():
             return self.closure.broken()
         for guard in (*self.tensors, *self.modules):
@@ -280,4 +294,23 @@ class Replay:
         return "a tensor or module the function reads changed"
 
     def __call__(self, args: tuple) -> Any:
-        return build(self.spec, self.run_arrays(args))
+        """The function's result, replayed; ``_BUSY`` when another thread (or a recursive
+        call) is replaying it right now and the caller must run the function eagerly."""
+        if not self.lock.acquire(blocking=False):
+            return _BUSY
+        try:
+            return build(self.spec, self.run_arrays(args))
+        finally:
+            self.lock.release()
+
+
+_BUSY = object()
+
+
+def _pinned(rec: Any, modules: list[Any], closure: ClosureGuard) -> list[tuple[int, Tensor]]:
+    """Tensor arguments that are also parameters, buffers or closed-over tensors: the
+    recording read them as arguments, so a replay is right only with those same objects."""
+    inside = {id(v) for g in modules for v in (*g.params, *g.buffers)}
+    inside.update(id(v) for v in (*closure.values, *closure.global_values))
+    return [(i, a) for i, a in enumerate(rec.args)
+            if isinstance(a, Tensor) and id(a) in inside]

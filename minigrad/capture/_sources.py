@@ -86,11 +86,30 @@ def _same(a: Any, b: Any) -> bool:
     return kind is type(b) and kind in (int, float, str, bool, complex) and a == b
 
 
-class ModuleGuard:
-    """A module called during the recording: its mode and the identity of its parameters,
-    buffers and sub-modules, which a replay needs unchanged."""
+_REGISTRIES = frozenset({"_parameters", "_buffers", "_modules", "training", *MODULE_HOOKS})
+PLAIN = (int, float, str, bool, complex, type(None), np.generic)
 
-    __slots__ = ("module", "training", "params", "buffers", "children")
+
+def settings(obj: Any) -> dict[str, Any]:
+    """An object's own attributes other than a module's registries and mode: the settings a
+    recording may have read (Dropout's ``p``, BatchNorm's ``eps`` and ``momentum`` ...)."""
+    return {k: v for k, v in getattr(obj, "__dict__", {}).items() if k not in _REGISTRIES}
+
+
+def same_setting(value: Any, kept: Any) -> bool:
+    """Identity, or equality for plain values and tuples of them."""
+    if value is kept:
+        return True
+    if isinstance(kept, tuple) and all(isinstance(v, PLAIN) for v in kept):
+        return type(value) is tuple and value == kept
+    return isinstance(kept, PLAIN) and type(value) is type(kept) and bool(value == kept)
+
+
+class ModuleGuard:
+    """A module called during the recording: its mode, its settings and the identity of its
+    parameters, buffers and sub-modules, which a replay needs unchanged."""
+
+    __slots__ = ("module", "training", "params", "buffers", "children", "settings")
 
     def __init__(self, module: Any):
         self.module = module
@@ -98,13 +117,15 @@ class ModuleGuard:
         self.params = tuple(module._parameters.values())
         self.buffers = tuple(module._buffers.values())
         self.children = tuple(module._modules.values())
+        self.settings = settings(module)
 
     def broken(self) -> str | None:
         """Why the module no longer matches its recording, or None."""
         m = self.module
         if (m.training is self.training and _same_values(m._parameters, self.params)
                 and _same_values(m._buffers, self.buffers)
-                and _same_values(m._modules, self.children) and not hook_holder(m)):
+                and _same_values(m._modules, self.children) and not hook_holder(m)
+                and _same_settings(m, self.settings)):
             return None
         if m.training != self.training:
             mode = "training" if m.training else "eval"
@@ -118,7 +139,14 @@ class ModuleGuard:
         hooks = hook_holder(m)
         if hooks is not None:
             return f"{type(m).__name__} has hooks ({hooks}); a replay does not run them"
+        if not _same_settings(m, self.settings):
+            return f"a setting of {type(m).__name__} changed since the recording"
         return None
+
+
+def _same_settings(obj: Any, kept: dict[str, Any]) -> bool:
+    now = settings(obj)
+    return now.keys() == kept.keys() and all(same_setting(now[k], v) for k, v in kept.items())
 
 
 def _same_values(registry: dict, kept: tuple) -> bool:
@@ -157,9 +185,11 @@ class ClosureGuard:
     code names: rebinding one (``lr = 0.1`` then ``lr = 0.01``) changes what the function
     computes without changing any argument, so the replay must not be used."""
 
-    __slots__ = ("cells", "values", "names", "globals", "global_values")
+    __slots__ = ("cells", "values", "names", "globals", "global_values", "owner", "settings")
 
     def __init__(self, fn: Any):
+        self.owner = getattr(fn, "__self__", None)  # a bound method: its object's settings
+        self.settings = settings(self.owner) if self.owner is not None else {}
         self.cells = tuple(getattr(fn, "__closure__", None) or ())
         self.values = tuple(_cell(c) for c in self.cells)
         code = getattr(fn, "__code__", None)
@@ -175,6 +205,8 @@ class ClosureGuard:
         for name, value in zip(self.names, self.global_values, strict=True):
             if not _same(g.get(name), value):
                 return f"the global {name!r} the function reads was rebound"
+        if self.settings and not _same_settings(self.owner, self.settings):
+            return "an attribute of the object whose method was compiled changed"
         return None
 
 
