@@ -155,18 +155,19 @@ def _line(w: _Writer, k: int, step: tuple, steps: list) -> None:
         raise TypeError(f"unknown step {kind!r}")
 
 
-def generate(rec: Any, n_args: int, returned: list[Slot]) -> tuple[Any, str]:
-    """The replay function ``run(args) -> (array of each returned slot, ...)`` and its source."""
+def generate(rec: Any, result: Any) -> tuple[Any, str]:
+    """The replay function ``run(args)``, returning what the function returned, and its
+    source."""
     w = _Writer()
     for i, t in enumerate(rec.externals):
         w.bind(f"e{i}", t)
     for i, c in enumerate(rec.constants):
         w.bind(f"k{i}", c)
-    if n_args:
-        w.add(f"{', '.join(f'a{i}' for i in range(n_args))}, = args")
+    if rec.args:
+        w.add(f"{', '.join(f'a{i}' for i in range(len(rec.args)))}, = args")
     for k, step in enumerate(rec.steps):
         _line(w, k, step, rec.steps)
-    w.add(f"return ({''.join(f's{s.index}, ' for s in returned)})")
+    w.add(f"return {_returned(rec, result, w)}")
     source = "def run(args):\n" + "\n".join(w.lines) + "\n"
     namespace = dict(w.names)
     exec(compile(source, "<mg.compile replay>", "exec"), namespace)  # noqa: S102
@@ -174,48 +175,43 @@ def generate(rec: Any, n_args: int, returned: list[Slot]) -> tuple[Any, str]:
 
 
 # --------------------------------------------------------------------- returned values
-def returned_spec(rec: Any, value: Any, slots: list[Slot]) -> Any:
-    """How to rebuild the function's return value after a replay (its tensors as fresh
-    tensors over the replay's arrays, the same objects for tensors from outside)."""
+def _returned(rec: Any, value: Any, w: _Writer) -> str:
+    """The expression that rebuilds the function's return value after a replay: its tensors
+    as new tensors over this replay's arrays, the same objects for tensors from outside."""
     if isinstance(value, Tensor):
-        return _returned_tensor(rec, value, slots)
-    if isinstance(value, (tuple, list)):
-        return (type(value), [returned_spec(rec, v, slots) for v in value])
-    if isinstance(value, dict):
-        return (dict, {k: returned_spec(rec, v, slots) for k, v in value.items()})
+        return _returned_tensor(rec, value, w)
+    if type(value) in (tuple, list):
+        items = "".join(f"{_returned(rec, v, w)}, " for v in value)
+        return f"({items})" if type(value) is tuple else f"[{items}]"
+    if type(value) is dict:
+        items = ", ".join(f"{w.bind(f'K{len(w.names)}', k)}: {_returned(rec, v, w)}"
+                          for k, v in value.items())
+        return f"{{{items}}}"
     if isinstance(value, np.ndarray):
         raise Unreplayable("the function returns a NumPy array (return the tensor instead)")
-    return ("value", value)
+    if isinstance(value, (tuple, list, dict)):
+        raise Unreplayable(f"the function returns a {type(value).__name__}")
+    return w.bind(f"R{len(w.names)}", value)
 
 
-def _returned_tensor(rec: Any, t: Tensor, slots: list[Slot]) -> Any:
+def _returned_tensor(rec: Any, t: Tensor, w: _Writer) -> str:
     ctx = t._ctx
     if ctx is not None and ctx.saved is not None:
         raise Unreplayable("the function returns a tensor whose graph it did not run backward "
                            "through (call backward inside the function, or use no_grad)")
-    if id(t) not in rec.born:
-        return ("value", t)
-    for leaf in [*rec.externals, *(a for a in rec.args if isinstance(a, Tensor))]:
+    if id(t) not in rec.born:  # a tensor from outside, returned as itself
+        return w.bind(f"R{len(w.names)}", t)
+    for i, a in enumerate(rec.args):
+        if isinstance(a, Tensor) and a.grad is t:
+            return f"a{i}.grad"
+    for i, leaf in enumerate(rec.externals):
         if leaf.grad is t:
-            return ("grad", leaf)
+            return f"e{i}.grad"
     index = rec.produced.get(id(t._data))
     if index is not None:
-        slots.append(Slot(index))
-        return ("tensor", len(slots) - 1)
+        w.bind("_new_tensor", Tensor._from_op)
+        return f"_new_tensor(s{index}, None)"
     raise Unreplayable("the function returns a tensor a recording cannot trace")
-
-
-def build(spec: Any, arrays: tuple) -> Any:
-    kind, value = spec
-    if kind == "tensor":
-        return Tensor._from_op(arrays[value], None)
-    if kind == "value":
-        return value
-    if kind == "grad":
-        return value.grad
-    if kind is dict:
-        return {k: build(v, arrays) for k, v in value.items()}
-    return kind(build(v, arrays) for v in value)
 
 
 # --------------------------------------------------------------------- guards
@@ -267,9 +263,7 @@ class Replay:
     """One recorded call, ready to run again: the generated function and its guards."""
 
     def __init__(self, rec: Any, result: Any, keep_args: tuple):
-        slots: list[Slot] = []
-        self.spec = returned_spec(rec, result, slots)
-        self.run_arrays, self.source = generate(rec, len(rec.args), slots)
+        self.run, self.source = generate(rec, result)
         self.tensors = [TensorGuard(t) for t in rec.externals]
         self.modules = list(rec.modules.values())
         self.closure = ClosureGuard(rec.fn)
@@ -299,7 +293,7 @@ class Replay:
         if not self.lock.acquire(blocking=False):
             return _BUSY
         try:
-            return build(self.spec, self.run_arrays(args))
+            return self.run(args)
         finally:
             self.lock.release()
 
