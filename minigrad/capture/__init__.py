@@ -23,7 +23,7 @@ from .. import autograd
 from ..tensor import Tensor
 from ._record import record
 from ._replay import _BUSY, Replay
-from ._sources import Unreplayable
+from ._sources import Unreplayable, observed
 
 __all__ = ["compile", "Compiled", "CompileWarning"]
 
@@ -72,8 +72,9 @@ class Compiled:
         return key + (autograd._modes.grad_enabled,)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if autograd._modes.anomaly:  # anomaly mode checks every op: that is eager work
-            return self._eager_call("detect_anomaly is on", args, kwargs, warn=False)
+        if autograd._modes.anomaly or observed():  # they watch every op: eager work
+            return self._eager_call("detect_anomaly or an op observer (profiler) is on",
+                                    args, kwargs, warn=False)
         if kwargs and any(isinstance(v, (Tensor, np.ndarray)) for v in kwargs.values()):
             return self._eager_call("tensors passed as keyword arguments are not replayed",
                                     args, kwargs)

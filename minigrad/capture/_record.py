@@ -41,6 +41,7 @@ from ._sources import (
     Slot,
     Unreplayable,
     hook_holder,
+    watched_among,
 )
 
 # Modules whose reads of ``.data`` are part of an op the replay repeats (argument rules that
@@ -319,6 +320,9 @@ def record(fn: Any, args: tuple, kwargs: dict) -> tuple[Recorder, Any]:
             _current = None
     if rec.problem is None:
         _guarded(rec, rec.check_rng)
+    if rec.problem is None and watched_among([*rec.externals, *rec.keep]):
+        rec.refuse("the function reads or makes tensors with hooks (register_hook, "
+                   "retain_grad); a replay does not run them")
     if rec.problem is None and autograd._clock[0] - clock != rec.clock_allowed:
         rec.refuse("a tensor was changed in place inside the function (other than by the "
                    "optimizer's step)")

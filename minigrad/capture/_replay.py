@@ -32,6 +32,7 @@ from ._sources import (
     TensorGuard,
     Unreplayable,
     same_setting,
+    watched_among,
 )
 
 # The hook slots the Tensor class has at all: looking up names it cannot have would cost a
@@ -271,6 +272,7 @@ class Replay:
         self.keep_args = keep_args  # objects whose id is part of the cache key
         self.n_steps = len(rec.steps)
         self.pinned = _pinned(rec, self.modules, self.closure)
+        self.watchable = [*rec.externals, *(a for a in rec.args if isinstance(a, Tensor))]
         self.lock = threading.Lock()  # the contexts are shared: one replay at a time
 
     def broken(self, args: tuple) -> str | None:
@@ -279,6 +281,8 @@ class Replay:
             if args[i] is not t:
                 return (f"argument {i} was a tensor the function also reaches from outside "
                         "(a parameter, a closed-over tensor) when recorded, and is not now")
+        if watched_among(self.watchable):
+            return "a tensor the function reads has hooks (register_hook, retain_grad)"
         if self.guards_hold():
             return self.closure.broken()
         for guard in (*self.tensors, *self.modules):

@@ -58,7 +58,7 @@ class Generator:
 # Where a module or a tensor may keep hooks: a replay never runs Python hooks, so an object
 # holding a non-empty one is not replayed. Modules keep them in their instance dict; a
 # tensor in one of its slots.
-MODULE_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks",
+MODULE_HOOKS = ("_hooks", "_forward_hooks", "_forward_pre_hooks", "_backward_hooks",
                 "_full_backward_hooks")
 TENSOR_HOOKS = ("_hooks", "_grad_hooks", "_backward_hooks", "_post_hooks", "_retains_grad")
 
@@ -75,6 +75,22 @@ def hook_holder(obj: Any) -> str | None:
         if getattr(obj, name, None):
             return name
     return None
+
+
+def watched_among(objects: Any) -> bool:
+    """Whether the engine's hook registry (``autograd.watched``, by id, when this version of
+    the engine has one) holds any of ``objects``: tensor hooks or ``retain_grad``."""
+    from .. import autograd
+
+    watched = getattr(autograd, "watched", None)
+    return bool(watched) and any(id(o) in watched for o in objects)
+
+
+def observed() -> bool:
+    """Whether an observer (the profiler, a backward trace) wants to see every op."""
+    from .. import autograd
+
+    return bool(getattr(autograd, "observers", None))
 
 
 def _same(a: Any, b: Any) -> bool:
