@@ -541,3 +541,24 @@ def test_compiled_bound_method_sees_its_object_change(backend):
     s.factor = 5.0
     with pytest.warns(CompileWarning, match="attribute of the object"):
         assert np.array_equal(compiled(t).data, [5.0, 10.0])
+
+
+@pytest.mark.skipif(not hasattr(mg.Tensor, "register_hook"), reason="no tensor hooks")
+def test_tensor_hooks_are_not_replayed(backend):
+    w = mg.tensor([1.0, 2.0], requires_grad=True)
+    seen = []
+
+    def fn():
+        w.grad = None
+        (w * w).sum().backward()
+        return w.grad
+
+    compiled = mg.compile(fn)
+    compiled(), compiled()
+    handle = w.register_hook(lambda g: seen.append(g) or g * 2)
+    with pytest.warns(CompileWarning, match="hooks"):
+        got = compiled()
+    compiled()
+    assert len(seen) == 2 and np.array_equal(got.data, [4.0, 8.0])
+    handle.remove()
+    assert np.array_equal(compiled().data, [2.0, 4.0])
