@@ -562,3 +562,99 @@ def test_tensor_hooks_are_not_replayed(backend):
     assert len(seen) == 2 and np.array_equal(got.data, [4.0, 8.0])
     handle.remove()
     assert np.array_equal(compiled().data, [2.0, 4.0])
+
+
+class Residual(nn.Module):
+    """A layer used twice and a tensor used twice: gradients summed in the engine's order."""
+
+    def __init__(self):
+        super().__init__()
+        mg.manual_seed(0)
+        self.a, self.b, self.out = nn.Linear(16, 16), nn.Linear(16, 16), nn.Linear(16, 10)
+
+    def forward(self, x):
+        h = self.a(x).relu()
+        h = h + self.b(h)
+        h = self.b(h).tanh() + h * h
+        return self.out(h)
+
+
+def test_shared_layer_and_residual_sum_like_eager(backend):
+    compare_training(Residual, lambda m: optim.Adam(m.parameters(), lr=1e-2), batches((8, 16)))
+
+
+def test_float64_model(backend):
+    rng = np.random.default_rng(5)
+    data = [(mg.tensor(rng.standard_normal((8, 16)), dtype=mg.float64), rng.integers(0, 10, 8))
+            for _ in range(STEPS)]
+    compare_training(lambda: Residual().double(),
+                     lambda m: optim.SGD(m.parameters(), lr=0.1, momentum=0.9), data)
+
+
+def test_two_losses_and_a_dict_result(backend):
+    def make():
+        mg.manual_seed(0)
+        return nn.Linear(4, 3)
+
+    def step_on(lin):
+        def step(x):
+            lin.zero_grad()
+            first = (lin(x) * lin(x)).mean()
+            first.backward()
+            second = lin(x).sum()
+            second.backward()  # accumulates into the same .grad
+            return {"first": first, "second": second, "weight": lin.weight}
+        return step
+
+    eager_lin, compiled_lin = make(), make()
+    eager, compiled = step_on(eager_lin), mg.compile(step_on(compiled_lin))
+    for x, _ in batches((5, 4)):
+        e, c = eager(x), compiled(x)
+        assert set(c) == {"first", "second", "weight"} and c["weight"] is compiled_lin.weight
+        assert np.array_equal(e["first"].data, c["first"].data)
+        assert np.array_equal(e["second"].data, c["second"].data)
+        assert np.array_equal(eager_lin.weight.grad.data, compiled_lin.weight.grad.data)
+    assert compiled.replays == STEPS - 1
+
+
+def test_an_error_while_recording_leaves_the_engine_untouched(backend):
+    apply = mg.Function.__dict__["apply"]
+    backward = mg.Tensor.__dict__["backward"]
+
+    def fn(x):
+        x.sum()
+        raise KeyError("inside")
+
+    with pytest.raises(KeyError):
+        mg.compile(fn)(mg.tensor([1.0]))
+    assert mg.Function.__dict__["apply"] is apply and mg.Tensor.__dict__["backward"] is backward
+    w = mg.tensor([3.0], requires_grad=True)
+    (w * w).sum().backward()
+    assert np.array_equal(w.grad.data, [6.0])
+
+
+def test_nested_compiled_functions(backend):
+    inner = mg.compile(lambda t: t * 3)
+
+    @mg.compile
+    def outer(t):
+        with mg.no_grad():
+            return inner(t) + 1
+
+    t = mg.tensor([1.0, 2.0])
+    for _ in range(3):
+        assert np.array_equal(outer(t).data, [4.0, 7.0])
+    assert outer.replays == 2
+
+
+def test_static_python_arguments_are_part_of_the_key(backend):
+    def scale(t, factor, *, offset=0.0):
+        with mg.no_grad():
+            return t * factor + offset
+
+    compiled = mg.compile(scale)
+    t = mg.tensor([1.0, 2.0])
+    for factor, offset in ((2.0, 0.0), (3.0, 0.0), (2.0, 1.0), (2.0, 0.0)):
+        assert np.array_equal(compiled(t, factor, offset=offset).data,
+                              scale(t, factor, offset=offset).data)
+    assert compiled.recordings == 3 and compiled.replays == 1
