@@ -658,3 +658,15 @@ def test_static_python_arguments_are_part_of_the_key(backend):
         assert np.array_equal(compiled(t, factor, offset=offset).data,
                               scale(t, factor, offset=offset).data)
     assert compiled.recordings == 3 and compiled.replays == 1
+
+
+def test_another_memory_layout_records_again(backend):
+    model = mlp(norm="layernorm")
+    model.eval()
+    forward = mg.compile(lambda x: model(x))
+    values = np.random.default_rng(2).standard_normal((8, 64)).astype(np.float32)
+    with mg.no_grad():
+        for x in (mg.from_numpy(values), mg.from_numpy(np.asfortranarray(values)),
+                  mg.from_numpy(values)):
+            assert np.array_equal(forward(x).data, model(x).data)
+    assert forward.recordings == 2 and forward.replays == 1

@@ -33,12 +33,14 @@ class CompileWarning(UserWarning):
 
 
 def _arg_key(a: Any) -> Any:
-    """What of one argument a replay depends on: shape and dtype of arrays, the value of
-    plain Python values, the identity of anything else."""
-    if isinstance(a, Tensor):
-        return (Tensor, a._data.shape, a._data.dtype.str, a._requires_grad, a._ctx is None)
+    """What of one argument a replay depends on: shape, layout and dtype of arrays, the
+    value of plain Python values, the identity of anything else."""
+    if isinstance(a, Tensor):  # strides: eager code may copy another layout first
+        data = a._data
+        return (Tensor, data.shape, data.strides, data.dtype.str, a._requires_grad,
+                a._ctx is None)
     if isinstance(a, np.ndarray):
-        return (np.ndarray, a.shape, a.dtype.str)
+        return (np.ndarray, a.shape, a.strides, a.dtype.str)
     if a is None or type(a) in (bool, int, float, str):
         return (type(a), a)
     return (object, id(a))
@@ -101,9 +103,10 @@ class Compiled:
 
     def _record(self, key: tuple, args: tuple, kwargs: dict) -> Any:
         rec, result = record(self.fn, args, kwargs)
-        self.recordings += 1
         if rec is None:  # another recording was in progress (a nested compiled call)
+            self.eager_calls += 1
             return result
+        self.recordings += 1
         problem = rec.problem
         if problem is None:
             try:

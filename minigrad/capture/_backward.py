@@ -86,6 +86,26 @@ def _slot(rec: Any, array: Any) -> Slot:
     return Slot(index) if index is not None else rec.new_slot(array)
 
 
+def _node_backward(rec: Any, node: Any, grad_out: np.ndarray, grad_source: Any,
+                   stale: bool) -> tuple:
+    """One node's backward, as the engine runs it, recorded."""
+    step = rec.contexts.get(id(node))
+    if step is None:
+        rec.refuse("backward reached a graph node made outside the function")
+    if node.saved is None:
+        _raise_released(node)
+    if stale and node.saved:
+        _check_saved(node)
+    input_grads = node.fn.backward(node, grad_out)
+    if type(input_grads) is not tuple:
+        input_grads = (input_grads,)
+    node.saved = None
+    outs = tuple(None if g is None else _slot(rec, g) for g in input_grads)
+    if rec.problem is None:
+        rec.steps.append(("backward", step, grad_source, outs))
+    return input_grads
+
+
 def _walk(rec: Any, root: Tensor, grad: np.ndarray, seed: Any) -> None:
     """``autograd.run_backward`` with a record of each step (see the module docstring)."""
     steps = rec.steps
@@ -104,20 +124,7 @@ def _walk(rec: Any, root: Tensor, grad: np.ndarray, seed: Any) -> None:
         stale = node.epoch != clock  # only the repeated calls changed tensors (checked above)
         input_grads: Any = ()
         if grad_out is not None:
-            step = rec.contexts.get(id(node))
-            if step is None:
-                rec.refuse("backward reached a graph node made outside the function")
-            if node.saved is None:
-                _raise_released(node)
-            if stale and node.saved:
-                _check_saved(node)
-            input_grads = node.fn.backward(node, grad_out)
-            if type(input_grads) is not tuple:
-                input_grads = (input_grads,)
-            node.saved = None
-            outs = tuple(None if g is None else _slot(rec, g) for g in input_grads)
-            if rec.problem is None:
-                steps.append(("backward", step, grad_source, outs))
+            input_grads = _node_backward(rec, node, grad_out, grad_source, stale)
         n_grads = len(input_grads)
         for i, (parent, needed) in enumerate(zip(node.inputs, node.needs_input_grad,
                                                  strict=True)):

@@ -275,12 +275,12 @@ class _Patches:
 
 
 def _install(patches: _Patches) -> None:
-    from . import _backward, _patches_more
+    from . import _backward, _wrappers
 
     apply = patches.put(Function, "apply", classmethod(_recording_apply)).__func__
     _recording_apply.original = apply
     _backward.install(patches)
-    _patches_more.install(patches)
+    _wrappers.install(patches)
 
 
 def _recording_apply(cls, *inputs, **attrs):

@@ -225,9 +225,10 @@ def generate_guards(tensors: list[TensorGuard], modules: list[Any]) -> Any:
     for i, g in enumerate(tensors):
         t, d = w.bind(f"t{i}", g.tensor), f"d{i}"
         w.bind(f"S{i}", g.shape)
+        w.bind(f"L{i}", g.strides)
         w.bind(f"D{i}", g.dtype)
         w.add(f"{d} = {t}._data")
-        w.add(f"if {d}.__class__ is not ndarray or {d}.shape != S{i} or "
+        w.add(f"if {d}.__class__ is not ndarray or {d}.shape != S{i} or {d}.strides != L{i} or "
               f"({d}.dtype is not D{i} and {d}.dtype != D{i}) or "
               f"{t}._requires_grad is not {g.requires_grad} or {t}._ctx is not None: "
               "return False")

@@ -172,11 +172,12 @@ def _same_values(registry: dict, kept: tuple) -> bool:
 class TensorGuard:
     """A tensor read from outside the call: shape, dtype, requires_grad and leaf-ness."""
 
-    __slots__ = ("tensor", "shape", "dtype", "requires_grad")
+    __slots__ = ("tensor", "shape", "strides", "dtype", "requires_grad")
 
     def __init__(self, tensor: Any):
         self.tensor = tensor
         self.shape = tensor._data.shape
+        self.strides = tensor._data.strides
         self.dtype = tensor._data.dtype
         self.requires_grad = tensor._requires_grad
 
@@ -186,6 +187,8 @@ class TensorGuard:
         if type(data) is not np.ndarray or data.shape != self.shape or data.dtype != self.dtype:
             return (f"a tensor the function reads changed from {self.dtype} {self.shape} to "
                     f"{getattr(data, 'dtype', '?')} {getattr(data, 'shape', '?')}")
+        if data.strides != self.strides:
+            return "a tensor the function reads has a new memory layout"
         if t._requires_grad is not self.requires_grad:
             return "requires_grad of a tensor the function reads changed"
         if t._ctx is not None:
