@@ -670,3 +670,28 @@ def test_another_memory_layout_records_again(backend):
                   mg.from_numpy(values)):
             assert np.array_equal(forward(x).data, model(x).data)
     assert forward.recordings == 2 and forward.replays == 1
+
+
+# ----------------------------------------------------------------------------- benchmark rows
+def test_benchmark_rows_have_a_compiled_step_equal_to_eager():
+    from minigrad.bench import overhead
+    from minigrad.bench import step as step_group
+
+    net = step_group.NETS[0]
+    step_group.check_compiled(net)  # raises unless bit-identical
+    rows = overhead.cases(quick=True)
+    for case in rows:
+        assert "compiled" in case.impls
+        for _ in range(3):
+            case.impls["compiled"]()
+        assert case.impls["compiled"].replays == 2
+
+
+def test_benchmark_jax_step_matches_the_numpy_step():
+    jax = pytest.importorskip("jax")
+    from minigrad.bench import step as step_group
+
+    for net in step_group.NETS[:2]:
+        step = step_group._jax_step(jax, net)  # checks the first loss against NumPy's
+        losses = [float(step()) for _ in range(3)]
+        assert losses[-1] < losses[0]  # Adam on one batch: the loss goes down
