@@ -695,3 +695,31 @@ def test_benchmark_jax_step_matches_the_numpy_step():
         step = step_group._jax_step(jax, net)  # checks the first loss against NumPy's
         losses = [float(step()) for _ in range(3)]
         assert losses[-1] < losses[0]  # Adam on one batch: the loss goes down
+
+
+def test_optimizer_made_inside_runs_eagerly(backend):
+    model = mlp()
+
+    def fn(x, y):
+        opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)  # fresh state each call
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    _refused(fn, *batches((8, 64), n=1)[0], match="new Optimizer")
+
+
+def test_backend_switched_inside_runs_eagerly(backend):
+    other = "numpy" if backend == "cython" else "cython"
+    w = mg.tensor([1.0, 2.0])
+
+    def fn():
+        previous = mg.get_backend()
+        mg.set_backend(other)
+        try:
+            with mg.no_grad():
+                return (w * w).sum()
+        finally:
+            mg.set_backend(previous)
+
+    _refused(fn, match="kernel backend")

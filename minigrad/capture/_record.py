@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import autograd, random
+from .. import autograd, kernels, random
 from ..autograd import Function
 from ..conversion import ConversionMixin
 from ..nn.module import Module
@@ -83,6 +83,7 @@ class Recorder:
                         if isinstance(a, (Tensor, np.ndarray))}
         self.arg_data = {id(a._data): i for i, a in enumerate(args) if isinstance(a, Tensor)}
         self.clock_at_start = autograd._clock[0]
+        self.impl = kernels.impl
         self.closed_over = {id(v) for v in _reachable(fn) if isinstance(v, np.ndarray)}
         self._generator = random._generator
         self._rng_state = self._generator.bit_generator.state
@@ -292,6 +293,8 @@ def _recording_apply(cls, *inputs, **attrs):
         return _recording_apply.original(cls, *inputs, **attrs)
     if autograd._modes.anomaly:
         rec.refuse("detect_anomaly is on")
+    if kernels.impl is not rec.impl:
+        rec.refuse("the function switches the kernel backend (mg.set_backend)")
     _guarded(rec, rec.check_rng)
     result = _recording_apply.original(cls, *inputs, **attrs)
     if rec.problem is None:
@@ -320,6 +323,8 @@ def record(fn: Any, args: tuple, kwargs: dict) -> tuple[Recorder, Any]:
             _current = None
     if rec.problem is None:
         _guarded(rec, rec.check_rng)
+    if rec.problem is None and kernels.impl is not rec.impl:
+        rec.refuse("the function switches the kernel backend (mg.set_backend)")
     if rec.problem is None and watched_among([*rec.externals, *rec.keep]):
         rec.refuse("the function reads or makes tensors with hooks (register_hook, "
                    "retain_grad); a replay does not run them")

@@ -35,6 +35,8 @@ def install(patches: Any) -> None:
                         (_BatchNorm, "_count_batch")):
         patches.put(owner, name, _effect(owner.__dict__[name], owner, name))
     _class_targets(patches)
+    for owner in (Optimizer, LRScheduler, Module):
+        patches.put(owner, "__init__", _made_inside(owner.__dict__["__init__"], owner))
 
 
 # --------------------------------------------------------------------- births
@@ -183,6 +185,21 @@ def _effect(original: Any, owner: type, name: str) -> Any:
             rec.rng_drawn()
 
     return effect
+
+
+def _made_inside(original: Any, owner: type) -> Any:
+    """An optimizer, scheduler or module made inside the function would be made afresh by
+    every eager call; a replay would keep using the one of the recording."""
+
+    @functools.wraps(original)
+    def init(self, *args, **kwargs):
+        rec = _active()
+        if rec is not None:
+            rec.refuse(f"the function makes a new {owner.__name__} ({type(self).__name__}) at "
+                       "each call; make it once, outside")
+        return original(self, *args, **kwargs)
+
+    return init
 
 
 def _class_targets(patches: Any) -> None:
