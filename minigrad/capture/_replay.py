@@ -99,6 +99,8 @@ def _forward(w: _Writer, k: int, step: tuple) -> None:
     _, cls, sources, attrs, needs, zero_d, out = step
     w.bind(f"F{k}", cls.forward)
     ctx = "_NOCTX" if needs is None else w.bind(f"c{k}", ReplayContext(cls, needs))
+    if needs is not None:  # start from an empty context, as a fresh Context would
+        w.add(f"{ctx}.__dict__.clear(); {ctx}.saved = ()")
     args = [ctx] + [_expr(s) for s in sources] + [f"{n}={_expr(s)}" for n, s in attrs.items()]
     w.add(f"s{out.index} = F{k}({', '.join(args)})")
     if zero_d:  # NumPy returns scalars from 0-d arithmetic; Function.apply wraps them
