@@ -7,12 +7,17 @@ the recording thread; every other thread and every other moment runs the untouch
   (see ``_sources``), its attributes, its output slot, and the Context it made;
 - ``Tensor.backward`` runs the recording copy of the backward pass (``_backward``);
 - ``Optimizer.step``, ``Optimizer.zero_grad``, ``Module.zero_grad``, ``Tensor.zero_grad``,
-  ``LRScheduler.step`` and ``p.grad = None`` are recorded as calls that a replay repeats
-  as they are (so the learning rate, the step count and every state array are read afresh);
+  ``LRScheduler.step``, BatchNorm's batch counter and ``p.grad = None`` are recorded as
+  calls that a replay repeats as they are (so the learning rate, the step count and every
+  state array are read afresh);
 - the ways Python can read a tensor's values (``item``, ``numpy``, ``bool``, ``float``,
   comparisons, ``.data`` from outside minigrad's ops ...) mark the recording unreplayable:
-  a replay would follow the recorded path whatever the values;
-- ``Module.__call__`` notes each module's mode and parameters, which a replay checks.
+  a replay would follow the recorded path whatever the values; so do in-place changes,
+  random draws outside ops, and optimizers, schedulers or modules made inside the call;
+- ``Module.__call__`` notes each module's mode, settings and parameters, which a replay
+  checks; tensor births are noted, to tell tensors made inside from tensors from outside.
+
+The wrappers themselves live in ``_wrappers`` and ``_backward``.
 
 The call itself runs eagerly and returns its true result; a problem found on the way is
 kept in ``problem`` and reported by the caller once the call is done.
