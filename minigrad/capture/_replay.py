@@ -21,6 +21,7 @@ from .. import random
 from ..autograd import _accumulate_leaf, _fit, _ForwardOnly
 from ..tensor import Tensor
 from ._sources import (
+    EMPTY,
     MODULE_HOOKS,
     TENSOR_HOOKS,
     Arg,
@@ -32,6 +33,7 @@ from ._sources import (
     TensorGuard,
     Unreplayable,
     same_setting,
+    same_value,
     watched_among,
 )
 
@@ -69,7 +71,7 @@ class _Writer:
                                       "empty": np.empty, "array": np.array,
                                       "_random": random, "_fit": _fit,
                                       "_acc": _accumulate_leaf, "_NOCTX": _ForwardOnly(),
-                                      "same_setting": same_setting}
+                                      "same_setting": same_setting, "_same": same_value}
 
     def bind(self, name: str, value: Any) -> str:
         self.names[name] = value
@@ -218,7 +220,29 @@ def _returned_tensor(rec: Any, t: Tensor, w: _Writer) -> str:
 
 
 # --------------------------------------------------------------------- guards
-def generate_guards(tensors: list[TensorGuard], modules: list[Any]) -> Any:
+def _closure_guards(w: _Writer, closure: ClosureGuard) -> None:
+    """Lines that fail when a closure cell, a global the code names or an attribute of a
+    compiled method's object no longer holds what the recording saw."""
+    filled = [(c, v) for c, v in zip(closure.cells, closure.values, strict=True)
+              if v is not EMPTY]
+    if filled:
+        w.add("try:")
+        for i, (cell, value) in enumerate(filled):
+            w.add(f"    x = {w.bind(f'Z{i}', cell)}.cell_contents")
+            w.add(f"    if x is not {w.bind(f'W{i}', value)} and not _same(x, W{i}): "
+                  "return False")
+        w.add("except ValueError: return False  # a cell emptied since")
+    g = w.bind("G", closure.globals)
+    for i, (name, value) in enumerate(zip(closure.names, closure.global_values, strict=True)):
+        w.add(f"x = {g}.get({name!r})")
+        w.add(f"if x is not {w.bind(f'N{i}', value)} and not _same(x, N{i}): return False")
+    if closure.settings or len(filled) < len(closure.cells):  # the rare cases, in Python
+        w.bind("closure", closure)
+        w.add("if closure.broken() is not None: return False")
+
+
+def generate_guards(tensors: list[TensorGuard], modules: list[Any],
+                    closure: ClosureGuard) -> Any:
     """One generated function that says whether every tensor and module a replay reads is
     as recorded: shape, dtype, requires_grad and leaf-ness of each tensor, mode and the
     identity of the parameters, buffers and sub-modules of each module, no hooks. It is the
@@ -255,6 +279,7 @@ def generate_guards(tensors: list[TensorGuard], modules: list[Any]) -> Any:
             kept = w.bind(f"A{i}_{j}", value)
             w.add(f"x = h.get({key!r})")
             w.add(f"if x is not {kept} and not same_setting(x, {kept}): return False")
+    _closure_guards(w, closure)
     w.add("return True")
     namespace = dict(w.names)
     exec(compile("def hold():\n" + "\n".join(w.lines) + "\n", "<mg.compile guards>", "exec"),
@@ -271,7 +296,7 @@ class Replay:
         self.tensors = [TensorGuard(t) for t in rec.externals]
         self.modules = list(rec.modules.values())
         self.closure = ClosureGuard(rec.fn)
-        self.guards_hold = generate_guards(self.tensors, self.modules)
+        self.guards_hold = generate_guards(self.tensors, self.modules, self.closure)
         self.keep_args = keep_args  # objects whose id is part of the cache key
         self.n_steps = len(rec.steps)
         self.pinned = _pinned(rec, self.modules, self.closure)
@@ -287,8 +312,8 @@ class Replay:
         if watched_among(self.watchable):
             return "a tensor the function reads has hooks (register_hook, retain_grad)"
         if self.guards_hold():
-            return self.closure.broken()
-        for guard in (*self.tensors, *self.modules):
+            return None
+        for guard in (*self.tensors, *self.modules, self.closure):
             reason = guard.broken()
             if reason is not None:
                 return reason

@@ -93,7 +93,7 @@ def observed() -> bool:
     return bool(getattr(autograd, "observers", None))
 
 
-def _same(a: Any, b: Any) -> bool:
+def same_value(a: Any, b: Any) -> bool:
     """Identity, or equality of plain Python values (a float closure variable recomputed to
     the same value is the same input)."""
     if a is b:
@@ -218,11 +218,11 @@ class ClosureGuard:
 
     def broken(self) -> str | None:
         for cell, value in zip(self.cells, self.values, strict=True):
-            if not _same(_cell(cell), value):
+            if not same_value(_cell(cell), value):
                 return "a variable the function closes over was rebound"
         g = self.globals
         for name, value in zip(self.names, self.global_values, strict=True):
-            if not _same(g.get(name), value):
+            if not same_value(g.get(name), value):
                 return f"the global {name!r} the function reads was rebound"
         if self.settings and not _same_settings(self.owner, self.settings):
             return "an attribute of the object whose method was compiled changed"
@@ -233,7 +233,7 @@ def _cell(cell: Any) -> Any:
     try:
         return cell.cell_contents
     except ValueError:  # an empty cell (a variable assigned later)
-        return _EMPTY
+        return EMPTY
 
 
-_EMPTY = object()
+EMPTY = object()
