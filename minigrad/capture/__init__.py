@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import autograd
+from ..autograd import _modes
 from ..tensor import Tensor
 from ._record import record
 from ._replay import _BUSY, Replay
@@ -58,8 +58,8 @@ class Compiled:
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.max_recordings = max_recordings
-        self._replays: dict[tuple, list[Replay]] = {}
-        self._eager: dict[tuple, str] = {}  # keys that always run eagerly, with the reason
+        # signature -> its replays, or the reason why calls with it always run eagerly
+        self._plans: dict[tuple, list[Replay] | str] = {}
         self._warned: set[str] = set()
         self.recordings = self.replays = self.eager_calls = 0
         self.last_reason: str | None = None
@@ -71,34 +71,34 @@ class Compiled:
             key += (tuple(ids.index(i) for i in ids),)
         if kwargs:
             key += tuple(sorted((k, _arg_key(v)) for k, v in kwargs.items()))
-        return key + (autograd._modes.grad_enabled,)
+        return key + (_modes.grad_enabled,)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if autograd._modes.anomaly or observed():  # they watch every op: eager work
+        if _modes.anomaly or observed():  # they watch every op: eager work
             return self._eager_call("detect_anomaly or an op observer (profiler) is on",
                                     args, kwargs, warn=False)
         if kwargs and any(isinstance(v, (Tensor, np.ndarray)) for v in kwargs.values()):
             return self._eager_call("tensors passed as keyword arguments are not replayed",
                                     args, kwargs)
         key = self._key(args, kwargs)
-        reason = self._eager.get(key)
-        if reason is not None:
-            return self._eager_call(reason, args, kwargs, warn=False)
-        replays = self._replays.get(key)
-        if replays:
-            for replay in replays:
-                reason = replay.broken(args)
-                if reason is None:
-                    result = replay(args)
-                    if result is _BUSY:
-                        return self._eager_call("replayed by another thread right now", args,
-                                                kwargs, warn=False)
-                    self.replays += 1
-                    return result
-            self._warn(f"recording again: {reason}")
-            if len(replays) >= self.max_recordings:
-                self._eager[key] = f"recorded {len(replays)} times for these arguments"
-                return self._eager_call(self._eager[key], args, kwargs)
+        entry = self._plans.get(key)  # the replays of this signature, or why it is eager
+        if entry is None:
+            return self._record(key, args, kwargs)
+        if type(entry) is str:
+            return self._eager_call(entry, args, kwargs, warn=False)
+        for replay in entry:
+            reason = replay.broken(args)
+            if reason is None:
+                result = replay(args)
+                if result is _BUSY:
+                    return self._eager_call("replayed by another thread right now", args,
+                                            kwargs, warn=False)
+                self.replays += 1
+                return result
+        self._warn(f"recording again: {reason}")
+        if len(entry) >= self.max_recordings:
+            self._plans[key] = f"recorded {len(entry)} times for these arguments"
+            return self._eager_call(self._plans[key], args, kwargs)
         return self._record(key, args, kwargs)
 
     def _record(self, key: tuple, args: tuple, kwargs: dict) -> Any:
@@ -114,11 +114,11 @@ class Compiled:
             except Unreplayable as exc:
                 problem = str(exc)
         if problem is not None:
-            self._eager[key] = problem
+            self._plans[key] = problem
             self.last_reason = problem
             self._warn(f"running eagerly: {problem}")
             return result
-        self._replays.setdefault(key, []).append(replay)
+        self._plans.setdefault(key, []).append(replay)
         return result
 
     def _eager_call(self, reason: str, args: tuple, kwargs: dict, warn: bool = True) -> Any:
@@ -136,8 +136,8 @@ class Compiled:
 
     def source(self, *args: Any, **kwargs: Any) -> str | None:
         """The generated replay for arguments shaped like these, once recorded (else None)."""
-        replays = self._replays.get(self._key(args, kwargs))
-        return replays[-1].source if replays else None
+        replays = self._plans.get(self._key(args, kwargs))
+        return replays[-1].source if isinstance(replays, list) else None
 
     def __repr__(self) -> str:
         return (f"<compiled {getattr(self.fn, '__qualname__', self.fn)}: "

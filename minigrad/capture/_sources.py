@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import autograd
+
 
 class Unreplayable(Exception):
     """Raised while recording: the call did something a replay could not repeat."""
@@ -80,16 +82,12 @@ def hook_holder(obj: Any) -> str | None:
 def watched_among(objects: Any) -> bool:
     """Whether the engine's hook registry (``autograd.watched``, by id, when this version of
     the engine has one) holds any of ``objects``: tensor hooks or ``retain_grad``."""
-    from .. import autograd
-
     watched = getattr(autograd, "watched", None)
     return bool(watched) and any(id(o) in watched for o in objects)
 
 
 def observed() -> bool:
     """Whether an observer (the profiler, a backward trace) wants to see every op."""
-    from .. import autograd
-
     return bool(getattr(autograd, "observers", None))
 
 
