@@ -723,3 +723,55 @@ def test_backend_switched_inside_runs_eagerly(backend):
             mg.set_backend(previous)
 
     _refused(fn, match="kernel backend")
+
+
+def test_tensors_inside_a_list_argument_are_keyed_by_identity(backend):
+    def total(ts):
+        with mg.no_grad():
+            return ts[0] + ts[1]
+
+    compiled = mg.compile(total)
+    a, b, c = mg.tensor([1.0]), mg.tensor([2.0]), mg.tensor([30.0])
+    items = [a, b]
+    assert np.array_equal(compiled(items).data, [3.0])
+    assert np.array_equal(compiled(items).data, [3.0])
+    items[1] = c  # the same list object, another tensor inside
+    assert np.array_equal(compiled(items).data, [31.0])
+    assert compiled.recordings == 2 and compiled.replays == 1
+
+
+def test_closed_over_list_with_a_new_item_records_again(backend):
+    weights = [mg.tensor([1.0, 2.0]), mg.tensor([3.0, 4.0])]
+
+    def fn(x):
+        with mg.no_grad():
+            return x * weights[0] + weights[1]
+
+    compiled = mg.compile(fn)
+    x = mg.tensor([1.0, 1.0])
+    compiled(x), compiled(x)
+    weights[0] = mg.tensor([10.0, 20.0])
+    with pytest.warns(CompileWarning, match="closes over"):
+        assert np.array_equal(compiled(x).data, fn(x).data)
+
+
+def test_module_holding_a_plain_list_of_layers(backend):
+    class Stack(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.first, self.second = nn.Linear(3, 3), nn.Linear(3, 3)
+            self.order = [self.first, self.second]  # a plain list, not registered
+
+        def forward(self, x):
+            for layer in self.order:
+                x = layer(x)
+            return x
+
+    model = Stack()
+    forward = mg.compile(lambda x: model(x))
+    x = mg.tensor(np.ones((2, 3), np.float32))
+    with mg.no_grad():
+        forward(x), forward(x)
+        model.order.reverse()
+        with pytest.warns(CompileWarning, match="setting of Stack"):
+            assert np.array_equal(forward(x).data, model(x).data)

@@ -43,7 +43,18 @@ def _arg_key(a: Any) -> Any:
         return (np.ndarray, a.shape, a.strides, a.dtype.str)
     if a is None or type(a) in (bool, int, float, str):
         return (type(a), a)
+    if type(a) in (tuple, list):  # tensors inside are read as the very objects recorded
+        return (type(a), tuple(map(_inner_key, a)))
+    if type(a) is dict:
+        return (dict, tuple((k, _inner_key(v)) for k, v in a.items()))
     return (object, id(a))
+
+
+def _inner_key(a: Any) -> Any:
+    """The key of a container's element: its identity too, when it holds data."""
+    if isinstance(a, (Tensor, np.ndarray)) or type(a) in (tuple, list, dict):
+        return (id(a), _arg_key(a))
+    return _arg_key(a)
 
 
 class Compiled:

@@ -93,15 +93,42 @@ def observed() -> bool:
 
 def same_value(a: Any, b: Any) -> bool:
     """Identity, or equality of plain Python values (a float closure variable recomputed to
-    the same value is the same input)."""
+    the same value is the same input); for a list or dict, the same items."""
     if a is b:
         return True
+    if type(b) is Contents:
+        return b.holds(a)
     kind = type(a)
     return kind is type(b) and kind in (int, float, str, bool, complex) and a == b
 
 
 _REGISTRIES = frozenset({"_parameters", "_buffers", "_modules", "training", *MODULE_HOOKS})
 PLAIN = (int, float, str, bool, complex, type(None), np.generic)
+
+
+class Contents:
+    """A list or dict as the recording saw it: the object and what it held. Python code may
+    pick tensors or modules out of it (``self.blocks[i]``, ``params[0]``), so a replay needs
+    the same items, not only the same container."""
+
+    __slots__ = ("obj", "items")
+
+    def __init__(self, obj: Any):
+        self.obj = obj
+        self.items = tuple(obj.items()) if type(obj) is dict else tuple(obj)
+
+    def holds(self, value: Any) -> bool:
+        if value is not self.obj:
+            return False
+        now = tuple(value.items()) if type(value) is dict else tuple(value)
+        return len(now) == len(self.items) and all(
+            (a[0] == b[0] and a[1] is b[1]) if type(value) is dict else a is b
+            for a, b in zip(now, self.items, strict=True))
+
+
+def snapshot(value: Any) -> Any:
+    """``value``, or its ``Contents`` for a list or dict."""
+    return Contents(value) if type(value) in (list, dict) else value
 
 
 def settings(obj: Any) -> dict[str, Any]:
@@ -111,9 +138,12 @@ def settings(obj: Any) -> dict[str, Any]:
 
 
 def same_setting(value: Any, kept: Any) -> bool:
-    """Identity, or equality for plain values and tuples of them."""
+    """Identity, the same items for a list or dict, or equality for plain values and tuples
+    of them."""
     if value is kept:
         return True
+    if type(kept) is Contents:
+        return kept.holds(value)
     if isinstance(kept, tuple) and all(isinstance(v, PLAIN) for v in kept):
         return type(value) is tuple and value == kept
     return isinstance(kept, PLAIN) and type(value) is type(kept) and bool(value == kept)
@@ -131,7 +161,7 @@ class ModuleGuard:
         self.params = tuple(module._parameters.values())
         self.buffers = tuple(module._buffers.values())
         self.children = tuple(module._modules.values())
-        self.settings = settings(module)
+        self.settings = {k: snapshot(v) for k, v in settings(module).items()}
 
     def broken(self) -> str | None:
         """Why the module no longer matches its recording, or None."""
@@ -206,13 +236,14 @@ class ClosureGuard:
 
     def __init__(self, fn: Any):
         self.owner = getattr(fn, "__self__", None)  # a bound method: its object's settings
-        self.settings = settings(self.owner) if self.owner is not None else {}
+        owned = settings(self.owner) if self.owner is not None else {}
+        self.settings = {k: snapshot(v) for k, v in owned.items()}
         self.cells = tuple(getattr(fn, "__closure__", None) or ())
-        self.values = tuple(_cell(c) for c in self.cells)
+        self.values = tuple(snapshot(_cell(c)) for c in self.cells)
         code = getattr(fn, "__code__", None)
         self.globals = getattr(fn, "__globals__", {})
         self.names = tuple(n for n in (code.co_names if code else ()) if n in self.globals)
-        self.global_values = tuple(self.globals[n] for n in self.names)
+        self.global_values = tuple(snapshot(self.globals[n]) for n in self.names)
 
     def broken(self) -> str | None:
         for cell, value in zip(self.cells, self.values, strict=True):
