@@ -775,3 +775,33 @@ def test_module_holding_a_plain_list_of_layers(backend):
         model.order.reverse()
         with pytest.warns(CompileWarning, match="setting of Stack"):
             assert np.array_equal(forward(x).data, model(x).data)
+
+
+def test_parameter_read_without_calling_its_module(backend):
+    model = nn.Sequential(nn.Linear(3, 2))
+
+    def fn(x):
+        with mg.no_grad():
+            return x @ model[0].weight.T
+
+    compiled = mg.compile(fn)
+    x = mg.tensor(np.ones((1, 3), np.float32))
+    compiled(x), compiled(x)
+    model[0].weight = nn.Parameter(np.full((2, 3), 5.0, np.float32))
+    with pytest.warns(CompileWarning, match="replaced"):
+        assert np.array_equal(compiled(x).data, [[15.0, 15.0]])
+
+
+def test_layer_replaced_in_an_uncalled_container(backend):
+    model = nn.Sequential(nn.Linear(3, 2))
+
+    def fn(x):
+        with mg.no_grad():
+            return model[0](x)
+
+    compiled = mg.compile(fn)
+    x = mg.tensor(np.ones((1, 3), np.float32))
+    compiled(x), compiled(x)
+    model._modules["0"] = nn.Linear(3, 2)  # what an assignment model[0] = ... would do
+    with pytest.warns(CompileWarning, match="replaced"):
+        assert np.array_equal(compiled(x).data, fn(x).data)

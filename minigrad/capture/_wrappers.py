@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import autograd
 from ..functional import loss as loss_functional
+from ..nn.container import ModuleList, Sequential
 from ..nn.module import Module
 from ..nn.normalization import _BatchNorm
 from ..optim.lr_scheduler import LRScheduler
@@ -153,8 +154,36 @@ def _modules(patches: Any) -> None:
             rec.refuse("the function switches a module between train and eval")
         return train(self, mode)
 
+    getattr_ = Module.__dict__["__getattr__"]
+
+    @functools.wraps(getattr_)
+    def recording_getattr(self, name):
+        # parameters, buffers and sub-modules are read through here (``model.fc.weight``):
+        # a module whose tensors the function reaches is guarded like a called one
+        rec = _active()
+        if rec is not None:
+            _guarded(rec, rec.note_module, self)
+        return getattr_(self, name)
+
     patches.put(Module, "__call__", recording_call)
+    patches.put(Module, "__getattr__", recording_getattr)
+    for container in (Sequential, ModuleList):  # model[0], iteration: the same reads
+        for name in ("__getitem__", "__iter__"):
+            patches.put(container, name, _noting(container.__dict__[name]))
     patches.put(Module, "train", recording_train)
+
+
+def _noting(original: Any) -> Any:
+    """A container read (``model[0]``, ``for layer in model``) notes the container."""
+
+    @functools.wraps(original)
+    def read(self, *args):
+        rec = _active()
+        if rec is not None:
+            _guarded(rec, rec.note_module, self)
+        return original(self, *args)
+
+    return read
 
 
 # --------------------------------------------------------------------- repeated calls
