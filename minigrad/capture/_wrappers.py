@@ -25,6 +25,7 @@ from ._sources import Arg, Unreplayable
 
 
 def install(patches: Any) -> None:
+    """Put every recording wrapper of this module in place (``patches`` restores them)."""
     _births(patches)
     _data_and_grad(patches)
     for owner, names in _VALUE_READERS.items():
