@@ -272,9 +272,12 @@ def generate_guards(tensors: list[TensorGuard], modules: list[Any],
             w.add(f"v = {m}.{registry}")
             w.add(f"if {' or '.join(checks)}: return False")
         w.add(f"h = {m}.__dict__")
+        # a hook collection made since the recording changes the dict's size; one that
+        # existed (empty) then is looked at
         w.add(f"if len(h) != {len(g.module.__dict__)}: return False")
         for name in MODULE_HOOKS:
-            w.add(f"if h.get({name!r}): return False")
+            if name in g.module.__dict__:
+                w.add(f"if h.get({name!r}): return False")
         for j, (key, value) in enumerate(g.settings.items()):
             kept = w.bind(f"A{i}_{j}", value)
             w.add(f"x = h.get({key!r})")
