@@ -805,3 +805,20 @@ def test_layer_replaced_in_an_uncalled_container(backend):
     model._modules["0"] = nn.Linear(3, 2)  # what an assignment model[0] = ... would do
     with pytest.warns(CompileWarning, match="replaced"):
         assert np.array_equal(compiled(x).data, fn(x).data)
+
+
+def test_profiled_calls_run_eagerly(backend):
+    profiler = pytest.importorskip("minigrad.profiler")
+    w = mg.tensor([1.0, 2.0], requires_grad=True)
+
+    def fn():
+        w.grad = None
+        (w * w).sum().backward()
+        return w.grad
+
+    compiled = mg.compile(fn)
+    compiled(), compiled()
+    with profiler.profile() as prof:
+        got = compiled()
+    assert compiled.eager_calls == 1 and np.array_equal(got.data, [2.0, 4.0])
+    assert "Mul" in prof.table()
