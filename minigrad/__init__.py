@@ -13,6 +13,7 @@ tensor([[2., 4.]])
 from . import autograd  # isort: skip
 from . import data, functional, nn, optim
 from .autograd import Function, detect_anomaly, enable_grad, is_grad_enabled, no_grad
+from .capture import CompileWarning, compile
 from .creation import (
     arange,
     eye,

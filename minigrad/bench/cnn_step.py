@@ -4,8 +4,8 @@ The net is Conv(C,16,3,p1)-BN2d-ReLU-MaxPool(2)-Conv(16,32,3,p1)-BN2d-ReLU-Adapt
 Flatten-Linear(32,10); a step is zero_grad, forward, cross-entropy, backward and an Adam update,
 on digits-size input (64, 1, 8, 8) and MNIST-size input (128, 1, 28, 28). Implementations, all
 starting from the same weights and batch: ``cython`` (minigrad on its compiled kernels),
-``minigrad-numpy`` (the same code on the NumPy twins), ``torch`` (2 threads) and ``torch-1T``
-(1 thread) when PyTorch is installed.
+``compiled`` (the same step under ``mg.compile``), ``minigrad-numpy`` (the same code on the
+NumPy twins), ``torch`` (2 threads) and ``torch-1T`` (1 thread) when PyTorch is installed.
 
 ``cases`` checks once, untimed, that minigrad's and PyTorch's loss and gradients agree to
 float32 tolerance after copying the weights, and raises when they do not.
@@ -125,6 +125,7 @@ def cases(quick: bool, torch) -> list[Case]:
         impls = {}
         if COMPILED is not None:
             impls["cython"] = minigrad_step(shape[1], weights, x, y)  # the backend main() set
+            impls["compiled"] = mg.compile(minigrad_step(shape[1], weights, x, y))
         on_twins = minigrad_step(shape[1], weights, x, y, backend="numpy")
         try:
             on_twins()

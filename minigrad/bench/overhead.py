@@ -11,6 +11,9 @@ Rows:
   same compiled BatchNorm, cross-entropy and Adam kernels) with no engine at all, so
   ``(cython - numpy) / 8`` is the Python cost of one graph node, forward plus backward.
 
+Both rows also time ``compiled`` (minigrad's step under ``mg.compile``: the same kernel calls
+replayed without the engine) and, when JAX is installed, ``jax`` (``jax.jit``).
+
 Without the compiled kernels, tiny-op times minigrad on the NumPy twins (``minigrad-numpy``)
 and the engine row, whose baseline is the compiled kernels, is left out.
 """
@@ -22,6 +25,7 @@ from collections.abc import Callable
 import numpy as np
 
 import minigrad as mg
+from minigrad.bench import jax_steps
 from minigrad.bench import step as step_group
 from minigrad.bench.harness import COMPILED, Case, torch_or_none
 from minigrad.kernels import compiled
@@ -123,9 +127,13 @@ MINIGRAD_LABEL = "cython" if COMPILED is not None else "minigrad-numpy"
 
 def cases(quick: bool) -> list[Case]:
     torch = torch_or_none()
-    tiny = {"numpy": _numpy_tiny(), MINIGRAD_LABEL: _minigrad_tiny()}
+    jax = jax_steps.jax_or_none()
+    tiny = {"numpy": _numpy_tiny(), MINIGRAD_LABEL: _minigrad_tiny(),
+            "compiled": mg.compile(_minigrad_tiny())}
     if torch is not None:
         tiny["torch"] = _torch_tiny(torch)
+    if jax is not None:
+        tiny["jax"] = jax_steps.tiny(jax, *_tiny_inputs())
     rows = [Case("overhead", "tiny-op (a*b+c).sum().backward()", f"{TINY}", tiny)]
     if COMPILED is None:
         return rows
@@ -135,6 +143,7 @@ def cases(quick: bool) -> list[Case]:
     engine = {
         "numpy": _kernels_only_step(net),
         "cython": step_group.minigrad_step(net, weights, x, y),
+        "compiled": mg.compile(step_group.minigrad_step(net, weights, x, y)),
     }
     return rows + [Case("overhead", "engine: digits step vs bare kernels", net.shape, engine)]
 

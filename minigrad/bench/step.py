@@ -8,10 +8,14 @@ all starting from the same weights and batch:
 - ``minigrad-numpy``: the same minigrad code with ``mg.set_backend("numpy")`` around the step;
 - ``numpy``: the step written out by hand in plain NumPy below (forward, backward and Adam,
   no framework): the floor a Python framework over NumPy can hope to reach;
-- ``torch`` (2 threads) and ``torch-1T`` (1 thread), when PyTorch is installed.
+- ``compiled``: the ``cython`` step under ``mg.compile`` (recorded on the first call,
+  replayed after);
+- ``torch`` (2 threads) and ``torch-1T`` (1 thread), when PyTorch is installed;
+- ``jax``: the same step under ``jax.jit``, when JAX is installed (``jax_steps.py``).
 
 ``cases`` checks once, untimed, that minigrad's loss, gradients and updated weights agree with
-the hand-written step, so the rows compare the same work.
+the hand-written step, that the compiled step is bit for bit the eager one, and that JAX's
+first loss agrees, so the rows compare the same work.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import numpy as np
 import minigrad as mg
 import minigrad.functional as F
 from minigrad import nn, optim
+from minigrad.bench import jax_steps
 from minigrad.bench.harness import COMPILED, Case, torch_or_none
 
 EPS = 1e-5  # normalization eps
@@ -332,8 +337,46 @@ def _compare_updates(net: Net, t: int, params: list, expected: list[np.ndarray],
                 )
 
 
+def check_compiled(net: Net, steps: int = 3) -> None:
+    """Untimed: the step under ``mg.compile`` leaves the same weights as the eager step,
+    bit for bit, after ``steps`` steps (the first records, the others replay)."""
+    weights = initial_weights(net)
+    x, y = batch(net)
+    runs = []
+    for compiled in (False, True):
+        model = minigrad_model(net, weights)
+        opt = optim.Adam(model.parameters(), lr=LR, betas=(BETA1, BETA2), eps=ADAM_EPS)
+        step = step_closure(model, opt, mg.tensor(x), y)
+        step = mg.compile(step) if compiled else step
+        for _ in range(steps):
+            step()
+        runs.append([p.data.copy() for p in model.parameters()])
+    for k, (eager, replayed) in enumerate(zip(*runs, strict=True)):
+        if not np.array_equal(eager, replayed):
+            raise AssertionError(f"step benchmark {net.shape}: the compiled step's parameter "
+                                 f"{k} differs from the eager step's")
+
+
+def check_jax(jax, net: Net, step: Callable[[], object]) -> None:
+    """Untimed: JAX's first loss agrees with the hand-written step's to 1e-4."""
+    x, y = batch(net)
+    expected, _ = NumpyMLP(net, initial_weights(net)).loss_and_grads(x, y)
+    got = float(step())
+    if abs(got - expected) > 1e-4 * max(1.0, abs(expected)):
+        raise AssertionError(f"step benchmark {net.shape}: jax loss {got} vs {expected}")
+
+
+def _jax_step(jax, net: Net) -> Callable[[], object]:
+    hyper = dict(eps=EPS, momentum=MOMENTUM, lr=LR, beta1=BETA1, beta2=BETA2,
+                 adam_eps=ADAM_EPS)
+    step = jax_steps.mlp_step(jax, net, initial_weights(net), *batch(net), hyper)
+    check_jax(jax, net, step)
+    return step
+
+
 def cases(quick: bool) -> list[Case]:
     torch = torch_or_none()
+    jax = jax_steps.jax_or_none()
     out = []
     for net in NETS[:1] if quick else NETS:
         check_against_numpy(net)
@@ -343,6 +386,8 @@ def cases(quick: bool) -> list[Case]:
         impls = {"numpy": lambda reference=reference, x=x, y=y: reference.step(x, y)}
         if COMPILED is not None:
             impls["cython"] = minigrad_step(net, weights, x, y)  # the backend main() set
+            check_compiled(net)
+            impls["compiled"] = mg.compile(minigrad_step(net, weights, x, y))
         on_twins = minigrad_step(net, weights, x, y, backend="numpy")
         try:
             on_twins()
@@ -355,5 +400,7 @@ def cases(quick: bool) -> list[Case]:
             # 1 thread first, so that the last row timed leaves torch on 2 threads.
             impls["torch-1T"] = torch_step(torch, net, weights, x, y, threads=1)
             impls["torch"] = torch_step(torch, net, weights, x, y, threads=2)
+        if jax is not None:
+            impls["jax"] = _jax_step(jax, net)
         out.append(Case("step", f"{net.label} train step", net.shape, impls))
     return out

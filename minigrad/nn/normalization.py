@@ -87,12 +87,15 @@ class _BatchNorm(Module):
                          params["bias"], training=use_batch_stats, momentum=self.momentum,
                          eps=self.eps)
         if self.training and self.track_running_stats:
-            counter = buffers["num_batches_tracked"]
-            # counted after the call succeeded, so a rejected batch is not; the scalar
-            # index is ten times cheaper than an in-place ufunc on a 0-d array
-            counter.data[()] += 1
-            counter._version += 1
+            self._count_batch()  # after the call succeeded, so a rejected batch is not counted
         return y
+
+    def _count_batch(self) -> None:
+        """Add one to num_batches_tracked in place (mg.compile repeats this call as is)."""
+        counter = self._buffers["num_batches_tracked"]
+        # the scalar index is ten times cheaper than an in-place ufunc on a 0-d array
+        counter.data[()] += 1
+        counter._version += 1
 
     def _missing_state(self, state_dict: Any, prefix: str) -> dict[str, Any]:
         # A state dict saved before num_batches_tracked existed has the running statistics
