@@ -29,6 +29,11 @@ GEOMETRIES = [
     ((2, 80, 4, 4), (4, 80, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),  # many rows: one dW GEMM
     ((0, 2, 4, 4), (3, 2, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),  # empty batch
     ((2, 2, 1, 9), (3, 2, 1, 3), (1, 2), (0, 0, 1, 1), (1, 1), 1),  # conv1d's unit height
+    # output rows as long as the input's: each tap is one shifted run (the flat path)
+    ((2, 6, 5, 7), (6, 2, 3, 3), (1, 1), (2, 2, 2, 2), (2, 2), 3),  # dilated, three groups
+    ((2, 3, 4, 6), (2, 3, 2, 3), (1, 1), (0, 1, 0, 2), (1, 1), 1),  # even kernel, one side
+    ((1, 1, 2, 3), (2, 1, 1, 7), (1, 1), (0, 0, 3, 3), (1, 1), 1),  # taps wholly in padding
+    ((3, 16, 4, 4), (8, 16, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),  # the digits CNN's 4x4
 ]
 
 

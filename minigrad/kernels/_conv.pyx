@@ -64,70 +64,135 @@ cdef inline void _valid_span(Py_ssize_t off, int s, Py_ssize_t W, Py_ssize_t Wo,
         hi[0] = lo[0]
 
 
-cdef inline Py_ssize_t _row(Py_ssize_t c, Py_ssize_t i, Py_ssize_t j, Geometry g) noexcept nogil:
-    """The buffer row of input channel c and tap (i, j)."""
-    return (c // g.cg) * g.group_rows + ((c % g.cg) * g.kh + i) * g.kw + j
+cdef inline (Py_ssize_t, Py_ssize_t) _next_channel_row(Py_ssize_t row, Py_ssize_t k,
+                                                       Geometry g) noexcept nogil:
+    """The buffer row of the same tap for the next input channel, and that channel's index in
+    its group: kh kw rows on, or at the next group's start (no division in the loop)."""
+    if k + 1 < g.cg:
+        return row + g.kh * g.kw, k + 1
+    return row + g.group_rows - (g.cg - 1) * g.kh * g.kw, 0
+
+
+cdef inline bint _flat(Geometry g, Py_ssize_t W) noexcept nogil:
+    """Whether a tap's Ho x Wo block is one shifted run of the input plane: stride 1 and rows
+    as long as the input's ("same"-style padding, the common CNN case). Then the block is one
+    long copy, not Ho copies of Wo values (4 to 28 here, where the per-row cost dominated)."""
+    return g.sh == 1 and g.sw == 1 and g.Wo == W
+
+
+cdef struct Tap:
+    Py_ssize_t ylo, yhi, lo, hi  # output rows and columns whose input lies inside the plane
+    Py_ssize_t shift             # input offset of output (0, 0): (i dh - top) W + j dw - left
+
+
+cdef inline Tap _tap(Py_ssize_t i, Py_ssize_t j, Py_ssize_t H, Py_ssize_t W,
+                     Geometry g) noexcept nogil:
+    """Where tap (i, j) reads: the same for every channel and sample, so computed once per
+    tap (its divisions cost more than a 4x4 block's copy)."""
+    cdef Tap t
+    _valid_span(i * g.dh - g.top, g.sh, H, g.Ho, &t.ylo, &t.yhi)
+    _valid_span(j * g.dw - g.left, g.sw, W, g.Wo, &t.lo, &t.hi)
+    if t.lo >= t.hi:
+        t.ylo = t.yhi
+    t.shift = (i * g.dh - g.top) * W + j * g.dw - g.left
+    return t
+
+
+cdef void _im2col_tap(const floating *plane, floating *dst, Tap t, Py_ssize_t W, bint flat,
+                      Geometry g) noexcept nogil:
+    """One buffer row: dst[(oy, ox)] = plane[oy sh W + ox sw + shift], 0 in the padding."""
+    cdef Py_ssize_t oy, ox, p
+    cdef const floating *src
+    for p in range(t.ylo * g.Wo):
+        dst[p] = 0
+    for p in range(t.yhi * g.Wo, g.Ho * g.Wo):
+        dst[p] = 0
+    if flat and t.ylo < t.yhi:
+        # one long copy over the valid run, then zero the columns that wrapped round to a
+        # neighbouring row (at most |j dw - left| per row)
+        src = plane + t.shift
+        for p in range(t.ylo * W + t.lo, (t.yhi - 1) * W + t.hi):
+            dst[p] = src[p]
+        for oy in range(t.ylo, t.yhi):
+            for ox in range(t.lo):
+                dst[oy * W + ox] = 0
+            for ox in range(t.hi, W):
+                dst[oy * W + ox] = 0
+        return
+    for oy in range(t.ylo, t.yhi):
+        src = plane + oy * g.sh * W + t.shift
+        for ox in range(t.lo):
+            dst[oy * g.Wo + ox] = 0
+        if g.sw == 1:
+            for ox in range(t.lo, t.hi):
+                dst[oy * g.Wo + ox] = src[ox]
+        else:
+            for ox in range(t.lo, t.hi):
+                dst[oy * g.Wo + ox] = src[ox * g.sw]
+        for ox in range(t.hi, g.Wo):
+            dst[oy * g.Wo + ox] = 0
 
 
 cdef void _im2col_sample(const floating[:, :, :, ::1] x, floating *cols, Py_ssize_t s_row,
-                         Py_ssize_t n, Geometry g) noexcept nogil:
+                         Py_ssize_t n, Py_ssize_t groups, Geometry g) noexcept nogil:
     """cols[row(c, i, j) * s_row + (oy, ox)] = x[n, c, oy sh - top + i dh, ox sw - left + j dw],
-    0 in the padding: ``cols`` points at sample n's first row, rows are s_row apart."""
+    0 in the padding, and 1 in each group's ones row when the geometry has one: ``cols`` points
+    at sample n's first row, rows are s_row apart."""
     cdef Py_ssize_t C = x.shape[1], H = x.shape[2], W = x.shape[3]
-    cdef Py_ssize_t c, i, j, oy, ox, iy, off, lo, hi
+    cdef Py_ssize_t c, i, j, p, row, k
     cdef floating *dst
-    cdef const floating *src
-    for c in range(C):
-        for i in range(g.kh):
-            for j in range(g.kw):
-                off = j * g.dw - g.left
-                _valid_span(off, g.sw, W, g.Wo, &lo, &hi)
-                for oy in range(g.Ho):
-                    # plain loops, not memset/memcpy: rows are short (8 to 28 values here),
-                    # where a library call costs more than the copy
-                    dst = cols + _row(c, i, j, g) * s_row + oy * g.Wo
-                    iy = oy * g.sh - g.top + i * g.dh
-                    if iy < 0 or iy >= H:
-                        for ox in range(g.Wo):
-                            dst[ox] = 0
-                        continue
-                    src = &x[n, c, iy, 0] + off
-                    for ox in range(lo):
-                        dst[ox] = 0
-                    if g.sw == 1:
-                        for ox in range(lo, hi):
-                            dst[ox] = src[ox]
-                    else:
-                        for ox in range(lo, hi):
-                            dst[ox] = src[ox * g.sw]
-                    for ox in range(hi, g.Wo):
-                        dst[ox] = 0
+    cdef bint flat = _flat(g, W)
+    cdef Tap t
+    for i in range(g.kh):
+        for j in range(g.kw):
+            t = _tap(i, j, H, W, g)
+            row, k = i * g.kw + j, 0  # the row of channel c, the k-th of its group
+            for c in range(C):
+                _im2col_tap(&x[n, c, 0, 0], cols + row * s_row, t, W, flat, g)
+                row, k = _next_channel_row(row, k, g)
+    if g.group_rows > g.cg * g.kh * g.kw:  # the ones rows that carry the bias
+        for c in range(groups):
+            dst = cols + ((c + 1) * g.group_rows - 1) * s_row
+            for p in range(g.Ho * g.Wo):
+                dst[p] = 1
 
 
-cdef void _col2im_sample(const floating[:, :, ::1] cols, floating[:, :, :, ::1] dx,
+cdef void _col2im_sample(floating[:, :, ::1] cols, floating[:, :, :, ::1] dx,
                          Py_ssize_t n, Geometry g) noexcept nogil:
-    """The adjoint of _im2col_sample: dx[n] += every row (c, i, j) at its input pixels."""
+    """The adjoint of _im2col_sample: dx[n] += every row (c, i, j) at its input pixels.
+    ``cols`` is scratch: the flat path zeroes the values that wrapped round a row edge, so
+    that one long add per tap moves only the values that belong."""
     cdef Py_ssize_t C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
-    cdef Py_ssize_t c, i, j, oy, ox, iy, off, lo, hi
+    cdef Py_ssize_t c, i, j, oy, ox, p, row, k
     cdef floating *dst
-    cdef const floating *src
-    for c in range(C):
-        for i in range(g.kh):
-            for j in range(g.kw):
-                off = j * g.dw - g.left
-                _valid_span(off, g.sw, W, g.Wo, &lo, &hi)
-                for oy in range(g.Ho):
-                    iy = oy * g.sh - g.top + i * g.dh
-                    if iy < 0 or iy >= H:
-                        continue
-                    src = &cols[n, _row(c, i, j, g), oy * g.Wo]
-                    dst = &dx[n, c, iy, 0] + off
+    cdef floating *src
+    cdef bint flat = _flat(g, W)
+    cdef Tap t
+    for i in range(g.kh):
+        for j in range(g.kw):
+            t = _tap(i, j, H, W, g)
+            row, k = i * g.kw + j, 0
+            for c in range(C):
+                src = &cols[n, row, 0]
+                row, k = _next_channel_row(row, k, g)
+                if flat and t.ylo < t.yhi:
+                    for oy in range(t.ylo, t.yhi):
+                        for ox in range(t.lo):
+                            src[oy * W + ox] = 0
+                        for ox in range(t.hi, W):
+                            src[oy * W + ox] = 0
+                    dst = &dx[n, c, 0, 0] + t.shift
+                    for p in range(t.ylo * W + t.lo, (t.yhi - 1) * W + t.hi):
+                        dst[p] += src[p]
+                    continue
+                for oy in range(t.ylo, t.yhi):
+                    dst = &dx[n, c, 0, 0] + oy * g.sh * W + t.shift
                     if g.sw == 1:  # a unit stride the compiler can vectorise
-                        for ox in range(lo, hi):
-                            dst[ox] += src[ox]
+                        for ox in range(t.lo, t.hi):
+                            dst[ox] += src[oy * g.Wo + ox]
                     else:
-                        for ox in range(lo, hi):
-                            dst[ox * g.sw] += src[ox]
+                        for ox in range(t.lo, t.hi):
+                            dst[ox * g.sw] += src[oy * g.Wo + ox]
 
 
 def _im2col(const floating[:, :, :, ::1] x, floating[::1] cols, Geometry g, bint by_sample,
@@ -144,12 +209,13 @@ def _im2col(const floating[:, :, :, ::1] x, floating[::1] cols, Geometry g, bint
         raise ValueError(f"_im2col: cols has {cols.shape[0]} values, needs {N * rows * L}")
     if cols.shape[0] == 0:
         return
+    cdef Py_ssize_t groups = rows // g.group_rows  # > 0: cols is not empty
     with nogil:
         for n in prange(N, num_threads=nt, schedule="static"):
-            _im2col_sample(x, &cols[0] + n * s_n, s_row, n, g)
+            _im2col_sample(x, &cols[0] + n * s_n, s_row, n, groups, g)
 
 
-def _col2im(const floating[:, :, ::1] cols, floating[:, :, :, ::1] dx, Geometry g):
+def _col2im(floating[:, :, ::1] cols, floating[:, :, :, ::1] dx, Geometry g):
     cdef Py_ssize_t n
     cdef int nt = threads_for(cols.shape[0] * cols.shape[1] * cols.shape[2])
     with nogil:
@@ -204,8 +270,6 @@ def _columns(x, groups, Geometry g, bint by_sample):
     shape = (N, groups, rows, L) if by_sample else (groups, rows, N * L)
     cols = np.empty(shape, x.dtype)
     _im2col(x, cols.reshape(-1), g, by_sample, groups * rows)
-    if rows > g.cg * g.kh * g.kw:
-        cols[..., rows - 1, :] = 1
     return cols
 
 
