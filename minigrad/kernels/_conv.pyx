@@ -28,6 +28,8 @@ The NumPy twins, with the same signatures, are in ``_conv_twin.py``.
 
 include "_parallel.pxi"
 
+import threading
+
 import numpy as np
 
 from cython cimport floating
@@ -42,13 +44,6 @@ cdef struct Geometry:
     Py_ssize_t Ho, Wo
     Py_ssize_t cg           # input channels per group
     Py_ssize_t group_rows   # rows per group in the buffer: C/G kh kw, + 1 with a ones row
-
-
-# Below this many rows per group (C/G kh kw), dW is one BLAS product per sample, summed over
-# the samples; above, the upstream gradient is transposed once and dW is one product over all
-# samples (measured: 9 rows 4.4 against 5.6 ms, 144 rows a tie, 288 rows 37 against 30 ms).
-cdef enum:
-    PER_SAMPLE_DW_ROWS = 64
 
 
 cdef inline void _valid_span(Py_ssize_t off, int s, Py_ssize_t W, Py_ssize_t Wo,
@@ -195,32 +190,61 @@ cdef void _col2im_sample(floating[:, :, ::1] cols, floating[:, :, :, ::1] dx,
                             dst[ox * g.sw] += src[oy * g.Wo + ox]
 
 
-def _im2col(const floating[:, :, :, ::1] x, floating[::1] cols, Geometry g, bint by_sample,
-            Py_ssize_t rows):
-    """Fill the flat buffer ``cols`` as (N, rows, Ho Wo) (by_sample) or (rows, N, Ho Wo).
-
-    rows = groups * group_rows (not from C / cg: cg may be 0, with no channel to copy).
-    """
-    cdef Py_ssize_t n, N = x.shape[0], L = g.Ho * g.Wo
+cdef void _im2col(const floating[:, :, :, ::1] x, floating[::1] cols, Geometry g,
+                  bint by_sample, Py_ssize_t groups) noexcept nogil:
+    """Fill ``cols`` as (N, groups, rows, Ho Wo) (by_sample) or (groups, rows, N, Ho Wo), with
+    rows = group_rows; the caller sized it (N groups rows Ho Wo values)."""
+    cdef Py_ssize_t n, N = x.shape[0], L = g.Ho * g.Wo, rows = groups * g.group_rows
     cdef Py_ssize_t s_n = rows * L if by_sample else L
     cdef Py_ssize_t s_row = L if by_sample else N * L
     cdef int nt = threads_for(cols.shape[0])
-    if cols.shape[0] != N * rows * L:
-        raise ValueError(f"_im2col: cols has {cols.shape[0]} values, needs {N * rows * L}")
     if cols.shape[0] == 0:
         return
-    cdef Py_ssize_t groups = rows // g.group_rows  # > 0: cols is not empty
-    with nogil:
-        for n in prange(N, num_threads=nt, schedule="static"):
-            _im2col_sample(x, &cols[0] + n * s_n, s_row, n, groups, g)
+    for n in prange(N, num_threads=nt, schedule="static"):
+        _im2col_sample(x, &cols[0] + n * s_n, s_row, n, groups, g)
 
 
-def _col2im(floating[:, :, ::1] cols, floating[:, :, :, ::1] dx, Geometry g):
+cdef void _col2im(floating[:, :, ::1] cols, floating[:, :, :, ::1] dx, Geometry g) noexcept nogil:
     cdef Py_ssize_t n
     cdef int nt = threads_for(cols.shape[0] * cols.shape[1] * cols.shape[2])
-    with nogil:
-        for n in prange(dx.shape[0], num_threads=nt, schedule="static"):
-            _col2im_sample(cols, dx, n, g)
+    for n in prange(dx.shape[0], num_threads=nt, schedule="static"):
+        _col2im_sample(cols, dx, n, g)
+
+
+cdef _fill_columns(x, cols, Geometry g, bint by_sample, Py_ssize_t groups):
+    """im2col of contiguous x into the flat array ``cols`` (see _im2col), either dtype."""
+    cdef const float[:, :, :, ::1] xf
+    cdef float[::1] cf
+    cdef const double[:, :, :, ::1] xd
+    cdef double[::1] cd
+    if cols.shape[0] != x.shape[0] * groups * g.group_rows * g.Ho * g.Wo:
+        raise ValueError(f"conv2d: im2col buffer of {cols.shape[0]} values for x {x.shape}")
+    if x.dtype.itemsize == 4:
+        xf, cf = x, cols
+        with nogil:
+            _im2col(xf, cf, g, by_sample, groups)
+    else:
+        xd, cd = x, cols
+        with nogil:
+            _im2col(xd, cd, g, by_sample, groups)
+
+
+cdef _scatter_columns(dcols, dx, Geometry g):
+    """col2im: dx (contiguous, zeros or partial sums) += dcols (N, C kh kw, Ho Wo), scratch."""
+    cdef float[:, :, ::1] cf
+    cdef float[:, :, :, ::1] xf
+    cdef double[:, :, ::1] cd
+    cdef double[:, :, :, ::1] xd
+    if dcols.shape != (dx.shape[0], dx.shape[1] * g.kh * g.kw, g.Ho * g.Wo):
+        raise ValueError(f"conv2d: col2im buffer {dcols.shape} for dx {dx.shape}")
+    if dx.dtype.itemsize == 4:
+        cf, xf = dcols, dx
+        with nogil:
+            _col2im(cf, xf, g)
+    else:
+        cd, xd = dcols, dx
+        with nogil:
+            _col2im(cd, xd, g)
 
 
 def _transpose(const floating[:, :, ::1] src, floating[:, :, ::1] dst):
@@ -262,15 +286,33 @@ cdef Geometry _geometry(tuple wshape, tuple stride, tuple padding, tuple dilatio
     return g
 
 
-def _columns(x, groups, Geometry g, bint by_sample):
-    """The im2col buffer of contiguous x: (N, G, rows, Ho Wo) by sample, else
-    (G, rows, N Ho Wo), rows = C/G kh kw, plus a last row of ones per group when the geometry
-    has one (it carries the bias through the same matrix products)."""
-    N, L, rows = x.shape[0], g.Ho * g.Wo, g.group_rows
-    shape = (N, groups, rows, L) if by_sample else (groups, rows, N * L)
-    cols = np.empty(shape, x.dtype)
-    _im2col(x, cols.reshape(-1), g, by_sample, groups * rows)
-    return cols
+# The im2col buffer is filled and used a block of samples at a time, in a work buffer that each
+# thread keeps for its later calls: a buffer that fits in the cache is reused while it is still
+# there, and no call asks the allocator for fresh pages (freeing a large buffer lets malloc hand
+# its pages back to the system, so the next call page-faults them in again: measured 0.6 of the
+# 1.4 ms of a 64x16x4x4 -> 32 backward). A block holds as many samples as fit in BLOCK_BYTES
+# (at least one); measured on 128x16x14x14 -> 32: ... .
+BLOCK_BYTES = 1 << 20  # a module attribute, so that tests can force many blocks
+WORK_KEEP_BYTES = 1 << 24  # a larger work buffer (one huge sample) is not kept
+
+_work_buffers = threading.local()
+
+
+def _work(Py_ssize_t count, dtype):
+    """A flat scratch array of ``count`` values of dtype, this thread's to reuse next call."""
+    nbytes = count * dtype.itemsize
+    buf = getattr(_work_buffers, "buf", None)
+    if buf is None or buf.nbytes < nbytes:
+        buf = np.empty(max(nbytes, 1), np.uint8)
+        if nbytes <= WORK_KEEP_BYTES:
+            _work_buffers.buf = buf
+    return buf[:nbytes].view(dtype)
+
+
+cdef Py_ssize_t _block(Py_ssize_t N, Py_ssize_t per_sample, Py_ssize_t itemsize):
+    """Samples per block: as many as fit in BLOCK_BYTES, at least one, at most N."""
+    cdef Py_ssize_t nb = BLOCK_BYTES // max(per_sample * itemsize, 1)
+    return max(1, min(N, nb))
 
 
 def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
@@ -286,21 +328,31 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
     Ho, Wo = conv2d_forward_args(x, weight, bias, stride, padding, dilation, groups)
     x = np.ascontiguousarray(x)
     N, O = x.shape[0], weight.shape[0]
-    g = _geometry(weight.shape, stride, padding, dilation, Ho, Wo, bias is not None)
-    cols = _columns(x, groups, g, True)
+    cdef Geometry g = _geometry(weight.shape, stride, padding, dilation, Ho, Wo,
+                                bias is not None)
     w = weight.reshape(groups, O // groups, -1)
     if bias is not None:
         w = np.concatenate([w, bias.reshape(groups, O // groups, 1)], axis=2)
-    # one BLAS product per sample and group, straight into NCHW; (out= measured slower here:
-    # 6.6 against 4.3 ms at 128x1x28x28 -> 32)
-    return np.matmul(w, cols).reshape(N, O, Ho, Wo)
+    L = Ho * Wo
+    y = np.empty((N, groups, O // groups, L), x.dtype)
+    per = groups * g.group_rows * L
+    nb = _block(N, per, x.dtype.itemsize)
+    work = _work(nb * per, x.dtype)
+    for n0 in range(0, N, nb):
+        n1 = min(N, n0 + nb)
+        cols = work[:(n1 - n0) * per]
+        _fill_columns(x[n0:n1], cols, g, True, groups)
+        # one BLAS product per sample and group, straight into NCHW
+        np.matmul(w, cols.reshape(n1 - n0, groups, g.group_rows, L), out=y[n0:n1])
+    return y.reshape(N, O, Ho, Wo)
 
 
 def conv2d_backward(grad_out, x, weight, stride, padding, dilation, groups, needs):
     """Gradients of conv2d_forward for the upstream grad_out (N, O, Ho, Wo).
 
-    [dW | db] = sum_n dY[n] [cols[n]; ones]^T per group, dcols[n] = W^T dY[n] scattered back
-    onto dx by col2im; db alone (without dW) is summed in float64.
+    Per block of samples: [dW | db] += dY [cols; ones]^T per group, with dY transposed to
+    (O, samples Ho Wo) so that one product covers the block; dcols = W^T dY per sample,
+    scattered back onto dx by col2im. db alone (without dW) is summed in float64.
 
     Returns:
         (dx, dweight, dbias), each None where ``needs`` (three bools) says False.
@@ -308,33 +360,61 @@ def conv2d_backward(grad_out, x, weight, stride, padding, dilation, groups, need
     Ho, Wo = conv2d_backward_args(grad_out, x, weight, stride, padding, dilation, groups, needs)
     x = np.ascontiguousarray(x)
     N, C, O = x.shape[0], x.shape[1], weight.shape[0]
+    L, Og = Ho * Wo, O // groups
     K = C // groups * weight.shape[2] * weight.shape[3]
-    dy = np.ascontiguousarray(grad_out).reshape(N, groups, O // groups, Ho * Wo)
-    dx = dw = db = None
+    dy = np.ascontiguousarray(grad_out).reshape(N, O, L)
+    cdef Geometry gw = _geometry(weight.shape, stride, padding, dilation, Ho, Wo, needs[2])
+    cdef Geometry gx = _geometry(weight.shape, stride, padding, dilation, Ho, Wo, False)
+    dx = dw = db = dwb = None
+    if needs[2] and not needs[1]:
+        db = _channel_sums(dy).astype(x.dtype)
+    # per sample: the buffer rows and the transposed dY for dW, the scattered columns for dx
+    per_w = (groups * gw.group_rows + O) * L if needs[1] else 0
+    per_x = groups * K * L if needs[0] else 0
+    nb = _block(N, per_w + per_x, x.dtype.itemsize)
+    work = _work(nb * (per_w + per_x), x.dtype)
+    if needs[0]:
+        dx = np.zeros(x.shape, x.dtype)
+        w_t = np.ascontiguousarray(weight).reshape(groups, Og, K).transpose(0, 2, 1)
+    for n0 in range(0, N, nb):
+        n1 = min(N, n0 + nb)
+        b = n1 - n0
+        if needs[1]:
+            part = _weight_grad(x[n0:n1], dy[n0:n1], work[:b * per_w], groups, gw)
+            dwb = part if dwb is None else np.add(dwb, part, out=dwb)
+        if needs[0]:
+            dcols = work[nb * per_w:nb * per_w + b * per_x].reshape(b, groups, K, L)
+            np.matmul(w_t, dy[n0:n1].reshape(b, groups, Og, L), out=dcols)
+            _scatter_columns(dcols.reshape(b, groups * K, L), dx[n0:n1], gx)
     if needs[1]:
-        g = _geometry(weight.shape, stride, padding, dilation, Ho, Wo, needs[2])
-        dwb = _weight_grad(dy, x, groups, g)
+        if dwb is None:  # no samples
+            dwb = np.zeros((groups, Og, gw.group_rows), x.dtype)
         dw = np.ascontiguousarray(dwb[..., :K]).reshape(weight.shape)
         if needs[2]:
             db = dwb[..., K].reshape(O)
-    elif needs[2]:
-        db = _channel_sums(dy.reshape(N, O, Ho * Wo)).astype(x.dtype)
-    if needs[0]:
-        g = _geometry(weight.shape, stride, padding, dilation, Ho, Wo, False)
-        w = np.ascontiguousarray(weight).reshape(groups, O // groups, K)
-        dcols = np.matmul(w.transpose(0, 2, 1), dy)  # (N, G, K, Ho Wo)
-        dx = np.zeros(x.shape, x.dtype)
-        _col2im(dcols.reshape(N, groups * K, Ho * Wo), dx, g)
     return dx, dw, db
 
 
-def _weight_grad(dy, x, groups, Geometry g):
-    """(G, O/G, rows): sum over samples and positions of dY times the buffer rows."""
-    N, O_g, L = dy.shape[0], dy.shape[2], dy.shape[3]
+# With at most this many buffer rows per group (C/G kh kw, a first layer), dW is one BLAS
+# product per sample, summed over the block; with more, dY is transposed to (O, samples Ho Wo)
+# and one product covers the block (measured: 9 rows 4.4 against 5.6 ms, 144 rows a tie,
+# 288 rows 37 against 30 ms).
+cdef enum:
+    PER_SAMPLE_DW_ROWS = 64
+
+
+cdef _weight_grad(x, dy, work, Py_ssize_t groups, Geometry g):
+    """(G, O/G, rows): the sum over the block's samples and positions of dY times the buffer
+    rows."""
+    N, O, L = dy.shape
+    rows = groups * g.group_rows
+    cols = work[:N * rows * L]
     if g.cg * g.kh * g.kw <= PER_SAMPLE_DW_ROWS:
-        cols = _columns(x, groups, g, True)
-        return np.matmul(dy, cols.transpose(0, 1, 3, 2)).sum(axis=0)
-    cols = _columns(x, groups, g, False)
-    dy_t = np.empty((groups * O_g, N, L), x.dtype)
-    _transpose(dy.reshape(N, groups * O_g, L), dy_t)
-    return np.matmul(dy_t.reshape(groups, O_g, N * L), cols.transpose(0, 2, 1))
+        _fill_columns(x, cols, g, True, groups)
+        return np.matmul(dy.reshape(N, groups, O // groups, L),
+                         cols.reshape(N, groups, g.group_rows, L).transpose(0, 1, 3, 2)).sum(0)
+    _fill_columns(x, cols, g, False, groups)
+    dy_t = work[N * rows * L:].reshape(O, N, L)
+    _transpose(dy, dy_t)
+    return np.matmul(dy_t.reshape(groups, O // groups, N * L),
+                     cols.reshape(groups, g.group_rows, N * L).transpose(0, 2, 1))
