@@ -416,5 +416,8 @@ cdef _weight_grad(x, dy, work, Py_ssize_t groups, Geometry g):
     _fill_columns(x, cols, g, False, groups)
     dy_t = work[N * rows * L:].reshape(O, N, L)
     _transpose(dy, dy_t)
-    return np.matmul(dy_t.reshape(groups, O // groups, N * L),
-                     cols.reshape(groups, g.group_rows, N * L).transpose(0, 2, 1))
+    # computed as its transpose, buffer times dY^T: the same sums, and OpenBLAS takes the
+    # product in this orientation faster (measured 121 against 186 us at 145 x 1024 x 32)
+    return np.matmul(cols.reshape(groups, g.group_rows, N * L),
+                     dy_t.reshape(groups, O // groups, N * L).transpose(0, 2, 1)
+                     ).transpose(0, 2, 1)
