@@ -186,8 +186,10 @@ def test_bad_direct_calls_raise_the_same_clean_error(impl, name, fn, args, exc, 
 
 # 2x2 windows at stride 2 without padding take a path of their own when every window lies inside
 # the plane; the last shape's ceil_mode column hangs over the edge and takes the general loops
-PAIR_SHAPES = [((2, 3, 8, 8), (4, 4)), ((2, 3, 7, 9), (3, 4)), ((1, 2, 2, 2), (1, 1)),
-               ((3, 1, 5, 2), (2, 1)), ((1, 2, 6, 7), (3, 4))]
+# rows of 8 or more outputs take the blend loop, shorter ones the loop that loads (BLEND_MIN_OW)
+PAIR_SHAPES = [((2, 3, 8, 8), (4, 4)), ((2, 3, 7, 9), (3, 4)), ((2, 3, 6, 16), (3, 8)),
+               ((1, 2, 5, 37), (2, 18)), ((1, 2, 2, 2), (1, 1)), ((3, 1, 5, 2), (2, 1)),
+               ((1, 2, 6, 7), (3, 4))]
 
 
 def _tied_with_nans(rng, shape, dtype):
