@@ -71,7 +71,7 @@ cdef inline (Py_ssize_t, Py_ssize_t) _next_channel_row(Py_ssize_t row, Py_ssize_
 cdef inline bint _flat(Geometry g, Py_ssize_t W) noexcept nogil:
     """Whether a tap's Ho x Wo block is one shifted run of the input plane: stride 1 and rows
     as long as the input's ("same"-style padding, the common CNN case). Then the block is one
-    long copy, not Ho copies of Wo values (4 to 28 here, where the per-row cost dominated)."""
+    masked copy, not Ho copies of Wo values (4 to 28 here, where the per-row cost dominated)."""
     return g.sh == 1 and g.sw == 1 and g.Wo == W
 
 
@@ -93,7 +93,37 @@ cdef inline Tap _tap(Py_ssize_t i, Py_ssize_t j, Py_ssize_t H, Py_ssize_t W,
     return t
 
 
-cdef void _im2col_tap(const floating *plane, floating *dst, Tap t, Py_ssize_t W, bint flat,
+cdef inline void _run(Tap t, Py_ssize_t W, Py_ssize_t H, Py_ssize_t *p0,
+                      Py_ssize_t *p1) noexcept nogil:
+    """The flat path's run [p0, p1) of a tap: its valid rows, trimmed to the positions whose
+    input index p + shift lies inside the plane (the ones trimmed are padding columns)."""
+    p0[0] = t.ylo * W if t.ylo * W > -t.shift else -t.shift
+    p1[0] = t.yhi * W if t.yhi * W < H * W - t.shift else H * W - t.shift
+    if p1[0] < p0[0]:
+        p1[0] = p0[0]
+
+
+cdef void _im2col_flat(const floating *plane, floating *dst, Tap t, Py_ssize_t H,
+                       Py_ssize_t W, Py_ssize_t L, const floating *mask) noexcept nogil:
+    """One buffer row when the tap's block is one shifted run of the plane (_flat):
+    dst[p] = plane[p + shift] where the column mask is 1, else 0. The load is unconditional
+    (p + shift stays inside the plane over the run), so the loop vectorises as a load and a
+    blend, with no per-row work (measured: conv2d forward 64x16x4x4 -> 32 253 against 280 us,
+    128x1x28x28 -> 32 1.7 against 3.7 ms, against copying each row's valid span)."""
+    cdef Py_ssize_t p, p0, p1
+    cdef const floating *src = plane + t.shift
+    cdef floating v
+    _run(t, W, H, &p0, &p1)
+    for p in range(p0):
+        dst[p] = 0
+    for p in range(p0, p1):
+        v = src[p]
+        dst[p] = v if mask[p] != 0 else 0
+    for p in range(p1, L):
+        dst[p] = 0
+
+
+cdef void _im2col_tap(const floating *plane, floating *dst, Tap t, Py_ssize_t W,
                       Geometry g) noexcept nogil:
     """One buffer row: dst[(oy, ox)] = plane[oy sh W + ox sw + shift], 0 in the padding."""
     cdef Py_ssize_t oy, ox, p
@@ -102,18 +132,6 @@ cdef void _im2col_tap(const floating *plane, floating *dst, Tap t, Py_ssize_t W,
         dst[p] = 0
     for p in range(t.yhi * g.Wo, g.Ho * g.Wo):
         dst[p] = 0
-    if flat and t.ylo < t.yhi:
-        # one long copy over the valid run, then zero the columns that wrapped round to a
-        # neighbouring row (at most |j dw - left| per row)
-        src = plane + t.shift
-        for p in range(t.ylo * W + t.lo, (t.yhi - 1) * W + t.hi):
-            dst[p] = src[p]
-        for oy in range(t.ylo, t.yhi):
-            for ox in range(t.lo):
-                dst[oy * W + ox] = 0
-            for ox in range(t.hi, W):
-                dst[oy * W + ox] = 0
-        return
     for oy in range(t.ylo, t.yhi):
         src = plane + oy * g.sh * W + t.shift
         for ox in range(t.lo):
@@ -129,21 +147,25 @@ cdef void _im2col_tap(const floating *plane, floating *dst, Tap t, Py_ssize_t W,
 
 
 cdef void _im2col_sample(const floating[:, :, :, ::1] x, floating *cols, Py_ssize_t s_row,
-                         Py_ssize_t n, Py_ssize_t groups, Geometry g) noexcept nogil:
+                         Py_ssize_t n, Py_ssize_t groups, const floating *mask,
+                         Geometry g) noexcept nogil:
     """cols[row(c, i, j) * s_row + (oy, ox)] = x[n, c, oy sh - top + i dh, ox sw - left + j dw],
     0 in the padding, and 1 in each group's ones row when the geometry has one: ``cols`` points
-    at sample n's first row, rows are s_row apart."""
-    cdef Py_ssize_t C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    at sample n's first row, rows are s_row apart. ``mask`` is _column_mask's (kw, Ho Wo) table
+    when the geometry is _flat, else NULL."""
+    cdef Py_ssize_t C = x.shape[1], H = x.shape[2], W = x.shape[3], L = g.Ho * g.Wo
     cdef Py_ssize_t c, i, j, p, row, k
     cdef floating *dst
-    cdef bint flat = _flat(g, W)
     cdef Tap t
     for i in range(g.kh):
         for j in range(g.kw):
             t = _tap(i, j, H, W, g)
             row, k = i * g.kw + j, 0  # the row of channel c, the k-th of its group
             for c in range(C):
-                _im2col_tap(&x[n, c, 0, 0], cols + row * s_row, t, W, flat, g)
+                if mask != NULL:
+                    _im2col_flat(&x[n, c, 0, 0], cols + row * s_row, t, H, W, L, mask + j * L)
+                else:
+                    _im2col_tap(&x[n, c, 0, 0], cols + row * s_row, t, W, g)
                 row, k = _next_channel_row(row, k, g)
     if g.group_rows > g.cg * g.kh * g.kw:  # the ones rows that carry the bias
         for c in range(groups):
@@ -152,16 +174,16 @@ cdef void _im2col_sample(const floating[:, :, :, ::1] x, floating *cols, Py_ssiz
                 dst[p] = 1
 
 
-cdef void _col2im_sample(floating[:, :, ::1] cols, floating[:, :, :, ::1] dx,
-                         Py_ssize_t n, Geometry g) noexcept nogil:
-    """The adjoint of _im2col_sample: dx[n] += every row (c, i, j) at its input pixels.
-    ``cols`` is scratch: the flat path zeroes the values that wrapped round a row edge, so
-    that one long add per tap moves only the values that belong."""
+cdef void _col2im_sample(const floating[:, :, ::1] cols, floating[:, :, :, ::1] dx,
+                         Py_ssize_t n, const floating *mask, Geometry g) noexcept nogil:
+    """The adjoint of _im2col_sample: dx[n] += every row (c, i, j) at its input pixels (the
+    flat path adds 0 where the column mask is 0: one vectorised pass over the tap's run)."""
     cdef Py_ssize_t C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
-    cdef Py_ssize_t c, i, j, oy, ox, p, row, k
+    cdef Py_ssize_t c, i, j, oy, ox, p, p0, p1, row, k
     cdef floating *dst
-    cdef floating *src
-    cdef bint flat = _flat(g, W)
+    cdef const floating *src
+    cdef const floating *m
+    cdef floating v
     cdef Tap t
     for i in range(g.kh):
         for j in range(g.kw):
@@ -170,15 +192,13 @@ cdef void _col2im_sample(floating[:, :, ::1] cols, floating[:, :, :, ::1] dx,
             for c in range(C):
                 src = &cols[n, row, 0]
                 row, k = _next_channel_row(row, k, g)
-                if flat and t.ylo < t.yhi:
-                    for oy in range(t.ylo, t.yhi):
-                        for ox in range(t.lo):
-                            src[oy * W + ox] = 0
-                        for ox in range(t.hi, W):
-                            src[oy * W + ox] = 0
+                if mask != NULL:
+                    _run(t, W, H, &p0, &p1)
                     dst = &dx[n, c, 0, 0] + t.shift
-                    for p in range(t.ylo * W + t.lo, (t.yhi - 1) * W + t.hi):
-                        dst[p] += src[p]
+                    m = mask + j * g.Ho * g.Wo
+                    for p in range(p0, p1):
+                        v = src[p]
+                        dst[p] += v if m[p] != 0 else 0
                     continue
                 for oy in range(t.ylo, t.yhi):
                     dst = &dx[n, c, 0, 0] + oy * g.sh * W + t.shift
@@ -191,7 +211,7 @@ cdef void _col2im_sample(floating[:, :, ::1] cols, floating[:, :, :, ::1] dx,
 
 
 cdef void _im2col(const floating[:, :, :, ::1] x, floating[::1] cols, Geometry g,
-                  bint by_sample, Py_ssize_t groups) noexcept nogil:
+                  bint by_sample, Py_ssize_t groups, const floating *mask) noexcept nogil:
     """Fill ``cols`` as (N, groups, rows, Ho Wo) (by_sample) or (groups, rows, N, Ho Wo), with
     rows = group_rows; the caller sized it (N groups rows Ho Wo values)."""
     cdef Py_ssize_t n, N = x.shape[0], L = g.Ho * g.Wo, rows = groups * g.group_rows
@@ -201,50 +221,91 @@ cdef void _im2col(const floating[:, :, :, ::1] x, floating[::1] cols, Geometry g
     if cols.shape[0] == 0:
         return
     for n in prange(N, num_threads=nt, schedule="static"):
-        _im2col_sample(x, &cols[0] + n * s_n, s_row, n, groups, g)
+        _im2col_sample(x, &cols[0] + n * s_n, s_row, n, groups, mask, g)
 
 
-cdef void _col2im(floating[:, :, ::1] cols, floating[:, :, :, ::1] dx, Geometry g) noexcept nogil:
+cdef void _col2im(const floating[:, :, ::1] cols, floating[:, :, :, ::1] dx, Geometry g,
+                  const floating *mask) noexcept nogil:
     cdef Py_ssize_t n
     cdef int nt = threads_for(cols.shape[0] * cols.shape[1] * cols.shape[2])
     for n in prange(dx.shape[0], num_threads=nt, schedule="static"):
-        _col2im_sample(cols, dx, n, g)
+        _col2im_sample(cols, dx, n, mask, g)
 
 
-cdef _fill_columns(x, cols, Geometry g, bint by_sample, Py_ssize_t groups):
+cdef _column_mask(Geometry g, Py_ssize_t W, dtype):
+    """(kw, Ho Wo) of dtype: 1 where output column ox reads an input column inside the plane
+    under tap column j (0 <= ox sw - left + j dw < W), else 0; None unless the geometry is
+    _flat, whose loops use it."""
+    if not _flat(g, W):
+        return None
+    cdef Py_ssize_t j, p, ix, L = g.Ho * g.Wo
+    mask = np.empty((g.kw, L), np.float64)
+    cdef double[:, ::1] m = mask
+    for j in range(g.kw):
+        for p in range(L):
+            ix = p % g.Wo * g.sw - g.left + j * g.dw
+            m[j, p] = 1.0 if 0 <= ix < W else 0.0
+    return mask.astype(dtype, copy=False)
+
+
+cdef _fill_columns(x, cols, Geometry g, bint by_sample, Py_ssize_t groups, mask):
     """im2col of contiguous x into the flat array ``cols`` (see _im2col), either dtype."""
     cdef const float[:, :, :, ::1] xf
     cdef float[::1] cf
+    cdef const float[:, ::1] mf
     cdef const double[:, :, :, ::1] xd
     cdef double[::1] cd
+    cdef const double[:, ::1] md
+    cdef const float *pf = NULL
+    cdef const double *pd = NULL
     if cols.shape[0] != x.shape[0] * groups * g.group_rows * g.Ho * g.Wo:
         raise ValueError(f"conv2d: im2col buffer of {cols.shape[0]} values for x {x.shape}")
+    if mask is not None and mask.shape != (g.kw, g.Ho * g.Wo):
+        raise ValueError(f"conv2d: column mask {mask.shape} for {g.kw} taps of {g.Ho * g.Wo}")
     if x.dtype.itemsize == 4:
         xf, cf = x, cols
+        if mask is not None:
+            mf = mask
+            pf = &mf[0, 0]
         with nogil:
-            _im2col(xf, cf, g, by_sample, groups)
+            _im2col(xf, cf, g, by_sample, groups, pf)
     else:
         xd, cd = x, cols
+        if mask is not None:
+            md = mask
+            pd = &md[0, 0]
         with nogil:
-            _im2col(xd, cd, g, by_sample, groups)
+            _im2col(xd, cd, g, by_sample, groups, pd)
 
 
-cdef _scatter_columns(dcols, dx, Geometry g):
-    """col2im: dx (contiguous, zeros or partial sums) += dcols (N, C kh kw, Ho Wo), scratch."""
-    cdef float[:, :, ::1] cf
+cdef _scatter_columns(dcols, dx, Geometry g, mask):
+    """col2im: dx (contiguous, zeros or partial sums) += dcols (N, C kh kw, Ho Wo)."""
+    cdef const float[:, :, ::1] cf
     cdef float[:, :, :, ::1] xf
-    cdef double[:, :, ::1] cd
+    cdef const float[:, ::1] mf
+    cdef const double[:, :, ::1] cd
     cdef double[:, :, :, ::1] xd
+    cdef const double[:, ::1] md
+    cdef const float *pf = NULL
+    cdef const double *pd = NULL
     if dcols.shape != (dx.shape[0], dx.shape[1] * g.kh * g.kw, g.Ho * g.Wo):
         raise ValueError(f"conv2d: col2im buffer {dcols.shape} for dx {dx.shape}")
+    if mask is not None and mask.shape != (g.kw, g.Ho * g.Wo):
+        raise ValueError(f"conv2d: column mask {mask.shape} for {g.kw} taps of {g.Ho * g.Wo}")
     if dx.dtype.itemsize == 4:
         cf, xf = dcols, dx
+        if mask is not None:
+            mf = mask
+            pf = &mf[0, 0]
         with nogil:
-            _col2im(cf, xf, g)
+            _col2im(cf, xf, g, pf)
     else:
         cd, xd = dcols, dx
+        if mask is not None:
+            md = mask
+            pd = &md[0, 0]
         with nogil:
-            _col2im(cd, xd, g)
+            _col2im(cd, xd, g, pd)
 
 
 def _transpose(const floating[:, :, ::1] src, floating[:, :, ::1] dst):
@@ -338,10 +399,11 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
     per = groups * g.group_rows * L
     nb = _block(N, per, x.dtype.itemsize)
     work = _work(nb * per, x.dtype)
+    mask = _column_mask(g, x.shape[3], x.dtype)
     for n0 in range(0, N, nb):
         n1 = min(N, n0 + nb)
         cols = work[:(n1 - n0) * per]
-        _fill_columns(x[n0:n1], cols, g, True, groups)
+        _fill_columns(x[n0:n1], cols, g, True, groups, mask)
         # one BLAS product per sample and group, straight into NCHW
         np.matmul(w, cols.reshape(n1 - n0, groups, g.group_rows, L), out=y[n0:n1])
     return y.reshape(N, O, Ho, Wo)
@@ -373,6 +435,7 @@ def conv2d_backward(grad_out, x, weight, stride, padding, dilation, groups, need
     per_x = groups * K * L if needs[0] else 0
     nb = _block(N, per_w + per_x, x.dtype.itemsize)
     work = _work(nb * (per_w + per_x), x.dtype)
+    mask = _column_mask(gw, x.shape[3], x.dtype)
     if needs[0]:
         dx = np.zeros(x.shape, x.dtype)
         w_t = np.ascontiguousarray(weight).reshape(groups, Og, K).transpose(0, 2, 1)
@@ -380,12 +443,12 @@ def conv2d_backward(grad_out, x, weight, stride, padding, dilation, groups, need
         n1 = min(N, n0 + nb)
         b = n1 - n0
         if needs[1]:
-            part = _weight_grad(x[n0:n1], dy[n0:n1], work[:b * per_w], groups, gw)
+            part = _weight_grad(x[n0:n1], dy[n0:n1], work[:b * per_w], groups, gw, mask)
             dwb = part if dwb is None else np.add(dwb, part, out=dwb)
         if needs[0]:
             dcols = work[nb * per_w:nb * per_w + b * per_x].reshape(b, groups, K, L)
             np.matmul(w_t, dy[n0:n1].reshape(b, groups, Og, L), out=dcols)
-            _scatter_columns(dcols.reshape(b, groups * K, L), dx[n0:n1], gx)
+            _scatter_columns(dcols.reshape(b, groups * K, L), dx[n0:n1], gx, mask)
     if needs[1]:
         if dwb is None:  # no samples
             dwb = np.zeros((groups, Og, gw.group_rows), x.dtype)
@@ -403,17 +466,17 @@ cdef enum:
     PER_SAMPLE_DW_ROWS = 64
 
 
-cdef _weight_grad(x, dy, work, Py_ssize_t groups, Geometry g):
+cdef _weight_grad(x, dy, work, Py_ssize_t groups, Geometry g, mask):
     """(G, O/G, rows): the sum over the block's samples and positions of dY times the buffer
     rows."""
     N, O, L = dy.shape
     rows = groups * g.group_rows
     cols = work[:N * rows * L]
     if g.cg * g.kh * g.kw <= PER_SAMPLE_DW_ROWS:
-        _fill_columns(x, cols, g, True, groups)
+        _fill_columns(x, cols, g, True, groups, mask)
         return np.matmul(dy.reshape(N, groups, O // groups, L),
                          cols.reshape(N, groups, g.group_rows, L).transpose(0, 1, 3, 2)).sum(0)
-    _fill_columns(x, cols, g, False, groups)
+    _fill_columns(x, cols, g, False, groups, mask)
     dy_t = work[N * rows * L:].reshape(O, N, L)
     _transpose(dy, dy_t)
     # computed as its transpose, buffer times dY^T: the same sums, and OpenBLAS takes the
