@@ -1,27 +1,28 @@
 """Compiled 2-D convolution, forward and backward, for float32 and float64 data (NCHW).
 
 The algorithm is im2col + BLAS matrix products through NumPy, chosen by measurement
-(docs/convolution.md has the tables):
+(docs/convolution.md has the tables), run a block of samples at a time:
 
 * forward: a ``cdef ... nogil`` loop copies, for every input channel c and kernel tap (i, j),
   the input pixels under that tap at every output position into row (c, i, j) of a column
-  buffer (N, G, C/G kh kw + 1, Ho Wo), zeros where the tap falls in the padding (stride,
+  buffer (n, G, C/G kh kw + 1, Ho Wo), zeros where the tap falls in the padding (stride,
   padding and dilation are all in the index arithmetic); the last row of each group is ones,
   so that ``np.matmul`` of [W | b] (G, O/G, C/G kh kw + 1) with the buffer gives y with its
-  bias, one BLAS product per sample and group, straight into (N, O, Ho Wo).
+  bias, one BLAS product per sample and group, straight into y's rows (N, O, Ho Wo).
 * backward: [dW | db] = sum over samples and positions of dY times the buffer rows (rebuilt,
   not kept from forward, so that a network holds no im2col buffer between its forward and
   backward); dcols = W^T dY per sample, then col2im scatter-adds every row of dcols back
   onto the input pixels it came from. Only the gradients asked for are computed (no col2im
   for an input that needs no gradient).
 
-Measured alternatives: a direct loop nest (each output row as K multiply-adds of input rows)
-was slower than BLAS at every inner dimension tried (K = 10: 8.6 against 6.7 ms; K = 32: 6.7
-against 6.0 ms; K = 145: 6.9 against 0.34 ms), so there is one algorithm for every shape; dW
-is one product per sample summed (few rows) or one product over all samples after one
-transpose of dY (many rows, PER_SAMPLE_DW_ROWS). Work is split across threads by sample
-(im2col, col2im) or channel (sums, transposes), so each output element is written by one
-thread in a fixed order and results do not depend on the thread count.
+The buffer holds one block of samples (BLOCK_BYTES) in a work array each thread keeps between
+calls, so it stays in cache and no call page-faults fresh memory in. Size rules, each measured
+and explained at its constant: the flat path (_flat), dW per sample or per block
+(PER_SAMPLE_DW_ROWS), the block size (BLOCK_BYTES). A direct loop nest (each output row as K
+multiply-adds of input rows) was slower than BLAS at every inner dimension tried (K = 10: 8.6
+against 6.7 ms; K = 32: 6.7 against 6.0 ms; K = 145: 6.9 against 0.34 ms). Work is split across
+threads by sample (im2col, col2im) or channel (sums, transposes), so each output element is
+written by one thread in a fixed order and results do not depend on the thread count.
 
 The NumPy twins, with the same signatures, are in ``_conv_twin.py``.
 """
@@ -352,7 +353,10 @@ cdef Geometry _geometry(tuple wshape, tuple stride, tuple padding, tuple dilatio
 # there, and no call asks the allocator for fresh pages (freeing a large buffer lets malloc hand
 # its pages back to the system, so the next call page-faults them in again: measured 0.6 of the
 # 1.4 ms of a 64x16x4x4 -> 32 backward). A block holds as many samples as fit in BLOCK_BYTES
-# (at least one); measured on 128x16x14x14 -> 32: ... .
+# (at least one): about one core's L2 here (1 MiB), so that the buffer is read back from cache.
+# Measured forward + backward, min of 7: 128x16x14x14 -> 32 12.3 / 11.7 / 11.6 / 21.3 ms with
+# blocks of 256 KiB / 1 MiB / 4 MiB / the whole batch (14.5 MB); 128x32x14x14 -> 64 39.7 / 39.3
+# / 42.3 / 58.2 ms; 128x1x28x28 -> 32 5.9 / 4.8 / 6.1 / 7.2 ms.
 BLOCK_BYTES = 1 << 20  # a module attribute, so that tests can force many blocks
 WORK_KEEP_BYTES = 1 << 24  # a larger work buffer (one huge sample) is not kept
 
