@@ -8,6 +8,9 @@ exception with the same message on both.
 
 from __future__ import annotations
 
+import threading
+import tracemalloc
+
 import numpy as np
 import pytest
 from kernel_modules import compiled_module, implementations
@@ -29,6 +32,11 @@ GEOMETRIES = [
     ((2, 80, 4, 4), (4, 80, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),  # many rows: one dW GEMM
     ((0, 2, 4, 4), (3, 2, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),  # empty batch
     ((2, 2, 1, 9), (3, 2, 1, 3), (1, 2), (0, 0, 1, 1), (1, 1), 1),  # conv1d's unit height
+    # output rows as long as the input's: each tap is one shifted run (the flat path)
+    ((2, 6, 5, 7), (6, 2, 3, 3), (1, 1), (2, 2, 2, 2), (2, 2), 3),  # dilated, three groups
+    ((2, 3, 4, 6), (2, 3, 2, 3), (1, 1), (0, 1, 0, 2), (1, 1), 1),  # even kernel, one side
+    ((1, 1, 2, 3), (2, 1, 1, 7), (1, 1), (0, 0, 3, 3), (1, 1), 1),  # taps wholly in padding
+    ((3, 16, 4, 4), (8, 16, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),  # the digits CNN's 4x4
 ]
 
 
@@ -91,6 +99,98 @@ def test_compiled_and_twin_agree_on_a_benchmark_shape(dtype):
                                        w.astype(np.float64), *geometry, (True, True, True))
     for g, t in zip(grads, twins, strict=True):
         assert_close(g, t, dtype)
+
+
+@pytest.mark.skipif(_conv is None, reason="compiled kernels not built")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("block_bytes", [1, 3000])
+@pytest.mark.parametrize("ws, groups", [((6, 4, 3, 3), 1), ((8, 1, 3, 3), 4),
+                                        ((8, 20, 2, 2), 1)])
+def test_samples_in_blocks_give_the_same_result(monkeypatch, dtype, block_bytes, ws, groups):
+    """The kernels run a block of samples at a time (as many as fit in BLOCK_BYTES): one sample
+    per block, a few, or all of them give the same values; dW sums over the blocks, both of
+    its layouts (few rows per group: a product per sample; many: one per block)."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((7, ws[1] * groups, 6, 5)).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype)
+    geometry = ((1, 2), (1, 1, 0, 2), (1, 1), groups)
+    y = _conv.conv2d_forward(x, w, b, *geometry)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    whole = _conv.conv2d_backward(dy, x, w, *geometry, (True, True, True))
+    monkeypatch.setattr(_conv, "BLOCK_BYTES", block_bytes)
+    assert_close(_conv.conv2d_forward(x, w, b, *geometry), y.astype(np.float64), dtype)
+    blocks = _conv.conv2d_backward(dy, x, w, *geometry, (True, True, True))
+    for got, want in zip(blocks, whole, strict=True):
+        assert_close(got, want.astype(np.float64), dtype)
+    twin = _conv_twin.conv2d_backward(dy, x, w, *geometry, (True, True, True))
+    for got, want in zip(blocks, twin, strict=True):
+        assert_close(got, want.astype(np.float64), dtype)
+
+
+@pytest.mark.skipif(_conv is None, reason="compiled kernels not built")
+@pytest.mark.parametrize("needs", [(True, True, True), (False, True, True), (True, False, False)])
+def test_backward_allocates_at_most_one_im2col_buffer(needs):
+    """Measured with tracemalloc in a fresh thread (whose work buffer does not exist yet): the
+    peak above the inputs is at most one block of work (BLOCK_BYTES) plus the gradients
+    returned, and so below the im2col buffer of the whole call; a second call allocates no
+    work buffer at all."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((64, 8, 16, 16)).astype(np.float32)
+    w = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
+    dy = rng.standard_normal((64, 16, 16, 16)).astype(np.float32)
+    geometry = ((1, 1), (1, 1, 1, 1), (1, 1), 1)
+    outputs = x.nbytes * needs[0] + w.nbytes * needs[1] + 64 * needs[2]
+    im2col = 64 * (8 * 9 + 1) * 16 * 16 * 4
+    peaks = []
+
+    def run():
+        for _ in range(2):
+            tracemalloc.start()
+            try:
+                _conv.conv2d_backward(dy, x, w, *geometry, needs)
+                peaks.append(tracemalloc.get_traced_memory()[1])
+            finally:
+                tracemalloc.stop()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    slack = 64 * 1024  # small arrays: dW's partial products, reshapes, sums
+    assert peaks[0] <= _conv.BLOCK_BYTES + outputs + slack < im2col, peaks
+    assert peaks[1] <= outputs + slack, peaks
+
+
+@pytest.mark.skipif(_conv is None, reason="compiled kernels not built")
+def test_threads_calling_at_once_each_get_their_own_work_buffer():
+    """Python threads running the kernels at the same time (the GIL is released in the loops)
+    each fill their own work buffer: every result equals the one computed alone."""
+    rng = np.random.default_rng(5)
+    geometry = ((1, 1), (1, 1, 1, 1), (1, 1), 1)
+    cases = []
+    for _ in range(4):
+        x = rng.standard_normal((16, 4, 12, 12)).astype(np.float32)
+        w = rng.standard_normal((8, 4, 3, 3)).astype(np.float32)
+        dy = rng.standard_normal((16, 8, 12, 12)).astype(np.float32)
+        alone = (_conv.conv2d_forward(x, w, None, *geometry),
+                 *_conv.conv2d_backward(dy, x, w, *geometry, (True, True, False))[:2])
+        cases.append((x, w, dy, alone))
+    errors = []
+
+    def run(case):
+        x, w, dy, alone = case
+        for _ in range(30):
+            got = (_conv.conv2d_forward(x, w, None, *geometry),
+                   *_conv.conv2d_backward(dy, x, w, *geometry, (True, True, False))[:2])
+            if not all(np.array_equal(g, a) for g, a in zip(got, alone, strict=True)):
+                errors.append("differs")
+
+    threads = [threading.Thread(target=run, args=(case,)) for case in cases]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
 
 
 def _bad_calls():

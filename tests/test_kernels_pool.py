@@ -78,7 +78,12 @@ def test_compiled_matches_twin(rng, geometry, dtype, layout):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape, out", [((2, 3, 7, 9), (3, 4)), ((1, 2, 28, 28), (1, 1)),
                                         ((2, 1, 5, 3), (7, 4)), ((1, 1, 40, 40), (3, 1)),
-                                        ((0, 2, 4, 4), (2, 2))])
+                                        ((0, 2, 4, 4), (2, 2)),
+                                        # global pooling's own loops: planes of 1 to 63 values
+                                        # (four partial sums and a tail) and of 64 (SIMD lanes)
+                                        ((3, 5, 4, 4), (1, 1)), ((2, 3, 1, 1), (1, 1)),
+                                        ((2, 3, 3, 5), (1, 1)), ((1, 2, 8, 8), (1, 1)),
+                                        ((2, 0, 4, 4), (1, 1))])
 def test_compiled_adaptive_matches_twin(rng, shape, out, dtype):
     x = relayout(rng.standard_normal(shape).astype(dtype), "transposed")
     g = rng.standard_normal(shape[:2] + out).astype(dtype)
@@ -86,6 +91,24 @@ def test_compiled_adaptive_matches_twin(rng, shape, out, dtype):
                  twin.adaptive_avg_pool2d_forward(x, out), dtype)
     assert_close(_pool.adaptive_avg_pool2d_backward(g, shape[2:]),
                  twin.adaptive_avg_pool2d_backward(g, shape[2:]), dtype)
+
+
+@pytest.mark.skipif(_pool is None, reason="compiled kernels not built (NumPy-only run)")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_global_average_pool_matches_the_general_loops(rng, dtype):
+    """The 1x1 output's own loops against the general ones (an output of (1, 2) runs those
+    on the same windows as two halves): the means agree to rounding (the float64 partial sums
+    differ), the spread gradient bit for bit, signed zeros included: a -0.0 gradient spreads
+    as +0.0 in both, as adding it to zeros does."""
+    x = rng.standard_normal((3, 4, 5, 6)).astype(dtype)
+    halves = _pool.adaptive_avg_pool2d_forward(np.concatenate([x, x], axis=3), (1, 2))
+    assert_close(_pool.adaptive_avg_pool2d_forward(x, (1, 1)), halves[..., :1], dtype)
+    g = rng.standard_normal((3, 4, 1, 1)).astype(dtype)
+    g[0, 0] = -0.0
+    dx = _pool.adaptive_avg_pool2d_backward(g, (5, 6))
+    general = _pool.adaptive_avg_pool2d_backward(np.concatenate([g, g], axis=3), (5, 12))
+    np.testing.assert_array_equal(dx, general[..., :6])
+    assert not np.signbit(dx[0, 0]).any()
 
 
 @pytest.mark.skipif(_pool is None, reason="compiled kernels not built (NumPy-only run)")
@@ -163,8 +186,10 @@ def test_bad_direct_calls_raise_the_same_clean_error(impl, name, fn, args, exc, 
 
 # 2x2 windows at stride 2 without padding take a path of their own when every window lies inside
 # the plane; the last shape's ceil_mode column hangs over the edge and takes the general loops
-PAIR_SHAPES = [((2, 3, 8, 8), (4, 4)), ((2, 3, 7, 9), (3, 4)), ((1, 2, 2, 2), (1, 1)),
-               ((3, 1, 5, 2), (2, 1)), ((1, 2, 6, 7), (3, 4))]
+# rows of 8 or more outputs take the blend loop, shorter ones the loop that loads (BLEND_MIN_OW)
+PAIR_SHAPES = [((2, 3, 8, 8), (4, 4)), ((2, 3, 7, 9), (3, 4)), ((2, 3, 6, 16), (3, 8)),
+               ((1, 2, 5, 37), (2, 18)), ((1, 2, 2, 2), (1, 1)), ((3, 1, 5, 2), (2, 1)),
+               ((1, 2, 6, 7), (3, 4))]
 
 
 def _tied_with_nans(rng, shape, dtype):
