@@ -322,6 +322,9 @@ class Monitor:
         for name, w in self._weights.items():
             self._before[name] = _copy_into(self._before.get(name), w._data)
         for name, module in self._norms.items():
+            if module.running_mean is None or module.running_var is None:
+                self._running.pop(name, None)  # no running statistics (any more): no gap
+                continue
             old = self._running.get(name, (None, None))
             self._running[name] = (_copy_into(old[0], module.running_mean._data),
                                    _copy_into(old[1], module.running_var._data))
