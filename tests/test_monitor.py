@@ -209,3 +209,65 @@ def test_the_see_inside_example_runs(monkeypatch, tmp_path, capsys):
     # the timing mode runs (how long it takes is for a person to read, not for a test)
     assert example.main(["--overhead", "--repeats", "2", "--block", "2"]) == 0
     assert "every=1 " in capsys.readouterr().out
+
+
+def test_hooks_stay_on_while_steps_are_sampled_and_are_off_in_between(rng, monkeypatch):
+    attached = []
+    monkeypatch.setattr(Monitor, "_attach", lambda self, real=Monitor._attach: (
+        attached.append(self.step), real(self)))
+    model = _model()
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    monitor = Monitor(model, every=1)
+    for _ in range(5):
+        _step(model, opt, *_batch(rng))
+    assert attached == [1]  # once for five consecutive sampled steps
+    model.eval()
+    with mg.no_grad():
+        model(_batch(rng)[0])  # an eval call takes the hooks off ...
+    assert all(m.__dict__.get("_hooks") is None for m in model[1:])
+    model.train()
+    _step(model, opt, *_batch(rng))
+    assert attached == [1, 6] and monitor.series("0", "mean")[0].tolist() == [1, 2, 3, 4, 5, 6]
+    monitor.remove()
+
+    attached.clear()
+    monitor = Monitor(model, every=3)
+    for step in range(1, 8):
+        _step(model, opt, *_batch(rng))
+        hooked = model[0].__dict__.get("_hooks") is not None
+        assert hooked == (step % 3 == 1), step  # ... and so does a step that is not sampled
+    assert attached == [1, 4, 7]
+
+
+def test_a_layer_called_twice_in_a_step_keeps_its_last_call(rng):
+    mg.manual_seed(0)
+    relu = nn.ReLU()
+    model = nn.Sequential(nn.Linear(4, 6), relu, nn.Linear(6, 6), relu).double()
+    monitor = Monitor(model, every=1)
+    x = mg.tensor(rng.normal(size=(8, 4)), dtype=mg.float64)
+    for _ in range(2):
+        model(x).sum().backward()
+    last = model(x).numpy()  # a third step, with the same weights (no optimizer)
+    steps, means = monitor.series("1", "mean")
+    assert steps.tolist() == [1, 2, 3]
+    np.testing.assert_allclose(means[-1], last.mean(), rtol=1e-12)
+    first = np.maximum(x.numpy() @ model[0].weight.numpy().T + model[0].bias.numpy(), 0)
+    assert not np.isclose(means[-1], first.mean())  # not the first call's output
+
+
+def test_a_weight_that_changes_shape_gets_no_update_ratio_for_that_step(rng):
+    model = nn.Sequential(nn.Linear(5, 3)).double()
+    monitor = Monitor(model, every=1)
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    x, y = mg.tensor(rng.normal(size=(4, 5)), dtype=mg.float64), mg.tensor([0, 1, 2, 0])
+    _step(model, opt, x, y)
+    model[0].weight._data = rng.normal(size=(3, 5))  # the same shape: compared
+    _step(model, opt, x, y)
+    model[0].weight._data = np.zeros((2, 5))  # another shape: nothing to compare with
+    model[0].bias._data = np.zeros(2)
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    _step(model, opt, x, mg.tensor([0, 1, 1, 0]))
+    model(x)
+    steps, ratios = monitor.series("0", "update_ratio")
+    assert steps.tolist() == [1, 3]  # zero weights at step 3's start: NaN, not an error
+    assert np.isfinite(ratios[0]) and np.isnan(ratios[1])
