@@ -31,7 +31,7 @@ from .dlpack import from_dlpack
 from .functional.elementwise import where
 from .functional.reduce import log_softmax, logsumexp, softmax
 from .functional.shape import concat, stack
-from .kernels import get_backend, get_num_threads, set_backend, set_num_threads
+from .kernels import empty_cache, get_backend, get_num_threads, set_backend, set_num_threads
 from .random import manual_seed
 from .serialization import load, save
 from .tensor import Tensor

@@ -54,6 +54,29 @@ def get_backend() -> str:
     return _backend
 
 
+def _install_array_cache() -> None:
+    """Make NumPy keep freed buffers of 32 KiB-32 MiB for reuse (``_alloc.h``: a training
+    step frees and re-allocates the same sizes, and fresh large buffers page-fault their
+    memory in at every step) unless ``MINIGRAD_ARRAY_CACHE=0``. Without the compiled kernels
+    NumPy's own allocator stays."""
+    if compiled is not None and os.environ.get("MINIGRAD_ARRAY_CACHE", "1") != "0":
+        compiled._alloc.install()
+
+
+def empty_cache() -> int:
+    """Hand the NumPy buffers the array cache holds for reuse (at most 128 MiB) back to the
+    system; returns how many bytes that was (0 without the compiled kernels)."""
+    return compiled._alloc.release() if compiled is not None else 0
+
+
+def cached_bytes() -> int:
+    """Bytes of freed NumPy buffers the array cache holds for reuse."""
+    return compiled._alloc.cached_bytes() if compiled is not None else 0
+
+
+_install_array_cache()
+
+
 def compiled_available() -> bool:
     """True when the compiled Cython kernels were imported."""
     return compiled is not None
