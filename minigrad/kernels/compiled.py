@@ -4,7 +4,16 @@ Importing this module fails when the extensions were not built; ``minigrad.kerne
 warns once and uses the NumPy twins.
 """
 
-from . import _activation, _alloc, _conv, _norm, _optim, _pool, _reduce, _softmax
+from . import (
+    _activation,
+    _alloc,  # noqa: F401  (the array cache: minigrad.kernels installs it)
+    _conv,
+    _norm,
+    _optim,
+    _pool,
+    _reduce,
+    _softmax,
+)
 from ._activation import gelu_backward, gelu_forward
 from ._conv import conv2d_backward, conv2d_forward
 from ._embed import embedding_backward
