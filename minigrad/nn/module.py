@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from ..autograd import mark_all_changed
-from ..hooks import RemovableHandle
 from ..dlpack import foreign_array
+from ..hooks import RemovableHandle
 from ..kernels._checks import FLOAT_DTYPES
 from ..tensor import Tensor
 from . import _hooks as module_hooks
