@@ -303,6 +303,28 @@ def test_sequential_three_schedulers_and_state_dict():
     assert again.get_last_lr() == scheduler.get_last_lr() == [0.0625]  # Exponential, epoch 4
 
 
+def test_a_nested_sequential_runs_the_schedule_it_runs_alone():
+    def inner(opt):
+        return L.SequentialLR(opt, [L.LinearLR(opt, 0.5, 1.0, total_iters=2),
+                                    L.ExponentialLR(opt, gamma=0.5)], milestones=[2])
+
+    opt = _optimizer(lr=0.1)
+    alone = _run(opt, inner(opt), 5)[:, 0]
+    np.testing.assert_allclose(alone, [0.05, 0.075, 0.1, 0.05, 0.025], rtol=1e-15)
+    opt = _optimizer(lr=0.1)
+    wrapped = _run(opt, L.SequentialLR(opt, [inner(opt)], milestones=[]), 5)[:, 0]
+    np.testing.assert_array_equal(wrapped, alone)
+    opt = _optimizer(lr=0.1)
+    outer = L.SequentialLR(opt, [inner(opt), L.StepLR(opt, 2, gamma=0.1)], milestones=[5])
+    np.testing.assert_allclose(_run(opt, outer, 8)[:, 0], [*alone, 0.1, 0.1, 0.01],
+                               rtol=1e-15)
+    # a second pass through the outer milestone restarts the inner one at its epoch 0
+    opt = _optimizer(lr=0.1)
+    again = L.SequentialLR(opt, [L.StepLR(opt, 1, gamma=0.1), inner(opt)], milestones=[2])
+    np.testing.assert_allclose(_run(opt, again, 5)[:, 0], [0.1, 0.01, 0.05, 0.075, 0.1],
+                               rtol=1e-15)
+
+
 def test_sequential_bad_arguments():
     opt, other = _optimizer(), _optimizer()
     step = L.StepLR(opt, 2)

@@ -290,8 +290,14 @@ class SequentialLR(LRScheduler):
 
     @staticmethod
     def _restart(scheduler: LRScheduler) -> None:
-        scheduler.last_epoch = -1
-        scheduler.step()
+        """Put ``scheduler`` at its own epoch 0. A nested SequentialLR starts its first
+        scheduler there too (stepping it would run its first scheduler's epoch 1)."""
+        if isinstance(scheduler, SequentialLR):
+            scheduler.last_epoch = 0
+            SequentialLR._restart(scheduler._schedulers[0])
+        else:
+            scheduler.last_epoch = -1
+            scheduler.step()
 
     def step(self) -> None:
         """Advance one epoch: the scheduler whose turn it is steps (or restarts at epoch 0 on
