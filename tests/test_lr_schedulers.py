@@ -325,6 +325,50 @@ def test_a_nested_sequential_runs_the_schedule_it_runs_alone():
                                rtol=1e-15)
 
 
+def test_two_schedulers_stepping_one_optimizer_raise_instead_of_overwriting(backend):
+    opt = _optimizer(lr=1.0)
+    decay = L.ExponentialLR(opt, gamma=0.5)
+    warmup = L.LinearLR(opt, start_factor=0.25, total_iters=4)  # sets 0.25 at its epoch 0
+    with pytest.raises(RuntimeError, match="ExponentialLR.step.*changed by LinearLR"):
+        decay.step()  # would set 0.5 and drop the warm-up factor (PyTorch: 0.125)
+    opt = _optimizer(lr=1.0)
+    warmup = L.LinearLR(opt, start_factor=0.25, total_iters=4)
+    decay = L.ExponentialLR(opt, gamma=0.5)
+    with pytest.raises(RuntimeError, match="LinearLR.step.*changed by ExponentialLR"):
+        warmup.step()
+    # a manual edit is still overwritten by the next step, as documented
+    opt = _optimizer(lr=1.0)
+    decay = L.ExponentialLR(opt, gamma=0.5)
+    opt.param_groups[0]["lr"] = 3.0
+    decay.step()
+    assert opt.param_groups[0]["lr"] == 0.5
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")
+def test_warmup_then_plateau_matches_torch_and_concurrent_cuts_raise(backend):
+    torch = pytest.importorskip("torch")
+    losses = [1.0, 0.9, 0.95, 0.96, 0.97, 0.98, 0.99, 1.0]
+    opt = _optimizer(lr=1.0)
+    topt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    ours = (L.LinearLR(opt, 0.25, total_iters=3), L.ReduceLROnPlateau(opt, patience=1))
+    theirs = (torch.optim.lr_scheduler.LinearLR(topt, 0.25, total_iters=3),
+              torch.optim.lr_scheduler.ReduceLROnPlateau(topt, patience=1))
+    for epoch, loss in enumerate(losses):  # warm-up first, then the plateau rule alone
+        for scheduler in (ours, theirs):
+            scheduler[0].step() if epoch < 3 else scheduler[1].step(loss)
+        assert opt.param_groups[0]["lr"] == pytest.approx(topt.param_groups[0]["lr"])
+    assert opt.param_groups[0]["lr"] < 1.0  # the plateau rule did cut
+    # both stepped every epoch: fine until the plateau rule cuts, then the warm-up refuses
+    opt = _optimizer(lr=1.0)
+    warmup, plateau = L.LinearLR(opt, 0.5, total_iters=2), L.ReduceLROnPlateau(opt, patience=0)
+    warmup.step()
+    plateau.step(1.0)
+    warmup.step()
+    plateau.step(2.0)  # no improvement, patience 0: the lr is cut
+    with pytest.raises(RuntimeError, match="changed by ReduceLROnPlateau"):
+        warmup.step()
+
+
 def test_sequential_bad_arguments():
     opt, other = _optimizer(), _optimizer()
     step = L.StepLR(opt, 2)
