@@ -283,6 +283,23 @@ def test_adamw_state_stays_adamw_in_torch():
             to_torch(model).parameters()).state_dict()))
 
 
+def test_arrays_added_to_a_layer_are_named_by_path():
+    from torch.nn.utils import prune
+
+    pruned = torch.nn.Linear(2, 2)
+    prune.l1_unstructured(pruned, "weight", amount=0.5)
+    with pytest.raises(UnsupportedLayerError, match=r"'1' \(Linear\).*'weight_orig'.*pruning"):
+        from_torch(torch.nn.Sequential(torch.nn.ReLU(), pruned))
+    masked = torch.nn.Linear(2, 2)
+    masked.register_buffer("mask", torch.ones(2))
+    with pytest.raises(UnsupportedLayerError, match=r"the model itself \(Linear\).*'mask'"):
+        from_torch(masked)
+    ours = nn.Linear(2, 2)
+    ours.register_buffer("mask", mg.ones(2))
+    with pytest.raises(UnsupportedLayerError, match=r"'0' \(Linear\).*'mask'"):
+        to_torch(nn.Sequential(ours))
+
+
 def test_layers_without_counterpart_are_named_by_path_and_class():
     class Custom(nn.Module):
         def forward(self, x):

@@ -236,14 +236,27 @@ def _build(module: Any, path: str, memo: dict[int, tuple[Any, Any]], target_clas
             built.add_module(child_name, _build(child, child_path, memo, target_class,
                                                 array_dtype, dtype_of))
     else:
+        where = repr(path) if path else "the model itself"
         try:
             kwargs = constructor_args(LAYERS[name], module, array_dtype, dtype_of)
             built = target_class(name)(**kwargs)
         except (TypeError, ValueError) as exc:
-            where = repr(path) if path else "the model itself"
             raise UnsupportedLayerError(f"cannot convert {where} ({name}): {exc}") from exc
+        if _array_names(module) != _array_names(built):
+            raise UnsupportedLayerError(
+                f"cannot convert {where} ({name}): it holds the arrays "
+                f"{sorted(_array_names(module))} where a plain {name} holds "
+                f"{sorted(_array_names(built))}; an array registered by hand or a "
+                f"reparametrization (weight_norm, spectral_norm, pruning) has no counterpart: "
+                f"remove it first (e.g. torch.nn.utils.prune.remove)")
     memo[id(module)] = (module, built)
     return built
+
+
+def _array_names(layer: Any) -> set[str]:
+    """The names of the parameters and buffers ``layer`` holds itself (None entries left out)."""
+    return {k for registry in ("_parameters", "_buffers")
+            for k, v in getattr(layer, registry).items() if v is not None}
 
 
 def _arrays(source: Any, target: Any) -> list[tuple[str, Any, Any]]:
