@@ -190,6 +190,14 @@ def test_one_cycle_state_dict_round_trip():
     ({"max_lr": 0.1, "total_steps": 10, "anneal_strategy": "cosine"}, ValueError, "anneal"),
     ({"max_lr": 0.1, "total_steps": 10, "pct_start": 1.5}, ValueError, "pct_start"),
     ({"max_lr": 0.1, "total_steps": 10, "pct_start": 0.1}, ValueError, "no steps"),
+    # pct_start * total_steps < 1: the rise would run backwards and never reach max_lr
+    ({"max_lr": 0.1, "total_steps": 10, "pct_start": 0.05}, ValueError, "no steps"),
+    ({"max_lr": 0.1, "total_steps": 2}, ValueError, "no steps"),
+    # three phases with pct_start > 0.5: the fall back overruns the cycle, no final anneal
+    ({"max_lr": 0.1, "total_steps": 10, "pct_start": 0.6, "three_phase": True}, ValueError,
+     "and three_phase leaves a phase with no steps"),
+    ({"max_lr": 0.1, "total_steps": 10, "pct_start": 1.0, "three_phase": True}, ValueError,
+     "no steps"),
     ({"max_lr": 0.1, "total_steps": 10, "div_factor": 0}, ValueError, "div_factor"),
 ])
 def test_one_cycle_bad_arguments(options, error, match):
