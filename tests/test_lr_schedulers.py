@@ -5,7 +5,9 @@ itself where it is installed."""
 
 from __future__ import annotations
 
+import gc
 import math
+import weakref
 
 import numpy as np
 import pytest
@@ -352,7 +354,19 @@ def test_two_schedulers_stepping_one_optimizer_raise_instead_of_overwriting(back
     assert opt.param_groups[0]["lr"] == 0.5
 
 
-@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")
+def test_schedulers_do_not_keep_their_optimizer_alive():
+    for plateau in (False, True):  # a plateau cut marks its scheduler as the lr's writer
+        opt = _optimizer()
+        scheduler = L.ReduceLROnPlateau(opt, patience=0) if plateau else L.StepLR(opt, 2)
+        for metric in (1.0, 2.0):
+            scheduler.step(metric) if plateau else scheduler.step()
+        assert opt.param_groups[0]["lr"] < 0.1 or not plateau
+        alive = weakref.ref(opt)
+        del opt, scheduler
+        gc.collect()
+        assert alive() is None
+
+
 def test_warmup_then_plateau_matches_torch_and_concurrent_cuts_raise(backend):
     torch = pytest.importorskip("torch")
     losses = [1.0, 0.9, 0.95, 0.96, 0.97, 0.98, 0.99, 1.0]
@@ -362,6 +376,7 @@ def test_warmup_then_plateau_matches_torch_and_concurrent_cuts_raise(backend):
     theirs = (torch.optim.lr_scheduler.LinearLR(topt, 0.25, total_iters=3),
               torch.optim.lr_scheduler.ReduceLROnPlateau(topt, patience=1))
     for epoch, loss in enumerate(losses):  # warm-up first, then the plateau rule alone
+        topt.step()  # as a training loop does (PyTorch warns otherwise)
         for scheduler in (ours, theirs):
             scheduler[0].step() if epoch < 3 else scheduler[1].step(loss)
         assert opt.param_groups[0]["lr"] == pytest.approx(topt.param_groups[0]["lr"])

@@ -23,12 +23,19 @@ from .optimizer import Optimizer, check_number
 
 # The scheduler that last set each optimizer's lr: schedulers do not compose (each writes its
 # own formula), so one that finds another's change since its own last step refuses to erase it.
-_LAST_WRITER: weakref.WeakKeyDictionary[Optimizer, Any] = weakref.WeakKeyDictionary()
+# Weak both ways: a scheduler holds its optimizer, so a strong value would keep both alive.
+_LAST_WRITER: weakref.WeakKeyDictionary[Optimizer, weakref.ref] = weakref.WeakKeyDictionary()
+
+
+def _mark_writer(scheduler: Any) -> None:
+    """Record ``scheduler`` as the last to set its optimizer's lr."""
+    _LAST_WRITER[scheduler.optimizer] = weakref.ref(scheduler)
 
 
 def _check_alone(scheduler: Any, mine: list[float]) -> None:
     """Raise if another scheduler changed the lr ``scheduler`` set last (``mine``)."""
-    writer = _LAST_WRITER.get(scheduler.optimizer)
+    ref = _LAST_WRITER.get(scheduler.optimizer)
+    writer = ref() if ref is not None else None
     if writer is None or writer is scheduler or not mine:
         return
     current = [group["lr"] for group in scheduler.optimizer.param_groups]
@@ -85,7 +92,7 @@ class LRScheduler:
         self._last_lr = self.get_lr()
         for group, lr in zip(self.optimizer.param_groups, self._last_lr, strict=True):
             group["lr"] = lr
-        _LAST_WRITER[self.optimizer] = self
+        _mark_writer(self)
 
     def get_last_lr(self) -> list[float]:
         """The learning rates set by the last ``step()``, one per group."""
