@@ -237,7 +237,12 @@ def _stack(values: list, what: str) -> np.ndarray:
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         raise ValueError(f"cannot batch {what}: samples have different shapes {sorted(shapes)}")
-    return np.stack(arrays)
+    stacked = np.stack(arrays)
+    if stacked.dtype.kind not in "biuf":  # e.g. a nested dict, a string, None
+        raise TypeError(f"cannot batch {what}: its values are {type(values[0]).__name__} "
+                        f"(dtype {stacked.dtype}), not arrays or numbers; a sample is an "
+                        f"array, a number, or a tuple or dict of them")
+    return stacked
 
 
 # --------------------------------------------------------------------------- toy data

@@ -58,8 +58,10 @@ def from_dlpack(obj: Any, *, copy: bool | None = None) -> Any:
 
     The result keeps ``obj``'s dtype and does not require grad; writes through either side
     are seen by the other, but neither side's version counter or autograd graph sees the
-    other's (see this module's docstring). ``copy=True`` copies instead; ``copy=False``
-    raises rather than copy.
+    other's (see this module's docstring); from a minigrad Tensor the result is
+    ``obj.detach()``, which shares the version counter too. ``copy=True`` copies instead;
+    ``copy=False`` raises rather than copy. A PyTorch tensor with the negative bit set (a
+    lazily negated view such as ``z.conj().imag``) is copied with its true values.
 
     Raises:
         BufferError: ``obj`` lives on another device, or refuses export (a PyTorch tensor that
@@ -75,10 +77,15 @@ def from_dlpack(obj: Any, *, copy: bool | None = None) -> Any:
     if not hasattr(obj, "__dlpack__"):
         raise TypeError(f"from_dlpack expects an object with __dlpack__, got "
                         f"{type(obj).__name__}")
+    if isinstance(obj, Tensor) and not copy and not obj.requires_grad:
+        # minigrad to minigrad: share the version counter with the memory (as detach() does),
+        # so a graph that saved either one sees in-place changes made through the other
+        return obj.detach()
     device = obj.__dlpack_device__() if hasattr(obj, "__dlpack_device__") else (_CPU, 0)
     if device[0] != _CPU:
         raise BufferError(f"from_dlpack: minigrad computes on the CPU, the array lives on "
                           f"DLPack device {tuple(device)}; move it to the CPU first")
+    obj = _resolve_negative_view(obj, copy)
     try:
         array = np.from_dlpack(obj, copy=copy)
     except (BufferError, TypeError, RuntimeError, ValueError) as exc:
@@ -89,6 +96,20 @@ def from_dlpack(obj: Any, *, copy: bool | None = None) -> Any:
         raise BufferError(f"from_dlpack: {type(obj).__name__} refused export: {exc}") from exc
     _check_dtype(array.dtype, "from_dlpack")
     return Tensor(array, dtype=array.dtype)
+
+
+def _resolve_negative_view(obj: Any, copy: bool | None) -> Any:
+    """``obj``, or a copy holding its values when it is a PyTorch tensor with the negative bit
+    set (e.g. ``z.conj().imag``): PyTorch exports such a view's memory, which holds the
+    values with the opposite sign, without saying so."""
+    is_neg = getattr(obj, "is_neg", None)
+    if not callable(is_neg) or not is_neg():
+        return obj
+    if copy is False:
+        raise BufferError("from_dlpack: the PyTorch tensor is a negated view (is_neg()); its "
+                          "memory holds the opposite values, so it cannot be shared without a "
+                          "copy: pass copy=True or call .resolve_neg() first")
+    return obj.resolve_neg()
 
 
 def _check_dtype(dtype: np.dtype, where: str) -> None:
@@ -104,7 +125,7 @@ def foreign_array(value: Any) -> np.ndarray | str:
     if getattr(value, "requires_grad", False) and callable(getattr(value, "detach", None)):
         value = value.detach()
     try:
-        return np.from_dlpack(value)
+        return np.from_dlpack(_resolve_negative_view(value, None))
     except (BufferError, TypeError, RuntimeError, ValueError) as exc:
         dtype = getattr(value, "dtype", None)
         kind = type(value).__name__ + (f" of dtype {dtype}" if dtype is not None else "")

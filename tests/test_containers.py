@@ -96,6 +96,26 @@ def test_apply_initialises_weights():
         model.apply("not callable")
 
 
+def test_apply_visits_a_child_held_twice_once_per_parent_as_torch():
+    torch = pytest.importorskip("torch")
+
+    def halve(module):
+        if hasattr(module, "weight"):
+            module.weight.data[...] *= 0.5
+
+    shared = nn.Linear(2, 2)
+    nn.init.ones_(shared.weight)
+    ours = nn.Sequential(nn.Sequential(shared), shared, shared)
+    tied = torch.nn.Linear(2, 2)
+    torch.nn.init.ones_(tied.weight)
+    theirs = torch.nn.Sequential(torch.nn.Sequential(tied), tied, tied)
+    with torch.no_grad():
+        theirs.apply(halve)
+    ours.apply(halve)
+    assert tied.weight[0, 0].item() == 0.25  # once under each parent
+    np.testing.assert_array_equal(shared.weight.numpy(), tied.weight.detach().numpy())
+
+
 def test_apply_order_and_state_dict_keys_match_torch():
     torch = pytest.importorskip("torch")
     theirs = torch.nn.Sequential(

@@ -291,3 +291,20 @@ def test_dataset_mistakes_are_named():
         list(DataLoader(Ragged(), batch_size=2))
     with pytest.raises(ValueError, match=r"different shapes \[\(1,\), \(2,\)\]"):
         list(DataLoader(Shapes(), batch_size=2))
+
+
+@pytest.mark.parametrize("sample, what", [
+    ({"x": np.zeros(2), "meta": {"id": 1}}, "key 'meta': its values are dict"),
+    ((np.zeros(2), "cat"), "field 1: its values are str"),
+    (None, "the samples: its values are NoneType"),
+])
+def test_a_field_that_is_not_numbers_is_named(sample, what):
+    class Odd(Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return sample
+
+    with pytest.raises(TypeError, match=f"cannot batch {what}"):
+        list(DataLoader(Odd(), batch_size=2))

@@ -92,3 +92,30 @@ def test_jax_reads_and_gives_tensors():
     np.testing.assert_array_equal(back.numpy(), np.arange(4.0, dtype=np.float32))
     with pytest.raises(ValueError, match="read-only"):  # JAX arrays are immutable
         back += 1.0
+
+
+def test_from_dlpack_of_a_minigrad_tensor_shares_its_version_counter(backend):
+    w = mg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    alias = mg.from_dlpack(w.detach())
+    assert np.shares_memory(alias.data, w.data) and not alias.requires_grad
+    out = (w * w).sum()
+    alias.add_(1.0)  # changes the values Mul saved for backward
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        out.backward()
+    copied = mg.from_dlpack(w.detach(), copy=True)
+    assert not np.shares_memory(copied.data, w.data)
+
+
+def test_a_negated_pytorch_view_crosses_with_its_true_values():
+    torch = pytest.importorskip("torch")
+    z = torch.tensor([1 + 2j, 3 - 4j], dtype=torch.complex64)
+    imag = z.conj().imag  # a view of z's memory with the negative bit set: values -2, 4
+    assert imag.is_neg()
+    np.testing.assert_array_equal(mg.from_dlpack(imag).numpy(), [-2.0, 4.0])
+    with pytest.raises(BufferError, match="negated view"):
+        mg.from_dlpack(imag, copy=False)
+    layer = mg.nn.Linear(2, 1)  # a PyTorch state dict is read through the same path
+    weight = imag.reshape(1, 2)
+    assert weight.is_neg()
+    layer.load_state_dict({"weight": weight, "bias": torch.zeros(1)})
+    np.testing.assert_array_equal(layer.weight.numpy(), [[-2.0, 4.0]])

@@ -174,6 +174,9 @@ def _optimizers(kind: str, ours, theirs):
             theirs, lr=1e-2, weight_decay=1e-3)
     if kind == "adamw":
         return optim.AdamW(ours, lr=1e-2), torch.optim.AdamW(theirs, lr=1e-2)
+    if kind == "rmsprop":
+        options = dict(lr=1e-2, momentum=0.5, centered=True, weight_decay=1e-3)
+        return optim.RMSprop(ours, **options), torch.optim.RMSprop(theirs, **options)
     return optim.SGD(ours, lr=0.05, momentum=0.9, nesterov=True), torch.optim.SGD(
         theirs, lr=0.05, momentum=0.9, nesterov=True)
 
@@ -193,7 +196,7 @@ def _train(model, net, opt, topt, kind: str, steps: int, seed: int) -> None:
 
 
 @pytest.mark.parametrize("kind", MODELS)
-@pytest.mark.parametrize("rule", ["adam", "adamw", "sgd"])
+@pytest.mark.parametrize("rule", ["adam", "adamw", "sgd", "rmsprop"])
 def test_optimizer_steps_agree_and_states_convert_both_ways(backend, kind, rule):
     model = MODELS[kind]()
     net = to_torch(model)
@@ -236,6 +239,39 @@ def test_optimizer_state_round_trip_keeps_every_entry(tmp_path):
     opt.load_state_dict(mg.load(tmp_path / "opt.npz"))
 
 
+def test_a_torch_optimizer_driven_by_one_cycle_converts():
+    # PyTorch's OneCycleLR keeps its range in the param groups; minigrad's keeps it in the
+    # scheduler, so those entries are left out and the lr, momentum and initial_lr carried
+    net = torch.nn.Linear(3, 2)
+    topt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(topt, max_lr=0.1, total_steps=10)
+    net(torch.ones(1, 3)).sum().backward()
+    topt.step()
+    scheduler.step()
+    state = from_torch_optimizer_state(topt)
+    model = from_torch(net)
+    opt = optim.SGD(model.parameters(), lr=1.0, momentum=0.5)
+    opt.load_state_dict(state)
+    group, theirs = opt.param_groups[0], topt.param_groups[0]
+    for key in ("lr", "momentum", "initial_lr"):
+        assert group[key] == theirs[key], key
+    # resuming at last_epoch=1 sets the lr of step 2, where torch's next step() goes
+    resumed = optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=10, last_epoch=1)
+    for _ in range(5):
+        scheduler.step()
+        for key in ("lr", "momentum"):
+            assert group[key] == pytest.approx(theirs[key]), key
+        resumed.step()
+
+
+@pytest.mark.parametrize("bad", [{"state": {}, "param_groups": 5},
+                                 {"state": [], "param_groups": []},
+                                 {"state": {}, "param_groups": [5]}])
+def test_a_malformed_optimizer_state_names_the_problem(bad):
+    with pytest.raises(ValueError, match="PyTorch optimizer state dict"):
+        from_torch_optimizer_state(bad)
+
+
 def test_adamw_state_stays_adamw_in_torch():
     model = _mlp()
     opt = optim.AdamW(model.parameters(), lr=1e-2)
@@ -245,6 +281,23 @@ def test_adamw_state_stays_adamw_in_torch():
     with pytest.raises(ValueError, match="decoupled_weight_decay"):
         plain.load_state_dict(from_torch_optimizer_state(torch.optim.AdamW(
             to_torch(model).parameters()).state_dict()))
+
+
+def test_arrays_added_to_a_layer_are_named_by_path():
+    from torch.nn.utils import prune
+
+    pruned = torch.nn.Linear(2, 2)
+    prune.l1_unstructured(pruned, "weight", amount=0.5)
+    with pytest.raises(UnsupportedLayerError, match=r"'1' \(Linear\).*'weight_orig'.*pruning"):
+        from_torch(torch.nn.Sequential(torch.nn.ReLU(), pruned))
+    masked = torch.nn.Linear(2, 2)
+    masked.register_buffer("mask", torch.ones(2))
+    with pytest.raises(UnsupportedLayerError, match=r"the model itself \(Linear\).*'mask'"):
+        from_torch(masked)
+    ours = nn.Linear(2, 2)
+    ours.register_buffer("mask", mg.ones(2))
+    with pytest.raises(UnsupportedLayerError, match=r"'0' \(Linear\).*'mask'"):
+        to_torch(nn.Sequential(ours))
 
 
 def test_layers_without_counterpart_are_named_by_path_and_class():

@@ -5,7 +5,9 @@ itself where it is installed."""
 
 from __future__ import annotations
 
+import gc
 import math
+import weakref
 
 import numpy as np
 import pytest
@@ -190,6 +192,14 @@ def test_one_cycle_state_dict_round_trip():
     ({"max_lr": 0.1, "total_steps": 10, "anneal_strategy": "cosine"}, ValueError, "anneal"),
     ({"max_lr": 0.1, "total_steps": 10, "pct_start": 1.5}, ValueError, "pct_start"),
     ({"max_lr": 0.1, "total_steps": 10, "pct_start": 0.1}, ValueError, "no steps"),
+    # pct_start * total_steps < 1: the rise would run backwards and never reach max_lr
+    ({"max_lr": 0.1, "total_steps": 10, "pct_start": 0.05}, ValueError, "no steps"),
+    ({"max_lr": 0.1, "total_steps": 2}, ValueError, "no steps"),
+    # three phases with pct_start > 0.5: the fall back overruns the cycle, no final anneal
+    ({"max_lr": 0.1, "total_steps": 10, "pct_start": 0.6, "three_phase": True}, ValueError,
+     "and three_phase leaves a phase with no steps"),
+    ({"max_lr": 0.1, "total_steps": 10, "pct_start": 1.0, "three_phase": True}, ValueError,
+     "no steps"),
     ({"max_lr": 0.1, "total_steps": 10, "div_factor": 0}, ValueError, "div_factor"),
 ])
 def test_one_cycle_bad_arguments(options, error, match):
@@ -301,6 +311,85 @@ def test_sequential_three_schedulers_and_state_dict():
     again.step()
     scheduler.step()
     assert again.get_last_lr() == scheduler.get_last_lr() == [0.0625]  # Exponential, epoch 4
+
+
+def test_a_nested_sequential_runs_the_schedule_it_runs_alone():
+    def inner(opt):
+        return L.SequentialLR(opt, [L.LinearLR(opt, 0.5, 1.0, total_iters=2),
+                                    L.ExponentialLR(opt, gamma=0.5)], milestones=[2])
+
+    opt = _optimizer(lr=0.1)
+    alone = _run(opt, inner(opt), 5)[:, 0]
+    np.testing.assert_allclose(alone, [0.05, 0.075, 0.1, 0.05, 0.025], rtol=1e-15)
+    opt = _optimizer(lr=0.1)
+    wrapped = _run(opt, L.SequentialLR(opt, [inner(opt)], milestones=[]), 5)[:, 0]
+    np.testing.assert_array_equal(wrapped, alone)
+    opt = _optimizer(lr=0.1)
+    outer = L.SequentialLR(opt, [inner(opt), L.StepLR(opt, 2, gamma=0.1)], milestones=[5])
+    np.testing.assert_allclose(_run(opt, outer, 8)[:, 0], [*alone, 0.1, 0.1, 0.01],
+                               rtol=1e-15)
+    # a second pass through the outer milestone restarts the inner one at its epoch 0
+    opt = _optimizer(lr=0.1)
+    again = L.SequentialLR(opt, [L.StepLR(opt, 1, gamma=0.1), inner(opt)], milestones=[2])
+    np.testing.assert_allclose(_run(opt, again, 5)[:, 0], [0.1, 0.01, 0.05, 0.075, 0.1],
+                               rtol=1e-15)
+
+
+def test_two_schedulers_stepping_one_optimizer_raise_instead_of_overwriting(backend):
+    opt = _optimizer(lr=1.0)
+    decay = L.ExponentialLR(opt, gamma=0.5)
+    warmup = L.LinearLR(opt, start_factor=0.25, total_iters=4)  # sets 0.25 at its epoch 0
+    with pytest.raises(RuntimeError, match="ExponentialLR.step.*changed by LinearLR"):
+        decay.step()  # would set 0.5 and drop the warm-up factor (PyTorch: 0.125)
+    opt = _optimizer(lr=1.0)
+    warmup = L.LinearLR(opt, start_factor=0.25, total_iters=4)
+    decay = L.ExponentialLR(opt, gamma=0.5)
+    with pytest.raises(RuntimeError, match="LinearLR.step.*changed by ExponentialLR"):
+        warmup.step()
+    # a manual edit is still overwritten by the next step, as documented
+    opt = _optimizer(lr=1.0)
+    decay = L.ExponentialLR(opt, gamma=0.5)
+    opt.param_groups[0]["lr"] = 3.0
+    decay.step()
+    assert opt.param_groups[0]["lr"] == 0.5
+
+
+def test_schedulers_do_not_keep_their_optimizer_alive():
+    for plateau in (False, True):  # a plateau cut marks its scheduler as the lr's writer
+        opt = _optimizer()
+        scheduler = L.ReduceLROnPlateau(opt, patience=0) if plateau else L.StepLR(opt, 2)
+        for metric in (1.0, 2.0):
+            scheduler.step(metric) if plateau else scheduler.step()
+        assert opt.param_groups[0]["lr"] < 0.1 or not plateau
+        alive = weakref.ref(opt)
+        del opt, scheduler
+        gc.collect()
+        assert alive() is None
+
+
+def test_warmup_then_plateau_matches_torch_and_concurrent_cuts_raise(backend):
+    torch = pytest.importorskip("torch")
+    losses = [1.0, 0.9, 0.95, 0.96, 0.97, 0.98, 0.99, 1.0]
+    opt = _optimizer(lr=1.0)
+    topt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    ours = (L.LinearLR(opt, 0.25, total_iters=3), L.ReduceLROnPlateau(opt, patience=1))
+    theirs = (torch.optim.lr_scheduler.LinearLR(topt, 0.25, total_iters=3),
+              torch.optim.lr_scheduler.ReduceLROnPlateau(topt, patience=1))
+    for epoch, loss in enumerate(losses):  # warm-up first, then the plateau rule alone
+        topt.step()  # as a training loop does (PyTorch warns otherwise)
+        for scheduler in (ours, theirs):
+            scheduler[0].step() if epoch < 3 else scheduler[1].step(loss)
+        assert opt.param_groups[0]["lr"] == pytest.approx(topt.param_groups[0]["lr"])
+    assert opt.param_groups[0]["lr"] < 1.0  # the plateau rule did cut
+    # both stepped every epoch: fine until the plateau rule cuts, then the warm-up refuses
+    opt = _optimizer(lr=1.0)
+    warmup, plateau = L.LinearLR(opt, 0.5, total_iters=2), L.ReduceLROnPlateau(opt, patience=0)
+    warmup.step()
+    plateau.step(1.0)
+    warmup.step()
+    plateau.step(2.0)  # no improvement, patience 0: the lr is cut
+    with pytest.raises(RuntimeError, match="changed by ReduceLROnPlateau"):
+        warmup.step()
 
 
 def test_sequential_bad_arguments():

@@ -3,6 +3,7 @@ write, and files that are corrupt, truncated or hostile."""
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import struct
@@ -161,6 +162,24 @@ def test_corrupt_and_hostile_files_raise_value_error_naming_the_file(tmp_path, c
         tracemalloc.stop()
     assert peak < 50 * 2**20  # nothing near what the file claims was allocated
     assert not (tmp_path / "pwned").exists()
+
+
+def test_the_reserved_metadata_name_is_refused_before_writing(tmp_path):
+    # the package writes such a key into the header beside its own metadata: an unreadable file
+    with pytest.raises(ValueError, match="__metadata__.*reserves"):
+        mg.save({"w": np.ones(2), "__metadata__": np.zeros(2)}, tmp_path / "m.safetensors")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("dtype, nbytes", [("BF16", 4), ("F8_E4M3", 2), ("F8_E5M2", 2)])
+def test_a_dtype_numpy_lacks_raises_type_error_naming_tensor_and_dtype(tmp_path, dtype, nbytes):
+    path = tmp_path / "half.safetensors"
+    header = json.dumps({"ok": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+                         "w": {"dtype": dtype, "shape": [2], "data_offsets": [4, 4 + nbytes]}})
+    header = header.encode()
+    _header_file(path, header, b"\0" * (4 + nbytes))
+    with pytest.raises(TypeError, match=f"half.safetensors.*'w' has dtype {dtype}"):
+        mg.load(path)
 
 
 def test_without_the_package_the_error_names_the_extra(tmp_path, monkeypatch):

@@ -127,22 +127,30 @@ def to_torch_optimizer_state(optimizer: Optimizer) -> dict[str, Any]:
     return {"state": state, "param_groups": groups}
 
 
-# PyTorch options that choose an implementation, not the math: dropped on the way in.
+# PyTorch options that choose an implementation, not the math, and the range PyTorch's
+# OneCycleLR and CyclicLR keep in the param groups (minigrad's OneCycleLR keeps it in the
+# scheduler, which is made again with the same arguments): dropped on the way in.
 _IMPLEMENTATION_OPTIONS = ("foreach", "fused", "capturable", "differentiable")
+_SCHEDULER_ENTRIES = ("max_lr", "min_lr", "base_momentum", "max_momentum")
 
 
 def from_torch_optimizer_state(state_dict: Any) -> dict[str, Any]:
     """A PyTorch optimizer's state dict (or the optimizer) as minigrad's: NumPy copies of the
     arrays, int step counts, options as Python numbers, PyTorch's implementation switches
-    (foreach, fused, ...) and ``maximize=False`` left out. ``mg.save`` can write the result
+    (foreach, fused, ...), ``maximize=False`` and the range PyTorch's OneCycleLR keeps in the
+    groups (``max_lr``, ``min_lr``, ``base_momentum``, ``max_momentum``: give them to
+    minigrad's OneCycleLR) left out. ``mg.save`` can write the result
     and the optimizer of the same class in minigrad loads it (minigrad's ``load_state_dict``
     refuses options it cannot honour, such as ``maximize=True``)."""
     torch = import_torch()
     if isinstance(state_dict, torch.optim.Optimizer):
         state_dict = state_dict.state_dict()
-    if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
-        raise ValueError("expected a PyTorch optimizer state dict, with exactly the keys "
-                         "'state' and 'param_groups'")
+    if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"} or \
+            not isinstance(state_dict["state"], dict) or \
+            not isinstance(state_dict["param_groups"], list | tuple) or \
+            not all(isinstance(group, dict) for group in state_dict["param_groups"]):
+        raise ValueError("expected a PyTorch optimizer state dict: a dict with exactly the "
+                         "keys 'state' (a dict) and 'param_groups' (a list of dicts)")
     state = {
         int(index): {name: _from_torch_value(value, name == "step")
                      for name, value in entry.items()}
@@ -151,7 +159,8 @@ def from_torch_optimizer_state(state_dict: Any) -> dict[str, Any]:
     groups = []
     for group in state_dict["param_groups"]:
         options = {key: _from_torch_value(value, False) if torch.is_tensor(value) else value
-                   for key, value in group.items() if key not in _IMPLEMENTATION_OPTIONS}
+                   for key, value in group.items()
+                   if key not in _IMPLEMENTATION_OPTIONS + _SCHEDULER_ENTRIES}
         if options.get("maximize") is False:
             del options["maximize"]
         groups.append(options)
@@ -227,14 +236,27 @@ def _build(module: Any, path: str, memo: dict[int, tuple[Any, Any]], target_clas
             built.add_module(child_name, _build(child, child_path, memo, target_class,
                                                 array_dtype, dtype_of))
     else:
+        where = repr(path) if path else "the model itself"
         try:
             kwargs = constructor_args(LAYERS[name], module, array_dtype, dtype_of)
             built = target_class(name)(**kwargs)
         except (TypeError, ValueError) as exc:
-            where = repr(path) if path else "the model itself"
             raise UnsupportedLayerError(f"cannot convert {where} ({name}): {exc}") from exc
+        if _array_names(module) != _array_names(built):
+            raise UnsupportedLayerError(
+                f"cannot convert {where} ({name}): it holds the arrays "
+                f"{sorted(_array_names(module))} where a plain {name} holds "
+                f"{sorted(_array_names(built))}; an array registered by hand or a "
+                f"reparametrization (weight_norm, spectral_norm, pruning) has no counterpart: "
+                f"remove it first (e.g. torch.nn.utils.prune.remove)")
     memo[id(module)] = (module, built)
     return built
+
+
+def _array_names(layer: Any) -> set[str]:
+    """The names of the parameters and buffers ``layer`` holds itself (None entries left out)."""
+    return {k for registry in ("_parameters", "_buffers")
+            for k, v in getattr(layer, registry).items() if v is not None}
 
 
 def _arrays(source: Any, target: Any) -> list[tuple[str, Any, Any]]:

@@ -231,7 +231,9 @@ class Module:
         """Call ``fn(module)`` on every sub-module, then on this module; returns self.
 
         The order is PyTorch's: depth first, each module's children (in registration order)
-        before the module itself, so ``model.apply(init_weights)`` reaches every layer.
+        before the module itself, so ``model.apply(init_weights)`` reaches every layer. A
+        child registered twice in one parent is visited once there (a layer shared by two
+        parents is visited under each, as in PyTorch).
 
         Example:
             >>> def init_weights(m):
@@ -241,7 +243,9 @@ class Module:
         """
         if not callable(fn):
             raise TypeError(f"apply expects a function of one module, got {type(fn).__name__}")
-        for module in self.children():
+        # a child held under two names is visited once per parent, as PyTorch's children()
+        # does: an fn that scales weights must not scale a shared layer twice
+        for module in {id(m): m for m in self.children()}.values():
             module.apply(fn)
         fn(self)
         return self

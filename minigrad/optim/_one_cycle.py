@@ -22,7 +22,8 @@ class OneCycleLR(LRScheduler):
     phases: pct_start * total - 1, 2 * pct_start * total - 2, total - 1.
 
     The group's own lr is ignored; its ``initial_lr`` becomes max_lr / div_factor. Stepping
-    more than ``total_steps`` times raises ``ValueError``.
+    more than ``total_steps`` times raises ``ValueError``, and so does a ``pct_start`` that
+    leaves a phase ending at or before its start (e.g. ``pct_start * total_steps < 1``).
 
     Args:
         optimizer: its groups get the lr (and momentum) of each step.
@@ -76,9 +77,13 @@ class OneCycleLR(LRScheduler):
             self._phases = [(end, "initial", "max", "max", "base"),
                             (self.total_steps - 1, "max", "min", "base", "max")]
         starts = [0.0] + [phase[0] for phase in self._phases[:-1]]
-        if any(phase[0] == start for phase, start in zip(self._phases, starts, strict=True)):
+        # a phase ending where it starts divides by zero; one ending before it starts runs
+        # backwards (pct_start * total_steps < 1: no rise; three_phase with pct_start > 0.5:
+        # the fall back overruns the cycle and the final anneal never comes)
+        if any(phase[0] <= start for phase, start in zip(self._phases, starts, strict=True)):
             raise ValueError(f"OneCycleLR: pct_start={pct_start} with total_steps="
-                             f"{self.total_steps} leaves a phase with no steps; change pct_start")
+                             f"{self.total_steps}{' and three_phase' if three_phase else ''} "
+                             f"leaves a phase with no steps; change pct_start")
         if last_epoch == -1:
             for group, lr in zip(optimizer.param_groups, self.initial_lrs, strict=True):
                 group["initial_lr"] = lr

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .lr_scheduler import LRScheduler
+from .lr_scheduler import LRScheduler, _mark_writer
 from .optimizer import Optimizer, check_number
 
 
@@ -97,6 +97,8 @@ class ReduceLROnPlateau(LRScheduler):
                 new_lr = max(group["lr"] * self.factor, min_lr)
                 if group["lr"] - new_lr > self.eps:
                     group["lr"] = new_lr
+                    # a closed-form scheduler stepping beside this one would undo the cut
+                    _mark_writer(self)
             self.cooldown_counter = self.cooldown
             self.num_bad_epochs = 0
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]

@@ -2,7 +2,8 @@
 
 Usage follows PyTorch: make the scheduler after the optimizer (that sets the lr of epoch 0)
 and call ``scheduler.step()`` once per epoch, after ``optimizer.step()``. The closed forms
-give PyTorch's sequences; unlike PyTorch's chained forms they ignore manual lr edits.
+give PyTorch's sequences; unlike PyTorch's chained forms they ignore manual lr edits, and
+a scheduler whose step would erase another scheduler's change of the lr raises instead.
 This module holds the base class, the closed forms of one epoch count (StepLR, ExponentialLR,
 CosineAnnealingLR, LambdaLR, LinearLR) and SequentialLR, which hands the epochs from one
 scheduler to the next; OneCycleLR (``_one_cycle.py``) and ReduceLROnPlateau, driven by a
@@ -14,10 +15,37 @@ from __future__ import annotations
 import bisect
 import math
 import types
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from .optimizer import Optimizer, check_number
+
+# The scheduler that last set each optimizer's lr: schedulers do not compose (each writes its
+# own formula), so one that finds another's change since its own last step refuses to erase it.
+# Weak both ways: a scheduler holds its optimizer, so a strong value would keep both alive.
+_LAST_WRITER: weakref.WeakKeyDictionary[Optimizer, weakref.ref] = weakref.WeakKeyDictionary()
+
+
+def _mark_writer(scheduler: Any) -> None:
+    """Record ``scheduler`` as the last to set its optimizer's lr."""
+    _LAST_WRITER[scheduler.optimizer] = weakref.ref(scheduler)
+
+
+def _check_alone(scheduler: Any, mine: list[float]) -> None:
+    """Raise if another scheduler changed the lr ``scheduler`` set last (``mine``)."""
+    ref = _LAST_WRITER.get(scheduler.optimizer)
+    writer = ref() if ref is not None else None
+    if writer is None or writer is scheduler or not mine:
+        return
+    current = [group["lr"] for group in scheduler.optimizer.param_groups]
+    if current != mine:
+        raise RuntimeError(
+            f"{type(scheduler).__name__}.step: the lr it set was changed by "
+            f"{type(writer).__name__}, which steps the same optimizer. minigrad's schedulers "
+            f"do not compose (each sets the lr from its own formula; PyTorch multiplies its "
+            f"chainable ones), so this step would silently undo that change. Run them one "
+            f"after another with SequentialLR, or fold the factors into one LambdaLR")
 
 
 class LRScheduler:
@@ -58,10 +86,13 @@ class LRScheduler:
 
     def step(self) -> None:
         """Advance one epoch and write the new learning rates into the param groups."""
+        if self.last_epoch >= 0:  # not a (re)start at epoch 0, when it writes first
+            _check_alone(self, self._last_lr)
         self.last_epoch += 1
         self._last_lr = self.get_lr()
         for group, lr in zip(self.optimizer.param_groups, self._last_lr, strict=True):
             group["lr"] = lr
+        _mark_writer(self)
 
     def get_last_lr(self) -> list[float]:
         """The learning rates set by the last ``step()``, one per group."""
@@ -85,7 +116,8 @@ class LRScheduler:
 
     def _check_state(self, state_dict: Any, per_group: tuple[str, ...]) -> None:
         """Raise unless ``state_dict`` is a dict with exactly this scheduler's keys whose
-        ``per_group`` entries hold one value per param group."""
+        ``per_group`` entries hold one value per param group; then forget which scheduler
+        set the optimizer's lr last (see ``_check_alone``)."""
         if not isinstance(state_dict, dict):
             raise TypeError(
                 f"{type(self).__name__}.load_state_dict expects a dict, got "
@@ -106,6 +138,8 @@ class LRScheduler:
                     f"{type(self).__name__}.load_state_dict: {len(state_dict[key])} "
                     f"{key} for an optimizer with {groups} param groups"
                 )
+        # a restored state is a fresh start: the lr it remembers need not be the optimizer's
+        _LAST_WRITER.pop(self.optimizer, None)
 
     def __repr__(self) -> str:
         options = ", ".join(
@@ -290,8 +324,14 @@ class SequentialLR(LRScheduler):
 
     @staticmethod
     def _restart(scheduler: LRScheduler) -> None:
-        scheduler.last_epoch = -1
-        scheduler.step()
+        """Put ``scheduler`` at its own epoch 0. A nested SequentialLR starts its first
+        scheduler there too (stepping it would run its first scheduler's epoch 1)."""
+        if isinstance(scheduler, SequentialLR):
+            scheduler.last_epoch = 0
+            SequentialLR._restart(scheduler._schedulers[0])
+        else:
+            scheduler.last_epoch = -1
+            scheduler.step()
 
     def step(self) -> None:
         """Advance one epoch: the scheduler whose turn it is steps (or restarts at epoch 0 on
