@@ -296,3 +296,18 @@ def test_the_copys_own_course_command_hands_over_to_the_installed_grader(full_co
     assert run.returncode == 1, run.stderr
     report = json.loads(run.stdout)
     assert report["units"][0]["unit"] == "optim" and report["passed"] == 0
+
+
+def test_what_a_students_code_prints_does_not_disturb_the_grader(tmp_path, capsys):
+    # Bytes that are not UTF-8 on either stream, and text that is not a report line on the
+    # real stdout: the unit is graded as usual and --json stays one valid document.
+    dest = str(tmp_path / "noisy")
+    make(dest, ["elementwise"])
+    _restore(dest)
+    _edit(dest, "ops/elementwise.py", "        (y,) = ctx.saved\n        return grad * y\n",
+          "        import os, sys\n        sys.stderr.buffer.write(b'\\xff\\xfe\\n')\n"
+          "        sys.stderr.flush()\n        os.write(1, b'\\xff{not json\\n')\n"
+          "        print('hello')\n        (y,) = ctx.saved\n        return grad * y\n")
+    assert main(["grade", dest, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["passed"] == report["total"] > 0

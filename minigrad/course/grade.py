@@ -57,8 +57,9 @@ def grade_unit(dest: str, u: Unit, timeout: float) -> UnitResult:
                OPENBLAS_NUM_THREADS="1")
     command = [sys.executable, "-c", BOOT, dest, PACKAGE_ROOT, u.key]
     try:
-        run = subprocess.run(command, cwd=dest, env=env, capture_output=True, text=True,
-                             timeout=timeout)
+        # bytes that are not UTF-8 (a student may print anything) must not stop the grader
+        run = subprocess.run(command, cwd=dest, env=env, capture_output=True, encoding="utf-8",
+                             errors="replace", timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         records = _records(exc.stdout)
         started = [r["start"] for r in records if "start" in r]
