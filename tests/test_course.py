@@ -194,6 +194,15 @@ def test_make_for_some_units_stubs_only_those(tmp_path):
         assert json.load(f)["units"] == ["engine", "optim"]
 
 
+def test_make_leaves_no_bytecode_in_the_copy(tmp_path, monkeypatch):
+    # make imports the copy to check it; that import must not write __pycache__ into it
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+    dest = str(tmp_path / "clean")
+    make(dest, ["optim"])
+    assert not [d for d, _, files in os.walk(dest) if d.endswith("__pycache__") or
+                any(n.endswith(".pyc") for n in files)]
+
+
 def test_make_refuses_a_used_directory_and_unknown_units(tmp_path, capsys):
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "notes.txt").write_text("mine")

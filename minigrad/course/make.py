@@ -150,6 +150,7 @@ def _check_copy(work: str, sites: list[Site]) -> None:
     if survivors:
         raise RuntimeError("solution text survives in the student copy: " + "; ".join(survivors))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MINIGRAD_BACKEND")}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # the import must leave no __pycache__ in the copy
     probe = ("import sys; sys.path.insert(0, '.'); import minigrad, os; "
              "assert os.path.dirname(minigrad.__file__) == os.path.abspath('minigrad'); "
              "assert minigrad.get_backend() == 'numpy'")
