@@ -315,7 +315,7 @@ def test_what_a_students_code_prints_does_not_disturb_the_grader(tmp_path, capsy
     _restore(dest)
     _edit(dest, "ops/elementwise.py", "        (y,) = ctx.saved\n        return grad * y\n",
           "        import os, sys\n        sys.stderr.buffer.write(b'\\xff\\xfe\\n')\n"
-          "        sys.stderr.flush()\n        os.write(1, b'\\xff{not json\\n')\n"
+          "        sys.stderr.flush()\n        os.write(1, b'\\xff{not json\\n5\\n[1]\\nnull\\n')\n"
           "        print('hello')\n        (y,) = ctx.saved\n        return grad * y\n")
     assert main(["grade", dest, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

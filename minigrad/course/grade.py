@@ -87,9 +87,11 @@ def _records(stdout: str | bytes | None) -> list[dict]:
     records = []
     for line in (stdout or "").splitlines():
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if isinstance(record, dict):  # the worker's lines; a student's "5" or "[1]" is not
+            records.append(record)
     return records
 
 
