@@ -320,3 +320,15 @@ def test_what_a_students_code_prints_does_not_disturb_the_grader(tmp_path, capsy
     assert main(["grade", dest, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["passed"] == report["total"] > 0
+
+
+def test_a_student_exit_is_reported_with_the_check_it_cut_short(tmp_path):
+    dest = str(tmp_path / "exits")
+    make(dest, ["elementwise"])
+    _restore(dest)
+    _edit(dest, "ops/elementwise.py", "        (y,) = ctx.saved\n        return grad * y\n",
+          "        import sys\n        print('bye')\n        sys.exit(0)\n")
+    (result,) = grade(dest, timeout=120)
+    assert (result.status, result.passed) == ("crashed", 0)
+    assert result.message.startswith("the grading process died during '"), result.message
+    assert "(exit status 0; last line on stderr: bye)" in result.message

@@ -71,9 +71,12 @@ def grade_unit(dest: str, u: Unit, timeout: float) -> UnitResult:
     results = [r for r in records if "check" in r]
     if any("error" in r for r in records) or not any(r.get("done") for r in records):
         reason = next((r["error"] for r in records if "error" in r), None)
-        if reason is None:
-            tail = run.stderr.strip().splitlines()[-1:] or [f"exit status {run.returncode}"]
-            reason = f"the grading process died ({tail[0]})"
+        if reason is None:  # stderr holds the student's prints too: its last line may be one
+            started = [r["start"] for r in records if "start" in r]
+            during = f" during '{started[-1]}'" if started else ""
+            tail = run.stderr.strip().splitlines()[-1:]
+            last = f"; last line on stderr: {tail[0][:200]}" if tail else ""
+            reason = f"the grading process died{during} (exit status {run.returncode}{last})"
         return UnitResult(u.key, u.title, 0, total, "crashed", f"{reason}; the unit scores 0")
     passed = sum(r["ok"] for r in results)
     failures = [r["message"] for r in results if not r["ok"]]
