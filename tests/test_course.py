@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -332,3 +333,20 @@ def test_a_student_exit_is_reported_with_the_check_it_cut_short(tmp_path):
     assert (result.status, result.passed) == ("crashed", 0)
     assert result.message.startswith("the grading process died during '"), result.message
     assert "(exit status 0; last line on stderr: bye)" in result.message
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="process groups are POSIX")
+def test_a_process_the_students_code_leaves_running_is_killed_with_its_unit(tmp_path):
+    dest = str(tmp_path / "spawns")
+    make(dest, ["elementwise"])
+    _restore(dest)
+    marker = f"{os.getpid()}{id(tmp_path)}"
+    _edit(dest, "ops/elementwise.py", "        (y,) = ctx.saved\n        return grad * y\n",
+          "        import subprocess, sys\n        subprocess.Popen([sys.executable, '-c', "
+          f"'import time; time.sleep(600)', '{marker}'])\n"
+          "        (y,) = ctx.saved\n        return grad * y\n")
+    (result,) = grade(dest, timeout=60)
+    assert (result.status, result.passed) == ("passed", result.total), result
+    time.sleep(0.2)
+    left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
+    assert left.stdout == "", "the student's processes outlived the grader"

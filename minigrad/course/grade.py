@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
@@ -15,6 +17,8 @@ from ._check import CHECKS
 from ._worker import BOOT
 from .make import PACKAGE_ROOT, chosen_units
 from .units import Unit
+
+_POSIX = hasattr(os, "killpg")
 
 
 @dataclass
@@ -57,9 +61,7 @@ def grade_unit(dest: str, u: Unit, timeout: float) -> UnitResult:
                OPENBLAS_NUM_THREADS="1")
     command = [sys.executable, "-c", BOOT, dest, PACKAGE_ROOT, u.key]
     try:
-        # bytes that are not UTF-8 (a student may print anything) must not stop the grader
-        run = subprocess.run(command, cwd=dest, env=env, capture_output=True, encoding="utf-8",
-                             errors="replace", timeout=timeout)
+        run = _run(command, dest, env, timeout)
     except subprocess.TimeoutExpired as exc:
         records = _records(exc.stdout)
         started = [r["start"] for r in records if "start" in r]
@@ -82,6 +84,43 @@ def grade_unit(dest: str, u: Unit, timeout: float) -> UnitResult:
     failures = [r["message"] for r in results if not r["ok"]]
     status = "passed" if passed == total else "failed"
     return UnitResult(u.key, u.title, passed, total, status, failures[0] if failures else "")
+
+
+def _run(command: list[str], cwd: str, env: dict, timeout: float) -> subprocess.CompletedProcess:
+    """``subprocess.run`` with a process group for the worker, killed with all it started once
+    the worker exits or ``timeout`` passes: a process the student's code left behind would
+    otherwise hold the output pipes open until the time limit, and outlive the grader."""
+    # bytes that are not UTF-8 (a student may print anything) must not stop the grader
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, encoding="utf-8", errors="replace",
+                            start_new_session=_POSIX)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                out, err = proc.communicate(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                exited, late = proc.poll() is not None, time.monotonic() >= deadline
+                if exited or late:
+                    _kill_group(proc)
+                    out, err = proc.communicate()
+                    if late and not exited:
+                        raise subprocess.TimeoutExpired(command, timeout, out, err) from None
+                    break
+    finally:
+        _kill_group(proc)
+    return subprocess.CompletedProcess(command, proc.returncode, out, err)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    if not _POSIX:
+        proc.kill()
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass  # nothing of the group is left
 
 
 def _records(stdout: str | bytes | None) -> list[dict]:
