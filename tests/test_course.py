@@ -211,6 +211,12 @@ def test_make_refuses_a_used_directory_and_unknown_units(tmp_path, capsys):
     assert "not an empty directory" in capsys.readouterr().err
     assert main(["make", str(tmp_path / "new"), "--units", "nope"]) == 2
     assert "unknown unit 'nope'" in capsys.readouterr().err
+    inside = os.path.join(PACKAGE_ROOT, "ops", "student-copy")
+    assert main(["make", inside, "--units", "optim"]) == 2  # it would copy itself, endlessly
+    assert "is inside" in capsys.readouterr().err
+    assert not os.path.exists(inside)
+    assert not [n for n in os.listdir(os.path.join(PACKAGE_ROOT, "ops"))
+                if n.startswith(".minigrad-course-")]
     assert not (tmp_path / "new").exists()
 
 

@@ -70,6 +70,11 @@ def make(dest: str, units: list[str] | None = None) -> list[Site]:
     dest = os.path.abspath(dest)
     if os.path.exists(dest) and (not os.path.isdir(dest) or os.listdir(dest)):
         raise FileExistsError(f"{dest} exists and is not an empty directory")
+    for source in (PACKAGE_ROOT, DOCS_ROOT):  # the copy would copy itself, without end
+        real = os.path.realpath(source)
+        if os.path.commonpath([real, os.path.realpath(dest)]) == real:
+            raise ValueError(f"{dest} is inside {source}, which the student copy is made from; "
+                             "choose a directory outside it")
     parent = os.path.dirname(dest)
     os.makedirs(parent, exist_ok=True)
     work = tempfile.mkdtemp(prefix=".minigrad-course-", dir=parent)
