@@ -356,3 +356,18 @@ def test_a_process_the_students_code_leaves_running_is_killed_with_its_unit(tmp_
     time.sleep(0.2)
     left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
     assert left.stdout == "", "the student's processes outlived the grader"
+
+
+def test_a_copy_that_does_not_import_is_reported_with_file_and_line(tmp_path):
+    # The answer key's own import must not reach the copy (its compiled kernels were built as
+    # minigrad.kernels.* and would import the copy's modules by that name), or this would be a
+    # crash inside the key instead of the student's error.
+    dest = str(tmp_path / "broken")
+    make(dest, ["optim"])
+    with open(os.path.join(dest, "minigrad", "ops", "elementwise.py"), "a") as f:
+        f.write("\ndef broken(:\n")
+    (result,) = grade(dest, timeout=120)
+    assert (result.status, result.passed) == ("crashed", 0)
+    assert result.message.startswith("your copy does not import: SyntaxError at "
+                                     f"{os.path.join('minigrad', 'ops', 'elementwise.py')}:"), \
+        result.message
