@@ -371,3 +371,15 @@ def test_a_copy_that_does_not_import_is_reported_with_file_and_line(tmp_path):
     assert result.message.startswith("your copy does not import: SyntaxError at "
                                      f"{os.path.join('minigrad', 'ops', 'elementwise.py')}:"), \
         result.message
+
+
+def test_a_solution_that_changes_its_input_is_not_compared_with_the_changed_input(tmp_path):
+    # unbroadcast doubling its argument in place: the key must see the original gradient
+    dest = str(tmp_path / "inplace")
+    make(dest, ["elementwise"])
+    _restore(dest)
+    _edit(dest, "autograd.py", "    if grad.shape == shape:\n        return grad\n",
+          "    grad *= 2.0\n    if grad.shape == shape:\n        return grad\n")
+    (result,) = grade(dest, timeout=120)
+    assert result.message.startswith("unbroadcast: unbroadcast(grad, shape) wrong for grad "
+                                     "(3, 4) and shape (4,)"), result.message
