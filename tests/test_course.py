@@ -383,3 +383,17 @@ def test_a_solution_that_changes_its_input_is_not_compared_with_the_changed_inpu
     (result,) = grade(dest, timeout=120)
     assert result.message.startswith("unbroadcast: unbroadcast(grad, shape) wrong for grad "
                                      "(3, 4) and shape (4,)"), result.message
+
+
+def test_a_kernel_that_changes_its_arguments_does_not_change_the_keys(tmp_path):
+    # batchnorm_backward doubling grad_out in place: the key must still see the original
+    dest = str(tmp_path / "kernel_inplace")
+    make(dest, ["batchnorm_backward"])
+    _restore(dest)
+    _edit(dest, "kernels/_norm_twin.py",
+          "    batchnorm_backward_args(grad_out, x, gamma, mean, rstd)\n",
+          "    batchnorm_backward_args(grad_out, x, gamma, mean, rstd)\n    grad_out *= 2\n")
+    (result,) = grade(dest, timeout=120)
+    assert result.status == "failed", result
+    assert result.message.startswith("BatchNorm backward: dx wrong for input (4, 3)"), \
+        result.message
