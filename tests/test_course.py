@@ -397,3 +397,13 @@ def test_a_kernel_that_changes_its_arguments_does_not_change_the_keys(tmp_path):
     assert result.status == "failed", result
     assert result.message.startswith("BatchNorm backward: dx wrong for input (4, 3)"), \
         result.message
+
+
+@pytest.mark.parametrize("text", ['{"unit": ["optim"]}', "[1, 2]", '{"units": "optim"}', "{"])
+def test_a_broken_course_manifest_is_named(tmp_path, capsys, text):
+    dest = tmp_path / "copy"
+    (dest / "minigrad").mkdir(parents=True)
+    (dest / "minigrad" / "__init__.py").write_text("")
+    (dest / "course.json").write_text(text)
+    assert main(["grade", str(dest)]) == 2
+    assert "is not a course manifest" in capsys.readouterr().err

@@ -45,12 +45,25 @@ def grade(dest: str, units: list[str] | None = None, timeout: float = 60.0,
     if not os.path.isfile(os.path.join(dest, "minigrad", "__init__.py")):
         raise FileNotFoundError(f"{dest} holds no student copy (no minigrad/__init__.py)")
     if not units:
-        manifest = os.path.join(dest, "course.json")
-        if os.path.isfile(manifest):
-            with open(manifest, encoding="utf-8") as f:
-                units = json.load(f)["units"]
+        units = _manifest_units(os.path.join(dest, "course.json"))
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:  # each unit is a process
         return list(pool.map(lambda u: grade_unit(dest, u, timeout), chosen_units(units)))
+
+
+def _manifest_units(path: str) -> list[str] | None:
+    """The units a copy's ``course.json`` names (None without one); ValueError when it is not
+    a manifest ``make`` writes, since the copy (and so this file) is in the student's hands."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            units = json.load(f)["units"]
+    except (ValueError, KeyError, TypeError):
+        units = None
+    if not isinstance(units, list) or not all(isinstance(u, str) for u in units):
+        raise ValueError(f"{path} is not a course manifest (a JSON object whose \"units\" is a "
+                         "list of unit names); name the units to grade with --units")
+    return units
 
 
 def grade_unit(dest: str, u: Unit, timeout: float) -> UnitResult:
