@@ -51,6 +51,7 @@ class _Walk:
         self.pending: dict[Any, np.ndarray] = {}
         self.parked: dict[Any, list[tuple[Context, int]]] = {}
         self.released: set[Any] = set()
+        self.hooked: set[Any] = set()  # barrier nodes whose tensor hooks already ran
 
     def run(self, root: Context, grad: np.ndarray) -> None:
         self.uses, self.group_sizes = _count_uses(root)
@@ -60,11 +61,18 @@ class _Walk:
             while ready:
                 node = ready.pop()
                 w = autograd.watched.get(id(node))
-                if w is not None and w.barrier is not None and self.park(node, w, ready):
-                    continue
                 grad_out = self.pending.pop(node, None)
-                if grad_out is not None and w is not None:
-                    grad_out = run_tensor_hooks(w, grad_out)
+                if w is not None and node not in self.hooked:
+                    # tensor hooks first, as PyTorch: a module's backward hook sees their result
+                    if grad_out is not None:
+                        grad_out = run_tensor_hooks(w, grad_out)
+                    if w.barrier is not None:
+                        self.hooked.add(node)  # it comes back once its group is released
+                        if grad_out is not None:
+                            self.pending[node] = grad_out
+                        if self.park(node, w, ready):
+                            continue
+                        grad_out = self.pending.pop(node, None)
                 self.pass_on(node, self.run_node(node, grad_out), ready)
             for group in list(self.parked):  # cannot happen for module hooks; never drop grads
                 if group not in self.released:

@@ -71,7 +71,9 @@ class Watch:
 
     def __init__(self, obj: Any) -> None:
         key = id(obj)
-        self.ref = weakref.ref(obj, lambda _, key=key: autograd.watched.pop(key, None))
+        # the registry bound now: at interpreter exit the module's globals may be gone first
+        self.ref = weakref.ref(obj, lambda _, key=key, watched=autograd.watched:
+                               watched.pop(key, None))
         self.hooks: dict[int, Callable] = {}
         self.retain: weakref.ref | None = None
         self.barrier: tuple[Any, int] | None = None

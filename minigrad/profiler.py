@@ -61,22 +61,27 @@ class Profile(hooks.Observer):
     """The record of one ``profile()`` block: ``events`` holds one
     ``(op, phase, start_ns, duration_ns, backend, thread_id)`` tuple per forward or backward,
     in the order they finished; ``stats()``, ``table()`` and ``export_chrome_trace()`` read it.
+    Entering the same profile again adds to its record: the events of every block, the wall
+    time summed over the blocks, and trace times from the start of the first block.
     """
 
     def __init__(self) -> None:
         self.events: list[tuple[str, str, int, int, str, int]] = []
         self.start_ns = self.end_ns = 0
+        self._block_ns = self._recorded_ns = 0  # this block's start; earlier blocks' wall time
         self._handle: hooks.RemovableHandle | None = None
 
     def __enter__(self) -> Profile:
         if self._handle is not None:
             raise RuntimeError("this profile is already recording")
         self._handle = hooks.observe(self)
-        self.start_ns = perf_counter_ns()
+        self._block_ns = perf_counter_ns()
+        self.start_ns = self.start_ns or self._block_ns
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.end_ns = perf_counter_ns()
+        self._recorded_ns += self.end_ns - self._block_ns
         handle, self._handle = self._handle, None
         handle.remove()
 
@@ -94,9 +99,10 @@ class Profile(hooks.Observer):
     # ------------------------------------------------------------------ reading
     @property
     def wall_us(self) -> float:
-        """The block's wall-clock time in µs (so far, while it runs)."""
-        end = self.end_ns if self._handle is None else perf_counter_ns()
-        return (end - self.start_ns) / 1e3
+        """The block's wall-clock time in µs (so far, while it runs), summed over the blocks
+        when the profile was entered more than once."""
+        running = perf_counter_ns() - self._block_ns if self._handle is not None else 0
+        return (self._recorded_ns + running) / 1e3
 
     def stats(self) -> list[OpStats]:
         """One row per (op, backend), the most expensive first."""

@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -194,6 +195,15 @@ def test_make_for_some_units_stubs_only_those(tmp_path):
         assert json.load(f)["units"] == ["engine", "optim"]
 
 
+def test_make_leaves_no_bytecode_in_the_copy(tmp_path, monkeypatch):
+    # make imports the copy to check it; that import must not write __pycache__ into it
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+    dest = str(tmp_path / "clean")
+    make(dest, ["optim"])
+    assert not [d for d, _, files in os.walk(dest) if d.endswith("__pycache__") or
+                any(n.endswith(".pyc") for n in files)]
+
+
 def test_make_refuses_a_used_directory_and_unknown_units(tmp_path, capsys):
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "notes.txt").write_text("mine")
@@ -201,6 +211,12 @@ def test_make_refuses_a_used_directory_and_unknown_units(tmp_path, capsys):
     assert "not an empty directory" in capsys.readouterr().err
     assert main(["make", str(tmp_path / "new"), "--units", "nope"]) == 2
     assert "unknown unit 'nope'" in capsys.readouterr().err
+    inside = os.path.join(PACKAGE_ROOT, "ops", "student-copy")
+    assert main(["make", inside, "--units", "optim"]) == 2  # it would copy itself, endlessly
+    assert "is inside" in capsys.readouterr().err
+    assert not os.path.exists(inside)
+    assert not [n for n in os.listdir(os.path.join(PACKAGE_ROOT, "ops"))
+                if n.startswith(".minigrad-course-")]
     assert not (tmp_path / "new").exists()
 
 
@@ -296,3 +312,98 @@ def test_the_copys_own_course_command_hands_over_to_the_installed_grader(full_co
     assert run.returncode == 1, run.stderr
     report = json.loads(run.stdout)
     assert report["units"][0]["unit"] == "optim" and report["passed"] == 0
+
+
+def test_what_a_students_code_prints_does_not_disturb_the_grader(tmp_path, capsys):
+    # Bytes that are not UTF-8 on either stream, and text that is not a report line on the
+    # real stdout: the unit is graded as usual and --json stays one valid document.
+    dest = str(tmp_path / "noisy")
+    make(dest, ["elementwise"])
+    _restore(dest)
+    _edit(dest, "ops/elementwise.py", "        (y,) = ctx.saved\n        return grad * y\n",
+          "        import os, sys\n        sys.stderr.buffer.write(b'\\xff\\xfe\\n')\n"
+          "        sys.stderr.flush()\n        os.write(1, b'\\xff{not json\\n5\\n[1]\\nnull\\n')\n"
+          "        print('hello')\n        (y,) = ctx.saved\n        return grad * y\n")
+    assert main(["grade", dest, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["passed"] == report["total"] > 0
+
+
+def test_a_student_exit_is_reported_with_the_check_it_cut_short(tmp_path):
+    dest = str(tmp_path / "exits")
+    make(dest, ["elementwise"])
+    _restore(dest)
+    _edit(dest, "ops/elementwise.py", "        (y,) = ctx.saved\n        return grad * y\n",
+          "        import sys\n        print('bye')\n        sys.exit(0)\n")
+    (result,) = grade(dest, timeout=120)
+    assert (result.status, result.passed) == ("crashed", 0)
+    assert result.message.startswith("the grading process died during '"), result.message
+    assert "(exit status 0; last line on stderr: bye)" in result.message
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="process groups are POSIX")
+def test_a_process_the_students_code_leaves_running_is_killed_with_its_unit(tmp_path):
+    dest = str(tmp_path / "spawns")
+    make(dest, ["elementwise"])
+    _restore(dest)
+    marker = f"{os.getpid()}{id(tmp_path)}"
+    _edit(dest, "ops/elementwise.py", "        (y,) = ctx.saved\n        return grad * y\n",
+          "        import subprocess, sys\n        subprocess.Popen([sys.executable, '-c', "
+          f"'import time; time.sleep(600)', '{marker}'])\n"
+          "        (y,) = ctx.saved\n        return grad * y\n")
+    (result,) = grade(dest, timeout=60)
+    assert (result.status, result.passed) == ("passed", result.total), result
+    time.sleep(0.2)
+    left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
+    assert left.stdout == "", "the student's processes outlived the grader"
+
+
+def test_a_copy_that_does_not_import_is_reported_with_file_and_line(tmp_path):
+    # The answer key's own import must not reach the copy (its compiled kernels were built as
+    # minigrad.kernels.* and would import the copy's modules by that name), or this would be a
+    # crash inside the key instead of the student's error.
+    dest = str(tmp_path / "broken")
+    make(dest, ["optim"])
+    with open(os.path.join(dest, "minigrad", "ops", "elementwise.py"), "a") as f:
+        f.write("\ndef broken(:\n")
+    (result,) = grade(dest, timeout=120)
+    assert (result.status, result.passed) == ("crashed", 0)
+    assert result.message.startswith("your copy does not import: SyntaxError at "
+                                     f"{os.path.join('minigrad', 'ops', 'elementwise.py')}:"), \
+        result.message
+
+
+def test_a_solution_that_changes_its_input_is_not_compared_with_the_changed_input(tmp_path):
+    # unbroadcast doubling its argument in place: the key must see the original gradient
+    dest = str(tmp_path / "inplace")
+    make(dest, ["elementwise"])
+    _restore(dest)
+    _edit(dest, "autograd.py", "    if grad.shape == shape:\n        return grad\n",
+          "    grad *= 2.0\n    if grad.shape == shape:\n        return grad\n")
+    (result,) = grade(dest, timeout=120)
+    assert result.message.startswith("unbroadcast: unbroadcast(grad, shape) wrong for grad "
+                                     "(3, 4) and shape (4,)"), result.message
+
+
+def test_a_kernel_that_changes_its_arguments_does_not_change_the_keys(tmp_path):
+    # batchnorm_backward doubling grad_out in place: the key must still see the original
+    dest = str(tmp_path / "kernel_inplace")
+    make(dest, ["batchnorm_backward"])
+    _restore(dest)
+    _edit(dest, "kernels/_norm_twin.py",
+          "    batchnorm_backward_args(grad_out, x, gamma, mean, rstd)\n",
+          "    batchnorm_backward_args(grad_out, x, gamma, mean, rstd)\n    grad_out *= 2\n")
+    (result,) = grade(dest, timeout=120)
+    assert result.status == "failed", result
+    assert result.message.startswith("BatchNorm backward: dx wrong for input (4, 3)"), \
+        result.message
+
+
+@pytest.mark.parametrize("text", ['{"unit": ["optim"]}', "[1, 2]", '{"units": "optim"}', "{"])
+def test_a_broken_course_manifest_is_named(tmp_path, capsys, text):
+    dest = tmp_path / "copy"
+    (dest / "minigrad").mkdir(parents=True)
+    (dest / "minigrad" / "__init__.py").write_text("")
+    (dest / "course.json").write_text(text)
+    assert main(["grade", str(dest)]) == 2
+    assert "is not a course manifest" in capsys.readouterr().err

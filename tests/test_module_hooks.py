@@ -283,3 +283,20 @@ def test_a_module_called_twice_runs_its_backward_hook_per_call(backend, rng):
     np.testing.assert_allclose(log[1][2][0], outer_in, rtol=1e-12)
     np.testing.assert_allclose(log[1][1][0], outer_in @ wt, rtol=1e-12)
     np.testing.assert_allclose(x.grad.numpy(), outer_in @ wt, rtol=1e-12)
+
+
+def test_backward_hook_sees_grad_output_after_the_outputs_tensor_hooks(backend, rng):
+    # As PyTorch: a tensor hook on the module's output changes the gradient that reaches the
+    # module, so grad_output (and grad_input, computed from it) show the changed gradient.
+    layer = _linear(rng, 3, 2)
+    x = _t(rng.standard_normal((4, 3)), requires_grad=True)
+    log = []
+    layer.register_full_backward_hook(_record(log))
+    out = layer(x)
+    out.register_hook(lambda g: g * 10.0)
+    out.sum().backward()
+    (_, grad_input, grad_output), = log
+    np.testing.assert_array_equal(grad_output[0], np.full((4, 2), 10.0))
+    expected = np.full((4, 2), 10.0) @ layer.weight.numpy()
+    np.testing.assert_allclose(grad_input[0], expected, rtol=1e-12)
+    np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-12)

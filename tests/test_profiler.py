@@ -3,6 +3,7 @@ engine left on its plain paths afterwards."""
 
 import json
 import os
+import time
 from collections import Counter
 
 import numpy as np
@@ -147,3 +148,21 @@ def test_profiling_does_not_change_results(backend):
         profiled = run()
     for a, b in zip(plain, profiled, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_profile_entered_again_adds_to_its_record():
+    # the wall time must cover every block, as the events do (not only the last block's),
+    # and trace times count from the first block's start, so none is negative
+    x = mg.randn(3, requires_grad=True)
+    prof = profiler.profile()
+    with prof:
+        x.exp()
+    first_wall = prof.wall_us
+    time.sleep(0.05)  # between the blocks: not part of the record
+    with prof:
+        x.exp()
+    assert _counts(prof, "forward") == {"Exp": 2}
+    assert first_wall < prof.wall_us < first_wall + 40_000
+    in_ops = sum(r.total_us for r in prof.stats())
+    assert in_ops <= prof.wall_us
+    assert min(e["ts"] for e in prof.chrome_trace()["traceEvents"]) >= 0

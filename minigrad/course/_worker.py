@@ -21,11 +21,15 @@ import numpy as np
 KEY_NAME = "minigrad_answer_key"
 
 #: What ``grade`` runs with ``python -c``: the answer key is loaded under another name from its
-#: directory, so the two packages can never be confused (sys.argv: dest, key package, unit).
+#: directory, so the two packages can never be confused (sys.argv: dest, key package, unit);
+#: the student's copy is imported only once ``main`` runs.
 BOOT = f"""
 import importlib.util, os, sys
 dest, key_root, unit = sys.argv[1:4]
 sys.path[:] = [dest] + [p for p in sys.path if p not in ("", ".", dest)]
+# The key's compiled kernels were built as minigrad.kernels.*: they would import the student's
+# copy (by that name) in the middle of the key's import. The key runs on its NumPy twins.
+sys.modules["{KEY_NAME}.kernels.compiled"] = None
 spec = importlib.util.spec_from_file_location(
     "{KEY_NAME}", os.path.join(key_root, "__init__.py"), submodule_search_locations=[key_root])
 key = importlib.util.module_from_spec(spec)
@@ -90,6 +94,16 @@ def _explain(title: str, exc: BaseException, dest: str) -> str:
     return f"{title}: your code raised {type(exc).__name__}{where}: {exc}"
 
 
+def _import_failure(exc: Exception, dest: str) -> str:
+    """Why the student's copy did not import, with the file and line to look at."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        where = os.path.relpath(exc.filename, dest) if os.path.isabs(exc.filename) \
+            else exc.filename
+        return f"your copy does not import: {type(exc).__name__} at {where}:{exc.lineno}: " \
+            f"{exc.msg}"
+    return _explain("your copy does not import", exc, dest)
+
+
 def main(dest: str, unit_key: str) -> None:
     """Grade one unit of the copy in ``dest``, reporting on stdout as JSON lines: a ``start``
     record before each check, a ``check`` record after it, ``done`` at the end (``error``
@@ -98,7 +112,11 @@ def main(dest: str, unit_key: str) -> None:
     sys.stdout = sys.stderr  # the student's prints must not garble the report
     dest = os.path.abspath(dest)
     key = sys.modules[KEY_NAME]
-    import minigrad as student
+    try:
+        import minigrad as student
+    except Exception as exc:  # a syntax error, say: name the file and line, not a traceback
+        _emit(out, error=_import_failure(exc, dest))
+        return
 
     from . import checks_core, checks_layers  # noqa: F401  (they register the checks)
     from ._check import CHECKS, Pair

@@ -21,8 +21,15 @@ _BN_SHAPES = [(4, 3), (5, 3, 4), (2, 3, 4, 5)]
 # ----------------------------------------------------------------------------- 7. BN forward
 
 
+def _fresh(*args):
+    """Copies of the arrays among ``args``: each side gets its own, so a kernel that changes
+    its arguments in place cannot change what the other side is given."""
+    return tuple(a.copy() if isinstance(a, np.ndarray) else a for a in args)
+
+
 def _bn_kernel(c: Pair, mg, x, gamma, beta, buffers, training):
-    """The student's or the key's batchnorm_forward kernel (on copies of the buffers)."""
+    """The student's or the key's batchnorm_forward kernel (on copies of every array)."""
+    x, gamma, beta = _fresh(x, gamma, beta)
     rm, rv = (None, None) if buffers is None else (buffers[0].copy(), buffers[1].copy())
     y, mean, rstd = mg.kernels.reference.batchnorm_forward(x, gamma, beta, rm, rv, 0.9, 1e-5,
                                                            training)
@@ -117,8 +124,8 @@ def _bn_backward_case(c: Pair, shape, training: bool, affine: bool = True,
                                                             training)
     grad = c.randn(*shape).astype(dtype)
     args = (grad, x, gamma, mean, rstd, training)
-    yours = c.s.kernels.reference.batchnorm_backward(*args)
-    expected = c.k.kernels.reference.batchnorm_backward(*args)
+    expected = c.k.kernels.reference.batchnorm_backward(*_fresh(*args))
+    yours = c.s.kernels.reference.batchnorm_backward(*_fresh(*args))
     tol = dict(rtol=1e-9, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-5)
     mode = "" if training else " in eval mode"
     compare_all(["dx", "dgamma", "dbeta"], yours, expected, f" for input {shape_text(shape)}{mode}",
@@ -160,11 +167,12 @@ def _ln_case(c: Pair, shape, k: int, affine: bool) -> None:
     gamma, beta = (c.randn(*shape[-k:]), c.randn(*shape[-k:])) if affine else (None, None)
     context = f" for input {shape_text(shape)} normalized over {k} axes" + (
         "" if affine else ", no affine")
-    fwd = [mg.kernels.reference.layernorm_forward(x, gamma, beta, 1e-5, k) for mg in (c.s, c.k)]
+    fwd = [mg.kernels.reference.layernorm_forward(*_fresh(x, gamma, beta), 1e-5, k)
+           for mg in (c.s, c.k)]
     compare_all(["y", "mean", "rstd"], fwd[0], fwd[1], context, rtol=1e-9, atol=1e-12)
     grad = c.randn(*shape)
     _, mean, rstd = fwd[1]
-    bwd = [mg.kernels.reference.layernorm_backward(grad, x, gamma, mean, rstd)
+    bwd = [mg.kernels.reference.layernorm_backward(*_fresh(grad, x, gamma, mean, rstd))
            for mg in (c.s, c.k)]
     compare_all(["dx", "dgamma", "dbeta"], bwd[0], bwd[1], context, rtol=1e-9, atol=1e-12)
 

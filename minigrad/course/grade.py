@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
@@ -15,6 +17,8 @@ from ._check import CHECKS
 from ._worker import BOOT
 from .make import PACKAGE_ROOT, chosen_units
 from .units import Unit
+
+_POSIX = hasattr(os, "killpg")
 
 
 @dataclass
@@ -41,12 +45,25 @@ def grade(dest: str, units: list[str] | None = None, timeout: float = 60.0,
     if not os.path.isfile(os.path.join(dest, "minigrad", "__init__.py")):
         raise FileNotFoundError(f"{dest} holds no student copy (no minigrad/__init__.py)")
     if not units:
-        manifest = os.path.join(dest, "course.json")
-        if os.path.isfile(manifest):
-            with open(manifest, encoding="utf-8") as f:
-                units = json.load(f)["units"]
+        units = _manifest_units(os.path.join(dest, "course.json"))
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:  # each unit is a process
         return list(pool.map(lambda u: grade_unit(dest, u, timeout), chosen_units(units)))
+
+
+def _manifest_units(path: str) -> list[str] | None:
+    """The units a copy's ``course.json`` names (None without one); ValueError when it is not
+    a manifest ``make`` writes, since the copy (and so this file) is in the student's hands."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            units = json.load(f)["units"]
+    except (ValueError, KeyError, TypeError):
+        units = None
+    if not isinstance(units, list) or not all(isinstance(u, str) for u in units):
+        raise ValueError(f"{path} is not a course manifest (a JSON object whose \"units\" is a "
+                         "list of unit names); name the units to grade with --units")
+    return units
 
 
 def grade_unit(dest: str, u: Unit, timeout: float) -> UnitResult:
@@ -57,8 +74,7 @@ def grade_unit(dest: str, u: Unit, timeout: float) -> UnitResult:
                OPENBLAS_NUM_THREADS="1")
     command = [sys.executable, "-c", BOOT, dest, PACKAGE_ROOT, u.key]
     try:
-        run = subprocess.run(command, cwd=dest, env=env, capture_output=True, text=True,
-                             timeout=timeout)
+        run = _run(command, dest, env, timeout)
     except subprocess.TimeoutExpired as exc:
         records = _records(exc.stdout)
         started = [r["start"] for r in records if "start" in r]
@@ -70,14 +86,54 @@ def grade_unit(dest: str, u: Unit, timeout: float) -> UnitResult:
     results = [r for r in records if "check" in r]
     if any("error" in r for r in records) or not any(r.get("done") for r in records):
         reason = next((r["error"] for r in records if "error" in r), None)
-        if reason is None:
-            tail = run.stderr.strip().splitlines()[-1:] or [f"exit status {run.returncode}"]
-            reason = f"the grading process died ({tail[0]})"
+        if reason is None:  # stderr holds the student's prints too: its last line may be one
+            started = [r["start"] for r in records if "start" in r]
+            during = f" during '{started[-1]}'" if started else ""
+            tail = run.stderr.strip().splitlines()[-1:]
+            last = f"; last line on stderr: {tail[0][:200]}" if tail else ""
+            reason = f"the grading process died{during} (exit status {run.returncode}{last})"
         return UnitResult(u.key, u.title, 0, total, "crashed", f"{reason}; the unit scores 0")
     passed = sum(r["ok"] for r in results)
     failures = [r["message"] for r in results if not r["ok"]]
     status = "passed" if passed == total else "failed"
     return UnitResult(u.key, u.title, passed, total, status, failures[0] if failures else "")
+
+
+def _run(command: list[str], cwd: str, env: dict, timeout: float) -> subprocess.CompletedProcess:
+    """``subprocess.run`` with a process group for the worker, killed with all it started once
+    the worker exits or ``timeout`` passes: a process the student's code left behind would
+    otherwise hold the output pipes open until the time limit, and outlive the grader."""
+    # bytes that are not UTF-8 (a student may print anything) must not stop the grader
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, encoding="utf-8", errors="replace",
+                            start_new_session=_POSIX)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                out, err = proc.communicate(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                exited, late = proc.poll() is not None, time.monotonic() >= deadline
+                if exited or late:
+                    _kill_group(proc)
+                    out, err = proc.communicate()
+                    if late and not exited:
+                        raise subprocess.TimeoutExpired(command, timeout, out, err) from None
+                    break
+    finally:
+        _kill_group(proc)
+    return subprocess.CompletedProcess(command, proc.returncode, out, err)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    if not _POSIX:
+        proc.kill()
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass  # nothing of the group is left
 
 
 def _records(stdout: str | bytes | None) -> list[dict]:
@@ -86,9 +142,11 @@ def _records(stdout: str | bytes | None) -> list[dict]:
     records = []
     for line in (stdout or "").splitlines():
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if isinstance(record, dict):  # the worker's lines; a student's "5" or "[1]" is not
+            records.append(record)
     return records
 
 

@@ -70,6 +70,11 @@ def make(dest: str, units: list[str] | None = None) -> list[Site]:
     dest = os.path.abspath(dest)
     if os.path.exists(dest) and (not os.path.isdir(dest) or os.listdir(dest)):
         raise FileExistsError(f"{dest} exists and is not an empty directory")
+    for source in (PACKAGE_ROOT, DOCS_ROOT):  # the copy would copy itself, without end
+        real = os.path.realpath(source)
+        if os.path.commonpath([real, os.path.realpath(dest)]) == real:
+            raise ValueError(f"{dest} is inside {source}, which the student copy is made from; "
+                             "choose a directory outside it")
     parent = os.path.dirname(dest)
     os.makedirs(parent, exist_ok=True)
     work = tempfile.mkdtemp(prefix=".minigrad-course-", dir=parent)
@@ -150,6 +155,7 @@ def _check_copy(work: str, sites: list[Site]) -> None:
     if survivors:
         raise RuntimeError("solution text survives in the student copy: " + "; ".join(survivors))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MINIGRAD_BACKEND")}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # the import must leave no __pycache__ in the copy
     probe = ("import sys; sys.path.insert(0, '.'); import minigrad, os; "
              "assert os.path.dirname(minigrad.__file__) == os.path.abspath('minigrad'); "
              "assert minigrad.get_backend() == 'numpy'")
