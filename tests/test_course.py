@@ -108,6 +108,18 @@ def test_a_marker_away_from_a_function_is_an_error():
 # ----------------------------------------------------------------------------- make
 
 
+def test_withheld_modules_are_replaced_and_raise_when_used(full_copy):
+    # the engine's hooked walk is the engine unit's algorithm written out in full
+    with open(os.path.join(full_copy, "minigrad", "_observed.py"), encoding="utf-8") as f:
+        text = f.read()
+    assert "withheld" in text and "ready" not in text and "def run" not in text
+    done = subprocess.run(
+        [sys.executable, "-c", "from minigrad._observed import run_observed_backward"],
+        cwd=full_copy, capture_output=True, text=True, timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert "NotImplementedError" in done.stderr and "'engine' unit" in done.stderr
+
+
 def test_student_copy_holds_no_solution(full_copy):
     sites = scan_package(PACKAGE_ROOT)
     assert find_solutions(full_copy, sites) == []

@@ -52,6 +52,15 @@ if subprocess.call([sys.executable, "-c", probe], **run):
 sys.exit(subprocess.call([sys.executable, "-m", "minigrad.course", *args], **run))
 '''
 _BACKEND_DEFAULT = 'os.environ.get("MINIGRAD_BACKEND", "cython")'
+# A withheld module: importing it works, using any of its names raises (PEP 562 __getattr__).
+_WITHHELD = '''"""Withheld from the course copy: this module solves the "{unit}" unit in another form."""
+
+
+def __getattr__(name):
+    raise NotImplementedError(
+        "{module} is withheld from the course copy (it solves the {unit!r} unit); what needs "
+        "it (tensor hooks, the profiler, trace_backward) works in the installed minigrad")
+'''
 
 
 def chosen_units(keys: list[str] | None) -> list[Unit]:
@@ -113,6 +122,10 @@ def _write_copy(work: str, chosen: list[Unit]) -> list[Site]:
             text = stub_source(f.read(), file_sites, bodies)
         with open(os.path.join(package, path), "w", encoding="utf-8") as f:
             f.write(text)
+    for u in chosen:
+        for module in u.withheld:
+            with open(os.path.join(package, module), "w", encoding="utf-8") as f:
+                f.write(_WITHHELD.format(unit=u.key, module=f"minigrad/{module}"))
     if os.path.isdir(DOCS_ROOT):
         shutil.copytree(DOCS_ROOT, os.path.join(work, "docs"),
                         ignore=shutil.ignore_patterns("benchmarks*"))

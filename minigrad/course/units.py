@@ -16,7 +16,9 @@ class Unit:
 
     ``exercises`` maps each exercise name (as in its marker) to a one-line description;
     ``doc`` points into docs/; ``math`` is the handout's statement of what to compute;
-    ``checks`` says in plain words what the grader verifies.
+    ``checks`` says in plain words what the grader verifies. ``withheld`` lists modules
+    (paths under the package) that solve the unit in another form and have no place for a
+    stub; the student copy replaces each with a module that raises when used.
     """
 
     key: str
@@ -25,6 +27,7 @@ class Unit:
     doc: str
     math: str
     checks: str
+    withheld: tuple[str, ...] = ()
 
 
 UNITS: tuple[Unit, ...] = (
@@ -50,6 +53,8 @@ UNITS: tuple[Unit, ...] = (
         "the answer key; a chain of thousands of ops (a recursive walk fails); accumulation "
         "into `.grad` over two backward calls; a second backward without `retain_graph` "
         "raises.",
+        # the walk with hooks and observers: the same algorithm, written out in full
+        withheld=("_observed.py",),
     ),
     Unit(
         "elementwise", "Elementwise backwards with broadcasting",
