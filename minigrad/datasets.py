@@ -21,6 +21,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from ._optional import require
 from .serialization import _create_temporary, _fsync_directory
 
 __all__ = ["load_digits", "load_mnist", "read_idx"]
@@ -86,14 +87,8 @@ def load_digits(*, images: bool = False) -> tuple[np.ndarray, np.ndarray]:
     Raises:
         ImportError: scikit-learn is not installed (``pip install minigrad-cython[examples]``).
     """
-    try:
-        from sklearn.datasets import load_digits as sklearn_load_digits
-    except ImportError as exc:
-        raise ImportError(
-            "load_digits needs scikit-learn; install it with "
-            "`pip install minigrad-cython[examples]` (or `pip install scikit-learn`)"
-        ) from exc
-    digits = sklearn_load_digits()
+    sklearn_datasets = require("sklearn.datasets", "examples", "load_digits", "scikit-learn")
+    digits = sklearn_datasets.load_digits()
     X = np.asarray(digits.data, dtype=np.float32) / np.float32(16.0)
     if images:
         X = X.reshape(-1, 1, 8, 8)

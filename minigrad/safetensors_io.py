@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from ._optional import require
+
 SUFFIX = ".safetensors"
 _ORDER_KEY = "minigrad.order"  # metadata: the key order of the saved dict (the format sorts)
 _METADATA = "__metadata__"  # the format's reserved header entry: no tensor may take the name
@@ -26,12 +28,8 @@ def is_safetensors_path(path: str | os.PathLike) -> bool:
 
 
 def _import_safetensors() -> Any:
-    try:
-        import safetensors.numpy
-    except ImportError as exc:
-        raise ImportError("reading and writing .safetensors files needs the safetensors "
-                          "package: pip install 'minigrad-cython[safetensors]'") from exc
-    return safetensors
+    require("safetensors.numpy", "safetensors", "reading and writing .safetensors files")
+    return require("safetensors", "safetensors", "reading and writing .safetensors files")
 
 
 def encode(obj: Any) -> bytes:

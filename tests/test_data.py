@@ -205,16 +205,10 @@ def test_load_digits_as_images():
 
 
 def test_load_digits_without_sklearn_names_the_extra(monkeypatch):
-    import builtins
+    import sys
 
-    real_import = builtins.__import__
-
-    def no_sklearn(name, *args, **kwargs):
-        if name.startswith("sklearn"):
-            raise ImportError("No module named 'sklearn'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_sklearn)
+    for name in ("sklearn", "sklearn.datasets"):  # None in sys.modules: the import fails
+        monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(ImportError, match=r"minigrad-cython\[examples\]"):
         load_digits()
 

@@ -52,8 +52,8 @@ if subprocess.call([sys.executable, "-c", probe], **run):
 sys.exit(subprocess.call([sys.executable, "-m", "minigrad.course", *args], **run))
 '''
 _BACKEND_DEFAULT = 'os.environ.get("MINIGRAD_BACKEND", "cython")'
-# A withheld module: importing it works, using any of its names raises (PEP 562 __getattr__).
-_WITHHELD = '''"""Withheld from the course copy: this module solves the "{unit}" unit in another form."""
+# A withheld module: importing it works, using any of its names raises (PEP 562's __getattr__)
+_WITHHELD = '''"""Withheld from the course copy: it solves the "{unit}" unit in another form."""
 
 
 def __getattr__(name):

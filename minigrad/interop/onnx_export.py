@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .. import nn
+from .._optional import require
 from ..autograd import no_grad
 from ..serialization import write_atomically
 from ..tensor import Tensor
@@ -20,12 +21,7 @@ OPSET = 17  # LayerNormalization's first opset; ONNX Runtime has run it since 1.
 
 
 def _import_onnx() -> Any:
-    try:
-        import onnx
-    except ImportError as exc:
-        raise ImportError("export_onnx needs the onnx package: pip install "
-                          "'minigrad-cython[onnx]'") from exc
-    return onnx
+    return require("onnx", "onnx", "export_onnx")
 
 
 class _Graph:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .. import nn
+from .._optional import require
 from ..dlpack import foreign_array
 from ..optim import AdamW
 from ..optim.adam import Adam
@@ -24,12 +25,7 @@ class UnsupportedLayerError(TypeError):
 
 def import_torch() -> Any:
     """The torch module, or an ImportError naming the extra that installs it."""
-    try:
-        import torch
-    except ImportError as exc:
-        raise ImportError("this needs PyTorch: pip install 'minigrad-cython[torch]' "
-                          "(or torch itself)") from exc
-    return torch
+    return require("torch", "torch", "converting to and from PyTorch")
 
 
 def to_torch(module: nn.Module) -> Any:
