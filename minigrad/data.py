@@ -35,7 +35,8 @@ class Dataset:
     sample ``i``, and ``__len__``, the number of samples (as PyTorch's ``Dataset``).
 
     A sample is an array or number, a tuple of them (e.g. ``(image, label)``) or a dict of
-    them; ``DataLoader`` stacks the samples of a batch field by field into Tensors.
+    them; ``DataLoader`` stacks the samples of a batch field by field into Tensors (a field of
+    Tensors keeps their dtype; arrays and numbers follow the dtype rule of ``mg.tensor``).
 
     Example:
         >>> class Squares(Dataset):
@@ -191,9 +192,9 @@ class DataLoader:
                 dtypes = self.dataset.batch_dtypes
                 yield tuple(Tensor(a, dtype=dt) for a, dt in zip(arrays, dtypes, strict=True))
             elif isinstance(arrays, dict):
-                yield {key: Tensor(array) for key, array in arrays.items()}
+                yield {key: _batch_tensor(array) for key, array in arrays.items()}
             else:
-                yield tuple(Tensor(array) for array in arrays)
+                yield tuple(_batch_tensor(array) for array in arrays)
 
     def _batch(self, index: Any) -> Sequence[np.ndarray] | dict[Any, np.ndarray]:
         if isinstance(self.dataset, TensorDataset):
@@ -210,7 +211,7 @@ class DataLoader:
         )
 
 
-def _collate(samples: list) -> list[np.ndarray] | dict[Any, np.ndarray]:
+def _collate(samples: list) -> list | dict:
     """Stack a batch of samples field by field: tuples position by position, dicts key by key,
     anything else as one field. Every sample must have the structure of the first."""
     first = samples[0]
@@ -231,7 +232,7 @@ def _collate(samples: list) -> list[np.ndarray] | dict[Any, np.ndarray]:
     return [_stack(samples, "the samples")]
 
 
-def _stack(values: list, what: str) -> np.ndarray:
+def _stack(values: list, what: str) -> np.ndarray | Tensor:
     """One field of every sample, stacked along a new axis 0; shapes must agree."""
     arrays = [np.asarray(value) for value in values]
     shapes = {a.shape for a in arrays}
@@ -242,7 +243,15 @@ def _stack(values: list, what: str) -> np.ndarray:
         raise TypeError(f"cannot batch {what}: its values are {type(values[0]).__name__} "
                         f"(dtype {stacked.dtype}), not arrays or numbers; a sample is an "
                         f"array, a number, or a tuple or dict of them")
+    if all(isinstance(v, Tensor) for v in values):  # Tensors keep their dtype, as in a
+        return Tensor(stacked, dtype=stacked.dtype)   # TensorDataset
     return stacked
+
+
+def _batch_tensor(field: np.ndarray | Tensor) -> Tensor:
+    """A batched field as a Tensor: stacked Tensors as they are, arrays and numbers through
+    the dtype rule of ``mg.tensor``."""
+    return field if isinstance(field, Tensor) else Tensor(field)
 
 
 # --------------------------------------------------------------------------- toy data

@@ -236,6 +236,20 @@ def test_dataset_subclass_is_collated_into_batches():
     assert isinstance(TensorDataset(np.zeros(2)), Dataset)
 
 
+def test_dataset_of_float64_tensors_gives_float64_batches():
+    # a Tensor sample keeps its dtype, as TensorDataset's batches do (0.1 is not rounded)
+    class Precise(Dataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return {"x": mg.tensor([0.1 * i], dtype=np.float64), "n": np.array([0.1 * i])}
+
+    batch = next(iter(DataLoader(Precise(), batch_size=4)))
+    assert batch["x"].dtype == np.float64 and batch["n"].dtype == np.float32
+    np.testing.assert_array_equal(batch["x"].data[:, 0], [0.0, 0.1, 0.2, 0.1 * 3])
+
+
 def test_shuffled_dataset_batches_cover_every_sample_once():
     labels = [int(v) for _, yb in DataLoader(_Pairs(), batch_size=2, shuffle=True, seed=3)
               for v in yb.data]
