@@ -152,6 +152,16 @@ static size_t mg_cached(void) {
     return bytes;
 }
 
+/* A child process forked while another thread held the lock would wait on it forever: the
+ * child starts with a fresh lock (and keeps the blocks, which are its own copies). */
+static void mg_after_fork_in_child(void) {
+    pthread_mutex_init(&mg_lock, NULL);
+}
+
+static int mg_register_fork_handler(void) {
+    return pthread_atfork(NULL, NULL, mg_after_fork_in_child);
+}
+
 static PyDataMem_Handler mg_handler = {
     "minigrad_cache",
     1,

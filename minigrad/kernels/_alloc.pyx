@@ -14,9 +14,14 @@ cdef extern from "_alloc.h":
     PyDataMem_Handler mg_handler
     size_t mg_release() nogil
     size_t mg_cached() nogil
+    int mg_register_fork_handler()
 
 cdef extern from "numpy/arrayobject.h":
     object PyDataMem_SetHandler(object handler)
+
+
+if mg_register_fork_handler() != 0:
+    raise OSError("the array cache could not register its fork handler")
 
 
 def install() -> None:
