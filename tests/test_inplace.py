@@ -245,6 +245,20 @@ def test_copy_and_fill_gradients(backend):
     np.testing.assert_array_equal(d.numpy(), [4.0, 4.0])
 
 
+def test_setitem_gradient_of_a_value_with_leading_ones_numpy_drops(backend):
+    weights = mg.tensor(np.arange(6.0).reshape(2, 3))
+    row = mg.tensor(np.ones((1, 3)), requires_grad=True)  # fills x[0], shape (3,)
+    x = mg.zeros(2, 3, requires_grad=True) * 1
+    x[0] = row
+    (x * weights).sum().backward()
+    np.testing.assert_array_equal(row.grad.numpy(), [[0.0, 1.0, 2.0]])
+    block = mg.tensor(np.ones((1, 1, 3)), requires_grad=True)  # fills all of x, shape (2, 3)
+    x = mg.zeros(2, 3, requires_grad=True) * 1
+    x[...] = block
+    (x * weights).sum().backward()
+    np.testing.assert_array_equal(block.grad.numpy(), [[[3.0, 5.0, 7.0]]])
+
+
 @pytest.mark.parametrize("shape", [(1, 3), (2, 3), (4,)])
 def test_copy_refuses_a_source_that_does_not_broadcast_to_the_target(backend, shape):
     # a (1, 3) source filled a (3,) target and its gradient came back as one sum of shape (1,)
