@@ -81,6 +81,8 @@ class InplaceMixin:
         the gradient flows to src. Numbers that are not a Tensor are read at their own
         precision, so float64 data copied into a float64 tensor is not rounded to float32."""
         src = _copy_source(src)
+        if src.shape != self.shape:
+            _check_copy_shape(src.shape, self.shape)
         return _change(self, (src,), "copy_",
                        lambda a: np.copyto(a, src._data, casting="unsafe"),
                        lambda prev: inplace_ops.CopyFrom.apply(prev, src))
@@ -99,6 +101,19 @@ def _copy_source(src: Any):
     if plain and np.asarray(src).dtype.kind in "biuf":
         return constant(np.asarray(src))
     return as_tensor(src)
+
+
+def _check_copy_shape(source: tuple[int, ...], target: tuple[int, ...]) -> None:
+    """A ``copy_`` source must broadcast to the target's shape without gaining dims, as in
+    PyTorch: NumPy would also drop leading 1s of a (1, n) source for an (n,) target, and its
+    gradient could not be given back in the source's shape."""
+    try:
+        fits = len(source) <= len(target) and np.broadcast_shapes(source, target) == target
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(f"copy_: a source of shape {source} does not broadcast to the shape "
+                         f"{target} of the tensor it is copied into")
 
 
 def _binary(t, other: Any, ufunc: np.ufunc, op: Callable, name: str):

@@ -115,3 +115,48 @@ def test_training_gives_the_same_bits_with_and_without_the_cache():
         runs[flag] = done.stdout.strip().split(" ", 1)
     assert runs["1"][1] == runs["0"][1]
     assert runs["1"][0] == "minigrad_cache" and runs["0"][0] != "minigrad_cache"
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_child_forked_while_another_thread_allocates_gets_a_consistent_cache():
+    # a fork in the middle of another thread's change to a bin must not hand the child a
+    # half-stored block: each child reuses every cached size, writes it and checks its zeros
+    import os
+
+    stop = threading.Event()
+
+    def churn() -> None:
+        kernels.compiled._alloc.install()  # a new thread starts with NumPy's own handler
+        while not stop.is_set():
+            arrays = [np.empty(N + 1024 * k) for k in range(6)]
+            del arrays
+
+    thread = threading.Thread(target=churn)
+    thread.start()
+    try:
+        for _ in range(40):
+            pid = os.fork()
+            if pid == 0:  # the child: exit code 0 only if every buffer behaves
+                ok = True
+                for _ in range(3):
+                    arrays = [np.zeros(N + 1024 * k) for k in range(6)]
+                    ok = ok and all(not a.any() for a in arrays)
+                    for a in arrays:
+                        a[:] = 1.0
+                    ok = ok and all(a.all() for a in arrays)
+                    del arrays
+                os._exit(0 if ok else 1)
+            for _ in range(200):  # a child stuck on the lock is killed and counted a failure
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    break
+                threading.Event().wait(0.05)
+            else:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                pytest.fail("a forked child hung on the array cache's lock")
+            assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        stop.set()
+        thread.join()

@@ -1,5 +1,7 @@
 """In-place changes: the version counter, the errors it raises, and recorded in-place ops."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -241,6 +243,34 @@ def test_copy_and_fill_gradients(backend):
     d.fill_(4.0)
     assert d.grad_fn is not None
     np.testing.assert_array_equal(d.numpy(), [4.0, 4.0])
+
+
+def test_setitem_gradient_of_a_value_with_leading_ones_numpy_drops(backend):
+    weights = mg.tensor(np.arange(6.0).reshape(2, 3))
+    row = mg.tensor(np.ones((1, 3)), requires_grad=True)  # fills x[0], shape (3,)
+    x = mg.zeros(2, 3, requires_grad=True) * 1
+    x[0] = row
+    (x * weights).sum().backward()
+    np.testing.assert_array_equal(row.grad.numpy(), [[0.0, 1.0, 2.0]])
+    block = mg.tensor(np.ones((1, 1, 3)), requires_grad=True)  # fills all of x, shape (2, 3)
+    x = mg.zeros(2, 3, requires_grad=True) * 1
+    x[...] = block
+    (x * weights).sum().backward()
+    np.testing.assert_array_equal(block.grad.numpy(), [[[3.0, 5.0, 7.0]]])
+
+
+@pytest.mark.parametrize("shape", [(1, 3), (2, 3), (4,)])
+def test_copy_refuses_a_source_that_does_not_broadcast_to_the_target(backend, shape):
+    # a (1, 3) source filled a (3,) target and its gradient came back as one sum of shape (1,)
+    src = mg.tensor(np.ones(shape), requires_grad=True)
+    for target in (mg.zeros(3), mg.zeros(3, requires_grad=True) * 1):
+        with pytest.raises(ValueError, match=re.escape(f"copy_: a source of shape {shape}")):
+            target.copy_(src)
+        with pytest.raises(ValueError, match="does not broadcast to the shape"):
+            target.copy_(np.ones(shape))
+    target = mg.zeros(2, 3)
+    target.copy_(src[..., :1] if shape == (2, 3) else mg.tensor([[1.0, 2.0, 3.0]]))
+    assert target.shape == (2, 3)
 
 
 @pytest.mark.parametrize("src", [np.array([0.1, 1 / 3]), [0.1, 1 / 3], (0.1, 1 / 3)])

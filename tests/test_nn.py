@@ -64,6 +64,16 @@ def test_shared_module_and_tied_weight_appear_under_every_name_in_the_state_dict
     np.testing.assert_array_equal(layer.bias.numpy(), state["0.bias"])  # nothing was loaded
 
 
+def test_a_shared_batchnorm_loads_an_old_state_dict_under_each_of_its_names():
+    # an older state dict lacks num_batches_tracked under every path of the shared layer
+    norm = nn.BatchNorm1d(3)
+    model = nn.Sequential(norm, nn.ReLU(), norm)
+    state = {k: v + 1 for k, v in model.state_dict().items() if "num_batches" not in k}
+    model.load_state_dict(state)
+    np.testing.assert_array_equal(norm.running_mean.numpy(), state["2.running_mean"])
+    assert norm.num_batches_tracked.numpy() == 0
+
+
 def test_train_eval_reach_every_descendant_and_zero_grad():
     model = nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.Dropout(0.5), nn.BatchNorm1d(4)))
     model.eval()

@@ -152,14 +152,16 @@ static size_t mg_cached(void) {
     return bytes;
 }
 
-/* A child process forked while another thread held the lock would wait on it forever: the
- * child starts with a fresh lock (and keeps the blocks, which are its own copies). */
-static void mg_after_fork_in_child(void) {
-    pthread_mutex_init(&mg_lock, NULL);
-}
+/* A fork while another thread is inside the lock would leave the child a bin half-changed (a
+ * count raised before its block pointer was stored hands out a stale pointer) and a lock held
+ * forever: fork waits for the lock, and each side lets it go (the child keeps the blocks, which
+ * are its own copies). */
+static void mg_before_fork(void) { pthread_mutex_lock(&mg_lock); }
+
+static void mg_after_fork(void) { pthread_mutex_unlock(&mg_lock); }
 
 static int mg_register_fork_handler(void) {
-    return pthread_atfork(NULL, NULL, mg_after_fork_in_child);
+    return pthread_atfork(mg_before_fork, mg_after_fork, mg_after_fork);
 }
 
 static PyDataMem_Handler mg_handler = {

@@ -56,9 +56,10 @@ def checked_state(model: Any, targets: dict[str, Tensor], state_dict: Any,
 
 def _with_missing_state(model: Any, state_dict: Mapping[str, Any]) -> Mapping[str, Any]:
     """``state_dict`` plus what each module supplies for its keys that are absent (the
-    caller's dict is not changed)."""
+    caller's dict is not changed); a shared module, whose state has a name under each of its
+    paths, supplies it under each."""
     extra: dict[str, Any] = {}
-    for module_name, module in model.named_modules():
+    for module_name, module in model.named_modules(remove_duplicate=False):
         extra.update(module._missing_state(state_dict, f"{module_name}." if module_name else ""))
     return {**state_dict, **extra} if extra else state_dict
 

@@ -76,10 +76,13 @@ class SetItem(Function):
             if ctx.winners is not None:
                 dv = np.where(ctx.winners, dv, 0)
             # v was broadcast to the indexed shape: leading axes NumPy added are summed here,
-            # the size-1 axes by the engine
+            # the size-1 axes by the engine; leading 1s of v that NumPy dropped (a (1, 3) v
+            # for a row) come back
             extra = dv.ndim - len(ctx.v_shape)
             if extra > 0:
                 dv = dv.sum(axis=tuple(range(extra)))
+            elif extra < 0:
+                dv = dv.reshape((1,) * -extra + dv.shape)
         return dx, dv
 
 
