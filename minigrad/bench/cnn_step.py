@@ -13,7 +13,6 @@ float32 tolerance after copying the weights, and raises when they do not.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 
 import numpy as np
@@ -21,8 +20,8 @@ import numpy as np
 import minigrad as mg
 import minigrad.functional as F
 from minigrad import nn, optim
-from minigrad.bench.harness import COMPILED, Case
-from minigrad.bench.step import step_closure, torch_step_closure
+from minigrad.bench.harness import Case
+from minigrad.bench.step import step_closure, step_columns, torch_step_closure
 
 EPS = 1e-5  # BatchNorm eps
 MOMENTUM = 0.9  # minigrad's BatchNorm convention (PyTorch's momentum=0.1)
@@ -125,23 +124,14 @@ def cases(quick: bool, torch) -> list[Case]:
         model = minigrad_model(shape[1])
         weights = [p.data.copy() for p in model.parameters()]
         x, y = batch(shape)
-        impls = {}
-        if COMPILED is not None:
-            impls["cython"] = minigrad_step(shape[1], weights, x, y)  # the backend main() set
-            impls["compiled"] = mg.compile(minigrad_step(shape[1], weights, x, y))
-        on_twins = minigrad_step(shape[1], weights, x, y, backend="numpy")
-        try:
-            on_twins()
-        except AttributeError as exc:  # a twin missing from kernels.reference
-            print(f"conv: no minigrad-numpy row, the NumPy backend is incomplete: {exc}",
-                  file=sys.stderr)
-        else:
-            # the harness computes numpy/cython ratios from the "numpy" key
-            impls["numpy"] = on_twins
         if torch is not None:
             check_against_torch(torch, label, weights, x, y)
-            # 1 thread first, so that the last row timed leaves torch on 2 threads.
-            impls["torch-1T"] = torch_step(torch, shape[1], weights, x, y, threads=1)
-            impls["torch"] = torch_step(torch, shape[1], weights, x, y, threads=2)
+        # the harness computes numpy/cython ratios from the "numpy" key: here, the twins
+        impls = step_columns(
+            "conv", "numpy", torch,
+            lambda backend=None, c=shape[1], w=weights, x=x, y=y: minigrad_step(c, w, x, y,
+                                                                                backend),
+            lambda threads, c=shape[1], w=weights, x=x, y=y: torch_step(torch, c, w, x, y,
+                                                                        threads))
         out.append(Case("conv", f"cnn {label} train step", "x".join(map(str, shape)), impls))
     return out

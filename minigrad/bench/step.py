@@ -337,6 +337,31 @@ def _compare_updates(net: Net, t: int, params: list, expected: list[np.ndarray],
                 )
 
 
+def step_columns(group: str, twins_key: str, torch, make_minigrad: Callable,
+                 make_torch: Callable) -> dict[str, Callable]:
+    """The columns every training-step row has: minigrad on the compiled kernels and under
+    ``mg.compile`` (when built), minigrad on its NumPy twins (under ``twins_key``) and PyTorch
+    on 1 and 2 threads (when installed). ``make_minigrad(backend=None)`` and
+    ``make_torch(threads)`` build one step closure each."""
+    impls = {}
+    if COMPILED is not None:
+        impls["cython"] = make_minigrad()  # the backend main() set
+        impls["compiled"] = mg.compile(make_minigrad())
+    on_twins = make_minigrad(backend="numpy")
+    try:
+        on_twins()
+    except AttributeError as exc:  # a twin missing from kernels.reference
+        print(f"{group}: no {twins_key} row, the NumPy backend is incomplete: {exc}",
+              file=sys.stderr)
+    else:
+        impls[twins_key] = on_twins
+    if torch is not None:
+        # 1 thread first, so that the last row timed leaves torch on 2 threads.
+        impls["torch-1T"] = make_torch(1)
+        impls["torch"] = make_torch(2)
+    return impls
+
+
 def check_compiled(net: Net, steps: int = 3) -> None:
     """Untimed: the step under ``mg.compile`` leaves the same weights as the eager step,
     bit for bit, after ``steps`` steps (the first records, the others replay)."""
@@ -383,23 +408,15 @@ def cases(quick: bool) -> list[Case]:
         weights = initial_weights(net)
         x, y = batch(net)
         reference = NumpyMLP(net, weights)
-        impls = {"numpy": lambda reference=reference, x=x, y=y: reference.step(x, y)}
         if COMPILED is not None:
-            impls["cython"] = minigrad_step(net, weights, x, y)  # the backend main() set
             check_compiled(net)
-            impls["compiled"] = mg.compile(minigrad_step(net, weights, x, y))
-        on_twins = minigrad_step(net, weights, x, y, backend="numpy")
-        try:
-            on_twins()
-        except AttributeError as exc:  # a twin missing from kernels.reference
-            print(f"step: no minigrad-numpy row, the NumPy backend is incomplete: {exc}",
-                  file=sys.stderr)
-        else:
-            impls["minigrad-numpy"] = on_twins
-        if torch is not None:
-            # 1 thread first, so that the last row timed leaves torch on 2 threads.
-            impls["torch-1T"] = torch_step(torch, net, weights, x, y, threads=1)
-            impls["torch"] = torch_step(torch, net, weights, x, y, threads=2)
+        impls = {"numpy": lambda reference=reference, x=x, y=y: reference.step(x, y)}
+        impls.update(step_columns(
+            "step", "minigrad-numpy", torch,
+            lambda backend=None, net=net, w=weights, x=x, y=y: minigrad_step(net, w, x, y,
+                                                                             backend),
+            lambda threads, net=net, w=weights, x=x, y=y: torch_step(torch, net, w, x, y,
+                                                                     threads)))
         if jax is not None:
             impls["jax"] = _jax_step(jax, net)
         out.append(Case("step", f"{net.label} train step", net.shape, impls))
