@@ -253,12 +253,19 @@ observers: list[Any] = []
 
 # exercise: unbroadcast
 def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Sum ``grad`` down to ``shape``, undoing NumPy broadcasting (the adjoint of broadcast_to)."""
+    """Sum ``grad`` down to ``shape``, undoing NumPy broadcasting (the adjoint of broadcast_to).
+    A gradient with fewer dims gets back the leading 1s NumPy dropped from its input (as
+    ``x[0] = v`` does to a ``v`` of shape (1, n))."""
     if grad.shape == shape:
         return grad
     extra = grad.ndim - len(shape)
     if extra > 0:
         grad = grad.sum(axis=tuple(range(extra)))
+    elif extra < 0:
+        if any(n != 1 for n in shape[:-extra]):
+            raise ValueError(f"a gradient of shape {grad.shape} cannot belong to an input of "
+                             f"shape {shape}")
+        grad = grad.reshape((1,) * -extra + grad.shape)
     stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
     if stretched:
         grad = grad.sum(axis=stretched, keepdims=True)

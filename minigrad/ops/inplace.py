@@ -61,7 +61,7 @@ class SetItem(Function):
     def forward(ctx, x, v, *, index):
         out = x.copy()
         out[index] = v
-        ctx.index, ctx.v_shape = index, v.shape
+        ctx.index = index
         ctx.winners = None if _is_basic(index) else _winners(x.shape, index)
         return out
 
@@ -75,14 +75,8 @@ class SetItem(Function):
             dv = grad[ctx.index]
             if ctx.winners is not None:
                 dv = np.where(ctx.winners, dv, 0)
-            # v was broadcast to the indexed shape: leading axes NumPy added are summed here,
-            # the size-1 axes by the engine; leading 1s of v that NumPy dropped (a (1, 3) v
-            # for a row) come back
-            extra = dv.ndim - len(ctx.v_shape)
-            if extra > 0:
-                dv = dv.sum(axis=tuple(range(extra)))
-            elif extra < 0:
-                dv = dv.reshape((1,) * -extra + dv.shape)
+            # v was broadcast to (or had leading 1s dropped for) the indexed shape: the engine
+            # brings dv back to v's shape (autograd.unbroadcast)
         return dx, dv
 
 
