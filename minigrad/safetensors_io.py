@@ -116,7 +116,7 @@ def _saved_order(metadata: Mapping[str, str], keys: list[str]) -> list[str]:
         order = json.loads(metadata.get(_ORDER_KEY, "null"))
     except (json.JSONDecodeError, TypeError):
         return keys
-    if isinstance(order, list) and sorted(map(str, order)) == sorted(keys) and \
-            len(order) == len(keys):
+    if isinstance(order, list) and all(type(k) is str for k in order) and \
+            sorted(order) == sorted(keys) and len(order) == len(keys):
         return order
     return keys

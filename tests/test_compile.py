@@ -375,6 +375,29 @@ def test_rebound_closure_variable_records_again(backend):
     assert np.array_equal(got.data, [3.0, 3.0])
 
 
+def test_changed_attribute_of_a_closed_over_object_records_again(backend):
+    # a config object the function reads a number from (cfg.scale): changing the number
+    # changes what the function computes; the replay must not keep the recorded value
+    class Config:
+        scale = 0.0
+
+    cfg = Config()
+    cfg.scale = 2.0
+    x = mg.tensor([1.0, 2.0], requires_grad=True)
+
+    def fn():
+        x.grad = None
+        (x * cfg.scale).sum().backward()
+        return x.grad
+
+    compiled = mg.compile(fn)
+    compiled(), compiled()
+    cfg.scale = 3.0
+    with pytest.warns(CompileWarning, match="attribute"):
+        got = compiled()
+    assert np.array_equal(got.data, [3.0, 3.0])
+
+
 # ----------------------------------------------------------------------------- refusals
 def _refused(fn, *args, match):
     compiled = mg.compile(fn)

@@ -201,3 +201,16 @@ def test_pytorch_loads_the_file_into_the_same_architecture(tmp_path):
     net.load_state_dict(safetensors_torch.load_file(str(path)))
     for key, value in model.state_dict().items():
         np.testing.assert_array_equal(net.state_dict()[key].numpy(), value, err_msg=key)
+
+
+def test_an_order_entry_that_is_not_a_name_falls_back_to_the_file_order(tmp_path):
+    # a hand-made order list [1, "a"] matches the keys "1" and "a" once converted to str:
+    # the loader looked up the int 1 and failed with a bare KeyError
+    path = tmp_path / "order.safetensors"
+    header = json.dumps({"1": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+                         "a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]},
+                         "__metadata__": {"minigrad.order": json.dumps([1, "a"])}}).encode()
+    _header_file(path, header, np.array([1.0, 2.0], np.float32).tobytes())
+    loaded = mg.load(path)
+    assert list(loaded) == ["1", "a"]
+    assert loaded["1"].tolist() == [1.0] and loaded["a"].tolist() == [2.0]

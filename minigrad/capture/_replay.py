@@ -221,8 +221,9 @@ def _returned_tensor(rec: Any, t: Tensor, w: _Writer) -> str:
 
 # --------------------------------------------------------------------- guards
 def _closure_guards(w: _Writer, closure: ClosureGuard) -> None:
-    """Lines that fail when a closure cell, a global the code names or an attribute of a
-    compiled method's object no longer holds what the recording saw."""
+    """Lines that fail when a closure cell, a global the code names, an attribute of a
+    compiled method's object or a plain attribute the code reads of an object it reaches no
+    longer holds what the recording saw."""
     filled = [(c, v) for c, v in zip(closure.cells, closure.values, strict=True)
               if v is not EMPTY]
     if filled:
@@ -236,7 +237,7 @@ def _closure_guards(w: _Writer, closure: ClosureGuard) -> None:
     for i, (name, value) in enumerate(zip(closure.names, closure.global_values, strict=True)):
         w.add(f"x = {g}.get({name!r})")
         w.add(f"if x is not {w.bind(f'N{i}', value)} and not _same(x, N{i}): return False")
-    if closure.settings or len(filled) < len(closure.cells):  # the rare cases, in Python
+    if closure.settings or closure.reads or len(filled) < len(closure.cells):  # rare: Python
         w.bind("closure", closure)
         w.add("if closure.broken() is not None: return False")
 

@@ -10,6 +10,7 @@ code would read again is frozen. No recording logic lives here, only these small
 from __future__ import annotations
 
 import operator
+import types
 from dataclasses import dataclass
 from typing import Any
 
@@ -232,7 +233,8 @@ class ClosureGuard:
     code names: rebinding one (``lr = 0.1`` then ``lr = 0.01``) changes what the function
     computes without changing any argument, so the replay must not be used."""
 
-    __slots__ = ("cells", "values", "names", "globals", "global_values", "owner", "settings")
+    __slots__ = ("cells", "values", "names", "globals", "global_values", "owner", "settings",
+                 "reads")
 
     def __init__(self, fn: Any):
         self.owner = getattr(fn, "__self__", None)  # a bound method: its object's settings
@@ -244,6 +246,8 @@ class ClosureGuard:
         self.globals = getattr(fn, "__globals__", {})
         self.names = tuple(n for n in (code.co_names if code else ()) if n in self.globals)
         self.global_values = tuple(snapshot(self.globals[n]) for n in self.names)
+        reached = [_cell(c) for c in self.cells] + [self.globals[n] for n in self.names]
+        self.reads = _attribute_reads(reached, code.co_names if code else ())
 
     def broken(self) -> str | None:
         for cell, value in zip(self.cells, self.values, strict=True):
@@ -255,7 +259,28 @@ class ClosureGuard:
                 return f"the global {name!r} the function reads was rebound"
         if self.settings and not _same_settings(self.owner, self.settings):
             return "an attribute of the object whose method was compiled changed"
+        for obj, name, value in self.reads:
+            if not same_setting(getattr(obj, "__dict__", {}).get(name, EMPTY), value):
+                return f"the attribute {name!r} of an object the function reads changed"
         return None
+
+
+_NOT_SETTINGS = (types.ModuleType, type, types.FunctionType, types.BuiltinFunctionType,
+                 types.MethodType)
+
+
+def _attribute_reads(objects: list, names: tuple) -> tuple:
+    """(object, name, value) for each plain value the code may read as an attribute of an
+    object it reaches (``cfg.scale``): a number read that way is a constant of the record, so
+    a changed value must record again. Modules are guarded by their own ``ModuleGuard``."""
+    reads = []
+    for obj in objects:
+        attrs = getattr(obj, "__dict__", None)
+        if type(attrs) is not dict or isinstance(obj, _NOT_SETTINGS) or "_modules" in attrs:
+            continue
+        reads += [(obj, n, attrs[n]) for n in names
+                  if n in attrs and isinstance(attrs[n], PLAIN)]
+    return tuple(reads)
 
 
 def _cell(cell: Any) -> Any:
