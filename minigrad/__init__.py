@@ -12,7 +12,7 @@ tensor([[2., 4.]])
 # needs autograd's classes, so this is the one order in which both modules load.
 from . import autograd  # isort: skip
 from . import data, functional, nn, optim
-from .autograd import Function, detect_anomaly, enable_grad, is_grad_enabled, no_grad
+from .autograd import Function
 from .capture import CompileWarning, compile
 from .creation import (
     arange,
@@ -31,6 +31,7 @@ from .dlpack import from_dlpack
 from .functional.elementwise import where
 from .functional.reduce import log_softmax, logsumexp, softmax
 from .functional.shape import concat, stack
+from .grad_mode import detect_anomaly, enable_grad, is_grad_enabled, no_grad
 from .kernels import empty_cache, get_backend, get_num_threads, set_backend, set_num_threads
 from .random import manual_seed
 from .serialization import load, save

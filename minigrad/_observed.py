@@ -20,16 +20,15 @@ from . import autograd
 from .autograd import (
     Context,
     _accumulate_leaf,
-    _check_finite,
     _check_saved,
-    _clock,
     _fit,
-    _modes,
     _node_at,
     _raise_released,
 )
+from .grad_mode import _check_finite, _modes
 from .hooks import Watch, follow_retains, run_tensor_hooks
 from .tensor import Tensor
+from .versions import _clock
 
 
 def run_observed_backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:

@@ -1,148 +1,20 @@
-"""The autograd spine: Function and its Context, grad mode, and the iterative backward pass.
+"""The autograd spine: Function and its Context, and the iterative backward pass.
 
 Every differentiable op is a ``Function`` subclass with two static methods working on ndarrays:
 ``forward(ctx, *arrays, **attrs) -> ndarray`` and ``backward(ctx, grad) -> one gradient per
 array input`` (``None`` for inputs that need none). ``Function.apply`` wraps the result in a
 Tensor that remembers its Context; ``backward`` walks those Contexts in reverse topological
-order. No math lives here.
+order. No math lives here; grad mode is in grad_mode.py, the version counter in versions.py.
 """
 
 from __future__ import annotations
 
-import functools
-import threading
 from typing import Any
 
 import numpy as np
 
-
-class _Modes(threading.local):
-    """Grad mode and anomaly mode, one pair per Python thread: ``no_grad()`` in one thread
-    does not stop another thread from recording its graph."""
-
-    grad_enabled = True
-    anomaly = False
-
-
-_modes = _Modes()
-
-# The in-place clock: how many in-place changes this process has made. Each change stamps the
-# changed tensor's counter with it and each graph node records it at its forward, so "was
-# any input changed since this node ran?" is one int comparison per node in backward, and
-# the forward pays one int store per node instead of one version per input.
-_clock = [0]
-
-# A tensor's version counter is a list [version, shared, stamp]. Most tensors are never
-# changed in place, so they all start with this one immutable stand-in and get a list of
-# their own only when they are changed or viewed (own_counter): no allocation per op.
-FRESH_COUNTER = (0, False, 0)
-
-
-def own_counter(t: Tensor) -> list:
-    """``t``'s own mutable version counter, made on first need.
-
-    The node that produced ``t`` watches its output through the same list, so it is handed
-    over to that node too (a tuple cannot be watched for changes)."""
-    counter = t._counter
-    if counter is FRESH_COUNTER:
-        counter = t._counter = [0, False, 0]
-        node = t._ctx
-        if node is not None and node.out_counter is FRESH_COUNTER:
-            node.out_counter = counter
-    return counter
-
-
-def mark_changed(t: Tensor) -> None:
-    """Record one in-place change of ``t``'s data: bump its version, stamp it with the clock.
-
-    Call it after every deliberate in-place change of a tensor's array (``t._version += 1``
-    does the same)."""
-    counter = own_counter(t)
-    _clock[0] += 1
-    counter[0] += 1
-    counter[2] = _clock[0]
-
-
-
-def mark_all_changed(tensors: Any) -> None:
-    """``mark_changed`` for every tensor of one update (an optimizer step), with one tick of
-    the clock: a third of the cost of ``t._version += 1`` per tensor."""
-    _clock[0] += 1
-    stamp = _clock[0]
-    for t in tensors:
-        counter = t._counter
-        if counter is FRESH_COUNTER:
-            counter = own_counter(t)
-        counter[0] += 1
-        counter[2] = stamp
-
-def is_grad_enabled() -> bool:
-    """True when ops record the graph (the default); False inside ``no_grad()``."""
-    return _modes.grad_enabled
-
-
-class _GradMode:
-    """Context manager and decorator that sets grad mode for its block and restores it."""
-
-    enabled: bool
-
-    def __enter__(self) -> None:
-        self._previous = _modes.grad_enabled
-        _modes.grad_enabled = self.enabled
-
-    def __exit__(self, *exc_info: object) -> None:
-        _modes.grad_enabled = self._previous
-
-    def __call__(self, fn):
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with self.__class__():
-                return fn(*args, **kwargs)
-
-        return wrapper
-
-
-class no_grad(_GradMode):
-    """Disable graph recording: ``with mg.no_grad(): ...`` or ``@mg.no_grad()``."""
-
-    enabled = False
-
-
-class enable_grad(_GradMode):
-    """Re-enable graph recording inside a ``no_grad`` block."""
-
-    enabled = True
-
-
-class detect_anomaly:
-    """Debugging aid: raise at the first op whose forward or backward yields NaN or inf.
-
-    ``with mg.detect_anomaly(): loss = model(x); loss.backward()`` stops with a
-    ``FloatingPointError`` naming the op and its input shapes. It checks every array an op
-    produces, so use it to find a bug, not while training for speed.
-    """
-
-    def __enter__(self) -> None:
-        self._previous = _modes.anomaly
-        _modes.anomaly = True
-
-    def __exit__(self, *exc_info: object) -> None:
-        _modes.anomaly = self._previous
-
-
-def _check_finite(fn: type, arrays: Any, inputs: tuple, stage: str) -> None:
-    """In anomaly mode: raise if any produced float array holds NaN or inf."""
-    for a in arrays:
-        if a is None:
-            continue
-        a = np.asarray(a)
-        if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
-            shapes = ", ".join(str(t.shape) for t in inputs)
-            kind = "NaN" if np.any(np.isnan(a)) else "inf"
-            raise FloatingPointError(
-                f"detect_anomaly: {fn.__name__} {stage} produced {kind} "
-                f"(input shapes: {shapes})"
-            )
+from .grad_mode import _check_finite, _modes
+from .versions import _clock, own_counter
 
 
 class Context:

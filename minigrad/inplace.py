@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from . import autograd
+from . import grad_mode, versions
 from .functional import elementwise as ew
 from .functional._convert import as_tensor, constant
 from .ops import inplace as inplace_ops
@@ -124,12 +124,12 @@ def _binary(t, other: Any, ufunc: np.ufunc, op: Callable, name: str):
 
 def _change(t, others: tuple, name: str, in_place: Callable, recorded: Callable):
     """Apply one in-place change to ``t`` (see the module docstring) and bump its version."""
-    if autograd._modes.grad_enabled and (
+    if grad_mode._modes.grad_enabled and (
             t._requires_grad or any(o._requires_grad for o in others)):
         _record(t, name, recorded)
     else:
         in_place(t._data)
-        autograd.mark_changed(t)
+        versions.mark_changed(t)
     return t
 
 
@@ -161,7 +161,7 @@ def _record(t, name: str, recorded: Callable) -> None:
             f"shape {t.shape}"
         )
     np.copyto(t._data, result._data, casting="same_kind")
-    autograd.mark_changed(t)
+    versions.mark_changed(t)
     node = result._ctx
     node.inplace_epoch = t._counter[2]  # consumers whose forward ran before skip this node
     t._ctx = node

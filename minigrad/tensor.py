@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import autograd
-from .autograd import FRESH_COUNTER
+from . import autograd, versions
 from .conversion import ConversionMixin, to_array
 from .functional import activation, linalg, reduce
 from .functional import elementwise as ew
 from .functional import shape as shape_ops
 from .inplace import InplaceMixin
 from .ops import inplace as inplace_ops
+from .versions import FRESH_COUNTER
 
 if TYPE_CHECKING:  # hooks.py imports this module
     from .hooks import RemovableHandle
@@ -38,7 +38,7 @@ class Tensor(ConversionMixin, InplaceMixin):
         array([[2., 4.]], dtype=float32)
     """
 
-    # _counter is the version counter [version, shared, stamp] (see autograd.own_counter):
+    # _counter is the version counter [version, shared, stamp] (see versions.own_counter):
     # views share their base's list, so a change through either is seen by both.
     __slots__ = ("_data", "grad", "_requires_grad", "_ctx", "_counter", "__weakref__")
     __array_priority__ = 1000  # ndarray (op) Tensor defers to Tensor's reflected operators
@@ -83,7 +83,7 @@ class Tensor(ConversionMixin, InplaceMixin):
 
     @_version.setter
     def _version(self, value: int) -> None:  # ``t._version += 1`` after changing t's data
-        autograd.mark_changed(self)
+        versions.mark_changed(self)
         self._counter[0] = value
     @property
     def requires_grad(self) -> bool:
@@ -211,7 +211,7 @@ class Tensor(ConversionMixin, InplaceMixin):
     def detach(self) -> Tensor:
         """A new leaf sharing this tensor's data (and version counter), cut from the graph."""
         t = Tensor._from_op(self._data, None)
-        counter = t._counter = autograd.own_counter(self)
+        counter = t._counter = versions.own_counter(self)
         counter[1] = True
         return t
 

@@ -46,7 +46,7 @@ class _Scale(Function):
 @pytest.mark.parametrize("grad_enabled", [True, False])
 def test_functions_may_store_their_own_attributes_on_the_context(grad_enabled):
     x = mg.tensor([1.0, -2.0], requires_grad=True)
-    with autograd.enable_grad() if grad_enabled else mg.no_grad():
+    with mg.enable_grad() if grad_enabled else mg.no_grad():
         y = _Scale.apply(x, factor=3.0)
     np.testing.assert_array_equal(y.numpy(), [3.0, -6.0])
     if grad_enabled:
@@ -277,7 +277,6 @@ def test_bare_kernel_step_computes_the_same_loss_as_minigrad():
 
 
 def test_version_check_runs_only_after_an_in_place_change(monkeypatch):
-    from minigrad import autograd
 
     checked = []
     original = autograd._check_saved

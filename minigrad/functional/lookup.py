@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd import mark_all_changed
 from ..ops import embedding as ops
+from ..versions import mark_all_changed
 from ._convert import as_tensor, constant
 from ._rules import (
     check_float_input,

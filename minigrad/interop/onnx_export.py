@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import nn
 from .._optional import require
-from ..autograd import no_grad
+from ..grad_mode import no_grad
 from ..serialization import write_atomically
 from ..tensor import Tensor
 from ._onnx_layers import EMITTERS, Unsupported, refusal

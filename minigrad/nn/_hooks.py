@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import autograd, hooks
+from .. import grad_mode, hooks
 from ..hooks import RemovableHandle
 from ..ops.hooks import BackwardHook
 from ..tensor import Tensor
@@ -66,7 +66,7 @@ def call_with_hooks(module: Any, args: tuple, kwargs: dict) -> Any:
         if result is not None:
             args = result if isinstance(result, tuple) else (result,)
     call = None
-    if registry.backward and autograd.is_grad_enabled():
+    if registry.backward and grad_mode.is_grad_enabled():
         call = _BackwardHookCall(module, list(registry.backward.values()))
         args = call.wrap_inputs(args)
     output = module.forward(*args, **kwargs)

@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd import mark_all_changed
 from ..hooks import RemovableHandle
 from ..kernels._checks import FLOAT_DTYPES
 from ..tensor import Tensor
+from ..versions import mark_all_changed
 from . import _hooks as module_hooks
 from ._state import checked_state
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd import mark_all_changed
 from ..kernels._checks import FLOAT_DTYPES
+from ..versions import mark_all_changed
 from ._state import load_state, save_state
 
 
