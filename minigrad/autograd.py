@@ -134,13 +134,13 @@ def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if extra > 0:
         grad = grad.sum(axis=tuple(range(extra)))
     elif extra < 0:
-        if any(n != 1 for n in shape[:-extra]):
-            raise ValueError(f"a gradient of shape {grad.shape} cannot belong to an input of "
-                             f"shape {shape}")
         grad = grad.reshape((1,) * -extra + grad.shape)
     stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
     if stretched:
         grad = grad.sum(axis=stretched, keepdims=True)
+    if grad.shape != shape:  # a size that differs and is not 1: not a broadcast of the input
+        raise ValueError(f"a gradient of shape {grad.shape} cannot belong to an input of "
+                         f"shape {shape}")
     return grad
 
 

@@ -300,3 +300,22 @@ def test_op_outputs_share_one_immutable_counter_until_changed():
     assert type(y._counter) is tuple and y._counter is x._counter  # no allocation per op
     y += 1
     assert type(y._counter) is list and y._version == 1 and x._version == 0
+
+
+@pytest.mark.parametrize("grad_shape, shape", [((3, 4), (3, 5)), ((4,), (2, 4)), ((2, 3), (2,))])
+def test_unbroadcast_refuses_a_gradient_that_is_no_broadcast_of_the_input(grad_shape, shape):
+    from minigrad.autograd import unbroadcast
+
+    with pytest.raises(ValueError, match="cannot belong to an input of shape"):
+        unbroadcast(np.ones(grad_shape), shape)
+
+
+@pytest.mark.parametrize("grad_shape, shape",
+                         [((2, 3, 4), (3, 1)), ((4,), (1, 1, 4)), ((5, 1), (1,))])
+def test_unbroadcast_sums_a_broadcast_gradient_back_to_the_input_shape(grad_shape, shape):
+    from minigrad.autograd import unbroadcast
+
+    grad = np.arange(np.prod(grad_shape), dtype=float).reshape(grad_shape)
+    got = unbroadcast(grad, shape)
+    assert got.shape == shape
+    assert got.sum() == grad.sum()
