@@ -12,6 +12,7 @@ as in eager mode, so an array handed to the caller is never overwritten by a lat
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Any
 
@@ -20,6 +21,7 @@ import numpy as np
 from .. import random
 from ..autograd import _accumulate_leaf, _fit, _ForwardOnly
 from ..tensor import Tensor
+from ._fuse import fuse
 from ._sources import (
     EMPTY,
     MODULE_HOOKS,
@@ -124,6 +126,8 @@ def _line(w: _Writer, k: int, step: tuple, steps: list) -> None:
     kind = step[0]
     if kind == "forward":
         _forward(w, k, step)
+    elif kind == "fused":  # another step does this one's work
+        pass
     elif kind == "backward":
         _backward(w, k, step, steps)
     elif kind == "fit":
@@ -170,9 +174,11 @@ def generate(rec: Any, result: Any) -> tuple[Any, str]:
         w.bind(f"k{i}", c)
     if rec.args:
         w.add(f"{', '.join(f'a{i}' for i in range(len(rec.args)))}, = args")
-    for k, step in enumerate(rec.steps):
-        _line(w, k, step, rec.steps)
-    w.add(f"return {_returned(rec, result, w)}")
+    returned = _returned(rec, result, w)
+    steps = fuse(rec.steps, {int(i) for i in re.findall(r"\bs(\d+)\b", returned)})
+    for k, step in enumerate(steps):
+        _line(w, k, step, steps)
+    w.add(f"return {returned}")
     source = "def run(args):\n" + "\n".join(w.lines) + "\n"
     namespace = dict(w.names)
     exec(compile(source, "<mg.compile replay>", "exec"), namespace)  # noqa: S102

@@ -39,6 +39,7 @@ from minigrad.kernels._checks import (
     layernorm_forward_args,
     rmsnorm_backward_args,
     rmsnorm_forward_args,
+    same_as,
 )
 from minigrad.kernels._simd cimport (
     _column_grad_sums,
@@ -225,13 +226,41 @@ cdef void _batchnorm_dx_write(const floating[:, :, ::1] dy, const floating[:, :,
                   coef[4, c], coef[5, c], coef[6, c], &dx[0, 0, 0] + p * S)
 
 
+cdef void _relu_rows(floating *y, Py_ssize_t n) noexcept nogil:
+    """y = max(y, 0) in place, as NumPy's ``np.maximum(y, 0)`` computes it: NaN stays NaN and
+    -0.0 becomes +0.0 (NumPy returns its second operand when the two compare equal)."""
+    cdef Py_ssize_t i
+    cdef floating v
+    for i in range(n):
+        v = y[i]
+        y[i] = v if (v > 0 or v != v) else 0
+
+
+cdef void _relu_grad(const floating[:, :, ::1] dy, const floating[:, :, ::1] y,
+                     floating[:, :, ::1] out) noexcept nogil:
+    """out = dy * (y > 0): the very product of ReLU's backward ``grad * (y > 0)`` (the bool
+    becomes 1.0 or 0.0 and multiplies, so NaN * 0 stays NaN and -dy * 0 gives -0.0)."""
+    cdef Py_ssize_t i, n = dy.shape[0] * dy.shape[1] * dy.shape[2]
+    cdef const floating *d
+    cdef const floating *m
+    cdef floating *o
+    if n == 0:
+        return
+    d = &dy[0, 0, 0]
+    m = &y[0, 0, 0]
+    o = &out[0, 0, 0]
+    for i in range(n):
+        o[i] = d[i] * (<floating>1 if m[i] > 0 else <floating>0)
+
+
 cdef void _batchnorm_forward_core(
     const floating[:, :, ::1] x, const floating[::1] gamma, const floating[::1] beta,
     floating[:] running_mean, floating[:] running_var, bint has_gamma, bint has_beta,
     bint has_running, double momentum, double eps, bint training,
-    floating[:, :, ::1] y, double[:, ::1] stats, floating[:, ::1] coef,
+    floating[:, :, ::1] y, double[:, ::1] stats, floating[:, ::1] coef, bint relu,
 ) noexcept nogil:
-    """Statistics pass (training) or running statistics (eval), then the write pass.
+    """Statistics pass (training) or running statistics (eval), then the write pass (and,
+    with ``relu``, max(y, 0) over y while it is still in cache).
 
     stats receives mean (row 0) and rstd (row 1); coef (4, C) is scratch for the write pass.
     """
@@ -275,6 +304,8 @@ cdef void _batchnorm_forward_core(
         coef[2, c] = <floating>scale
         coef[3, c] = beta[c] if has_beta else 0.0
     _batchnorm_write(x, coef, y, nt)
+    if relu:
+        _relu_rows(&y[0, 0, 0], x.shape[0] * C * x.shape[2])
 
 
 cdef void _batchnorm_backward_core(
@@ -462,7 +493,8 @@ def _batchnorm_shape3(shape):
     return (shape[0], shape[1], math.prod(shape[2:]))
 
 
-def batchnorm_forward(x, gamma, beta, running_mean, running_var, momentum, eps, training):
+def batchnorm_forward(x, gamma, beta, running_mean, running_var, momentum, eps, training,
+                      relu=False):
     """BatchNorm forward: y = gamma * (x - mean) / sqrt(var + eps) + beta, per channel (axis 1).
 
     Training uses the batch mean and biased variance over every axis but 1 and, when running
@@ -474,6 +506,8 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, momentum, eps, 
         gamma, beta: (C,) arrays of x's dtype, or None (meaning 1 and 0).
         running_mean, running_var: (C,) arrays of x's dtype updated in place, or both None.
         momentum, eps: floats; training: bool.
+        relu: return max(y, 0) instead of y, bit for bit what ``np.maximum(y, 0)`` gives
+            (``mg.compile`` replays a BatchNorm followed by a ReLU as this one call).
 
     Returns:
         (y, mean, rstd): y like x; mean and rstd = 1 / sqrt(var + eps) as float64 (C,) arrays.
@@ -496,21 +530,25 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, momentum, eps, 
         _batchnorm_forward_core[float](
             x3, _contiguous(gamma), _contiguous(beta), running_mean, running_var,
             gamma is not None, beta is not None, has_running, momentum, eps, training,
-            y, stats, coef)
+            y, stats, coef, relu)
     else:
         _batchnorm_forward_core[double](
             x3, _contiguous(gamma), _contiguous(beta), running_mean, running_var,
             gamma is not None, beta is not None, has_running, momentum, eps, training,
-            y, stats, coef)
+            y, stats, coef, relu)
     return y.reshape(x.shape), stats[0], stats[1]
 
 
-def batchnorm_backward(grad_out, x, gamma, mean, rstd, training=True):
+def batchnorm_backward(grad_out, x, gamma, mean, rstd, training=True, relu_out=None):
     """BatchNorm backward, closed form, with sums over the M values of each channel.
 
     dbeta = sum(dy), dgamma = sum(dy * x_hat) with x_hat = (x - mean) * rstd, and
     dx = gamma * rstd / M * (M * dy - dbeta - x_hat * dgamma) in training;
     dx = gamma * rstd * dy in eval, where mean and rstd were constants.
+
+    With ``relu_out`` (the output of a ReLU applied to this BatchNorm's output, shaped like x),
+    ``grad_out`` is the ReLU's output gradient and dy = grad_out * (relu_out > 0), the very
+    product of ReLU's backward.
 
     Returns:
         (dx, dgamma, dbeta): dx like x; dgamma and dbeta (C,) arrays of x's dtype.
@@ -520,6 +558,14 @@ def batchnorm_backward(grad_out, x, gamma, mean, rstd, training=True):
     C = shape3[1]
     x3 = np.ascontiguousarray(x).reshape(shape3)
     dy3 = np.ascontiguousarray(grad_out).reshape(shape3)
+    if relu_out is not None:
+        same_as("batchnorm_backward", "relu_out", relu_out, x, x.shape, "the shape of x")
+        masked = np.empty_like(dy3)
+        if x.dtype.itemsize == 4:
+            _relu_grad[float](dy3, np.ascontiguousarray(relu_out).reshape(shape3), masked)
+        else:
+            _relu_grad[double](dy3, np.ascontiguousarray(relu_out).reshape(shape3), masked)
+        dy3 = masked
     mean = np.ascontiguousarray(mean, dtype=np.float64)
     rstd = np.ascontiguousarray(rstd, dtype=np.float64)
     dx = np.empty_like(x3)
