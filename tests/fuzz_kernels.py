@@ -171,6 +171,7 @@ def run_norm(n):
             momentum = data.draw(st.sampled_from([0.0, 0.9, 1.0]))
             eps = data.draw(st.sampled_from([1e-5, 1e-3, 0.0]))
             training = data.draw(st.booleans())
+            relu = data.draw(st.booleans())  # BatchNorm then ReLU in one call
             scale = finite_scale(x)
 
             def compare(c, t, args_c, args_t):
@@ -191,8 +192,8 @@ def run_norm(n):
             args = [x, gamma, beta, rm, rv, momentum, eps, training]
             rc = [x, gamma, beta, fresh(rm), fresh(rv), momentum, eps, training]
             rt = [x, gamma, beta, fresh(rm), fresh(rv), momentum, eps, training]
-            kc, oc = outcome(compiled.batchnorm_forward, *rc)
-            kt, ot = outcome(reference.batchnorm_forward, *rt)
+            kc, oc = outcome(compiled.batchnorm_forward, *rc, relu=relu)
+            kt, ot = outcome(reference.batchnorm_forward, *rt, relu=relu)
             assert kc == kt, f"batchnorm_forward: compiled {kc} {oc!r:.200}, twin {kt} " \
                              f"{ot!r:.200} for {describe(args)}"
             if kc != "ok":
@@ -209,9 +210,17 @@ def run_norm(n):
                 assert_close(c[0], t[0], dt, f"bn dx {describe([x])}", scale=s)
                 assert_close(c[1], t[1], dt, "bn dgamma", scale=s * finite_scale(x))
                 assert_close(c[2], t[2], dt, "bn dbeta", scale=s)
+            # the ReLU's output the fused backward masks with: the forward's, or any array
+            # (a wrong shape, dtype or layout must raise the same error on both backends)
+            relu_out = data.draw(st.sampled_from([None, "forward", "any"]))
+            if relu_out == "forward":
+                relu_out = ot[0]
+            elif relu_out == "any":
+                relu_out = data.draw(arrays(min_ndim=1, max_ndim=4))
             same_outcome("batchnorm_backward", compiled.batchnorm_backward,
                          reference.batchnorm_backward,
-                         [dy, x, gamma, mean, rstd, training], compare=compare_bwd)
+                         [dy, x, gamma, mean, rstd, training], dict(relu_out=relu_out),
+                         compare=compare_bwd)
             return
         x = data.draw(arrays(min_ndim=1, max_ndim=4))
         k = data.draw(st.integers(0, x.ndim + 1))

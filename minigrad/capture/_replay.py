@@ -106,7 +106,7 @@ def _forward(w: _Writer, k: int, step: tuple) -> None:
     if needs is not None:  # start from an empty context, as a fresh Context would
         w.add(f"{ctx}.__dict__.clear(); {ctx}.saved = ()")
     args = [ctx] + [_expr(s) for s in sources] + [f"{n}={_expr(s)}" for n, s in attrs.items()]
-    w.add(f"s{out.index} = F{k}({', '.join(args)})")
+    w.add(f"s{out.index} = F{k}({', '.join(args)})  # {cls.__name__}")
     if zero_d:  # NumPy returns scalars from 0-d arithmetic; Function.apply wraps them
         w.add(f"if s{out.index}.__class__ is not ndarray: s{out.index} = asarray(s{out.index})")
 
@@ -114,7 +114,7 @@ def _forward(w: _Writer, k: int, step: tuple) -> None:
 def _backward(w: _Writer, k: int, step: tuple, steps: list) -> None:
     _, forward, grad, outs = step
     w.bind(f"B{k}", steps[forward][1].backward)
-    w.add(f"r = B{k}(c{forward}, {_expr(grad)})")
+    w.add(f"r = B{k}(c{forward}, {_expr(grad)})  # {steps[forward][1].__name__} backward")
     w.add("if r.__class__ is not tuple: r = (r,)")
     for i, slot in enumerate(outs):
         if slot is not None:
