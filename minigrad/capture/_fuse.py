@@ -1,12 +1,16 @@
 """Rewrites of a record into fewer kernel calls that compute the same bits.
 
 A replay is free to call other functions than the recorded ones when they compute exactly
-the same floating-point operations in the same order. The one rewrite here: a BatchNorm
-whose output only a ReLU reads becomes one ``BatchNorm.forward_relu`` call (the kernel
-applies ``np.maximum(y, 0)`` to its output while it is in cache), and the two backward
-calls become one ``BatchNorm.backward_relu`` (the kernel forms ReLU's ``grad * (y > 0)``
-itself). That saves two op calls, two temporaries and two passes over the activations per
-BatchNorm-ReLU pair, and the BatchNorm's own output is never materialised.
+the same floating-point operations in the same order. Two rewrites:
+
+- a BatchNorm whose output only a ReLU reads becomes one ``BatchNorm.forward_relu`` call
+  (the kernel applies ``np.maximum(y, 0)`` to its output while it is in cache), and the two
+  backward calls become one ``BatchNorm.backward_relu`` (the kernel forms ReLU's
+  ``grad * (y > 0)`` itself): two op calls, two temporaries and two passes over the
+  activations fewer per pair, and the BatchNorm's own output is never materialised;
+- a mean cross-entropy whose backward starts the backward pass (``loss.backward()``, the
+  seed a 1) computes its gradient in the forward's kernel call (``cross_entropy_fused``):
+  one argument check, one pass over the targets and one kernel call fewer.
 
 A step's output may be fused away only when nothing else reads it: no other op, no
 gradient sum, no leaf, and not the function's return value.
@@ -15,10 +19,15 @@ gradient sum, no leaf, and not the function's return value.
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
+import numpy as np
+
+from .. import kernels
 from ..ops.elementwise import ReLU
+from ..ops.loss import CrossEntropy
 from ..ops.norm import BatchNorm
-from ._sources import Slot
+from ._sources import Constant, Slot
 
 
 class BatchNormReLU:
@@ -26,6 +35,26 @@ class BatchNormReLU:
 
     forward = staticmethod(BatchNorm.forward_relu)
     backward = staticmethod(BatchNorm.backward_relu)
+
+
+class CrossEntropyMean:
+    """``CrossEntropy`` with reduction "mean" whose backward receives the seed 1: the forward
+    makes the gradient too, in one kernel call, and the backward hands it over. The loss is
+    reduced exactly as ``CrossEntropy.forward`` reduces it, and the gradient is what
+    ``CrossEntropy.backward`` computes for a seed of 1 (1 / count per row)."""
+
+    @staticmethod
+    def forward(ctx, logits, *, target, label_smoothing, ignore_index, reduction):
+        loss, count, dlogits = kernels.impl.cross_entropy_fused(logits, target,
+                                                                label_smoothing, ignore_index)
+        ctx.save_for_backward(dlogits)
+        total = loss.sum(dtype=np.float64)
+        total = total / count if count else np.nan
+        return np.asarray(total, dtype=logits.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.saved[0]
 
 
 FUSED = ("fused",)  # a step whose work another step now does: the replay emits nothing
@@ -51,9 +80,11 @@ def _slots_read(step: tuple) -> list[Slot]:
     return [v for v in values if isinstance(v, Slot)]
 
 
-def fuse(steps: list[tuple], returned: set[int]) -> list[tuple]:
-    """``steps`` with every BatchNorm-ReLU pair fused; ``returned`` holds the indices of the
-    slots the function returns (they must stay)."""
+def fuse(steps: list[tuple], returned: set[int], constants: list[Any]) -> list[tuple]:
+    """``steps`` with every BatchNorm-ReLU pair and every seeded mean cross-entropy fused;
+    ``returned`` holds the indices of the slots the function returns (they must stay),
+    ``constants`` the record's constants (the ops' settings)."""
+    steps = _fuse_cross_entropy(steps, constants)
     reads = Counter(s.index for step in steps for s in _slots_read(step))
     for index in returned:
         reads[index] += 1
@@ -101,3 +132,20 @@ def _backward_plan(steps: list[tuple], reads: Counter, backward_of: dict[int, in
             or reads[bn_grad.index] != 1):
         return None
     return [(b_relu, FUSED), (b_bn, ("backward", bn, relu_grad, bn_outs))]
+
+
+def _fuse_cross_entropy(steps: list[tuple], constants: list[Any]) -> list[tuple]:
+    """Each mean ``CrossEntropy`` whose backward received the seed (a 1 made by the
+    backward pass itself, not a gradient from another op) becomes ``CrossEntropyMean``."""
+    seeds = {step[3].index for step in steps if step[0] == "seed" and step[1] == ()}
+    out = list(steps)
+    for step in steps:
+        if step[0] != "backward" or not isinstance(step[2], Slot) or step[2].index not in seeds:
+            continue
+        k = step[1]
+        forward = steps[k]
+        reduction = forward[3].get("reduction")
+        if (forward[1] is CrossEntropy and isinstance(reduction, Constant)
+                and constants[reduction.index] == "mean" and forward[4] is not None):
+            out[k] = ("forward", CrossEntropyMean, *forward[2:])
+    return out

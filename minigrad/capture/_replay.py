@@ -175,7 +175,8 @@ def generate(rec: Any, result: Any) -> tuple[Any, str]:
     if rec.args:
         w.add(f"{', '.join(f'a{i}' for i in range(len(rec.args)))}, = args")
     returned = _returned(rec, result, w)
-    steps = fuse(rec.steps, {int(i) for i in re.findall(r"\bs(\d+)\b", returned)})
+    steps = fuse(rec.steps, {int(i) for i in re.findall(r"\bs(\d+)\b", returned)},
+                 rec.constants)
     for k, step in enumerate(steps):
         _line(w, k, step, steps)
     w.add(f"return {returned}")
