@@ -111,6 +111,14 @@ def run_softmax(n):
                      reference.cross_entropy_backward, [g, logits, target, lse, ls, ii],
                      compare=compare_bwd)
 
+        def compare_fused(c, t, *_):
+            assert_close(c[0], t[0], logits.dtype, "fused ce loss", scale=finite_scale(logits))
+            assert c[1] == t[1], f"fused ce count {c[1]} != {t[1]}"
+            assert_close(c[2], t[2], logits.dtype, "fused ce dlogits", scale=1.0)
+        same_outcome("cross_entropy_fused", compiled.cross_entropy_fused,
+                     reference.cross_entropy_fused, [logits, target, ls, ii],
+                     compare=compare_fused)
+
     case()
 
 

@@ -135,3 +135,58 @@ def test_frozen_norm_parameters_like_eager(backend):
         assert np.array_equal(eager(x, y).data, compiled(x, y).data)
         assert_same_state(eager_model, None, compiled_model, None)
     assert compiled.replays == len(batches((16, 64))) - 1
+
+
+# ----------------------------------------------------------------------------- cross-entropy
+def loss_step(model, opt, loss_fn):
+    def step(x, y):
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+
+def compare_losses(loss_fn, fused, dtype=np.float32):
+    """Eager and compiled training with ``loss_fn`` agree bit for bit; the replay fuses the
+    cross-entropy (``fused``) or not."""
+    rng = np.random.default_rng(3)
+    data = [(mg.tensor(rng.standard_normal((16, 64)), dtype=dtype), rng.integers(0, 10, 16))
+            for _ in range(4)]
+    for _, y in data:
+        y[::5] = 3  # the class ignored by some of the losses below
+    models = [mlp(), mlp()]
+    if dtype == np.float64:
+        models = [m.double() for m in models]
+    opts = [optim.Adam(m.parameters(), lr=1e-2) for m in models]
+    eager = loss_step(models[0], opts[0], loss_fn)
+    compiled = mg.compile(loss_step(models[1], opts[1], loss_fn))
+    for x, y in data:
+        assert np.array_equal(eager(x, y).data, compiled(x, y).data)
+        assert_same_state(models[0], opts[0], models[1], opts[1])
+    assert compiled.replays == len(data) - 1
+    source = compiled.source(*data[0])
+    assert (forward_lines(source, "CrossEntropyMean") == 1) == fused
+
+
+def test_mean_cross_entropy_is_fused(backend):
+    compare_losses(F.cross_entropy, fused=True)
+
+
+def test_label_smoothing_and_ignored_rows_like_eager(backend):
+    compare_losses(lambda z, y: F.cross_entropy(z, y, label_smoothing=0.1, ignore_index=3),
+                   fused=True)
+
+
+def test_float64_cross_entropy_like_eager(backend):
+    compare_losses(F.cross_entropy, fused=True, dtype=np.float64)
+
+
+def test_summed_cross_entropy_is_not_fused(backend):
+    compare_losses(lambda z, y: F.cross_entropy(z, y, reduction="sum"), fused=False)
+
+
+def test_cross_entropy_inside_a_larger_loss_is_not_fused(backend):
+    """The backward of the cross-entropy receives 0.5 from the sum, not the seed."""
+    compare_losses(lambda z, y: F.cross_entropy(z, y) * 0.5 + (z * z).mean(), fused=False)
