@@ -6,8 +6,9 @@ kernel-level call (``forward``/``backward`` of each Function on plain arrays, th
 backward pass, leaf accumulation, the repeated optimizer calls), locals for the arrays, and
 nothing else: no Tensor, Context or Function.apply per op, no graph, no topological sort.
 Each op's forward and backward are the very functions eager code calls, with the same
-arrays in the same order, so the results are the same bits. Every op allocates its outputs
-as in eager mode, so an array handed to the caller is never overwritten by a later call.
+arrays in the same order (or a fused call that computes the same operations, ``_fuse``), so
+the results are the same bits. Every op allocates its outputs as in eager mode, so an array
+handed to the caller is never overwritten by a later call.
 """
 
 from __future__ import annotations
