@@ -190,3 +190,10 @@ def test_summed_cross_entropy_is_not_fused(backend):
 def test_cross_entropy_inside_a_larger_loss_is_not_fused(backend):
     """The backward of the cross-entropy receives 0.5 from the sum, not the seed."""
     compare_losses(lambda z, y: F.cross_entropy(z, y) * 0.5 + (z * z).mean(), fused=False)
+
+
+def test_layernorm_relu_pairs_are_fused(backend):
+    compiled = compare_training(lambda: mlp("layernorm"),
+                                lambda m: optim.AdamW(m.parameters(), lr=1e-2), batches((16, 64)))
+    source = compiled.source(*batches((16, 64), n=1)[0])
+    assert forward_lines(source, "LayerNormReLU") == 2 and forward_lines(source, "ReLU") == 0

@@ -142,3 +142,44 @@ def test_fused_pair_is_the_gradient_of_relu_of_batchnorm(impl, shape, monkeypatc
             a.flat[i] = orig
             numeric.flat[i] = (up - down) / (2 * h)
         np.testing.assert_allclose(analytic[k], numeric, rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- LayerNorm
+LN_CASES = [((64, 128), 1), ((5, 3), 1), ((2, 1), 1), ((4, 6, 5), 2), ((3, 2, 4), 1),
+            ((0, 4), 1)]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("shape", "k"), LN_CASES)
+@pytest.mark.parametrize("special", [False, True])
+def test_layernorm_fused_relu_gives_the_bits_of_the_two_steps(impl, dtype, shape, k, special):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(shape).astype(dtype)
+    tail = shape[len(shape) - k:]
+    gamma = rng.standard_normal(tail).astype(dtype)
+    beta = rng.standard_normal(tail).astype(dtype)
+    grad = rng.standard_normal(shape).astype(dtype)
+    if special and x.size > 3:
+        gamma.flat[0], beta.flat[0] = 0.0, -0.0  # -0.0 outputs, which ReLU makes +0.0
+        x.flat[2] = np.nan
+        grad.flat[-1] = np.inf
+    y, mean, rstd = impl.layernorm_forward(x, gamma, beta, 1e-5, k)
+    z = np.maximum(y, 0)
+    fz, fmean, frstd = impl.layernorm_forward(x, gamma, beta, 1e-5, k, relu=True)
+    assert same_bits(z, fz) and same_bits(mean, fmean) and same_bits(rstd, frstd)
+    with np.errstate(invalid="ignore"):
+        expected = impl.layernorm_backward(grad * (z > 0), x, gamma, mean, rstd)
+        got = impl.layernorm_backward(grad, x, gamma, mean, rstd, relu_out=fz)
+    for e, g in zip(expected, got, strict=True):
+        assert same_bits(e, g)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_layernorm_relu_out_must_match_x(impl):
+    x = np.random.default_rng(0).standard_normal((6, 4)).astype(np.float32)
+    y, mean, rstd = impl.layernorm_forward(x, None, None, 1e-5, 1, relu=True)
+    with pytest.raises(ValueError, match="relu_out must have shape"):
+        impl.layernorm_backward(x, x, None, mean, rstd, relu_out=y[:, :3])
+    with pytest.raises(TypeError, match="relu_out has dtype float64"):
+        impl.layernorm_backward(x, x, None, mean, rstd, relu_out=y.astype(np.float64))

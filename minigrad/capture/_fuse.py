@@ -3,11 +3,11 @@
 A replay is free to call other functions than the recorded ones when they compute exactly
 the same floating-point operations in the same order. Two rewrites:
 
-- a BatchNorm whose output only a ReLU reads becomes one ``BatchNorm.forward_relu`` call
-  (the kernel applies ``np.maximum(y, 0)`` to its output while it is in cache), and the two
-  backward calls become one ``BatchNorm.backward_relu`` (the kernel forms ReLU's
-  ``grad * (y > 0)`` itself): two op calls, two temporaries and two passes over the
-  activations fewer per pair, and the BatchNorm's own output is never materialised;
+- a BatchNorm (or LayerNorm) whose output only a ReLU reads becomes one
+  ``BatchNorm.forward_relu`` call (the kernel applies ``np.maximum(y, 0)`` to its output
+  while it is in cache), and the two backward calls become one ``BatchNorm.backward_relu``
+  (the kernel forms ReLU's ``grad * (y > 0)`` itself): two op calls and two temporaries
+  fewer per pair, and the norm's own output is never materialised;
 - a mean cross-entropy whose backward starts the backward pass (``loss.backward()``, the
   seed a 1) computes its gradient in the forward's kernel call (``cross_entropy_fused``):
   one argument check, one pass over the targets and one kernel call fewer.
@@ -26,7 +26,7 @@ import numpy as np
 from .. import kernels
 from ..ops.elementwise import ReLU
 from ..ops.loss import CrossEntropy
-from ..ops.norm import BatchNorm
+from ..ops.norm import BatchNorm, LayerNorm
 from ._sources import Constant, Slot
 
 
@@ -35,6 +35,16 @@ class BatchNormReLU:
 
     forward = staticmethod(BatchNorm.forward_relu)
     backward = staticmethod(BatchNorm.backward_relu)
+
+
+class LayerNormReLU:
+    """LayerNorm followed by ReLU as one op of a replay."""
+
+    forward = staticmethod(LayerNorm.forward_relu)
+    backward = staticmethod(LayerNorm.backward_relu)
+
+
+_WITH_RELU = {BatchNorm: BatchNormReLU, LayerNorm: LayerNormReLU}
 
 
 class CrossEntropyMean:
@@ -81,9 +91,9 @@ def _slots_read(step: tuple) -> list[Slot]:
 
 
 def fuse(steps: list[tuple], returned: set[int], constants: list[Any]) -> list[tuple]:
-    """``steps`` with every BatchNorm-ReLU pair and every seeded mean cross-entropy fused;
-    ``returned`` holds the indices of the slots the function returns (they must stay),
-    ``constants`` the record's constants (the ops' settings)."""
+    """``steps`` with every BatchNorm-ReLU or LayerNorm-ReLU pair and every seeded mean
+    cross-entropy fused; ``returned`` holds the indices of the slots the function returns
+    (they must stay), ``constants`` the record's constants (the ops' settings)."""
     steps = _fuse_cross_entropy(steps, constants)
     reads = Counter(s.index for step in steps for s in _slots_read(step))
     for index in returned:
@@ -95,7 +105,7 @@ def fuse(steps: list[tuple], returned: set[int], constants: list[Any]) -> list[t
             readers[s.index] = k
     out = list(steps)
     for k, step in enumerate(steps):
-        if step[0] != "forward" or step[1] is not BatchNorm or step[5]:
+        if step[0] != "forward" or step[1] not in _WITH_RELU or step[5]:
             continue
         bn_out = step[6].index
         if reads[bn_out] != 1:
@@ -108,7 +118,7 @@ def fuse(steps: list[tuple], returned: set[int], constants: list[Any]) -> list[t
         plan = _backward_plan(steps, reads, backward_of, k, r)
         if plan is None:
             continue
-        out[k] = ("forward", BatchNormReLU, step[2], step[3], step[4], False, relu[6])
+        out[k] = ("forward", _WITH_RELU[step[1]], step[2], step[3], step[4], False, relu[6])
         out[r] = FUSED
         for index, replacement in plan:
             out[index] = replacement

@@ -350,6 +350,36 @@ cdef void _batchnorm_backward_core(
         _batchnorm_dx_write(dy, x, out, dx, nt)
 
 
+def _relu_in_place(y):
+    """y = max(y, 0) in place over a C-contiguous float array (``_relu_rows``)."""
+    flat = y.reshape(1, -1, 1)
+    if flat.shape[1] == 0:
+        return
+    if y.dtype.itemsize == 4:
+        _relu_flat[float](flat)
+    else:
+        _relu_flat[double](flat)
+
+
+cdef void _relu_flat(floating[:, :, ::1] y) noexcept nogil:
+    _relu_rows(&y[0, 0, 0], y.shape[1])
+
+
+def _relu_masked(fn, dy, x, relu_out):
+    """dy * (relu_out > 0) as a new C-contiguous array shaped like dy (``_relu_grad``), after
+    checking that relu_out matches x."""
+    same_as(fn, "relu_out", relu_out, x, x.shape, "the shape of x")
+    masked = np.empty(dy.shape, dy.dtype)
+    flat = (1, masked.size, 1)
+    if x.dtype.itemsize == 4:
+        _relu_grad[float](np.ascontiguousarray(dy).reshape(flat),
+                          np.ascontiguousarray(relu_out).reshape(flat), masked.reshape(flat))
+    else:
+        _relu_grad[double](np.ascontiguousarray(dy).reshape(flat),
+                           np.ascontiguousarray(relu_out).reshape(flat), masked.reshape(flat))
+    return masked
+
+
 # ------------------------------------------------------------------ LayerNorm cores
 
 
@@ -559,13 +589,7 @@ def batchnorm_backward(grad_out, x, gamma, mean, rstd, training=True, relu_out=N
     x3 = np.ascontiguousarray(x).reshape(shape3)
     dy3 = np.ascontiguousarray(grad_out).reshape(shape3)
     if relu_out is not None:
-        same_as("batchnorm_backward", "relu_out", relu_out, x, x.shape, "the shape of x")
-        masked = np.empty_like(dy3)
-        if x.dtype.itemsize == 4:
-            _relu_grad[float](dy3, np.ascontiguousarray(relu_out).reshape(shape3), masked)
-        else:
-            _relu_grad[double](dy3, np.ascontiguousarray(relu_out).reshape(shape3), masked)
-        dy3 = masked
+        dy3 = _relu_masked("batchnorm_backward", dy3, x, relu_out)
     mean = np.ascontiguousarray(mean, dtype=np.float64)
     rstd = np.ascontiguousarray(rstd, dtype=np.float64)
     dx = np.empty_like(x3)
@@ -581,11 +605,12 @@ def batchnorm_backward(grad_out, x, gamma, mean, rstd, training=True, relu_out=N
     return dx.reshape(x.shape), out[0], out[1]
 
 
-def layernorm_forward(x, gamma, beta, eps, normalized_ndim):
+def layernorm_forward(x, gamma, beta, eps, normalized_ndim, relu=False):
     """LayerNorm forward: y = gamma * (x - mean) / sqrt(var + eps) + beta, per sample.
 
     mean and the biased var are taken over the trailing ``normalized_ndim`` axes of x; gamma and
-    beta have the shape of those axes (or are None, meaning 1 and 0).
+    beta have the shape of those axes (or are None, meaning 1 and 0). With ``relu``, y is then
+    replaced by max(y, 0), bit for bit ``np.maximum(y, 0)`` (a LayerNorm followed by a ReLU).
 
     Returns:
         (y, mean, rstd): y like x; mean and rstd float64 with shape x.shape[:-normalized_ndim].
@@ -605,16 +630,19 @@ def layernorm_forward(x, gamma, beta, eps, normalized_ndim):
         _layernorm_forward_core[float](x2, gamma, beta, affine, True, eps, y, mean, rstd)
     else:
         _layernorm_forward_core[double](x2, gamma, beta, affine, True, eps, y, mean, rstd)
+    if relu:
+        _relu_in_place(y)
     return y.reshape(x.shape), mean.reshape(lead_shape), rstd.reshape(lead_shape)
 
 
-def layernorm_backward(grad_out, x, gamma, mean, rstd):
+def layernorm_backward(grad_out, x, gamma, mean, rstd, relu_out=None):
     """LayerNorm backward, closed form, with sums over the D normalized values of each sample.
 
     With g = dy * gamma and x_hat = (x - mean) * rstd:
     dx = rstd / D * (D * g - sum(g) - x_hat * sum(g * x_hat)),
     dgamma = sum over samples of dy * x_hat, dbeta = sum over samples of dy.
-    The normalized axes are the trailing x.ndim - mean.ndim ones.
+    The normalized axes are the trailing x.ndim - mean.ndim ones. With ``relu_out`` (a ReLU's
+    output over this LayerNorm's output), dy = grad_out * (relu_out > 0), ReLU's backward.
 
     Returns:
         (dx, dgamma, dbeta): dx like x; dgamma and dbeta with the normalized shape, x's dtype.
@@ -623,6 +651,8 @@ def layernorm_backward(grad_out, x, gamma, mean, rstd):
     normalized_shape = x.shape[mean.ndim:]
     D = math.prod(normalized_shape)
     x2 = np.ascontiguousarray(x).reshape(-1, D)
+    if relu_out is not None:
+        grad_out = _relu_masked("layernorm_backward", grad_out, x, relu_out)
     dy2 = np.ascontiguousarray(grad_out).reshape(-1, D)
     R = x2.shape[0]
     mean = np.ascontiguousarray(mean, dtype=np.float64).reshape(R)

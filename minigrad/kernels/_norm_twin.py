@@ -135,11 +135,11 @@ def batchnorm_backward(grad_out, x, gamma, mean, rstd, training=True, relu_out=N
 
 
 # exercise: layernorm_forward
-def layernorm_forward(x, gamma, beta, eps, normalized_ndim):
+def layernorm_forward(x, gamma, beta, eps, normalized_ndim, relu=False):
     """LayerNorm forward: y = gamma * (x - mean) / sqrt(var + eps) + beta, per sample.
 
     mean and the biased var are taken over the trailing ``normalized_ndim`` axes of x; gamma and
-    beta have the shape of those axes.
+    beta have the shape of those axes. With ``relu``, y is then replaced by ``np.maximum(y, 0)``.
 
     Returns:
         (y, mean, rstd): y like x; mean and rstd float64 with shape x.shape[:-normalized_ndim].
@@ -156,23 +156,29 @@ def layernorm_forward(x, gamma, beta, eps, normalized_ndim):
         y *= gamma
     if beta is not None:
         y += beta
+    if relu:
+        y = np.maximum(y, 0)
     lead_shape = x.shape[: x.ndim - normalized_ndim]
     return y, mean.reshape(lead_shape), rstd.reshape(lead_shape)
 
 
 # exercise: layernorm_backward
-def layernorm_backward(grad_out, x, gamma, mean, rstd):
+def layernorm_backward(grad_out, x, gamma, mean, rstd, relu_out=None):
     """LayerNorm backward, closed form, with sums over the D normalized values of each sample.
 
     With g = dy * gamma and x_hat = (x - mean) * rstd:
     dx = rstd / D * (D * g - sum(g) - x_hat * sum(g * x_hat)),
     dgamma = sum over samples of dy * x_hat, dbeta = sum over samples of dy.
-    The normalized axes are the trailing x.ndim - mean.ndim ones.
+    The normalized axes are the trailing x.ndim - mean.ndim ones. With ``relu_out`` (a ReLU's
+    output over this LayerNorm's output), dy = grad_out * (relu_out > 0), ReLU's backward.
 
     Returns:
         (dx, dgamma, dbeta): dx like x; dgamma and dbeta with the normalized shape, x's dtype.
     """
     layernorm_backward_args(grad_out, x, gamma, mean, rstd)
+    if relu_out is not None:
+        same_as("layernorm_backward", "relu_out", relu_out, x, x.shape, "the shape of x")
+        grad_out = grad_out * (relu_out > 0)
     normalized_ndim = x.ndim - mean.ndim
     axes = tuple(range(mean.ndim, x.ndim))
     sample_axes = tuple(range(mean.ndim))

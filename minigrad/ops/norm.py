@@ -84,6 +84,24 @@ class LayerNorm(Function):
         )
         return (dx, dgamma, dbeta)[: len(ctx.inputs)]
 
+    # mg.compile's LayerNorm-then-ReLU, as BatchNorm.forward_relu / backward_relu
+    @staticmethod
+    def forward_relu(ctx, x, gamma=None, beta=None, *, eps, normalized_ndim):
+        """max(LayerNorm(x), 0); saves what ``backward_relu`` needs."""
+        y, mean, rstd = kernels.impl.layernorm_forward(x, gamma, beta, eps, normalized_ndim,
+                                                       relu=True)
+        ctx.save_for_backward(x, gamma, mean, rstd, y)
+        return y
+
+    @staticmethod
+    def backward_relu(ctx, grad):
+        """The gradients of the inputs of ``forward_relu`` from that of its output."""
+        x, gamma, mean, rstd, y = ctx.saved
+        dx, dgamma, dbeta = kernels.impl.layernorm_backward(
+            np.asarray(grad, order="C"), x, gamma, mean, rstd, relu_out=y
+        )
+        return (dx, dgamma, dbeta)[: len(ctx.inputs)]
+
 
 def _grouped(x: np.ndarray, channel_axis: int, groups: int) -> np.ndarray:
     """x (*lead, C, *spatial) as a C-contiguous (prod(lead), groups, C/groups * prod(spatial))."""
