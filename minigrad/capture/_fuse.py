@@ -107,10 +107,10 @@ def fuse(steps: list[tuple], returned: set[int], constants: list[Any]) -> list[t
     for k, step in enumerate(steps):
         if step[0] != "forward" or step[1] not in _WITH_RELU or step[5]:
             continue
-        bn_out = step[6].index
-        if reads[bn_out] != 1:
+        norm_out = step[6].index
+        if reads[norm_out] != 1:
             continue
-        r = readers[bn_out]
+        r = readers[norm_out]
         relu = steps[r]
         if relu[0] != "forward" or relu[1] is not ReLU or relu[3] or (relu[4] is None) != (
                 step[4] is None):
@@ -127,10 +127,10 @@ def fuse(steps: list[tuple], returned: set[int], constants: list[Any]) -> list[t
 
 def _backward_plan(steps: list[tuple], reads: Counter, backward_of: dict[int, int],
                    bn: int, relu: int) -> list[tuple[int, tuple]] | None:
-    """How the backward steps of a BatchNorm (forward step ``bn``) and its ReLU (``relu``)
-    change when they are fused: none when neither ran backward; the ReLU's dropped and the
-    BatchNorm's fed the ReLU's incoming gradient when the ReLU's gradient went only there;
-    None (no fusion) otherwise."""
+    """How the backward steps of a norm (forward step ``bn``) and its ReLU (``relu``) change
+    when they are fused: none when neither ran backward; the ReLU's dropped and the norm's
+    fed the ReLU's incoming gradient when the ReLU's gradient went only there; None (no
+    fusion) otherwise."""
     b_bn, b_relu = backward_of.get(bn), backward_of.get(relu)
     if b_bn is None and b_relu is None:
         return []
