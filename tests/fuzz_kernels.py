@@ -111,6 +111,14 @@ def run_softmax(n):
                      reference.cross_entropy_backward, [g, logits, target, lse, ls, ii],
                      compare=compare_bwd)
 
+        def compare_fused(c, t, *_):
+            assert_close(c[0], t[0], logits.dtype, "fused ce loss", scale=finite_scale(logits))
+            assert c[1] == t[1], f"fused ce count {c[1]} != {t[1]}"
+            assert_close(c[2], t[2], logits.dtype, "fused ce dlogits", scale=1.0)
+        same_outcome("cross_entropy_fused", compiled.cross_entropy_fused,
+                     reference.cross_entropy_fused, [logits, target, ls, ii],
+                     compare=compare_fused)
+
     case()
 
 
@@ -171,6 +179,7 @@ def run_norm(n):
             momentum = data.draw(st.sampled_from([0.0, 0.9, 1.0]))
             eps = data.draw(st.sampled_from([1e-5, 1e-3, 0.0]))
             training = data.draw(st.booleans())
+            relu = data.draw(st.booleans())  # BatchNorm then ReLU in one call
             scale = finite_scale(x)
 
             def compare(c, t, args_c, args_t):
@@ -191,8 +200,8 @@ def run_norm(n):
             args = [x, gamma, beta, rm, rv, momentum, eps, training]
             rc = [x, gamma, beta, fresh(rm), fresh(rv), momentum, eps, training]
             rt = [x, gamma, beta, fresh(rm), fresh(rv), momentum, eps, training]
-            kc, oc = outcome(compiled.batchnorm_forward, *rc)
-            kt, ot = outcome(reference.batchnorm_forward, *rt)
+            kc, oc = outcome(compiled.batchnorm_forward, *rc, relu=relu)
+            kt, ot = outcome(reference.batchnorm_forward, *rt, relu=relu)
             assert kc == kt, f"batchnorm_forward: compiled {kc} {oc!r:.200}, twin {kt} " \
                              f"{ot!r:.200} for {describe(args)}"
             if kc != "ok":
@@ -204,14 +213,24 @@ def run_norm(n):
             _, mean, rstd = ot
 
             def compare_bwd(c, t, *_):
+                # dx is a difference of terms as large as |gamma * rstd * dy| (a near-constant
+                # channel with eps 0 has a huge rstd and a dx that cancels to about 0)
                 s = (finite_scale(dy) * finite_scale(t[0]) * max(1, x.size)
-                     * finite_scale(gamma if gamma is not None else 1.0))
+                     * finite_scale(gamma if gamma is not None else 1.0) * finite_scale(rstd))
                 assert_close(c[0], t[0], dt, f"bn dx {describe([x])}", scale=s)
                 assert_close(c[1], t[1], dt, "bn dgamma", scale=s * finite_scale(x))
                 assert_close(c[2], t[2], dt, "bn dbeta", scale=s)
+            # the ReLU's output the fused backward masks with: the forward's, or any array
+            # (a wrong shape, dtype or layout must raise the same error on both backends)
+            relu_out = data.draw(st.sampled_from([None, "forward", "any"]))
+            if relu_out == "forward":
+                relu_out = ot[0]
+            elif relu_out == "any":
+                relu_out = data.draw(arrays(min_ndim=1, max_ndim=4))
             same_outcome("batchnorm_backward", compiled.batchnorm_backward,
                          reference.batchnorm_backward,
-                         [dy, x, gamma, mean, rstd, training], compare=compare_bwd)
+                         [dy, x, gamma, mean, rstd, training], dict(relu_out=relu_out),
+                         compare=compare_bwd)
             return
         x = data.draw(arrays(min_ndim=1, max_ndim=4))
         k = data.draw(st.integers(0, x.ndim + 1))
@@ -227,9 +246,10 @@ def run_norm(n):
             assert_close(c[0], t[0], dt, f"ln y {describe([x])} k={k}", scale=1e3)
             assert_close(c[1], t[1], np.float64, "ln mean", scale=finite_scale(x))
             assert_close(c[2], t[2], np.float32, "ln rstd")
+        relu = data.draw(st.booleans())  # LayerNorm then ReLU in one call
         kind, out, _ = same_outcome("layernorm_forward", compiled.layernorm_forward,
                                     reference.layernorm_forward, [x, gamma, beta, eps, k],
-                                    compare=compare)
+                                    dict(relu=relu), compare=compare)
         if kind != "ok":
             return
         dy = np.sin(np.arange(x.size, dtype=np.float64)).astype(dt).reshape(x.shape)
@@ -240,9 +260,14 @@ def run_norm(n):
             assert_close(c[0], t[0], dt, f"ln dx {describe([x])} k={k}", scale=s)
             assert_close(c[1], t[1], dt, "ln dgamma", scale=s * finite_scale(x))
             assert_close(c[2], t[2], dt, "ln dbeta", scale=s)
+        relu_out = data.draw(st.sampled_from([None, "forward", "any"]))
+        if relu_out == "forward":
+            relu_out = out[0]
+        elif relu_out == "any":
+            relu_out = data.draw(arrays(min_ndim=1, max_ndim=4))
         same_outcome("layernorm_backward", compiled.layernorm_backward,
                      reference.layernorm_backward, [dy, x, gamma, mean, rstd],
-                     compare=compare_bwd)
+                     dict(relu_out=relu_out), compare=compare_bwd)
 
     case()
 

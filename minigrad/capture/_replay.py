@@ -6,12 +6,14 @@ kernel-level call (``forward``/``backward`` of each Function on plain arrays, th
 backward pass, leaf accumulation, the repeated optimizer calls), locals for the arrays, and
 nothing else: no Tensor, Context or Function.apply per op, no graph, no topological sort.
 Each op's forward and backward are the very functions eager code calls, with the same
-arrays in the same order, so the results are the same bits. Every op allocates its outputs
-as in eager mode, so an array handed to the caller is never overwritten by a later call.
+arrays in the same order (or a fused call that computes the same operations, ``_fuse``), so
+the results are the same bits. Every op allocates its outputs as in eager mode, so an array
+handed to the caller is never overwritten by a later call.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Any
 
@@ -20,6 +22,7 @@ import numpy as np
 from .. import random
 from ..autograd import _accumulate_leaf, _fit, _ForwardOnly
 from ..tensor import Tensor
+from ._fuse import fuse
 from ._sources import (
     EMPTY,
     MODULE_HOOKS,
@@ -104,7 +107,7 @@ def _forward(w: _Writer, k: int, step: tuple) -> None:
     if needs is not None:  # start from an empty context, as a fresh Context would
         w.add(f"{ctx}.__dict__.clear(); {ctx}.saved = ()")
     args = [ctx] + [_expr(s) for s in sources] + [f"{n}={_expr(s)}" for n, s in attrs.items()]
-    w.add(f"s{out.index} = F{k}({', '.join(args)})")
+    w.add(f"s{out.index} = F{k}({', '.join(args)})  # {cls.__name__}")
     if zero_d:  # NumPy returns scalars from 0-d arithmetic; Function.apply wraps them
         w.add(f"if s{out.index}.__class__ is not ndarray: s{out.index} = asarray(s{out.index})")
 
@@ -112,7 +115,7 @@ def _forward(w: _Writer, k: int, step: tuple) -> None:
 def _backward(w: _Writer, k: int, step: tuple, steps: list) -> None:
     _, forward, grad, outs = step
     w.bind(f"B{k}", steps[forward][1].backward)
-    w.add(f"r = B{k}(c{forward}, {_expr(grad)})")
+    w.add(f"r = B{k}(c{forward}, {_expr(grad)})  # {steps[forward][1].__name__} backward")
     w.add("if r.__class__ is not tuple: r = (r,)")
     for i, slot in enumerate(outs):
         if slot is not None:
@@ -124,6 +127,8 @@ def _line(w: _Writer, k: int, step: tuple, steps: list) -> None:
     kind = step[0]
     if kind == "forward":
         _forward(w, k, step)
+    elif kind == "fused":  # another step does this one's work
+        pass
     elif kind == "backward":
         _backward(w, k, step, steps)
     elif kind == "fit":
@@ -170,9 +175,12 @@ def generate(rec: Any, result: Any) -> tuple[Any, str]:
         w.bind(f"k{i}", c)
     if rec.args:
         w.add(f"{', '.join(f'a{i}' for i in range(len(rec.args)))}, = args")
-    for k, step in enumerate(rec.steps):
-        _line(w, k, step, rec.steps)
-    w.add(f"return {_returned(rec, result, w)}")
+    returned = _returned(rec, result, w)
+    steps = fuse(rec.steps, {int(i) for i in re.findall(r"\bs(\d+)\b", returned)},
+                 rec.constants)
+    for k, step in enumerate(steps):
+        _line(w, k, step, steps)
+    w.add(f"return {returned}")
     source = "def run(args):\n" + "\n".join(w.lines) + "\n"
     namespace = dict(w.names)
     exec(compile(source, "<mg.compile replay>", "exec"), namespace)  # noqa: S102

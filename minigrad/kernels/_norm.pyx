@@ -39,6 +39,7 @@ from minigrad.kernels._checks import (
     layernorm_forward_args,
     rmsnorm_backward_args,
     rmsnorm_forward_args,
+    same_as,
 )
 from minigrad.kernels._simd cimport (
     _column_grad_sums,
@@ -225,13 +226,41 @@ cdef void _batchnorm_dx_write(const floating[:, :, ::1] dy, const floating[:, :,
                   coef[4, c], coef[5, c], coef[6, c], &dx[0, 0, 0] + p * S)
 
 
+cdef void _relu_rows(floating *y, Py_ssize_t n) noexcept nogil:
+    """y = max(y, 0) in place, as NumPy's ``np.maximum(y, 0)`` computes it: NaN stays NaN and
+    -0.0 becomes +0.0 (NumPy returns its second operand when the two compare equal)."""
+    cdef Py_ssize_t i
+    cdef floating v
+    for i in range(n):
+        v = y[i]
+        y[i] = v if (v > 0 or v != v) else 0
+
+
+cdef void _relu_grad(const floating[:, :, ::1] dy, const floating[:, :, ::1] y,
+                     floating[:, :, ::1] out) noexcept nogil:
+    """out = dy * (y > 0): the very product of ReLU's backward ``grad * (y > 0)`` (the bool
+    becomes 1.0 or 0.0 and multiplies, so NaN * 0 stays NaN and -dy * 0 gives -0.0)."""
+    cdef Py_ssize_t i, n = dy.shape[0] * dy.shape[1] * dy.shape[2]
+    cdef const floating *d
+    cdef const floating *m
+    cdef floating *o
+    if n == 0:
+        return
+    d = &dy[0, 0, 0]
+    m = &y[0, 0, 0]
+    o = &out[0, 0, 0]
+    for i in range(n):
+        o[i] = d[i] * (<floating>1 if m[i] > 0 else <floating>0)
+
+
 cdef void _batchnorm_forward_core(
     const floating[:, :, ::1] x, const floating[::1] gamma, const floating[::1] beta,
     floating[:] running_mean, floating[:] running_var, bint has_gamma, bint has_beta,
     bint has_running, double momentum, double eps, bint training,
-    floating[:, :, ::1] y, double[:, ::1] stats, floating[:, ::1] coef,
+    floating[:, :, ::1] y, double[:, ::1] stats, floating[:, ::1] coef, bint relu,
 ) noexcept nogil:
-    """Statistics pass (training) or running statistics (eval), then the write pass.
+    """Statistics pass (training) or running statistics (eval), then the write pass (and,
+    with ``relu``, max(y, 0) over y while it is still in cache).
 
     stats receives mean (row 0) and rstd (row 1); coef (4, C) is scratch for the write pass.
     """
@@ -275,6 +304,8 @@ cdef void _batchnorm_forward_core(
         coef[2, c] = <floating>scale
         coef[3, c] = beta[c] if has_beta else 0.0
     _batchnorm_write(x, coef, y, nt)
+    if relu:
+        _relu_rows(&y[0, 0, 0], x.shape[0] * C * x.shape[2])
 
 
 cdef void _batchnorm_backward_core(
@@ -317,6 +348,36 @@ cdef void _batchnorm_backward_core(
         out[6, c] = <floating>(-a * sums[0, c] / count)
     if training:
         _batchnorm_dx_write(dy, x, out, dx, nt)
+
+
+def _relu_in_place(y):
+    """y = max(y, 0) in place over a C-contiguous float array (``_relu_rows``)."""
+    flat = y.reshape(1, -1, 1)
+    if flat.shape[1] == 0:
+        return
+    if y.dtype.itemsize == 4:
+        _relu_flat[float](flat)
+    else:
+        _relu_flat[double](flat)
+
+
+cdef void _relu_flat(floating[:, :, ::1] y) noexcept nogil:
+    _relu_rows(&y[0, 0, 0], y.shape[1])
+
+
+def _relu_masked(fn, dy, x, relu_out):
+    """dy * (relu_out > 0) as a new C-contiguous array shaped like dy (``_relu_grad``), after
+    checking that relu_out matches x."""
+    same_as(fn, "relu_out", relu_out, x, x.shape, "the shape of x")
+    masked = np.empty(dy.shape, dy.dtype)
+    flat = (1, masked.size, 1)
+    if x.dtype.itemsize == 4:
+        _relu_grad[float](np.ascontiguousarray(dy).reshape(flat),
+                          np.ascontiguousarray(relu_out).reshape(flat), masked.reshape(flat))
+    else:
+        _relu_grad[double](np.ascontiguousarray(dy).reshape(flat),
+                           np.ascontiguousarray(relu_out).reshape(flat), masked.reshape(flat))
+    return masked
 
 
 # ------------------------------------------------------------------ LayerNorm cores
@@ -462,7 +523,8 @@ def _batchnorm_shape3(shape):
     return (shape[0], shape[1], math.prod(shape[2:]))
 
 
-def batchnorm_forward(x, gamma, beta, running_mean, running_var, momentum, eps, training):
+def batchnorm_forward(x, gamma, beta, running_mean, running_var, momentum, eps, training,
+                      relu=False):
     """BatchNorm forward: y = gamma * (x - mean) / sqrt(var + eps) + beta, per channel (axis 1).
 
     Training uses the batch mean and biased variance over every axis but 1 and, when running
@@ -474,6 +536,8 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, momentum, eps, 
         gamma, beta: (C,) arrays of x's dtype, or None (meaning 1 and 0).
         running_mean, running_var: (C,) arrays of x's dtype updated in place, or both None.
         momentum, eps: floats; training: bool.
+        relu: return max(y, 0) instead of y, bit for bit what ``np.maximum(y, 0)`` gives
+            (``mg.compile`` replays a BatchNorm followed by a ReLU as this one call).
 
     Returns:
         (y, mean, rstd): y like x; mean and rstd = 1 / sqrt(var + eps) as float64 (C,) arrays.
@@ -496,21 +560,25 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, momentum, eps, 
         _batchnorm_forward_core[float](
             x3, _contiguous(gamma), _contiguous(beta), running_mean, running_var,
             gamma is not None, beta is not None, has_running, momentum, eps, training,
-            y, stats, coef)
+            y, stats, coef, relu)
     else:
         _batchnorm_forward_core[double](
             x3, _contiguous(gamma), _contiguous(beta), running_mean, running_var,
             gamma is not None, beta is not None, has_running, momentum, eps, training,
-            y, stats, coef)
+            y, stats, coef, relu)
     return y.reshape(x.shape), stats[0], stats[1]
 
 
-def batchnorm_backward(grad_out, x, gamma, mean, rstd, training=True):
+def batchnorm_backward(grad_out, x, gamma, mean, rstd, training=True, relu_out=None):
     """BatchNorm backward, closed form, with sums over the M values of each channel.
 
     dbeta = sum(dy), dgamma = sum(dy * x_hat) with x_hat = (x - mean) * rstd, and
     dx = gamma * rstd / M * (M * dy - dbeta - x_hat * dgamma) in training;
     dx = gamma * rstd * dy in eval, where mean and rstd were constants.
+
+    With ``relu_out`` (the output of a ReLU applied to this BatchNorm's output, shaped like x),
+    ``grad_out`` is the ReLU's output gradient and dy = grad_out * (relu_out > 0), the very
+    product of ReLU's backward.
 
     Returns:
         (dx, dgamma, dbeta): dx like x; dgamma and dbeta (C,) arrays of x's dtype.
@@ -520,6 +588,8 @@ def batchnorm_backward(grad_out, x, gamma, mean, rstd, training=True):
     C = shape3[1]
     x3 = np.ascontiguousarray(x).reshape(shape3)
     dy3 = np.ascontiguousarray(grad_out).reshape(shape3)
+    if relu_out is not None:
+        dy3 = _relu_masked("batchnorm_backward", dy3, x, relu_out)
     mean = np.ascontiguousarray(mean, dtype=np.float64)
     rstd = np.ascontiguousarray(rstd, dtype=np.float64)
     dx = np.empty_like(x3)
@@ -535,11 +605,12 @@ def batchnorm_backward(grad_out, x, gamma, mean, rstd, training=True):
     return dx.reshape(x.shape), out[0], out[1]
 
 
-def layernorm_forward(x, gamma, beta, eps, normalized_ndim):
+def layernorm_forward(x, gamma, beta, eps, normalized_ndim, relu=False):
     """LayerNorm forward: y = gamma * (x - mean) / sqrt(var + eps) + beta, per sample.
 
     mean and the biased var are taken over the trailing ``normalized_ndim`` axes of x; gamma and
-    beta have the shape of those axes (or are None, meaning 1 and 0).
+    beta have the shape of those axes (or are None, meaning 1 and 0). With ``relu``, y is then
+    replaced by max(y, 0), bit for bit ``np.maximum(y, 0)`` (a LayerNorm followed by a ReLU).
 
     Returns:
         (y, mean, rstd): y like x; mean and rstd float64 with shape x.shape[:-normalized_ndim].
@@ -559,16 +630,19 @@ def layernorm_forward(x, gamma, beta, eps, normalized_ndim):
         _layernorm_forward_core[float](x2, gamma, beta, affine, True, eps, y, mean, rstd)
     else:
         _layernorm_forward_core[double](x2, gamma, beta, affine, True, eps, y, mean, rstd)
+    if relu:
+        _relu_in_place(y)
     return y.reshape(x.shape), mean.reshape(lead_shape), rstd.reshape(lead_shape)
 
 
-def layernorm_backward(grad_out, x, gamma, mean, rstd):
+def layernorm_backward(grad_out, x, gamma, mean, rstd, relu_out=None):
     """LayerNorm backward, closed form, with sums over the D normalized values of each sample.
 
     With g = dy * gamma and x_hat = (x - mean) * rstd:
     dx = rstd / D * (D * g - sum(g) - x_hat * sum(g * x_hat)),
     dgamma = sum over samples of dy * x_hat, dbeta = sum over samples of dy.
-    The normalized axes are the trailing x.ndim - mean.ndim ones.
+    The normalized axes are the trailing x.ndim - mean.ndim ones. With ``relu_out`` (a ReLU's
+    output over this LayerNorm's output), dy = grad_out * (relu_out > 0), ReLU's backward.
 
     Returns:
         (dx, dgamma, dbeta): dx like x; dgamma and dbeta with the normalized shape, x's dtype.
@@ -577,6 +651,8 @@ def layernorm_backward(grad_out, x, gamma, mean, rstd):
     normalized_shape = x.shape[mean.ndim:]
     D = math.prod(normalized_shape)
     x2 = np.ascontiguousarray(x).reshape(-1, D)
+    if relu_out is not None:
+        grad_out = _relu_masked("layernorm_backward", grad_out, x, relu_out)
     dy2 = np.ascontiguousarray(grad_out).reshape(-1, D)
     R = x2.shape[0]
     mean = np.ascontiguousarray(mean, dtype=np.float64).reshape(R)

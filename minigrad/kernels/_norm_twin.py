@@ -28,6 +28,7 @@ from ._checks import (
     layernorm_forward_args,
     rmsnorm_backward_args,
     rmsnorm_forward_args,
+    same_as,
 )
 
 
@@ -55,12 +56,14 @@ def _channel_shape(x: np.ndarray) -> tuple[int, ...]:
 
 
 # exercise: batchnorm_forward
-def batchnorm_forward(x, gamma, beta, running_mean, running_var, momentum, eps, training):
+def batchnorm_forward(x, gamma, beta, running_mean, running_var, momentum, eps, training,
+                      relu=False):
     """BatchNorm forward: y = gamma * (x - mean) / sqrt(var + eps) + beta, per channel (axis 1).
 
     Training uses the batch mean and biased variance over every axis but 1 and, when running
     buffers are given, updates them in place: running = running * momentum + batch * (1 - momentum)
     (with the unbiased variance for running_var). Eval (training=False) uses the running buffers.
+    With ``relu``, y is then replaced by ``np.maximum(y, 0)`` (a BatchNorm followed by a ReLU).
 
     Returns:
         (y, mean, rstd): y like x; mean and rstd = 1 / sqrt(var + eps) as float64 (C,) arrays.
@@ -90,21 +93,28 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, momentum, eps, 
         y *= _per_channel(gamma, x)
     if beta is not None:
         y += _per_channel(beta, x)
+    if relu:
+        y = np.maximum(y, 0)
     return y, mean, rstd
 
 
 # exercise: batchnorm_backward
-def batchnorm_backward(grad_out, x, gamma, mean, rstd, training=True):
+def batchnorm_backward(grad_out, x, gamma, mean, rstd, training=True, relu_out=None):
     """BatchNorm backward, closed form, with sums over the M values of each channel.
 
     dbeta = sum(dy), dgamma = sum(dy * x_hat) with x_hat = (x - mean) * rstd, and
     dx = gamma * rstd / M * (M * dy - dbeta - x_hat * dgamma) in training;
     dx = gamma * rstd * dy in eval, where mean and rstd were constants.
+    With ``relu_out`` (a ReLU's output over this BatchNorm's output), ``grad_out`` is the ReLU's
+    output gradient and dy = grad_out * (relu_out > 0), ReLU's backward.
 
     Returns:
         (dx, dgamma, dbeta): dx like x; dgamma and dbeta (C,) arrays of x's dtype.
     """
     batchnorm_backward_args(grad_out, x, gamma, mean, rstd)
+    if relu_out is not None:
+        same_as("batchnorm_backward", "relu_out", relu_out, x, x.shape, "the shape of x")
+        grad_out = grad_out * (relu_out > 0)
     axes = (0,) + tuple(range(2, x.ndim))
     count = x.size // x.shape[1] if x.shape[1] else 0
     x_hat = _centre(x, np.asarray(mean).reshape(_channel_shape(x))) * _per_channel(rstd, x)
@@ -125,11 +135,11 @@ def batchnorm_backward(grad_out, x, gamma, mean, rstd, training=True):
 
 
 # exercise: layernorm_forward
-def layernorm_forward(x, gamma, beta, eps, normalized_ndim):
+def layernorm_forward(x, gamma, beta, eps, normalized_ndim, relu=False):
     """LayerNorm forward: y = gamma * (x - mean) / sqrt(var + eps) + beta, per sample.
 
     mean and the biased var are taken over the trailing ``normalized_ndim`` axes of x; gamma and
-    beta have the shape of those axes.
+    beta have the shape of those axes. With ``relu``, y is then replaced by ``np.maximum(y, 0)``.
 
     Returns:
         (y, mean, rstd): y like x; mean and rstd float64 with shape x.shape[:-normalized_ndim].
@@ -146,23 +156,29 @@ def layernorm_forward(x, gamma, beta, eps, normalized_ndim):
         y *= gamma
     if beta is not None:
         y += beta
+    if relu:
+        y = np.maximum(y, 0)
     lead_shape = x.shape[: x.ndim - normalized_ndim]
     return y, mean.reshape(lead_shape), rstd.reshape(lead_shape)
 
 
 # exercise: layernorm_backward
-def layernorm_backward(grad_out, x, gamma, mean, rstd):
+def layernorm_backward(grad_out, x, gamma, mean, rstd, relu_out=None):
     """LayerNorm backward, closed form, with sums over the D normalized values of each sample.
 
     With g = dy * gamma and x_hat = (x - mean) * rstd:
     dx = rstd / D * (D * g - sum(g) - x_hat * sum(g * x_hat)),
     dgamma = sum over samples of dy * x_hat, dbeta = sum over samples of dy.
-    The normalized axes are the trailing x.ndim - mean.ndim ones.
+    The normalized axes are the trailing x.ndim - mean.ndim ones. With ``relu_out`` (a ReLU's
+    output over this LayerNorm's output), dy = grad_out * (relu_out > 0), ReLU's backward.
 
     Returns:
         (dx, dgamma, dbeta): dx like x; dgamma and dbeta with the normalized shape, x's dtype.
     """
     layernorm_backward_args(grad_out, x, gamma, mean, rstd)
+    if relu_out is not None:
+        same_as("layernorm_backward", "relu_out", relu_out, x, x.shape, "the shape of x")
+        grad_out = grad_out * (relu_out > 0)
     normalized_ndim = x.ndim - mean.ndim
     axes = tuple(range(mean.ndim, x.ndim))
     sample_axes = tuple(range(mean.ndim))

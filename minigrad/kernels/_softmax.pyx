@@ -395,3 +395,45 @@ def cross_entropy_backward(grad_loss, logits, target, lse, label_smoothing=0.0,
     else:
         _xent_bwd_core[double](x, target, flags, lse, grad, ls, dx, nthreads)
     return dx
+
+
+cdef void _xent_fused_core(const floating[:, ::1] x, const int64_t[::1] target,
+                           const unsigned char[::1] ignored, double ls, floating[::1] loss,
+                           double[::1] lse, const floating[::1] grad, floating[:, ::1] dx,
+                           int nthreads) noexcept nogil:
+    """The forward core, then the backward core on its lse (one set of memoryviews)."""
+    _xent_fwd_core(x, target, ignored, ls, loss, lse, nthreads)
+    if x.shape[0]:
+        _xent_bwd_core(x, target, ignored, lse, grad, ls, dx, nthreads)
+
+
+def cross_entropy_fused(logits, target, label_smoothing=0.0, ignore_index=-100):
+    """The mean cross-entropy's forward and backward in one call (``mg.compile`` replays a
+    cross-entropy whose backward starts at the loss this way).
+
+    Returns ``(loss, count, dlogits)``: loss and its row log-sum-exp computed exactly as
+    ``cross_entropy_forward`` does, ``count`` the rows whose target is not ``ignore_index``,
+    and dlogits exactly as ``cross_entropy_backward`` gives it for the gradient
+    g = 1 / max(count, 1) (in logits' dtype) of every row: d mean / d loss_i.
+    """
+    fn = "cross_entropy_fused"
+    logits, target, ignored = cross_entropy_args(fn, logits, target, ignore_index)
+    n, c = logits.shape
+    dtype = logits.dtype
+    count = n - int(np.count_nonzero(ignored))
+    loss = np.empty(n, dtype=dtype)
+    lse = np.empty(n, dtype=np.float64)
+    dx = np.empty((n, c), dtype=dtype)
+    grad = np.empty(n, dtype=dtype)
+    # the very division of the mean's backward: a 1 of the loss's dtype over the count
+    grad.fill(dtype.type(1) / dtype.type(max(count, 1)))
+    cdef double ls = float(label_smoothing)
+    x = np.ascontiguousarray(logits)
+    target = np.ascontiguousarray(target)
+    flags = ignored.view(np.uint8)
+    cdef int nthreads = threads_for(x.size)
+    if dtype == np.float32:
+        _xent_fused_core[float](x, target, flags, ls, loss, lse, grad, dx, nthreads)
+    else:
+        _xent_fused_core[double](x, target, flags, ls, loss, lse, grad, dx, nthreads)
+    return loss, count, dx

@@ -131,3 +131,19 @@ def cross_entropy_backward(
     dlogits *= np.broadcast_to(grad_loss, (n,)).astype(logits.dtype)[:, None]
     dlogits[ignored] = 0.0
     return dlogits
+
+
+def cross_entropy_fused(
+    logits: np.ndarray, target: np.ndarray, label_smoothing: float = 0.0, ignore_index: int = -100
+) -> tuple[np.ndarray, int, np.ndarray]:
+    """The mean cross-entropy's forward and backward in one call: ``(loss, count, dlogits)``,
+    loss as ``cross_entropy_forward`` gives it, ``count`` the rows not ignored, dlogits as
+    ``cross_entropy_backward`` gives it for the gradient 1 / max(count, 1) of every row."""
+    logits, owned, ignored = cross_entropy_args("cross_entropy_fused", logits, target,
+                                                ignore_index)
+    count = logits.shape[0] - int(np.count_nonzero(ignored))
+    loss, lse = cross_entropy_forward(logits, target, label_smoothing, ignore_index)
+    grad = np.ones((), logits.dtype) / logits.dtype.type(max(count, 1))
+    dlogits = cross_entropy_backward(np.full(logits.shape[0], grad, logits.dtype), logits,
+                                     target, lse, label_smoothing, ignore_index)
+    return loss, count, dlogits

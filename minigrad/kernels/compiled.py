@@ -38,6 +38,7 @@ from ._reduce import logsumexp, max, mean, min, sum, var
 from ._softmax import (
     cross_entropy_backward,
     cross_entropy_forward,
+    cross_entropy_fused,
     log_softmax,
     log_softmax_backward,
     softmax,
@@ -51,6 +52,7 @@ __all__ = [
     "avg_pool2d_forward", "max_pool2d_backward", "max_pool2d_forward",
     "adam_step", "batchnorm_backward", "batchnorm_forward", "conv2d_backward", "conv2d_forward",
     "cross_entropy_backward",
+    "cross_entropy_fused",
     "cross_entropy_forward", "gelu_backward", "gelu_forward", "layernorm_backward",
     "layernorm_forward", "log_softmax",
     "log_softmax_backward", "logsumexp", "max", "mean", "min", "rmsnorm_backward",

@@ -38,6 +38,29 @@ class BatchNorm(Function):
         )
         return (dx, dgamma, dbeta)[: len(ctx.inputs)]
 
+    # ``mg.compile`` replays a BatchNorm whose only consumer is a ReLU as these two calls:
+    # one kernel call each way instead of two ops, the same bits (the kernels apply ReLU's
+    # np.maximum(y, 0) and its grad * (y > 0) themselves).
+    @staticmethod
+    def forward_relu(ctx, x, gamma=None, beta=None, *, running_mean, running_var, momentum,
+                     eps, training):
+        """max(BatchNorm(x), 0); saves what ``backward_relu`` needs."""
+        y, mean, rstd = kernels.impl.batchnorm_forward(
+            x, gamma, beta, running_mean, running_var, momentum, eps, training, relu=True
+        )
+        ctx.training = training
+        ctx.save_for_backward(x, gamma, mean, rstd, y)
+        return y
+
+    @staticmethod
+    def backward_relu(ctx, grad):
+        """The gradients of the inputs of ``forward_relu`` from that of its output."""
+        x, gamma, mean, rstd, y = ctx.saved
+        dx, dgamma, dbeta = kernels.impl.batchnorm_backward(
+            np.asarray(grad, order="C"), x, gamma, mean, rstd, ctx.training, relu_out=y
+        )
+        return (dx, dgamma, dbeta)[: len(ctx.inputs)]
+
 
 class LayerNorm(Function):
     """y = gamma * (x - mean) * rstd + beta over the trailing ``normalized_ndim`` dims.
@@ -58,6 +81,24 @@ class LayerNorm(Function):
         x, gamma, mean, rstd = ctx.saved
         dx, dgamma, dbeta = kernels.impl.layernorm_backward(
             np.asarray(grad, order="C"), x, gamma, mean, rstd
+        )
+        return (dx, dgamma, dbeta)[: len(ctx.inputs)]
+
+    # mg.compile's LayerNorm-then-ReLU, as BatchNorm.forward_relu / backward_relu
+    @staticmethod
+    def forward_relu(ctx, x, gamma=None, beta=None, *, eps, normalized_ndim):
+        """max(LayerNorm(x), 0); saves what ``backward_relu`` needs."""
+        y, mean, rstd = kernels.impl.layernorm_forward(x, gamma, beta, eps, normalized_ndim,
+                                                       relu=True)
+        ctx.save_for_backward(x, gamma, mean, rstd, y)
+        return y
+
+    @staticmethod
+    def backward_relu(ctx, grad):
+        """The gradients of the inputs of ``forward_relu`` from that of its output."""
+        x, gamma, mean, rstd, y = ctx.saved
+        dx, dgamma, dbeta = kernels.impl.layernorm_backward(
+            np.asarray(grad, order="C"), x, gamma, mean, rstd, relu_out=y
         )
         return (dx, dgamma, dbeta)[: len(ctx.inputs)]
 
