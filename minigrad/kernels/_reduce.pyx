@@ -17,6 +17,7 @@ include "_parallel.pxi"
 
 import numpy as np
 
+cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport isfinite, log
@@ -33,13 +34,24 @@ from minigrad.kernels._simd cimport (
     _row_moments,
     _row_sum,
     _row_sumexp,
+    mg_col_sum_fast_f,
+    mg_row_extreme_fast_f,
+    mg_row_sum_fast_f,
+    mg_rows_sum_fast_f,
 )
 
 from minigrad.kernels._checks import float_array, keepdims_flag, reduced_axes
 
+cnp.import_array()
+
 cdef enum:
     COLUMN_BLOCK = 512  # features per block of float64 accumulators on the stack (4 KiB)
     ROW_BLOCK = 64  # rows per task when threads share a row reduction
+
+# Below these many elements a reduction stays on one thread (see _parallel.pxi).
+cdef enum:
+    SUM_MIN_WORK = 4194304
+    EXTREME_MIN_WORK = 4194304
 
 
 # ---- canonical (O, A, K, R) form ---------------------------------------------------------------
@@ -148,7 +160,80 @@ def _finish(fn, out: np.ndarray, x: np.ndarray, axes: tuple, kept: list, keepdim
     return y
 
 
+# ---- one int axis of a C-contiguous array, on one thread -------------------------------------------
+
+cdef int _lean_problem(object x, object axis, object keepdims, cnp.npy_intp *dims,
+                       Py_ssize_t *sizes) except -2:
+    """The common call, one int axis of a non-empty, aligned, C-contiguous float32/float64 array
+    in native byte order and a bool keepdims: fills ``sizes`` with (outer, reduced, inner), x
+    viewed as (outer, reduced, inner), and ``dims`` with the output's shape; returns its ndim.
+    -1 when the call is not of that kind: the general path then checks and handles it. Skipping
+    the canonical form, memoryviews and NumPy's shape helpers saves microseconds per call, as
+    much as the whole reduction of a (64, 128) array."""
+    cdef cnp.ndarray arr
+    cdef cnp.npy_intp *shape
+    cdef int t, ndim, a, i, j = 0
+    cdef Py_ssize_t outer = 1, inner = 1
+    if type(x) is not cnp.ndarray or type(axis) is not int or (
+            keepdims is not True and keepdims is not False):
+        return -1
+    arr = <cnp.ndarray>x
+    t = cnp.PyArray_TYPE(arr)
+    if ((t != cnp.NPY_FLOAT and t != cnp.NPY_DOUBLE) or not cnp.PyArray_ISNOTSWAPPED(arr)
+            or not cnp.PyArray_ISALIGNED(arr) or not cnp.PyArray_IS_C_CONTIGUOUS(arr)
+            or cnp.PyArray_SIZE(arr) == 0):
+        return -1
+    ndim = cnp.PyArray_NDIM(arr)
+    if not -ndim <= axis < ndim:
+        return -1
+    a = axis
+    if a < 0:
+        a += ndim
+    shape = cnp.PyArray_DIMS(arr)
+    for i in range(ndim):
+        if i < a:
+            outer *= shape[i]
+        elif i > a:
+            inner *= shape[i]
+        if i != a:
+            dims[j] = shape[i]
+            j += 1
+        elif keepdims is True:
+            dims[j] = 1
+            j += 1
+    sizes[0] = outer
+    sizes[1] = shape[a]
+    sizes[2] = inner
+    return j
+
+
 # ---- sum / mean ----------------------------------------------------------------------------------
+
+cdef inline double _row_sum_fast(const floating *x, Py_ssize_t n) noexcept nogil:
+    # the bits of _row_sum (see _simd_reduce.h)
+    if floating is float:
+        return mg_row_sum_fast_f(x, n)
+    else:
+        return _row_sum(x, n)
+
+
+cdef inline void _col_sum_fast(const floating *x, Py_ssize_t stride, int rows, double *acc,
+                               Py_ssize_t n) noexcept nogil:
+    # the bits of _col_sum (see _simd_reduce.h)
+    if floating is float:
+        mg_col_sum_fast_f(x, stride, rows, acc, n)
+    else:
+        _col_sum(x, stride, rows, acc, n)
+
+
+cdef inline floating _row_extreme_fast(const floating *x, Py_ssize_t n, int sign,
+                                       Py_ssize_t *index) noexcept nogil:
+    # the results of _row_extreme (see _simd_reduce.h)
+    if floating is float:
+        return mg_row_extreme_fast_f(x, n, sign, index)
+    else:
+        return _row_extreme(x, n, sign, index)
+
 
 cdef inline void _sum_task(const floating[:, :, :, ::1] x, double[:, ::1] acc, Py_ssize_t kchunk,
                            Py_ssize_t t) noexcept nogil:
@@ -167,12 +252,12 @@ cdef inline void _sum_task(const floating[:, :, :, ::1] x, double[:, ::1] acc, P
         a = 0
         while a < A:
             rows = <int>_imin(4, A - a)
-            _col_sum(&x[o, a, k0, 0], K, rows, &acc[o, k0], k1 - k0)
+            _col_sum_fast(&x[o, a, k0, 0], K, rows, &acc[o, k0], k1 - k0)
             a = a + 4
     elif R > 0:  # (R == 0: an empty reduction, nothing to add and no element to address)
         for a in range(A):
             for k in range(k0, k1):
-                acc[o, k] += _row_sum(&x[o, a, k, 0], R)
+                acc[o, k] += _row_sum_fast(&x[o, a, k, 0], R)
 
 
 cdef void _sum_core(const floating[:, :, :, ::1] x, double[:, ::1] acc, Py_ssize_t kchunk,
@@ -188,7 +273,7 @@ cdef void _sum_core(const floating[:, :, :, ::1] x, double[:, ::1] acc, Py_ssize
                         schedule="static"):
             r0 = t * ROW_BLOCK
             for o in range(r0, _imin(r0 + ROW_BLOCK, O)):
-                acc[o, 0] = _row_sum(&x[o, 0, 0, 0], x.shape[3])
+                acc[o, 0] = _row_sum_fast(&x[o, 0, 0, 0], x.shape[3])
     elif nthreads > 1:
         for t in prange(O * nk, num_threads=nthreads, schedule="static"):
             _sum_task(x, acc, kchunk, t)
@@ -200,7 +285,7 @@ cdef void _sum_core(const floating[:, :, :, ::1] x, double[:, ::1] acc, Py_ssize
 def _sum_acc(x4: np.ndarray) -> np.ndarray:
     """float64 sums of the canonical array over A and R, shape (O, K)."""
     cdef Py_ssize_t O = x4.shape[0], K = x4.shape[2]
-    cdef int nthreads = threads_for(x4.size)
+    cdef int nthreads = threads_over(x4.size, SUM_MIN_WORK)
     acc = np.empty((O, K), dtype=np.float64)
     if x4.dtype == np.float32:
         _sum_core[float](x4, acc, task_chunk(O, K, nthreads), nthreads)
@@ -209,18 +294,24 @@ def _sum_acc(x4: np.ndarray) -> np.ndarray:
     return acc
 
 
-cdef void _sum_axis_core(const floating[:, :, ::1] x, floating[:, ::1] out,
-                         double n) noexcept nogil:
-    """out[o, k] = sum over a of x[o, a, k], divided by n: one thread, straight into x's dtype.
-    A row reduction (K == 1) sums contiguous rows; otherwise rows outside and features inside,
-    with float64 accumulators for a block of features on the stack."""
-    cdef Py_ssize_t O = x.shape[0], A = x.shape[1], K = x.shape[2]
+cdef void _sum_lean(const floating *x, Py_ssize_t O, Py_ssize_t A, Py_ssize_t K, double n,
+                    floating *out) noexcept nogil:
+    """out[o, k] = sum over a of x[o, a, k], divided by n: one thread, straight into x's dtype,
+    the additions of _sum_task in its order. A row reduction (K == 1) sums contiguous rows;
+    otherwise rows outside and features inside, with float64 accumulators for a block of
+    features on the stack."""
     cdef Py_ssize_t o, a, k, k0, w
+    cdef const floating *xo
     cdef double acc[COLUMN_BLOCK]
+    if K == 1:
+        if floating is float:
+            mg_rows_sum_fast_f(x, O, A, n, out)
+        else:
+            for o in range(O):
+                out[o] = <floating>(_row_sum_fast(x + o * A, A) / n)
+        return
     for o in range(O):
-        if K == 1:
-            out[o, 0] = <floating>(_row_sum(&x[o, 0, 0], A) / n)
-            continue
+        xo = x + o * A * K
         k0 = 0
         while k0 < K:
             w = _imin(COLUMN_BLOCK, K - k0)
@@ -228,55 +319,35 @@ cdef void _sum_axis_core(const floating[:, :, ::1] x, floating[:, ::1] out,
                 acc[k] = 0.0
             a = 0
             while a < A:  # four rows per sweep, as _sum_task
-                _col_sum(&x[o, a, k0], K, <int>_imin(4, A - a), acc, w)
+                _col_sum_fast(xo + a * K + k0, K, <int>_imin(4, A - a), acc, w)
                 a = a + 4
             for k in range(w):
-                out[o, k0 + k] = <floating>(acc[k] / n)
+                out[o * K + k0 + k] = <floating>(acc[k] / n)
             k0 = k0 + COLUMN_BLOCK
 
 
-def _one_axis(fn, x, axis, keepdims):
-    """The common call, one int axis of a non-empty C-contiguous float array small enough for
-    one thread, as ``(x3, shape)``: x viewed as (outer, reduced, inner) and the output's shape.
-    Skipping the canonical form and its (O, K) arrays saves microseconds per call at the
-    benchmark's sizes. None when the call is not of that kind (the general path handles it)."""
-    cdef Py_ssize_t outer = 1, inner = 1, i, a, ndim
-    if (type(x) is not np.ndarray or type(axis) is not int or not x.flags.c_contiguous
-            or x.size == 0 or threads_for(x.size) > 1
-            or not (x.dtype == np.float32 or x.dtype == np.float64)):
+cdef object _sum_one_axis(object x, object axis, object keepdims, bint average):
+    """sum or mean of the common call (see _lean_problem) on one thread; None otherwise."""
+    cdef cnp.npy_intp dims[cnp.NPY_MAXDIMS]
+    cdef Py_ssize_t sizes[3]
+    cdef int nd = _lean_problem(x, axis, keepdims, dims, sizes)
+    if nd < 0 or threads_over(cnp.PyArray_SIZE(<cnp.ndarray>x), SUM_MIN_WORK) > 1:
         return None
-    ndim = x.ndim
-    a = axis + ndim if axis < 0 else axis
-    if not 0 <= a < ndim:
-        return None
-    keepdims = keepdims_flag(fn, keepdims)
-    shape = x.shape
-    for i in range(a):
-        outer *= shape[i]
-    for i in range(a + 1, ndim):
-        inner *= shape[i]
-    out_shape = shape[:a] + ((1,) if keepdims else ()) + shape[a + 1:]
-    return x.reshape(outer, shape[a], inner), out_shape
-
-
-def _sum_one_axis(fn, x, axis, keepdims, bint average):
-    """sum or mean through ``_one_axis``; None when that does not apply."""
-    fast = _one_axis(fn, x, axis, keepdims)
-    if fast is None:
-        return None
-    x3, shape = fast
-    out = np.empty(shape, dtype=x.dtype)
-    cdef double n = <double>x3.shape[1] if average else 1.0
-    if x.dtype == np.float32:
-        _sum_axis_core[float](x3, out.reshape(x3.shape[0], x3.shape[2]), n)
+    cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>x)
+    out = cnp.PyArray_EMPTY(nd, dims, t, 0)
+    cdef double n = <double>sizes[1] if average else 1.0
+    if t == cnp.NPY_FLOAT:
+        _sum_lean[float](<const float *>cnp.PyArray_DATA(<cnp.ndarray>x), sizes[0], sizes[1],
+                         sizes[2], n, <float *>cnp.PyArray_DATA(<cnp.ndarray>out))
     else:
-        _sum_axis_core[double](x3, out.reshape(x3.shape[0], x3.shape[2]), n)
+        _sum_lean[double](<const double *>cnp.PyArray_DATA(<cnp.ndarray>x), sizes[0], sizes[1],
+                          sizes[2], n, <double *>cnp.PyArray_DATA(<cnp.ndarray>out))
     return out
 
 
 def sum(x, axis=None, keepdims=False):
     """Sum over ``axis``: y = sum_i x_i (float64 accumulation, result in x's dtype)."""
-    out = _sum_one_axis("sum", x, axis, keepdims, False)
+    out = _sum_one_axis(x, axis, keepdims, False)
     if out is not None:
         return out
     x, axes, x4, kept = _prepare("sum", x, axis)
@@ -286,7 +357,7 @@ def sum(x, axis=None, keepdims=False):
 
 def mean(x, axis=None, keepdims=False):
     """Mean over ``axis``: y = sum_i x_i / n (nan for an empty reduction, without a warning)."""
-    out = _sum_one_axis("mean", x, axis, keepdims, True)
+    out = _sum_one_axis(x, axis, keepdims, True)
     if out is not None:
         return out
     x, axes, x4, kept = _prepare("mean", x, axis)
@@ -394,7 +465,7 @@ cdef inline void _extreme_task(const floating[:, :, :, ::1] x, int sign, floatin
         for a in range(A):
             for k in range(k0, k1):
                 i = 0
-                v = _row_extreme(&x[o, a, k, 0], R, sign, &i)
+                v = _row_extreme_fast(&x[o, a, k, 0], R, sign, &i)
                 cur = m[o, k]
                 # strictly better, or the first NaN: earlier rows win ties
                 if a == 0 or (v != v and cur == cur) or (
@@ -418,7 +489,7 @@ cdef void _extreme_core(const floating[:, :, :, ::1] x, int sign, floating[:, ::
             r0 = t * ROW_BLOCK
             for o in range(r0, _imin(r0 + ROW_BLOCK, O)):
                 i = 0
-                m[o, 0] = _row_extreme(&x[o, 0, 0, 0], x.shape[3], sign, &i)
+                m[o, 0] = _row_extreme_fast(&x[o, 0, 0, 0], x.shape[3], sign, &i)
                 index[o, 0] = i
     elif nthreads > 1:
         for t in prange(O * nk, num_threads=nthreads, schedule="static"):
@@ -428,38 +499,50 @@ cdef void _extreme_core(const floating[:, :, :, ::1] x, int sign, floating[:, ::
             _extreme_task(x, sign, m, index, kchunk, t)
 
 
-cdef void _extreme_axis_core(const floating[:, :, ::1] x, int sign, floating[:, ::1] m,
-                             int64_t[:, ::1] index) noexcept nogil:
+cdef void _extreme_lean(const floating *x, Py_ssize_t O, Py_ssize_t A, Py_ssize_t K, int sign,
+                        floating *m, int64_t *index) noexcept nogil:
     """m[o, k] = max (sign 1) or min (sign -1) over a of x[o, a, k], index[o, k] its first
     position, on one thread; the loops of _extreme_task without a call per row. Needs A >= 1."""
-    cdef Py_ssize_t O = x.shape[0], A = x.shape[1], K = x.shape[2]
     cdef Py_ssize_t o, a, k, i
-    for o in range(O):
-        if K == 1:
+    cdef const floating *xo
+    if K == 1:
+        for o in range(O):
             i = 0
-            m[o, 0] = _row_extreme(&x[o, 0, 0], A, sign, &i)
-            index[o, 0] = i
-            continue
+            m[o] = _row_extreme_fast(x + o * A, A, sign, &i)
+            index[o] = i
+        return
+    for o in range(O):
+        xo = x + o * A * K
         for k in range(K):
-            m[o, k] = x[o, 0, k]
-            index[o, k] = 0
+            m[o * K + k] = xo[k]
+            index[o * K + k] = 0
         for a in range(1, A):
-            _col_extreme(&x[o, a, 0], &m[o, 0], &index[o, 0], a, sign, K)
+            _col_extreme(xo + a * K, m + o * K, index + o * K, a, sign, K)
+
+
+cdef object _extreme_one_axis(object x, object axis, object keepdims, int sign):
+    """(max or min, index) of the common call (see _lean_problem) on one thread; else None."""
+    cdef cnp.npy_intp dims[cnp.NPY_MAXDIMS]
+    cdef Py_ssize_t sizes[3]
+    cdef int nd = _lean_problem(x, axis, keepdims, dims, sizes)
+    if nd < 0 or threads_over(cnp.PyArray_SIZE(<cnp.ndarray>x), EXTREME_MIN_WORK) > 1:
+        return None
+    cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>x)
+    m = cnp.PyArray_EMPTY(nd, dims, t, 0)
+    index = cnp.PyArray_EMPTY(nd, dims, cnp.NPY_INT64, 0)
+    cdef int64_t *ip = <int64_t *>cnp.PyArray_DATA(<cnp.ndarray>index)
+    if t == cnp.NPY_FLOAT:
+        _extreme_lean[float](<const float *>cnp.PyArray_DATA(<cnp.ndarray>x), sizes[0],
+                             sizes[1], sizes[2], sign,
+                             <float *>cnp.PyArray_DATA(<cnp.ndarray>m), ip)
+    else:
+        _extreme_lean[double](<const double *>cnp.PyArray_DATA(<cnp.ndarray>x), sizes[0],
+                              sizes[1], sizes[2], sign,
+                              <double *>cnp.PyArray_DATA(<cnp.ndarray>m), ip)
+    return m, index
 
 
 def _extreme(fn, x, axis, keepdims, int sign):
-    fast = _one_axis(fn, x, axis, keepdims)
-    if fast is not None:
-        x3, shape = fast
-        m = np.empty(shape, dtype=x.dtype)
-        index = np.empty(shape, dtype=np.int64)
-        m2 = m.reshape(x3.shape[0], x3.shape[2])
-        index2 = index.reshape(x3.shape[0], x3.shape[2])
-        if x.dtype == np.float32:
-            _extreme_axis_core[float](x3, sign, m2, index2)
-        else:
-            _extreme_axis_core[double](x3, sign, m2, index2)
-        return m, index
     x, axes, x4, kept = _prepare(fn, x, axis, keep_reduced_order=True)
     if x4.shape[1] * x4.shape[3] == 0:
         raise ValueError(
@@ -467,7 +550,7 @@ def _extreme(fn, x, axis, keepdims, int sign):
             "max/min have no identity"
         )
     cdef Py_ssize_t O = x4.shape[0], K = x4.shape[2]
-    cdef int nthreads = threads_for(x4.size)
+    cdef int nthreads = threads_over(x4.size, EXTREME_MIN_WORK)
     m = np.empty((O, K), dtype=x.dtype)
     index = np.empty((O, K), dtype=np.int64)
     kchunk = task_chunk(O, K, nthreads)
@@ -484,11 +567,17 @@ def max(x, axis=None, keepdims=False):
     y = max_i x_i; NaN wins (y is NaN and index the first NaN, like np.max / np.argmax).
     Returns ``(y, index)`` with ``index`` an int64 array of y's shape. Empty: ValueError.
     """
+    out = _extreme_one_axis(x, axis, keepdims, 1)
+    if out is not None:
+        return out
     return _extreme("max", x, axis, keepdims, 1)
 
 
 def min(x, axis=None, keepdims=False):
     """Minimum over ``axis`` and the C-order position of its first occurrence (see ``max``)."""
+    out = _extreme_one_axis(x, axis, keepdims, -1)
+    if out is not None:
+        return out
     return _extreme("min", x, axis, keepdims, -1)
 
 
