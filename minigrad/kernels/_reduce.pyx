@@ -48,10 +48,49 @@ cdef enum:
     COLUMN_BLOCK = 512  # features per block of float64 accumulators on the stack (4 KiB)
     ROW_BLOCK = 64  # rows per task when threads share a row reduction
 
-# Below these many elements a reduction stays on one thread (see _parallel.pxi).
-cdef enum:
-    SUM_MIN_WORK = 4194304
-    EXTREME_MIN_WORK = 4194304
+# Below these many elements each reduction stays on one thread (threads_over, _parallel.pxi).
+# Measured with the one-thread kernels of this file on the 2-core Zen 4 machine while other
+# jobs ran (load 2.5-5): float32, one process timing 1 and 2 threads interleaved, 25 rounds,
+# two runs; time with 2 threads / time with 1, median (minimum), OMP_WAIT_POLICY=PASSIVE:
+# - sum of contiguous rows (n, 1024): 1M 1.29-7.7 (1.35-3.1), 2M 0.98-4.8 (1.0-2.5),
+#   4M 0.57-2.1 (0.46-0.59), 8M 0.35-0.57, 16M 0.42-0.58: 8M. With the default (spinning) wait
+#   policy two threads stalled for milliseconds at most sizes (medians 5-800x), their best
+#   rounds paying from 1M (0.55): the threshold stays with the policy a shared machine needs.
+# - sum along axis 0 of (n, 1024) and over (0, 2, 3) of (n, 64, 16, 16): slower at every size
+#   up to 16M (1.4-2.3x); max/min along either axis: slower up to 8M (1.1-8x), 16M 0.60-1.03
+#   for rows: 32M, twice the largest size measured.
+# - var and logsumexp (rows, axis 0, NCHW): slower at every size up to 4M (by the minimum
+#   1.5x at 128K, 1.02-1.3x from 1M on), where on an idle machine a second thread paid from
+#   256K (_parallel.pxi): 1M, the size from which the cost of a busy machine stays small.
+cdef Py_ssize_t _min_work_sum_rows = 8388608  # sum/mean of contiguous rows
+cdef Py_ssize_t _min_work_sum = 33554432  # sum/mean of every other layout
+cdef Py_ssize_t _min_work_extreme = 33554432  # max/min
+cdef Py_ssize_t _min_work_var = 1048576
+cdef Py_ssize_t _min_work_logsumexp = 1048576
+
+
+def parallel_min_work(**changes) -> dict:
+    """The element counts from which each reduction (``sum_rows``, ``sum``, ``extreme``,
+    ``var``, ``logsumexp``) splits its work over OpenMP threads, before ``changes`` (keyword
+    arguments of those names, ints >= 0) replace them. For tests and measurements: the results
+    are the same bits either way."""
+    global _min_work_sum_rows, _min_work_sum, _min_work_extreme, _min_work_var
+    global _min_work_logsumexp
+    before = {"sum_rows": _min_work_sum_rows, "sum": _min_work_sum,
+              "extreme": _min_work_extreme, "var": _min_work_var,
+              "logsumexp": _min_work_logsumexp}
+    unknown = set(changes) - set(before)
+    if unknown:
+        raise TypeError(f"parallel_min_work: unknown kernels {sorted(unknown)}")
+    for name, value in changes.items():
+        if type(value) is not int or value < 0:
+            raise ValueError(f"parallel_min_work: {name} must be an int >= 0, got {value!r}")
+    _min_work_sum_rows = changes.get("sum_rows", _min_work_sum_rows)
+    _min_work_sum = changes.get("sum", _min_work_sum)
+    _min_work_extreme = changes.get("extreme", _min_work_extreme)
+    _min_work_var = changes.get("var", _min_work_var)
+    _min_work_logsumexp = changes.get("logsumexp", _min_work_logsumexp)
+    return before
 
 
 # ---- canonical (O, A, K, R) form ---------------------------------------------------------------
@@ -160,7 +199,7 @@ def _finish(fn, out: np.ndarray, x: np.ndarray, axes: tuple, kept: list, keepdim
     return y
 
 
-# ---- one int axis of a C-contiguous array, on one thread -------------------------------------------
+# ---- one int axis of a C-contiguous array, on one thread ---------------------------------------
 
 cdef int _lean_problem(object x, object axis, object keepdims, cnp.npy_intp *dims,
                        Py_ssize_t *sizes) except -2:
@@ -285,7 +324,8 @@ cdef void _sum_core(const floating[:, :, :, ::1] x, double[:, ::1] acc, Py_ssize
 def _sum_acc(x4: np.ndarray) -> np.ndarray:
     """float64 sums of the canonical array over A and R, shape (O, K)."""
     cdef Py_ssize_t O = x4.shape[0], K = x4.shape[2]
-    cdef int nthreads = threads_over(x4.size, SUM_MIN_WORK)
+    cdef int nthreads = threads_over(
+        x4.size, _min_work_sum_rows if K == 1 and x4.shape[1] == 1 else _min_work_sum)
     acc = np.empty((O, K), dtype=np.float64)
     if x4.dtype == np.float32:
         _sum_core[float](x4, acc, task_chunk(O, K, nthreads), nthreads)
@@ -331,7 +371,8 @@ cdef object _sum_one_axis(object x, object axis, object keepdims, bint average):
     cdef cnp.npy_intp dims[cnp.NPY_MAXDIMS]
     cdef Py_ssize_t sizes[3]
     cdef int nd = _lean_problem(x, axis, keepdims, dims, sizes)
-    if nd < 0 or threads_over(cnp.PyArray_SIZE(<cnp.ndarray>x), SUM_MIN_WORK) > 1:
+    if nd < 0 or threads_over(cnp.PyArray_SIZE(<cnp.ndarray>x),
+                              _min_work_sum_rows if sizes[2] == 1 else _min_work_sum) > 1:
         return None
     cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>x)
     out = cnp.PyArray_EMPTY(nd, dims, t, 0)
@@ -430,7 +471,7 @@ def var(x, axis=None, keepdims=False, correction=0):
     """
     x, axes, x4, kept = _prepare("var", x, axis)
     cdef Py_ssize_t O = x4.shape[0], K = x4.shape[2]
-    cdef int nthreads = threads_for(x4.size)
+    cdef int nthreads = threads_over(x4.size, _min_work_var)
     v = np.empty((O, K), dtype=x.dtype)
     m = np.empty((O, K), dtype=x.dtype)
     c, s1, s2 = np.empty((3, O, K), dtype=np.float64)
@@ -525,7 +566,7 @@ cdef object _extreme_one_axis(object x, object axis, object keepdims, int sign):
     cdef cnp.npy_intp dims[cnp.NPY_MAXDIMS]
     cdef Py_ssize_t sizes[3]
     cdef int nd = _lean_problem(x, axis, keepdims, dims, sizes)
-    if nd < 0 or threads_over(cnp.PyArray_SIZE(<cnp.ndarray>x), EXTREME_MIN_WORK) > 1:
+    if nd < 0 or threads_over(cnp.PyArray_SIZE(<cnp.ndarray>x), _min_work_extreme) > 1:
         return None
     cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>x)
     m = cnp.PyArray_EMPTY(nd, dims, t, 0)
@@ -550,7 +591,7 @@ def _extreme(fn, x, axis, keepdims, int sign):
             "max/min have no identity"
         )
     cdef Py_ssize_t O = x4.shape[0], K = x4.shape[2]
-    cdef int nthreads = threads_over(x4.size, EXTREME_MIN_WORK)
+    cdef int nthreads = threads_over(x4.size, _min_work_extreme)
     m = np.empty((O, K), dtype=x.dtype)
     index = np.empty((O, K), dtype=np.int64)
     kchunk = task_chunk(O, K, nthreads)
@@ -649,7 +690,7 @@ def logsumexp(x, axis=None, keepdims=False):
     if x4.shape[1] * x4.shape[3] == 0:
         out.fill(-np.inf)
         return _finish("logsumexp", out, x, axes, kept, keepdims)
-    cdef int nthreads = threads_for(x4.size)
+    cdef int nthreads = threads_over(x4.size, _min_work_logsumexp)
     shift = np.empty((O, K), dtype=x.dtype)
     scratch = np.empty((O, K), dtype=np.int64)
     acc = np.empty((O, K), dtype=np.float64)
