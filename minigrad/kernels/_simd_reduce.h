@@ -67,17 +67,25 @@ static inline double mg_row_sum_fast_f(const float *x, Py_ssize_t n)
     return s;
 }
 
+/* Rows pair up in mg_rows_sum_fast_f only while all of them take at most this many bytes:
+   two rows at once helped data in L2 and hurt data streamed from L3 (below). */
+#define MG_PAIRED_ROWS_MAX_BYTES (512 * 1024)
+
 /* out[r] = (float)(sum of row r / d) for `rows` contiguous rows of n floats, each row summed
-   as mg_row_sum_fast_f sums it. With AVX-512's 32 vector registers two rows go through the
-   loop together, sixteen accumulators, so that one row's fold overlaps the other's loads:
-   (256, 512) 6.1 -> 5.6 us (one thread, min of 41 rounds; no change with one long row). */
+   as mg_row_sum_fast_f sums it. With AVX-512's 32 vector registers two rows can go through
+   the loop together, sixteen accumulators, so that one row's fold overlaps the other's loads.
+   One thread, min of 41 rounds, pairs against single rows: (256, 512) 5.8 vs 6.2 us,
+   (128, 1024) 5.3 vs 5.6, (64, 128) and (512, 256) the same; but from L3 (4 MiB and more)
+   (1024, 1024) 55 vs 47, (512, 2048) 54 vs 45, (4096, 256) 76 vs 54. */
 static inline void mg_rows_sum_fast_f(const float *x, Py_ssize_t rows, Py_ssize_t n, double d,
                                       float *out)
 {
     Py_ssize_t r = 0;
 #if MG_X86_AVX512
     const __m256d one = _mm256_set1_pd(1.0);
-    for (; r + 2 <= rows; r += 2) {
+    Py_ssize_t bytes = rows * n * (Py_ssize_t)sizeof(float);
+    Py_ssize_t paired = bytes <= MG_PAIRED_ROWS_MAX_BYTES ? rows : 0;
+    for (; r + 2 <= paired; r += 2) {
         const float *x0 = x + r * n, *x1 = x0 + n;
         __m256d a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0,
                 a6 = a0, a7 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0, b4 = a0, b5 = a0,
