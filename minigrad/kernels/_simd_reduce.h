@@ -3,13 +3,13 @@
  * loop it replaces (named below), so results depend neither on the build nor on which code
  * path (one thread or several) reduced a row.
  *
- * Sums. Why: converting float32 to float64 (vcvtps2pd) and the float64 vector add compete for the
- * same two FP pipes on AMD Zen (3 and 4): one conversion and one add per four floats cap a
- * float64-accumulating sum at about four floats per cycle, 50-55 GB/s, half of what L2 delivers.
- * x + a and fma(x, 1.0, a) round the same exact value once, so they are the same bits, but the
- * FMA runs on the other two (multiply) pipes: the conversions then have their pipes to
- * themselves. Measured on Zen 4 (one thread, (256, 512) float32 rows in L2, min of 41 rounds):
- * 9.8 us with adds against 6.2 us with FMAs (85 GB/s; the conversions alone run at 92).
+ * Sums. On Zen 4 a float64-accumulating sum of float32 data with vector adds (the loop of
+ * _simd_x86.h) runs at about four floats per cycle, 50-55 GB/s, half of what L2 delivers, while
+ * the conversions alone (vcvtps2pd, results or-ed together) reach 92 GB/s: the adds and the
+ * conversions evidently compete for the same execution ports. x + a and fma(x, 1.0, a) round
+ * the same exact value once, so they are the same bits, and the FMA issues on the multiply
+ * ports instead. Measured (one thread, (256, 512) float32 rows in L2, min of 41 rounds): 9.8 us
+ * with adds against 6.2 us with FMAs, 85 GB/s.
  * The lanes and their fold are those of mg_row_sum_f, the order of the column sums that of
  * mg_col_sum_f. Builds without AVX2+FMA use those loops.
  *
