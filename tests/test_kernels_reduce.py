@@ -181,6 +181,32 @@ def test_float32_axis0_sum_mean_accuracy(impl):
 
 
 @pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("shape, axis", [((16, 65536), -1), ((256, 512), -1), ((256, 512), 0),
+                                         ((1024, 1024), -1), ((8, 4096, 4), 1)])
+def test_float32_sums_are_correctly_rounded(impl, shape, axis):
+    # float64 accumulation: the only error left is the final rounding to float32, half an ulp
+    # (relative 6e-8); NumPy's own float32 sum is about 100x worse on such data
+    x = np.random.default_rng(2).uniform(0, 1, shape).astype(np.float32)
+    exact = np.sum(x.astype(np.float64), axis=axis)
+    for got in (impl.sum(x, axis), impl.mean(x, axis) * np.float64(shape[axis])):
+        assert np.max(np.abs(got.astype(np.float64) - exact) / exact) < 1e-7
+    half_ulp = 0.5 * np.spacing(exact.astype(np.float32)).astype(np.float64)
+    assert np.all(np.abs(impl.sum(x, axis).astype(np.float64) - exact) <= half_ulp * 1.001)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_float32_row_sums_of_cancelling_values_are_exact(impl):
+    # terms that float32 accumulation would lose entirely: 1 + 2^25 - 2^25 + ... per row
+    big = np.float32(2.0**25)
+    x = np.zeros((5, 999), np.float32)
+    x[:, ::3] = big
+    x[:, 1::3] = 1.0
+    x[:, 2::3] = -big
+    for axis, y in ((-1, x), (0, np.ascontiguousarray(x.T))):
+        np.testing.assert_array_equal(impl.sum(y, axis), np.full(5, 333, np.float32))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("axis", [0, -1, None])
 def test_float32_var_of_shifted_data(impl, axis):
     rng = np.random.default_rng(1)
@@ -244,12 +270,14 @@ def test_max_min_nan_inf_and_ties(impl, dtype, n):
 
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("n", [64, 97, 1000])
+@pytest.mark.parametrize("n", [64, 97, 128, 130, 1000])
 def test_max_min_one_nan_anywhere(impl, dtype, n):
     # one NaN per row, at every position class the vector loops treat apart: the first block,
-    # the main loop (either half of a 32-element block) and the scalar tail
+    # the main loop (either half of a 32-element block, any quarter of a 64-element one) and
+    # the scalar tail
     rng = np.random.default_rng(n)
-    positions = sorted({0, 31, 32, 40, 63, n // 2, n - 33, n - 1} & set(range(n)))
+    positions = sorted({0, 31, 32, 40, 63, 64, 80, 100, 127, n // 2, n - 33, n - 1}
+                       & set(range(n)))
     x = rng.standard_normal((len(positions), n)).astype(dtype)
     for row, p in enumerate(positions):
         x[row, p] = np.nan
@@ -259,6 +287,113 @@ def test_max_min_one_nan_anywhere(impl, dtype, n):
         np.testing.assert_array_equal(index, find(x, axis=1))
         lse = impl.logsumexp(x, axis=1)
         assert np.all(np.isnan(lse))
+
+
+# ---- the one-axis path and the general path --------------------------------------------------
+
+ROW_LENGTHS = [1, 2, 31, 32, 33, 63, 64, 65, 96, 127, 128, 129, 200, 512, 1000]
+
+
+@needs_compiled
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", ROW_LENGTHS)
+@pytest.mark.parametrize("rows", [1, 2, 3, 5])
+def test_one_axis_path_gives_the_bits_of_the_general_path(dtype, n, rows):
+    # an int axis of a C-contiguous array takes a shorter path than a tuple of axes or another
+    # layout: both must give the same bits, and agree with the twin and float64 NumPy
+    rng = np.random.default_rng(n * 10 + rows)
+    x = (rng.standard_normal((rows, n)) * 3 + 1).astype(dtype)
+    x64 = x.astype(np.float64)
+    for y, axis in ((x, -1), (x, 1), (np.ascontiguousarray(x.T), 0), (x.reshape(rows, n, 1), 1),
+                    (x.reshape(1, rows, n), -1), (x.reshape(rows, 1, n), 0)):
+        for name in ("sum", "mean"):
+            fast = getattr(_reduce, name)(y, axis)
+            general = getattr(_reduce, name)(y, (axis,))
+            np.testing.assert_array_equal(fast, general)
+            assert fast.dtype == dtype and fast.shape == general.shape
+            expected = getattr(np, name)(y.astype(np.float64), axis=axis)
+            assert_close(fast, expected, dtype, scale=float(np.abs(x64).sum()))
+            assert_close(getattr(reference, name)(y, axis), expected, dtype,
+                         scale=float(np.abs(x64).sum()))
+        for name, find in (("max", np.argmax), ("min", np.argmin)):
+            value, index = getattr(_reduce, name)(y, axis)
+            value2, index2 = getattr(_reduce, name)(y, (axis,))
+            np.testing.assert_array_equal(value, value2)
+            np.testing.assert_array_equal(index, index2)
+            np.testing.assert_array_equal(index, find(y, axis=axis))
+            np.testing.assert_array_equal(value, getattr(np, name)(y, axis=axis))
+            assert index.dtype == np.int64
+
+
+@needs_compiled
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [64, 65, 128, 200, 1000])
+def test_max_min_ties_and_specials_in_long_rows(dtype, n):
+    # the extreme repeated in later blocks and lanes: the first one wins; infinities;
+    # -0.0 against 0.0 (equal: the first of them is reported, as argmax does)
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal((6, n)).astype(dtype)
+    for row, positions in enumerate([(0, n - 1), (n - 1, n // 2), (17, (16 + 64) % n), (40,)]):
+        for p in positions:
+            x[row, p] = 10.0
+            x[row, (p + 1) % n] = -10.0
+    x[4] = 0.0
+    x[4, [3, n - 2]] = -0.0
+    x[5, :] = -np.inf
+    x[5, n // 3] = np.inf
+    for name, find in (("max", np.argmax), ("min", np.argmin)):
+        for impl in (_reduce, reference):
+            value, index = getattr(impl, name)(x, -1)
+            np.testing.assert_array_equal(index, find(x, axis=-1))
+            np.testing.assert_array_equal(value, getattr(np, name)(x, axis=-1))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sums_of_rows_with_infinities_and_nan(impl, dtype):
+    x = np.ones((4, 300), dtype)
+    x[0, 7] = np.inf
+    x[1, [5, 250]] = [np.inf, -np.inf]
+    x[2, 299] = np.nan
+    x[3, 100] = np.finfo(dtype).max  # float64 accumulation: no overflow for float32 data
+    x[3, 200] = np.finfo(dtype).max
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # inf - inf, and NumPy's own casts
+        expected = np.sum(x.astype(np.float64), axis=-1).astype(dtype)
+        for axis, y in ((-1, x), (0, np.ascontiguousarray(x.T))):
+            np.testing.assert_array_equal(impl.sum(y, axis), expected)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_one_axis_calls_the_short_path_refuses(impl):
+    # what the short path leaves to the general one: still checked, still right
+    x = np.random.default_rng(4).standard_normal((3, 70)).astype(np.float32)
+    swapped = x.astype(x.dtype.newbyteorder(">"))
+    for name in ("sum", "mean", "max", "min"):
+        fn = getattr(impl, name)
+        with pytest.raises(TypeError, match="byte order"):
+            fn(swapped, -1)
+        with pytest.raises(TypeError, match="keepdims"):
+            fn(x, -1, 1)
+        with pytest.raises(np.exceptions.AxisError):
+            fn(x, 2)
+        with pytest.raises(np.exceptions.AxisError):
+            fn(x, -3)
+        with pytest.raises(np.exceptions.AxisError):
+            fn(np.array(1.0, np.float32), 0)
+        got = fn(x, np.int64(-1), np.bool_(True))
+        want = fn(x, -1, True)
+        for a, b in zip(got if isinstance(got, tuple) else (got,),
+                        want if isinstance(want, tuple) else (want,), strict=True):
+            np.testing.assert_array_equal(a, b)
+            assert a.shape == (3, 1)
+    # a misaligned float32 view of a byte buffer
+    raw = np.zeros(x.nbytes + 1, np.uint8)
+    y = raw[1:].view(np.float32).reshape(x.shape)
+    y[...] = x
+    assert not y.flags.aligned
+    np.testing.assert_allclose(impl.sum(y, -1), np.sum(x.astype(np.float64), -1), rtol=1e-6)
+    np.testing.assert_array_equal(impl.max(y, -1)[1], np.argmax(x, -1))
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -355,13 +490,20 @@ def test_bad_calls_raise(impl, name):
 
 @needs_compiled
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("lowered", [False, True])
 @pytest.mark.parametrize(
-    "shape, axis", [((600, 512), 0), ((600, 512), 1), ((4, 300, 256), (0, 2)), ((300000,), 0)],
+    "shape, axis", [((600, 512), 0), ((600, 512), 1), ((4, 300, 256), (0, 2)), ((300000,), 0),
+                    ((37, 1000), -1), ((37, 1000), 0), ((5, 70, 3), 1), ((9, 129), (1,))],
 )
-def test_results_do_not_depend_on_thread_count(dtype, shape, axis):
+def test_results_do_not_depend_on_thread_count(dtype, shape, axis, lowered):
+    # lowered: every reduction threads from one element on, so that these small arrays take
+    # the OpenMP paths with two threads and the one-thread paths with one
     x = np.random.default_rng(5).standard_normal(shape).astype(dtype)
     before = _reduce.get_num_threads()
+    thresholds = _reduce.parallel_min_work()
     try:
+        if lowered:
+            _reduce.parallel_min_work(**dict.fromkeys(thresholds, 0))
         results = []
         for n in (1, 2):
             _reduce.set_num_threads(n)
@@ -370,7 +512,13 @@ def test_results_do_not_depend_on_thread_count(dtype, shape, axis):
                             _reduce.mean(x, axis)])
     finally:
         _reduce.set_num_threads(before)
+        _reduce.parallel_min_work(**thresholds)
+    assert _reduce.parallel_min_work() == thresholds
     for a, b in zip(*results, strict=True):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError):
         _reduce.set_num_threads(0)
+    with pytest.raises(ValueError):
+        _reduce.parallel_min_work(sum=-1)
+    with pytest.raises(TypeError, match="unknown"):
+        _reduce.parallel_min_work(summ=0)

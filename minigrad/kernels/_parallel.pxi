@@ -62,6 +62,14 @@ cdef inline int threads_for(Py_ssize_t work) noexcept nogil:
     return _num_threads
 
 
+cdef inline int threads_over(Py_ssize_t work, Py_ssize_t min_work) noexcept nogil:
+    """Threads to use for a loop touching ``work`` elements when the kernel's own measured
+    threshold is ``min_work`` elements: 1 below it."""
+    if work < min_work or _num_threads < 2:
+        return 1
+    return _num_threads
+
+
 cdef inline Py_ssize_t task_chunk(Py_ssize_t outer, Py_ssize_t inner, int nthreads) noexcept:
     """Width of the chunks of ``inner`` outputs handed to threads as separate tasks: all of them
     when the ``outer`` rows alone keep the threads busy, else about four tasks per thread.

@@ -1,5 +1,6 @@
-# Slightly longer than the ~400 lines we aim for: the canonical (O, A, K, R) layout that every
-# reduction shares is half of it, and each reduction is a few lines on top of it.
+# Longer than the ~400 lines we aim for: the canonical (O, A, K, R) layout that every reduction
+# shares and the per-kernel thread thresholds are half of it, and each reduction is a few lines
+# on top of them (the one-thread path of one int axis is in _reduce_axis.pxi).
 """Compiled reductions: sum, mean, var (with mean), max/min (with index) and logsumexp.
 
 Every reduction is first brought to one canonical problem, a C-contiguous 4-D array
@@ -8,7 +9,9 @@ the first reduced one, A and R the reduced runs, K the kept run between them. Th
 row reduction (A = K = 1), axis 0 of a matrix (R = 1: rows outside, features inside) and NCHW
 over (0, 2, 3) (O = 1) with one loop nest. Layouts that do not fit (a transposed input whose
 memory order is not a permutation we can use, or reduced axes interleaved twice) are copied
-once into a fitting order. Inner loops live in _simd.h; here is the orchestration.
+once into a fitting order. The common call, one int axis of a C-contiguous array small enough
+for one thread, skips that form (_reduce_axis.pxi) and gives the same bits. Inner loops live in
+_simd.h (the float32 sums and max/min in _simd_reduce.h); here is the orchestration.
 
 The NumPy twins, with the same signatures and passes, are in ``_reduce_twin.py``.
 """
@@ -17,6 +20,7 @@ include "_parallel.pxi"
 
 import numpy as np
 
+cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport isfinite, log
@@ -33,13 +37,63 @@ from minigrad.kernels._simd cimport (
     _row_moments,
     _row_sum,
     _row_sumexp,
+    mg_col_sum_fast_f,
+    mg_row_extreme_fast_f,
+    mg_row_sum_fast_f,
+    mg_rows_sum_fast_f,
 )
 
 from minigrad.kernels._checks import float_array, keepdims_flag, reduced_axes
 
+cnp.import_array()
+
 cdef enum:
     COLUMN_BLOCK = 512  # features per block of float64 accumulators on the stack (4 KiB)
     ROW_BLOCK = 64  # rows per task when threads share a row reduction
+
+# Below these many elements each reduction stays on one thread (threads_over, _parallel.pxi).
+# Measured with the one-thread kernels of this file on the 2-core Zen 4 machine while other
+# jobs ran (load 2.5-5): float32, one process timing 1 and 2 threads interleaved, 25 rounds,
+# two runs; time with 2 threads / time with 1, median (minimum), OMP_WAIT_POLICY=PASSIVE:
+# - sum of contiguous rows (n, 1024): 1M 1.29-7.7 (1.35-3.1), 2M 0.98-4.8 (1.0-2.5),
+#   4M 0.57-2.1 (0.46-0.59), 8M 0.35-0.57, 16M 0.42-0.58: 8M. With the default (spinning) wait
+#   policy two threads stalled for milliseconds at most sizes (medians 5-800x), their best
+#   rounds paying from 1M (0.55): the threshold stays with the policy a shared machine needs.
+# - sum along axis 0 of (n, 1024) and over (0, 2, 3) of (n, 64, 16, 16): slower at every size
+#   up to 16M (1.4-2.3x); max/min along either axis: slower up to 8M (1.1-8x), 16M 0.60-1.03
+#   for rows: 32M, twice the largest size measured.
+# - var and logsumexp (rows, axis 0, NCHW): slower at every size up to 4M (by the minimum
+#   1.5x at 128K, 1.02-1.3x from 1M on), where on an idle machine a second thread paid from
+#   256K (_parallel.pxi): 1M, the size from which the cost of a busy machine stays small.
+cdef Py_ssize_t _min_work_sum_rows = 8388608  # sum/mean of contiguous rows
+cdef Py_ssize_t _min_work_sum = 33554432  # sum/mean of every other layout
+cdef Py_ssize_t _min_work_extreme = 33554432  # max/min
+cdef Py_ssize_t _min_work_var = 1048576
+cdef Py_ssize_t _min_work_logsumexp = 1048576
+
+
+def parallel_min_work(**changes) -> dict:
+    """The element counts from which each reduction (``sum_rows``, ``sum``, ``extreme``,
+    ``var``, ``logsumexp``) splits its work over OpenMP threads, before ``changes`` (keyword
+    arguments of those names, ints >= 0) replace them. For tests and measurements: the results
+    are the same bits either way."""
+    global _min_work_sum_rows, _min_work_sum, _min_work_extreme, _min_work_var
+    global _min_work_logsumexp
+    before = {"sum_rows": _min_work_sum_rows, "sum": _min_work_sum,
+              "extreme": _min_work_extreme, "var": _min_work_var,
+              "logsumexp": _min_work_logsumexp}
+    unknown = set(changes) - set(before)
+    if unknown:
+        raise TypeError(f"parallel_min_work: unknown kernels {sorted(unknown)}")
+    for name, value in changes.items():
+        if type(value) is not int or value < 0:
+            raise ValueError(f"parallel_min_work: {name} must be an int >= 0, got {value!r}")
+    _min_work_sum_rows = changes.get("sum_rows", _min_work_sum_rows)
+    _min_work_sum = changes.get("sum", _min_work_sum)
+    _min_work_extreme = changes.get("extreme", _min_work_extreme)
+    _min_work_var = changes.get("var", _min_work_var)
+    _min_work_logsumexp = changes.get("logsumexp", _min_work_logsumexp)
+    return before
 
 
 # ---- canonical (O, A, K, R) form ---------------------------------------------------------------
@@ -150,6 +204,32 @@ def _finish(fn, out: np.ndarray, x: np.ndarray, axes: tuple, kept: list, keepdim
 
 # ---- sum / mean ----------------------------------------------------------------------------------
 
+cdef inline double _row_sum_fast(const floating *x, Py_ssize_t n) noexcept nogil:
+    # the bits of _row_sum (see _simd_reduce.h)
+    if floating is float:
+        return mg_row_sum_fast_f(x, n)
+    else:
+        return _row_sum(x, n)
+
+
+cdef inline void _col_sum_fast(const floating *x, Py_ssize_t stride, int rows, double *acc,
+                               Py_ssize_t n) noexcept nogil:
+    # the bits of _col_sum (see _simd_reduce.h)
+    if floating is float:
+        mg_col_sum_fast_f(x, stride, rows, acc, n)
+    else:
+        _col_sum(x, stride, rows, acc, n)
+
+
+cdef inline floating _row_extreme_fast(const floating *x, Py_ssize_t n, int sign,
+                                       Py_ssize_t *index) noexcept nogil:
+    # the results of _row_extreme (see _simd_reduce.h)
+    if floating is float:
+        return mg_row_extreme_fast_f(x, n, sign, index)
+    else:
+        return _row_extreme(x, n, sign, index)
+
+
 cdef inline void _sum_task(const floating[:, :, :, ::1] x, double[:, ::1] acc, Py_ssize_t kchunk,
                            Py_ssize_t t) noexcept nogil:
     # one task: the outputs of one outer index o and one chunk of features
@@ -167,12 +247,12 @@ cdef inline void _sum_task(const floating[:, :, :, ::1] x, double[:, ::1] acc, P
         a = 0
         while a < A:
             rows = <int>_imin(4, A - a)
-            _col_sum(&x[o, a, k0, 0], K, rows, &acc[o, k0], k1 - k0)
+            _col_sum_fast(&x[o, a, k0, 0], K, rows, &acc[o, k0], k1 - k0)
             a = a + 4
     elif R > 0:  # (R == 0: an empty reduction, nothing to add and no element to address)
         for a in range(A):
             for k in range(k0, k1):
-                acc[o, k] += _row_sum(&x[o, a, k, 0], R)
+                acc[o, k] += _row_sum_fast(&x[o, a, k, 0], R)
 
 
 cdef void _sum_core(const floating[:, :, :, ::1] x, double[:, ::1] acc, Py_ssize_t kchunk,
@@ -188,7 +268,7 @@ cdef void _sum_core(const floating[:, :, :, ::1] x, double[:, ::1] acc, Py_ssize
                         schedule="static"):
             r0 = t * ROW_BLOCK
             for o in range(r0, _imin(r0 + ROW_BLOCK, O)):
-                acc[o, 0] = _row_sum(&x[o, 0, 0, 0], x.shape[3])
+                acc[o, 0] = _row_sum_fast(&x[o, 0, 0, 0], x.shape[3])
     elif nthreads > 1:
         for t in prange(O * nk, num_threads=nthreads, schedule="static"):
             _sum_task(x, acc, kchunk, t)
@@ -200,7 +280,8 @@ cdef void _sum_core(const floating[:, :, :, ::1] x, double[:, ::1] acc, Py_ssize
 def _sum_acc(x4: np.ndarray) -> np.ndarray:
     """float64 sums of the canonical array over A and R, shape (O, K)."""
     cdef Py_ssize_t O = x4.shape[0], K = x4.shape[2]
-    cdef int nthreads = threads_for(x4.size)
+    cdef int nthreads = threads_over(
+        x4.size, _min_work_sum_rows if K == 1 and x4.shape[1] == 1 else _min_work_sum)
     acc = np.empty((O, K), dtype=np.float64)
     if x4.dtype == np.float32:
         _sum_core[float](x4, acc, task_chunk(O, K, nthreads), nthreads)
@@ -209,74 +290,12 @@ def _sum_acc(x4: np.ndarray) -> np.ndarray:
     return acc
 
 
-cdef void _sum_axis_core(const floating[:, :, ::1] x, floating[:, ::1] out,
-                         double n) noexcept nogil:
-    """out[o, k] = sum over a of x[o, a, k], divided by n: one thread, straight into x's dtype.
-    A row reduction (K == 1) sums contiguous rows; otherwise rows outside and features inside,
-    with float64 accumulators for a block of features on the stack."""
-    cdef Py_ssize_t O = x.shape[0], A = x.shape[1], K = x.shape[2]
-    cdef Py_ssize_t o, a, k, k0, w
-    cdef double acc[COLUMN_BLOCK]
-    for o in range(O):
-        if K == 1:
-            out[o, 0] = <floating>(_row_sum(&x[o, 0, 0], A) / n)
-            continue
-        k0 = 0
-        while k0 < K:
-            w = _imin(COLUMN_BLOCK, K - k0)
-            for k in range(w):
-                acc[k] = 0.0
-            a = 0
-            while a < A:  # four rows per sweep, as _sum_task
-                _col_sum(&x[o, a, k0], K, <int>_imin(4, A - a), acc, w)
-                a = a + 4
-            for k in range(w):
-                out[o, k0 + k] = <floating>(acc[k] / n)
-            k0 = k0 + COLUMN_BLOCK
-
-
-def _one_axis(fn, x, axis, keepdims):
-    """The common call, one int axis of a non-empty C-contiguous float array small enough for
-    one thread, as ``(x3, shape)``: x viewed as (outer, reduced, inner) and the output's shape.
-    Skipping the canonical form and its (O, K) arrays saves microseconds per call at the
-    benchmark's sizes. None when the call is not of that kind (the general path handles it)."""
-    cdef Py_ssize_t outer = 1, inner = 1, i, a, ndim
-    if (type(x) is not np.ndarray or type(axis) is not int or not x.flags.c_contiguous
-            or x.size == 0 or threads_for(x.size) > 1
-            or not (x.dtype == np.float32 or x.dtype == np.float64)):
-        return None
-    ndim = x.ndim
-    a = axis + ndim if axis < 0 else axis
-    if not 0 <= a < ndim:
-        return None
-    keepdims = keepdims_flag(fn, keepdims)
-    shape = x.shape
-    for i in range(a):
-        outer *= shape[i]
-    for i in range(a + 1, ndim):
-        inner *= shape[i]
-    out_shape = shape[:a] + ((1,) if keepdims else ()) + shape[a + 1:]
-    return x.reshape(outer, shape[a], inner), out_shape
-
-
-def _sum_one_axis(fn, x, axis, keepdims, bint average):
-    """sum or mean through ``_one_axis``; None when that does not apply."""
-    fast = _one_axis(fn, x, axis, keepdims)
-    if fast is None:
-        return None
-    x3, shape = fast
-    out = np.empty(shape, dtype=x.dtype)
-    cdef double n = <double>x3.shape[1] if average else 1.0
-    if x.dtype == np.float32:
-        _sum_axis_core[float](x3, out.reshape(x3.shape[0], x3.shape[2]), n)
-    else:
-        _sum_axis_core[double](x3, out.reshape(x3.shape[0], x3.shape[2]), n)
-    return out
+include "_reduce_axis.pxi"
 
 
 def sum(x, axis=None, keepdims=False):
     """Sum over ``axis``: y = sum_i x_i (float64 accumulation, result in x's dtype)."""
-    out = _sum_one_axis("sum", x, axis, keepdims, False)
+    out = _sum_one_axis(x, axis, keepdims, False)
     if out is not None:
         return out
     x, axes, x4, kept = _prepare("sum", x, axis)
@@ -286,7 +305,7 @@ def sum(x, axis=None, keepdims=False):
 
 def mean(x, axis=None, keepdims=False):
     """Mean over ``axis``: y = sum_i x_i / n (nan for an empty reduction, without a warning)."""
-    out = _sum_one_axis("mean", x, axis, keepdims, True)
+    out = _sum_one_axis(x, axis, keepdims, True)
     if out is not None:
         return out
     x, axes, x4, kept = _prepare("mean", x, axis)
@@ -359,7 +378,7 @@ def var(x, axis=None, keepdims=False, correction=0):
     """
     x, axes, x4, kept = _prepare("var", x, axis)
     cdef Py_ssize_t O = x4.shape[0], K = x4.shape[2]
-    cdef int nthreads = threads_for(x4.size)
+    cdef int nthreads = threads_over(x4.size, _min_work_var)
     v = np.empty((O, K), dtype=x.dtype)
     m = np.empty((O, K), dtype=x.dtype)
     c, s1, s2 = np.empty((3, O, K), dtype=np.float64)
@@ -394,7 +413,7 @@ cdef inline void _extreme_task(const floating[:, :, :, ::1] x, int sign, floatin
         for a in range(A):
             for k in range(k0, k1):
                 i = 0
-                v = _row_extreme(&x[o, a, k, 0], R, sign, &i)
+                v = _row_extreme_fast(&x[o, a, k, 0], R, sign, &i)
                 cur = m[o, k]
                 # strictly better, or the first NaN: earlier rows win ties
                 if a == 0 or (v != v and cur == cur) or (
@@ -418,7 +437,7 @@ cdef void _extreme_core(const floating[:, :, :, ::1] x, int sign, floating[:, ::
             r0 = t * ROW_BLOCK
             for o in range(r0, _imin(r0 + ROW_BLOCK, O)):
                 i = 0
-                m[o, 0] = _row_extreme(&x[o, 0, 0, 0], x.shape[3], sign, &i)
+                m[o, 0] = _row_extreme_fast(&x[o, 0, 0, 0], x.shape[3], sign, &i)
                 index[o, 0] = i
     elif nthreads > 1:
         for t in prange(O * nk, num_threads=nthreads, schedule="static"):
@@ -428,38 +447,7 @@ cdef void _extreme_core(const floating[:, :, :, ::1] x, int sign, floating[:, ::
             _extreme_task(x, sign, m, index, kchunk, t)
 
 
-cdef void _extreme_axis_core(const floating[:, :, ::1] x, int sign, floating[:, ::1] m,
-                             int64_t[:, ::1] index) noexcept nogil:
-    """m[o, k] = max (sign 1) or min (sign -1) over a of x[o, a, k], index[o, k] its first
-    position, on one thread; the loops of _extreme_task without a call per row. Needs A >= 1."""
-    cdef Py_ssize_t O = x.shape[0], A = x.shape[1], K = x.shape[2]
-    cdef Py_ssize_t o, a, k, i
-    for o in range(O):
-        if K == 1:
-            i = 0
-            m[o, 0] = _row_extreme(&x[o, 0, 0], A, sign, &i)
-            index[o, 0] = i
-            continue
-        for k in range(K):
-            m[o, k] = x[o, 0, k]
-            index[o, k] = 0
-        for a in range(1, A):
-            _col_extreme(&x[o, a, 0], &m[o, 0], &index[o, 0], a, sign, K)
-
-
 def _extreme(fn, x, axis, keepdims, int sign):
-    fast = _one_axis(fn, x, axis, keepdims)
-    if fast is not None:
-        x3, shape = fast
-        m = np.empty(shape, dtype=x.dtype)
-        index = np.empty(shape, dtype=np.int64)
-        m2 = m.reshape(x3.shape[0], x3.shape[2])
-        index2 = index.reshape(x3.shape[0], x3.shape[2])
-        if x.dtype == np.float32:
-            _extreme_axis_core[float](x3, sign, m2, index2)
-        else:
-            _extreme_axis_core[double](x3, sign, m2, index2)
-        return m, index
     x, axes, x4, kept = _prepare(fn, x, axis, keep_reduced_order=True)
     if x4.shape[1] * x4.shape[3] == 0:
         raise ValueError(
@@ -467,7 +455,7 @@ def _extreme(fn, x, axis, keepdims, int sign):
             "max/min have no identity"
         )
     cdef Py_ssize_t O = x4.shape[0], K = x4.shape[2]
-    cdef int nthreads = threads_for(x4.size)
+    cdef int nthreads = threads_over(x4.size, _min_work_extreme)
     m = np.empty((O, K), dtype=x.dtype)
     index = np.empty((O, K), dtype=np.int64)
     kchunk = task_chunk(O, K, nthreads)
@@ -484,11 +472,17 @@ def max(x, axis=None, keepdims=False):
     y = max_i x_i; NaN wins (y is NaN and index the first NaN, like np.max / np.argmax).
     Returns ``(y, index)`` with ``index`` an int64 array of y's shape. Empty: ValueError.
     """
+    out = _extreme_one_axis(x, axis, keepdims, 1)
+    if out is not None:
+        return out
     return _extreme("max", x, axis, keepdims, 1)
 
 
 def min(x, axis=None, keepdims=False):
     """Minimum over ``axis`` and the C-order position of its first occurrence (see ``max``)."""
+    out = _extreme_one_axis(x, axis, keepdims, -1)
+    if out is not None:
+        return out
     return _extreme("min", x, axis, keepdims, -1)
 
 
@@ -560,7 +554,7 @@ def logsumexp(x, axis=None, keepdims=False):
     if x4.shape[1] * x4.shape[3] == 0:
         out.fill(-np.inf)
         return _finish("logsumexp", out, x, axes, kept, keepdims)
-    cdef int nthreads = threads_for(x4.size)
+    cdef int nthreads = threads_over(x4.size, _min_work_logsumexp)
     shift = np.empty((O, K), dtype=x.dtype)
     scratch = np.empty((O, K), dtype=np.int64)
     acc = np.empty((O, K), dtype=np.float64)

@@ -183,5 +183,6 @@ static inline void mg_gelu_fwd_d(const double *restrict x, double *restrict y,
 #undef MG_SKIP_AVX512
 
 #include "_simd_x86.h"
+#include "_simd_reduce.h"
 
 #endif /* MG_SIMD_H */

@@ -44,6 +44,12 @@ cdef extern from "_simd.h" nogil:
                            double g, double c)
     void mg_col_sum_f(const float *x, Py_ssize_t stride, int rows, double *acc, Py_ssize_t n)
     void mg_col_sum_d(const double *x, Py_ssize_t stride, int rows, double *acc, Py_ssize_t n)
+    # _simd_reduce.h: faster float32 loops with the results of mg_row_sum_f, mg_col_sum_f and
+    # mg_row_extreme_f
+    double mg_row_sum_fast_f(const float *x, Py_ssize_t n)
+    void mg_rows_sum_fast_f(const float *x, Py_ssize_t rows, Py_ssize_t n, double d, float *out)
+    void mg_col_sum_fast_f(const float *x, Py_ssize_t stride, int rows, double *acc, Py_ssize_t n)
+    float mg_row_extreme_fast_f(const float *x, Py_ssize_t n, int sign, Py_ssize_t *index)
     void mg_col_moments_f(const float *x, const double *c, double *s1, double *s2, Py_ssize_t n)
     void mg_col_moments_d(const double *x, const double *c, double *s1, double *s2, Py_ssize_t n)
     void mg_col_extreme_f(const float *x, float *m, int64_t *index, int64_t a, int sign,
