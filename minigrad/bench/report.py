@@ -37,7 +37,8 @@ How to read it:
   written once) divided by minigrad's time. Compare it with the machine's bandwidth in the
   environment block: `in-cache` for working sets that fit in L2, `memory` beyond the caches.
 - BLAS runs on one thread (pinned with threadpoolctl); minigrad's kernels split work over
-  threads only above a per-kernel size (see `minigrad/kernels/_parallel.pxi`).
+  threads only above a size measured per kernel family (`minigrad/kernels/_parallel.pxi`;
+  the reductions set their own in `_reduce.pyx`).
 """
 
 
