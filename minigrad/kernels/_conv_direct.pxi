@@ -1,0 +1,396 @@
+# The direct path of _conv.pyx (included there textually): convolution as small register-blocked
+# products (_conv_gemm.h) whose rows are shifted views of zero-padded planes, with no im2col
+# buffer, no col2im and no BLAS call; threads split the samples.
+#
+# It covers stride 1 with output rows as long as the input's (_flat: "same" padding across, any
+# padding down, any dilation and groups), where a kernel tap (i, j) reads, for every output
+# position p of a plane, the input at p + s(i, j), s = (i dh - top) W + j dw - left: one
+# shifted run of the plane, its positions whose column falls in the left or right padding
+# masked (they wrap onto the next row), the rows above and below read from zeros padded around
+# each plane. Per sample, rows padded to whole vectors (ld, ldx):
+# * forward: y[n, group] = W_group X + b, with row (c, i, j) of X the tap's view of plane c
+#   (mg_gemm, A = W^T);
+# * dx: the adjoint, x's gradient at q gathers dY at q - s(i, j) for every tap: dx[n, group] =
+#   W'_group D with row (o, i, j) of D dY's plane o shifted back, masked where column q - s
+#   wraps (mg_gemm, A = W as (O/G kh kw, C/G));
+# * dW: the sums over samples and positions of the rows of X times dY^T (mg_wgrad), read from
+#   copies of the padded planes with the wrapped columns of each tap column zeroed, so that a
+#   row is a plain shifted run. The copies and dY^T of a block of samples are built first
+#   (threads split the samples), then threads split the rows of dW^T, so that every sum runs
+#   over the samples in order whatever the thread count. db is dY's float64 channel sums.
+# Forward and dx need no sums across samples: each sample's rows are computed by one thread.
+#
+# Size rule (_use_direct), measured one thread, float32, min of 20-30 interleaved runs, against
+# the im2col path (us; forward / dW / dx):
+#   64x1x8x8 -> 16      im2col 43 / 54 / 40        direct 24 / 89 / 99
+#   64x16x4x4 -> 32     im2col 204 / 258 / 195     direct 101 / 192 / 110
+#   64x16x8x8 -> 32     im2col 533 / 917 / 564     direct 367 / 504 / 462
+#   128x1x28x28 -> 32   im2col 4513 / 5357 / 5718  direct 5049 / 14235 / 19134
+#   128x32x14x14 -> 64  im2col 25591 / 27804 / 14201  direct 20839 / 24921 / 10701
+# The direct path wins once a product has many rows (C/G kh kw >= DIRECT_MIN_ROWS: enough
+# multiply-adds per load) and, forward, on small maps whatever the rows (Ho Wo <=
+# DIRECT_SMALL_MAP, where the im2col path's per-call and per-row costs dominate); with one input
+# channel and 3x3 taps its backward on a long map is latency-bound on a single row and loses.
+
+from cython.parallel cimport parallel, threadid
+
+cdef extern from "_conv_gemm.h":
+    enum:
+        MG_VL_F
+        MG_VL_D
+        MG_GEMM_ROWS
+        MG_WG_ROWS
+    ctypedef int mg_mf_t
+    ctypedef long long mg_md_t
+    void mg_gemm_f(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A, Py_ssize_t lda,
+                   const float *B, const Py_ssize_t *off, const mg_mf_t *mask,
+                   const Py_ssize_t *mrow, float *C, Py_ssize_t ldc,
+                   const float *bias) noexcept nogil
+    void mg_gemm_d(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const double *A, Py_ssize_t lda,
+                   const double *B, const Py_ssize_t *off, const mg_md_t *mask,
+                   const Py_ssize_t *mrow, double *C, Py_ssize_t ldc,
+                   const double *bias) noexcept nogil
+    void mg_wgrad_f(int mr, Py_ssize_t N, Py_ssize_t S, Py_ssize_t L, const float *X,
+                    Py_ssize_t xs, const Py_ssize_t *off, const float *B, Py_ssize_t bs,
+                    Py_ssize_t ldb, float *C, Py_ssize_t ldc) noexcept nogil
+    void mg_wgrad_d(int mr, Py_ssize_t N, Py_ssize_t S, Py_ssize_t L, const double *X,
+                    Py_ssize_t xs, const Py_ssize_t *off, const double *B, Py_ssize_t bs,
+                    Py_ssize_t ldb, double *C, Py_ssize_t ldc) noexcept nogil
+
+
+cdef struct Direct:
+    Py_ssize_t L, ld            # output positions Ho W, and rounded up to whole vectors
+    Py_ssize_t Lx, ldx          # input positions H W, likewise
+    Py_ssize_t N, C, O, cg, og, taps, groups
+    Py_ssize_t xfront, xplane   # a padded x plane: xfront zeros, H W values, zeros to xplane
+    Py_ssize_t yfront, yplane   # a padded dY plane, likewise
+    Py_ssize_t kw, ogp, kgp     # O/G and C/G kh kw rounded up to a vector and to MG_WG_ROWS
+    Py_ssize_t oga, cga         # O/G and C/G rounded up to MG_GEMM_ROWS (mg_gemm's A columns)
+    Py_ssize_t xm               # a sample's kw masked copies of its padded x planes + L zeros
+    int nt                      # threads
+
+
+cdef struct Taps:
+    # for each row k of the products: where the row starts in its padded planes (off) and
+    # which row of the masks applies (mrow, j ld); forward and dW rows (c, i, j), dx rows (o, i, j)
+    const Py_ssize_t *off
+    const Py_ssize_t *mrow
+    const void *mask            # (kw, ld) int32 / int64: all ones where the position is read
+    const Py_ssize_t *off_x
+    const Py_ssize_t *mrow_x
+    const void *mask_x          # (kw, ldx)
+    const Py_ssize_t *off_w     # dW's rows (G, kgp): in a sample's masked copies, or zeros
+    const unsigned char *keep   # (kw, H W): 1 where tap column j may read the input column
+
+
+cdef inline void _gemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const floating *A,
+                       Py_ssize_t lda, const floating *B, const Py_ssize_t *off,
+                       const void *mask, const Py_ssize_t *mrow, floating *C, Py_ssize_t ldc,
+                       const floating *bias) noexcept nogil:
+    if floating is float:
+        mg_gemm_f(M, N, K, A, lda, B, off, <const mg_mf_t *>mask, mrow, C, ldc, bias)
+    else:
+        mg_gemm_d(M, N, K, A, lda, B, off, <const mg_md_t *>mask, mrow, C, ldc, bias)
+
+
+cdef inline void _pad_planes(const floating *src, Py_ssize_t count, Py_ssize_t size,
+                             floating *dst, Py_ssize_t front, Py_ssize_t plane) noexcept nogil:
+    """dst[k] = front zeros, src's plane k (size values), zeros up to plane values."""
+    cdef Py_ssize_t k, p
+    for k in range(count):
+        for p in range(front):
+            dst[k * plane + p] = 0
+        for p in range(size):
+            dst[k * plane + front + p] = src[k * size + p]
+        for p in range(front + size, plane):
+            dst[k * plane + p] = 0
+
+
+cdef void _direct_forward(const floating *x, const floating *wt, const floating *bias,
+                          floating *y, floating *work, Taps t, Direct d) noexcept nogil:
+    """y (N, O, ld) = conv2d(x) + bias, x (N, C, H W); wt is W^T per group (G, C/G kh kw, oga);
+    work holds one sample's padded planes (C x xplane) per thread."""
+    cdef Py_ssize_t n, grp, kg = d.cg * d.taps, per = d.C * d.xplane
+    cdef floating *xp
+    cdef const floating *b
+    for n in prange(d.N, num_threads=d.nt, schedule="static"):
+        xp = work + threadid() * per
+        _pad_planes(x + n * d.C * d.Lx, d.C, d.Lx, xp, d.xfront, d.xplane)
+        for grp in range(d.groups):
+            b = NULL
+            if bias != NULL:
+                b = bias + grp * d.og
+            _gemm(d.og, d.ld, kg, wt + grp * kg * d.oga, d.oga, xp + grp * d.cg * d.xplane,
+                  t.off, t.mask, t.mrow, y + (n * d.O + grp * d.og) * d.ld, d.ld, b)
+
+
+cdef void _masked_copies(const floating *x, floating *dst, const unsigned char *keep,
+                         Direct d) noexcept nogil:
+    """dst: for each tap column j, the padded x planes of one sample with the columns that
+    tap column j may not read (those its rows wrap onto) zeroed; then L zeros."""
+    cdef Py_ssize_t j, c, u
+    cdef floating *out
+    cdef const unsigned char *k
+    for j in range(d.kw):
+        k = keep + j * d.Lx
+        for c in range(d.C):
+            out = dst + (j * d.C + c) * d.xplane
+            for u in range(d.xfront):
+                out[u] = 0
+            out = out + d.xfront
+            for u in range(d.Lx):
+                out[u] = x[c * d.Lx + u] if k[u] else 0
+            for u in range(d.Lx, d.xplane - d.xfront):
+                out[u] = 0
+    for u in range(d.kw * d.C * d.xplane, d.xm):
+        dst[u] = 0
+
+
+cdef void _transpose_dy(const floating *dy, floating *dst, Direct d) noexcept nogil:
+    """dst (L, G, ogp) = one sample's dY (O, L) transposed, zeros in each group's padding."""
+    cdef Py_ssize_t p, grp, o
+    for p in range(d.L):
+        for grp in range(d.groups):
+            for o in range(d.og):
+                dst[(p * d.groups + grp) * d.ogp + o] = dy[(grp * d.og + o) * d.L + p]
+            for o in range(d.og, d.ogp):
+                dst[(p * d.groups + grp) * d.ogp + o] = 0
+
+
+cdef inline void _wgrad_tile(Py_ssize_t tile, Py_ssize_t S, const floating *dyt,
+                             const floating *xm, floating *dwt, Taps t, Direct d) noexcept nogil:
+    """Rows [r0, r0 + MG_WG_ROWS) of dW^T (G, kgp, ogp) += the sums over S samples."""
+    cdef Py_ssize_t per_grp = d.kgp // MG_WG_ROWS, grp = tile // per_grp
+    cdef Py_ssize_t r0 = tile % per_grp * MG_WG_ROWS, kg = d.cg * d.taps
+    cdef int mr = <int>min(<Py_ssize_t>MG_WG_ROWS, kg - r0)
+    cdef Py_ssize_t ldb = d.groups * d.ogp
+    if floating is float:
+        mg_wgrad_f(mr, d.ogp, S, d.L, xm, d.xm, t.off_w + grp * d.kgp + r0, dyt + grp * d.ogp,
+                   d.L * ldb, ldb, dwt + (grp * d.kgp + r0) * d.ogp, d.ogp)
+    else:
+        mg_wgrad_d(mr, d.ogp, S, d.L, xm, d.xm, t.off_w + grp * d.kgp + r0, dyt + grp * d.ogp,
+                   d.L * ldb, ldb, dwt + (grp * d.kgp + r0) * d.ogp, d.ogp)
+
+
+cdef void _direct_backward(const floating *x, const floating *dy, const floating *wx,
+                           floating *dx, floating *dwt, floating *work, Py_ssize_t n0,
+                           Py_ssize_t n1, Taps t, Direct d) noexcept nogil:
+    """Samples [n0, n1): dx (N, C, ldx) rows = W' D per sample (when dx is not NULL) and dwt
+    (G, kgp, ogp) += the block's sums (when dwt is not NULL). x (N, C, H W), dy (N, O, L); wx is
+    W as (G, O/G kh kw, C/G rounded up to MG_GEMM_ROWS). work per sample: padded dY planes
+    (O x yplane) for dx; dY^T (L x G ogp) and the masked copies (xm) for dW."""
+    cdef Py_ssize_t S = n1 - n0, s, n, grp, tile, kx = d.og * d.taps
+    cdef Py_ssize_t per_y = d.O * d.yplane if dx != NULL else 0
+    cdef Py_ssize_t per_t = d.L * d.groups * d.ogp if dwt != NULL else 0
+    cdef floating *yp = work
+    cdef floating *yt = work + S * per_y
+    cdef floating *xm = yt + S * per_t
+    cdef Py_ssize_t tiles = d.groups * (d.kgp // MG_WG_ROWS)
+    with parallel(num_threads=d.nt):
+        for s in prange(S, schedule="static"):
+            n = n0 + s
+            if dwt != NULL:
+                _transpose_dy(dy + n * d.O * d.L, yt + s * per_t, d)
+                _masked_copies(x + n * d.C * d.Lx, xm + s * d.xm, t.keep, d)
+            if dx != NULL:
+                _pad_planes(dy + n * d.O * d.L, d.O, d.L, yp + s * per_y, d.yfront, d.yplane)
+                for grp in range(d.groups):
+                    _gemm(d.cg, d.ldx, kx, wx + grp * kx * d.cga, d.cga,
+                          yp + s * per_y + grp * d.og * d.yplane, t.off_x, t.mask_x, t.mrow_x,
+                          dx + (n * d.C + grp * d.cg) * d.ldx, d.ldx, NULL)
+        if dwt != NULL:
+            for tile in prange(tiles, schedule="static"):
+                _wgrad_tile(tile, S, yt, xm, dwt, t, d)
+
+
+# ------------------------------------------------------------------------------ wrappers
+
+# Which algorithm conv2d_forward and conv2d_backward run: "auto" (the size rule of _use_direct),
+# or "direct" / "im2col" (a module attribute, so that tests can force either; "direct" still
+# needs a geometry the direct path covers).
+PATH = "auto"
+
+# Direct products on this many multiply-adds or more split the samples across threads: below,
+# waking the second thread costs more than it saves.
+cdef enum:
+    DIRECT_PARALLEL_MIN_MACS = 1 << 18
+    DIRECT_MIN_ROWS = 32
+    DIRECT_SMALL_MAP = 64
+
+
+cdef bint _use_direct(x, weight, stride, Py_ssize_t Ho, Py_ssize_t Wo, bint forward):
+    """Whether the direct path runs this convolution (see PATH and the rule above)."""
+    if PATH == "im2col" or x.size == 0 or weight.size == 0 or Ho * Wo == 0:
+        return False
+    if stride != (1, 1) or Wo != x.shape[3]:  # not a geometry the direct path covers
+        return False
+    if PATH == "direct":
+        return True
+    rows = weight.shape[1] * weight.shape[2] * weight.shape[3]
+    return rows >= DIRECT_MIN_ROWS or (forward and Ho * Wo <= DIRECT_SMALL_MAP)
+
+
+def _algorithm(x, weight, stride, Py_ssize_t Ho, Py_ssize_t Wo, bint forward=True):
+    """"direct" or "im2col": the path conv2d_forward (forward) or conv2d_backward takes."""
+    return "direct" if _use_direct(x, weight, stride, Ho, Wo, forward) else "im2col"
+
+
+cdef Direct _direct_plan(x, weight, Py_ssize_t groups, padding, dilation,
+                         Py_ssize_t Ho):
+    cdef Direct d
+    cdef Py_ssize_t vl = MG_VL_F if x.dtype.itemsize == 4 else MG_VL_D
+    cdef Py_ssize_t H = x.shape[2], W = x.shape[3], kh = weight.shape[2], kw = weight.shape[3]
+    d.N, d.C, d.O, d.groups = x.shape[0], x.shape[1], weight.shape[0], groups
+    d.cg, d.og, d.taps = weight.shape[1], weight.shape[0] // groups, kh * kw
+    d.L, d.Lx = Ho * W, H * W
+    d.ld, d.ldx = (d.L + vl - 1) // vl * vl, (d.Lx + vl - 1) // vl * vl
+    # tap shifts s = (i dh - top) W + j dw - left run from s_min (tap (0, 0)) to s_max
+    cdef Py_ssize_t s_min = -padding[0] * W - padding[2]
+    cdef Py_ssize_t s_max = ((kh - 1) * dilation[0] - padding[0]) * W + (kw - 1) * dilation[1] \
+        - padding[2]
+    d.xfront = max(0, -s_min)  # x planes are read at xfront + s + p, p < ld
+    d.xplane = d.xfront + max(d.Lx, s_max + d.ld)
+    d.yfront = max(0, s_max)  # dY planes at yfront - s + q, q < ldx, and yfront + p, p < ld
+    d.yplane = d.yfront + max(d.ld, d.ldx - s_min)
+    d.kw = kw
+    d.ogp = (d.og + vl - 1) // vl * vl
+    d.kgp = (d.cg * d.taps + MG_WG_ROWS - 1) // MG_WG_ROWS * MG_WG_ROWS
+    d.oga = (d.og + MG_GEMM_ROWS - 1) // MG_GEMM_ROWS * MG_GEMM_ROWS
+    d.cga = (d.cg + MG_GEMM_ROWS - 1) // MG_GEMM_ROWS * MG_GEMM_ROWS
+    d.xm = kw * d.C * d.xplane + d.L
+    macs = d.N * d.O * d.cg * d.taps * d.L
+    d.nt = _num_threads if macs >= DIRECT_PARALLEL_MIN_MACS else 1
+    return d
+
+
+_tables = {}  # the row tables of _direct_tables, by geometry
+
+
+def _direct_tables(Py_ssize_t W, Py_ssize_t kw, key, Direct d, padding,
+                   dilation, dtype):
+    """(off, mrow, mask, off_x, mrow_x, mask_x) of the Taps struct for this geometry."""
+    found = _tables.get(key)
+    if found is not None:
+        return found
+    i, j = np.divmod(np.arange(d.taps), kw)
+    shift = (i * dilation[0] - padding[0]) * W + j * dilation[1] - padding[2]
+    reach = np.arange(kw)[:, None] * dilation[1] - padding[2]  # a tap column's offset
+    p, q = np.arange(d.ld), np.arange(d.ldx)
+    ones = np.int32(-1) if dtype.itemsize == 4 else np.int64(-1)
+    mask = ((p < d.L) & (p % W + reach >= 0) & (p % W + reach < W)) * ones
+    mask_x = ((q < d.Lx) & (q % W - reach >= 0) & (q % W - reach < W)) * ones
+    u = np.arange(d.Lx)
+    keep = ((u % W - reach >= 0) & (u % W - reach < W)).astype(np.uint8)
+    off_w = np.full((d.groups, d.kgp), kw * d.C * d.xplane, np.intp)  # padding rows: zeros
+    c = np.arange(d.groups)[:, None] * d.cg + np.arange(d.cg)  # (G, C/G) channels
+    off_w[:, :d.cg * d.taps] = (j * d.C * d.xplane + c[..., None] * d.xplane + d.xfront
+                                + shift).reshape(d.groups, -1)
+    found = (
+        (np.arange(d.cg)[:, None] * d.xplane + d.xfront + shift).ravel().astype(np.intp),
+        np.tile(j * d.ld, d.cg).astype(np.intp), mask.astype(ones.dtype),
+        (np.arange(d.og)[:, None] * d.yplane + d.yfront - shift).ravel().astype(np.intp),
+        np.tile(j * d.ldx, d.og).astype(np.intp), mask_x.astype(ones.dtype), off_w, keep,
+    )
+    if len(_tables) >= 64:
+        _tables.clear()
+    _tables[key] = found
+    return found
+
+
+cdef Taps _taps_of(tables):
+    cdef Taps t
+    cdef const Py_ssize_t[::1] off = tables[0], mrow = tables[1], off_x = tables[3]
+    cdef const Py_ssize_t[::1] mrow_x = tables[4]
+    cdef const unsigned char[:, ::1] mask = tables[2].view(np.uint8)
+    cdef const unsigned char[:, ::1] mask_x = tables[5].view(np.uint8)
+    t.off, t.mrow, t.mask = &off[0], &mrow[0], &mask[0, 0]
+    t.off_x, t.mrow_x, t.mask_x = &off_x[0], &mrow_x[0], &mask_x[0, 0]
+    cdef const Py_ssize_t[:, ::1] off_w = tables[6]
+    cdef const unsigned char[:, ::1] keep = tables[7]
+    t.off_w, t.keep = &off_w[0, 0], &keep[0, 0]
+    return t
+
+
+def _forward_direct(x, weight, bias, Py_ssize_t groups, padding, dilation, Ho):
+    """conv2d_forward on the direct path: x contiguous, arguments checked."""
+    cdef Direct d = _direct_plan(x, weight, groups, padding, dilation, Ho)
+    key = (x.shape[1:], weight.shape, groups, padding, dilation, x.dtype.char)
+    tables = _direct_tables(x.shape[3], weight.shape[3], key, d, padding, dilation, x.dtype)
+    wt = np.zeros((groups, d.cg * d.taps, d.oga), x.dtype)
+    wt[..., :d.og] = weight.reshape(groups, d.og, -1).transpose(0, 2, 1)
+    b = None if bias is None else np.ascontiguousarray(bias)
+    y = np.empty((d.N, d.O, d.ld), x.dtype)
+    work = _work(d.nt * d.C * d.xplane, x.dtype)
+    if x.dtype.itemsize == 4:
+        _forward_typed[float](x, wt, b, y, work, _taps_of(tables), d)
+    else:
+        _forward_typed[double](x, wt, b, y, work, _taps_of(tables), d)
+    if d.ld != d.L:
+        y = np.ascontiguousarray(y[..., :d.L])
+    return y.reshape(d.N, d.O, Ho, x.shape[3])
+
+
+cdef _forward_typed(const floating[:, :, :, ::1] x, const floating[:, :, ::1] wt, b,
+                    floating[:, :, ::1] y, floating[::1] work, Taps t, Direct d):
+    cdef const floating[::1] bv
+    cdef const floating *pb = NULL
+    if b is not None:
+        bv = b
+        pb = &bv[0]
+    with nogil:
+        _direct_forward(&x[0, 0, 0, 0], &wt[0, 0, 0], pb, &y[0, 0, 0], &work[0], t, d)
+
+
+def _backward_direct(dy, x, weight, Py_ssize_t groups, needs, padding, dilation,
+                     Ho):
+    """conv2d_backward on the direct path: dy (N, O, L) and x contiguous, arguments checked."""
+    cdef Direct d = _direct_plan(x, weight, groups, padding, dilation, Ho)
+    key = (x.shape[1:], weight.shape, groups, padding, dilation, x.dtype.char)
+    tables = _direct_tables(x.shape[3], weight.shape[3], key, d, padding, dilation, x.dtype)
+    dx = dw = db = None
+    if needs[0]:
+        dx = np.empty((d.N, d.C, d.ldx), x.dtype)
+    if needs[1]:
+        dw = np.zeros((groups, d.kgp, d.ogp), x.dtype)  # dW^T
+    if needs[2]:
+        db = _channel_sums(dy).astype(x.dtype)
+    wx = np.zeros((groups, d.og, d.taps, d.cga), x.dtype)
+    wx[..., :d.cg] = weight.reshape(groups, d.og, d.cg, d.taps).transpose(0, 1, 3, 2)
+    per = ((d.O * d.yplane if needs[0] else 0)
+           + (d.L * groups * d.ogp + d.xm if needs[1] else 0))
+    nb = _block(d.N, per, x.dtype.itemsize)
+    work = _work(nb * per, x.dtype)
+    if needs[0] or needs[1]:
+        for n0 in range(0, d.N, nb):
+            if x.dtype.itemsize == 4:
+                _backward_typed[float](dy, x, wx, dx, dw, work, n0, min(d.N, n0 + nb),
+                                       _taps_of(tables), d)
+            else:
+                _backward_typed[double](dy, x, wx, dx, dw, work, n0, min(d.N, n0 + nb),
+                                        _taps_of(tables), d)
+    if dx is not None:
+        if d.ldx != d.Lx:
+            dx = np.ascontiguousarray(dx[..., :d.Lx])
+        dx = dx.reshape(x.shape)
+    if dw is not None:
+        dw = np.ascontiguousarray(dw[:, :d.cg * d.taps, :d.og].transpose(0, 2, 1))
+        dw = dw.reshape(weight.shape)
+    return dx, dw, db
+
+
+cdef _backward_typed(const floating[:, :, ::1] dy, const floating[:, :, :, ::1] x,
+                     const floating[:, :, :, ::1] wx, dx, dw, floating[::1] work, Py_ssize_t n0,
+                     Py_ssize_t n1, Taps t, Direct d):
+    cdef floating[:, :, ::1] dxv
+    cdef floating[:, :, ::1] dwv
+    cdef floating *px = NULL
+    cdef floating *pw = NULL
+    if dx is not None:
+        dxv = dx
+        px = &dxv[0, 0, 0]
+    if dw is not None:
+        dwv = dw
+        pw = &dwv[0, 0, 0]
+    with nogil:
+        _direct_backward(&x[0, 0, 0, 0], &dy[0, 0, 0], &wx[0, 0, 0, 0], px, pw, &work[0], n0, n1,
+                         t, d)
