@@ -18,11 +18,14 @@ The algorithm is im2col + BLAS matrix products through NumPy, chosen by measurem
 The buffer holds one block of samples (BLOCK_BYTES) in a work array each thread keeps between
 calls, so it stays in cache and no call page-faults fresh memory in. Size rules, each measured
 and explained at its constant: the flat path (_flat), dW per sample or per block
-(PER_SAMPLE_DW_ROWS), the block size (BLOCK_BYTES). A direct loop nest (each output row as K
-multiply-adds of input rows) was slower than BLAS at every inner dimension tried (K = 10: 8.6
-against 6.7 ms; K = 32: 6.7 against 6.0 ms; K = 145: 6.9 against 0.34 ms). Work is split across
-threads by sample (im2col, col2im) or channel (sums, transposes), so each output element is
-written by one thread in a fixed order and results do not depend on the thread count.
+(PER_SAMPLE_DW_ROWS), the block size (BLOCK_BYTES). Work is split across threads by sample
+(im2col, col2im) or channel (sums, transposes), so each output element is written by one thread
+in a fixed order and results do not depend on the thread count.
+
+For stride 1 with output rows as long as the input's, a direct path (``_conv_direct.pxi``,
+included at the end) computes the same convolution as register-blocked products on shifted
+views of zero-padded planes, with no buffer and no BLAS; its size rule (_use_direct) chooses it
+per call where it was measured faster.
 
 The NumPy twins, with the same signatures, are in ``_conv_twin.py``.
 """

@@ -50,6 +50,9 @@ cdef extern from "_conv_gemm.h":
                    const double *B, const Py_ssize_t *off, const mg_md_t *mask,
                    const Py_ssize_t *mrow, double *C, Py_ssize_t ldc,
                    const double *bias) noexcept nogil
+    void mg_keep_f(const float *x, const mg_mf_t *keep, float *out, Py_ssize_t n) noexcept nogil
+    void mg_keep_d(const double *x, const mg_md_t *keep, double *out,
+                   Py_ssize_t n) noexcept nogil
     void mg_wgrad_f(int mr, Py_ssize_t N, Py_ssize_t S, Py_ssize_t L, const float *X,
                     Py_ssize_t xs, const Py_ssize_t *off, const float *B, Py_ssize_t bs,
                     Py_ssize_t ldb, float *C, Py_ssize_t ldc) noexcept nogil
@@ -80,7 +83,7 @@ cdef struct Taps:
     const Py_ssize_t *mrow_x
     const void *mask_x          # (kw, ldx)
     const Py_ssize_t *off_w     # dW's rows (G, kgp): in a sample's masked copies, or zeros
-    const unsigned char *keep   # (kw, H W): 1 where tap column j may read the input column
+    const void *keep            # (kw, H W) int32 / int64: all ones where tap column j may read
 
 
 cdef inline void _gemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const floating *A,
@@ -124,22 +127,22 @@ cdef void _direct_forward(const floating *x, const floating *wt, const floating 
                   t.off, t.mask, t.mrow, y + (n * d.O + grp * d.og) * d.ld, d.ld, b)
 
 
-cdef void _masked_copies(const floating *x, floating *dst, const unsigned char *keep,
+cdef void _masked_copies(const floating *x, floating *dst, const void *keep,
                          Direct d) noexcept nogil:
     """dst: for each tap column j, the padded x planes of one sample with the columns that
     tap column j may not read (those its rows wrap onto) zeroed; then L zeros."""
     cdef Py_ssize_t j, c, u
     cdef floating *out
-    cdef const unsigned char *k
     for j in range(d.kw):
-        k = keep + j * d.Lx
         for c in range(d.C):
             out = dst + (j * d.C + c) * d.xplane
             for u in range(d.xfront):
                 out[u] = 0
             out = out + d.xfront
-            for u in range(d.Lx):
-                out[u] = x[c * d.Lx + u] if k[u] else 0
+            if floating is float:
+                mg_keep_f(x + c * d.Lx, <const mg_mf_t *>keep + j * d.Lx, out, d.Lx)
+            else:
+                mg_keep_d(x + c * d.Lx, <const mg_md_t *>keep + j * d.Lx, out, d.Lx)
             for u in range(d.Lx, d.xplane - d.xfront):
                 out[u] = 0
     for u in range(d.kw * d.C * d.xplane, d.xm):
@@ -210,10 +213,14 @@ cdef void _direct_backward(const floating *x, const floating *dy, const floating
 # needs a geometry the direct path covers).
 PATH = "auto"
 
-# Direct products on this many multiply-adds or more split the samples across threads: below,
-# waking the second thread costs more than it saves.
+# Direct products on this many multiply-adds or more split the work across threads. Below, on
+# this shared 2-core machine, the second thread did not pay: 64x16x4x4 -> 32 (4.7M) one thread
+# against two, forward 101 / 113 us, dW 192 / 214, dx 110 / 122 (min of 30, another process
+# busy on one core; waking a sleeping thread costs about 15 us, and a region waits for its
+# slowest thread). At 128x32x14x14 -> 64 (462M) two threads still shortened the forward in the
+# same conditions, 13.3 -> 12.4 ms (dW and dx: a tie).
 cdef enum:
-    DIRECT_PARALLEL_MIN_MACS = 1 << 18
+    DIRECT_PARALLEL_MIN_MACS = 1 << 24
     DIRECT_MIN_ROWS = 32
     DIRECT_SMALL_MAP = 64
 
@@ -280,7 +287,7 @@ def _direct_tables(Py_ssize_t W, Py_ssize_t kw, key, Direct d, padding,
     mask = ((p < d.L) & (p % W + reach >= 0) & (p % W + reach < W)) * ones
     mask_x = ((q < d.Lx) & (q % W - reach >= 0) & (q % W - reach < W)) * ones
     u = np.arange(d.Lx)
-    keep = ((u % W - reach >= 0) & (u % W - reach < W)).astype(np.uint8)
+    keep = ((u % W - reach >= 0) & (u % W - reach < W)) * ones
     off_w = np.full((d.groups, d.kgp), kw * d.C * d.xplane, np.intp)  # padding rows: zeros
     c = np.arange(d.groups)[:, None] * d.cg + np.arange(d.cg)  # (G, C/G) channels
     off_w[:, :d.cg * d.taps] = (j * d.C * d.xplane + c[..., None] * d.xplane + d.xfront
@@ -289,7 +296,8 @@ def _direct_tables(Py_ssize_t W, Py_ssize_t kw, key, Direct d, padding,
         (np.arange(d.cg)[:, None] * d.xplane + d.xfront + shift).ravel().astype(np.intp),
         np.tile(j * d.ld, d.cg).astype(np.intp), mask.astype(ones.dtype),
         (np.arange(d.og)[:, None] * d.yplane + d.yfront - shift).ravel().astype(np.intp),
-        np.tile(j * d.ldx, d.og).astype(np.intp), mask_x.astype(ones.dtype), off_w, keep,
+        np.tile(j * d.ldx, d.og).astype(np.intp), mask_x.astype(ones.dtype), off_w,
+        keep.astype(ones.dtype),
     )
     if len(_tables) >= 64:
         _tables.clear()
@@ -306,7 +314,7 @@ cdef Taps _taps_of(tables):
     t.off, t.mrow, t.mask = &off[0], &mrow[0], &mask[0, 0]
     t.off_x, t.mrow_x, t.mask_x = &off_x[0], &mrow_x[0], &mask_x[0, 0]
     cdef const Py_ssize_t[:, ::1] off_w = tables[6]
-    cdef const unsigned char[:, ::1] keep = tables[7]
+    cdef const unsigned char[:, ::1] keep = tables[7].view(np.uint8)
     t.off_w, t.keep = &off_w[0, 0], &keep[0, 0]
     return t
 

@@ -159,11 +159,11 @@ static inline void NAME(int mr, Py_ssize_t S, Py_ssize_t L, const T *X, Py_ssize
     for (Py_ssize_t s = 0; s < S; s++) {                                                      \
         const T *bs0 = B + s * bs;                                                            \
         MG_UNROLL for (int r = 0; r < MG_WG_ROWS; r++) xr[r] = X + s * xs + off[r];           \
-        for (Py_ssize_t p = 0; p < L; p++) {                                                  \
+        for (Py_ssize_t p = 0; p < L; p++, bs0 += ldb) {                                      \
             MG_UNROLL for (int v = 0; v < NV; v++)                                            \
-                memcpy(&b[v], bs0 + p * ldb + v * VL, sizeof(V));                             \
+                memcpy(&b[v], bs0 + v * VL, sizeof(V));                                       \
             MG_UNROLL for (int r = 0; r < MG_WG_ROWS; r++) {                                  \
-                T a = xr[r][p];                                                               \
+                T a = *xr[r]++;                                                               \
                 MG_UNROLL for (int v = 0; v < NV; v++) MG_VFMA(c[r][v], a, b[v]);             \
             }                                                                                 \
         }                                                                                     \
@@ -196,5 +196,28 @@ static void NAME(int mr, Py_ssize_t N, Py_ssize_t S, Py_ssize_t L, const T *X, P
 
 MG_WG(mg_wgrad_f, float, mg_vf, MG_VL_F)
 MG_WG(mg_wgrad_d, double, mg_vd, MG_VL_D)
+
+/* out[u] = x[u] where keep[u] is all ones, 0 where it is 0: a bitwise and (not x * 0, x may be
+   inf or NaN), which vectorises where a select with a branch did not. */
+static inline void mg_keep_f(const float *restrict x, const mg_mf_t *restrict keep,
+                             float *restrict out, Py_ssize_t n)
+{
+    for (Py_ssize_t u = 0; u < n; u++) {
+        uint32_t b;
+        memcpy(&b, x + u, 4);
+        b &= (uint32_t)keep[u];
+        memcpy(out + u, &b, 4);
+    }
+}
+static inline void mg_keep_d(const double *restrict x, const mg_md_t *restrict keep,
+                             double *restrict out, Py_ssize_t n)
+{
+    for (Py_ssize_t u = 0; u < n; u++) {
+        uint64_t b;
+        memcpy(&b, x + u, 8);
+        b &= (uint64_t)keep[u];
+        memcpy(out + u, &b, 8);
+    }
+}
 
 #endif
