@@ -206,6 +206,37 @@ cdef void _direct_backward(const floating *x, const floating *dy, const floating
                 _wgrad_tile(tile, S, yt, xm, dwt, t, d)
 
 
+cdef void _pack_forward(const floating *w, floating *wt, Direct d) noexcept nogil:
+    """wt (G, C/G kh kw, oga) = W^T per group, zeros in columns og..oga (mg_gemm's A)."""
+    cdef Py_ssize_t grp, k, o, kg = d.cg * d.taps
+    for grp in range(d.groups):
+        for k in range(kg):
+            for o in range(d.og):
+                wt[(grp * kg + k) * d.oga + o] = w[(grp * d.og + o) * kg + k]
+            for o in range(d.og, d.oga):
+                wt[(grp * kg + k) * d.oga + o] = 0
+
+
+cdef void _pack_dx(const floating *w, floating *wx, Direct d) noexcept nogil:
+    """wx (G, O/G, kh kw, cga) = W with each tap's input channels last, zeros in cg..cga."""
+    cdef Py_ssize_t o, t, c
+    for o in range(d.O):
+        for t in range(d.taps):
+            for c in range(d.cg):
+                wx[(o * d.taps + t) * d.cga + c] = w[(o * d.cg + c) * d.taps + t]
+            for c in range(d.cg, d.cga):
+                wx[(o * d.taps + t) * d.cga + c] = 0
+
+
+cdef void _unpack_dw(const floating *dwt, floating *dw, Direct d) noexcept nogil:
+    """dw (G, O/G, C/G kh kw) = dW^T (G, kgp, ogp) transposed back, without its padding."""
+    cdef Py_ssize_t grp, o, k, kg = d.cg * d.taps
+    for grp in range(d.groups):
+        for o in range(d.og):
+            for k in range(kg):
+                dw[(grp * d.og + o) * kg + k] = dwt[(grp * d.kgp + k) * d.ogp + o]
+
+
 # ------------------------------------------------------------------------------ wrappers
 
 # Which algorithm conv2d_forward and conv2d_backward run: "auto" (the size rule of _use_direct),
@@ -324,29 +355,32 @@ def _forward_direct(x, weight, bias, Py_ssize_t groups, padding, dilation, Ho):
     cdef Direct d = _direct_plan(x, weight, groups, padding, dilation, Ho)
     key = (x.shape[1:], weight.shape, groups, padding, dilation, x.dtype.char)
     tables = _direct_tables(x.shape[3], weight.shape[3], key, d, padding, dilation, x.dtype)
-    wt = np.zeros((groups, d.cg * d.taps, d.oga), x.dtype)
-    wt[..., :d.og] = weight.reshape(groups, d.og, -1).transpose(0, 2, 1)
+    w = np.ascontiguousarray(weight)
     b = None if bias is None else np.ascontiguousarray(bias)
     y = np.empty((d.N, d.O, d.ld), x.dtype)
-    work = _work(d.nt * d.C * d.xplane, x.dtype)
+    wt_size = groups * d.cg * d.taps * d.oga
+    work = _work(wt_size + d.nt * d.C * d.xplane, x.dtype)
     if x.dtype.itemsize == 4:
-        _forward_typed[float](x, wt, b, y, work, _taps_of(tables), d)
+        _forward_typed[float](x, w, b, y, work, wt_size, _taps_of(tables), d)
     else:
-        _forward_typed[double](x, wt, b, y, work, _taps_of(tables), d)
+        _forward_typed[double](x, w, b, y, work, wt_size, _taps_of(tables), d)
     if d.ld != d.L:
         y = np.ascontiguousarray(y[..., :d.L])
     return y.reshape(d.N, d.O, Ho, x.shape[3])
 
 
-cdef _forward_typed(const floating[:, :, :, ::1] x, const floating[:, :, ::1] wt, b,
-                    floating[:, :, ::1] y, floating[::1] work, Taps t, Direct d):
+cdef _forward_typed(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w, b,
+                    floating[:, :, ::1] y, floating[::1] work, Py_ssize_t wt_size, Taps t,
+                    Direct d):
+    """work: W^T packed (wt_size values), then the threads' padded planes."""
     cdef const floating[::1] bv
     cdef const floating *pb = NULL
     if b is not None:
         bv = b
         pb = &bv[0]
     with nogil:
-        _direct_forward(&x[0, 0, 0, 0], &wt[0, 0, 0], pb, &y[0, 0, 0], &work[0], t, d)
+        _pack_forward(&w[0, 0, 0, 0], &work[0], d)
+        _direct_forward(&x[0, 0, 0, 0], &work[0], pb, &y[0, 0, 0], &work[0] + wt_size, t, d)
 
 
 def _backward_direct(dy, x, weight, Py_ssize_t groups, needs, padding, dilation,
@@ -355,40 +389,50 @@ def _backward_direct(dy, x, weight, Py_ssize_t groups, needs, padding, dilation,
     cdef Direct d = _direct_plan(x, weight, groups, padding, dilation, Ho)
     key = (x.shape[1:], weight.shape, groups, padding, dilation, x.dtype.char)
     tables = _direct_tables(x.shape[3], weight.shape[3], key, d, padding, dilation, x.dtype)
-    dx = dw = db = None
+    dx = dw = db = dwt = None
     if needs[0]:
         dx = np.empty((d.N, d.C, d.ldx), x.dtype)
     if needs[1]:
-        dw = np.zeros((groups, d.kgp, d.ogp), x.dtype)  # dW^T
+        dwt = np.zeros((groups, d.kgp, d.ogp), x.dtype)
+        dw = np.empty(weight.shape, x.dtype)
     if needs[2]:
         db = _channel_sums(dy).astype(x.dtype)
-    wx = np.zeros((groups, d.og, d.taps, d.cga), x.dtype)
-    wx[..., :d.cg] = weight.reshape(groups, d.og, d.cg, d.taps).transpose(0, 1, 3, 2)
+    if not (needs[0] or needs[1]):
+        return None, None, db
+    w = np.ascontiguousarray(weight)
     per = ((d.O * d.yplane if needs[0] else 0)
            + (d.L * groups * d.ogp + d.xm if needs[1] else 0))
     nb = _block(d.N, per, x.dtype.itemsize)
-    work = _work(nb * per, x.dtype)
-    if needs[0] or needs[1]:
-        for n0 in range(0, d.N, nb):
-            if x.dtype.itemsize == 4:
-                _backward_typed[float](dy, x, wx, dx, dw, work, n0, min(d.N, n0 + nb),
-                                       _taps_of(tables), d)
-            else:
-                _backward_typed[double](dy, x, wx, dx, dw, work, n0, min(d.N, n0 + nb),
-                                        _taps_of(tables), d)
+    wx_size = d.O * d.taps * d.cga  # W packed for dx, at the start of the work buffer
+    work = _work(wx_size + nb * per, x.dtype)
+    for n0 in range(0, d.N, nb):
+        if x.dtype.itemsize == 4:
+            _backward_typed[float](dy, x, w, dx, dwt, work, wx_size, n0, min(d.N, n0 + nb),
+                                   _taps_of(tables), d)
+        else:
+            _backward_typed[double](dy, x, w, dx, dwt, work, wx_size, n0, min(d.N, n0 + nb),
+                                    _taps_of(tables), d)
+    if needs[1]:
+        if x.dtype.itemsize == 4:
+            _unpack_typed[float](dwt, dw, d)
+        else:
+            _unpack_typed[double](dwt, dw, d)
     if dx is not None:
         if d.ldx != d.Lx:
             dx = np.ascontiguousarray(dx[..., :d.Lx])
         dx = dx.reshape(x.shape)
-    if dw is not None:
-        dw = np.ascontiguousarray(dw[:, :d.cg * d.taps, :d.og].transpose(0, 2, 1))
-        dw = dw.reshape(weight.shape)
     return dx, dw, db
 
 
+cdef _unpack_typed(const floating[:, :, ::1] dwt, floating[:, :, :, ::1] dw, Direct d):
+    with nogil:
+        _unpack_dw(&dwt[0, 0, 0], &dw[0, 0, 0, 0], d)
+
+
 cdef _backward_typed(const floating[:, :, ::1] dy, const floating[:, :, :, ::1] x,
-                     const floating[:, :, :, ::1] wx, dx, dw, floating[::1] work, Py_ssize_t n0,
-                     Py_ssize_t n1, Taps t, Direct d):
+                     const floating[:, :, :, ::1] w, dx, dwt, floating[::1] work,
+                     Py_ssize_t wx_size, Py_ssize_t n0, Py_ssize_t n1, Taps t, Direct d):
+    """work: W packed for dx (wx_size values), then the block's buffers."""
     cdef floating[:, :, ::1] dxv
     cdef floating[:, :, ::1] dwv
     cdef floating *px = NULL
@@ -396,9 +440,11 @@ cdef _backward_typed(const floating[:, :, ::1] dy, const floating[:, :, :, ::1] 
     if dx is not None:
         dxv = dx
         px = &dxv[0, 0, 0]
-    if dw is not None:
-        dwv = dw
+    if dwt is not None:
+        dwv = dwt
         pw = &dwv[0, 0, 0]
     with nogil:
-        _direct_backward(&x[0, 0, 0, 0], &dy[0, 0, 0], &wx[0, 0, 0, 0], px, pw, &work[0], n0, n1,
-                         t, d)
+        if px != NULL and n0 == 0:
+            _pack_dx(&w[0, 0, 0, 0], &work[0], d)
+        _direct_backward(&x[0, 0, 0, 0], &dy[0, 0, 0], &work[0], px, pw, &work[0] + wx_size,
+                         n0, n1, t, d)
