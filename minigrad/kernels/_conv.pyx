@@ -22,10 +22,10 @@ and explained at its constant: the flat path (_flat), dW per sample or per block
 (im2col, col2im) or channel (sums, transposes), so each output element is written by one thread
 in a fixed order and results do not depend on the thread count.
 
-For stride 1 with output rows as long as the input's, a direct path (``_conv_direct.pxi``,
-included at the end) computes the same convolution as register-blocked products on shifted
-views of zero-padded planes, with no buffer and no BLAS; its size rule (_use_direct) chooses it
-per call where it was measured faster.
+For stride 1 with output rows as long as the input's, a direct path (``_conv_direct.pxi``
+and ``_conv_direct_api.pxi``, included at the end) computes the same convolution as
+register-blocked products on shifted views of zero-padded planes, with no buffer and no BLAS;
+its size rule (_use_direct) chooses it per call where it was measured faster.
 
 The NumPy twins, with the same signatures, are in ``_conv_twin.py``.
 """
@@ -280,3 +280,4 @@ cdef _weight_grad(x, dy, work, Py_ssize_t groups, Geometry g, mask):
 
 
 include "_conv_direct.pxi"
+include "_conv_direct_api.pxi"
