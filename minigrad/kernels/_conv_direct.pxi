@@ -20,17 +20,18 @@
 #   over the samples in order whatever the thread count. db is dY's float64 channel sums.
 # Forward and dx need no sums across samples: each sample's rows are computed by one thread.
 #
-# Size rule (_use_direct), measured one thread, float32, min of 20-30 interleaved runs, against
-# the im2col path (us; forward / dW / dx):
-#   64x1x8x8 -> 16      im2col 43 / 54 / 40        direct 24 / 89 / 99
-#   64x16x4x4 -> 32     im2col 204 / 258 / 195     direct 101 / 192 / 110
-#   64x16x8x8 -> 32     im2col 533 / 917 / 564     direct 367 / 504 / 462
-#   128x1x28x28 -> 32   im2col 4513 / 5357 / 5718  direct 5049 / 14235 / 19134
-#   128x32x14x14 -> 64  im2col 25591 / 27804 / 14201  direct 20839 / 24921 / 10701
+# Size rule (_use_direct), measured one thread, float32, min of 30 interleaved runs (5 at MNIST
+# sizes) against the im2col path (us; forward / dW / dx):
+#   64x1x8x8 -> 16      im2col 45 / 79 / 60            direct 26 / 112 / 96
+#   64x16x4x4 -> 32     im2col 212 / 261 / 193         direct 100 / 161 / 111
+#   64x16x8x8 -> 32     im2col 514 / 701 / 544         direct 358 / 465 / 377
+#   128x1x28x28 -> 32   im2col 1915 / 1960 / 2169      direct 1773 / 4789 / 9525
+#   128x32x14x14 -> 64  im2col 12407 / 13592 / 12316   direct 10502 / 11420 / 10484
 # The direct path wins once a product has many rows (C/G kh kw >= DIRECT_MIN_ROWS: enough
 # multiply-adds per load) and, forward, on small maps whatever the rows (Ho Wo <=
-# DIRECT_SMALL_MAP, where the im2col path's per-call and per-row costs dominate); with one input
-# channel and 3x3 taps its backward on a long map is latency-bound on a single row and loses.
+# DIRECT_SMALL_MAP, where the im2col path's per-call and per-row costs dominate; at 28x28 with
+# one input channel the forward is a tie, medians 2123 against 2135). With one input channel
+# and 3x3 taps its backward loses: nine rows give too few multiply-adds per load.
 
 from cython.parallel cimport parallel, threadid
 
