@@ -6,7 +6,7 @@ padded input, channel counts groups does not divide, zero or negative strides, h
 wrong tuple lengths), both dtypes, and transposed or strided inputs. Every call must give the
 twin's results or raise the same clean exception on both; a read or write out of bounds
 crashes the child process. Each case runs the compiled kernels with the size rule's algorithm
-or either one forced.
+or either one forced, the direct path split across threads or not.
 """
 
 from __future__ import annotations
@@ -61,10 +61,13 @@ def run_conv(n):
     @given(geometry=geometries(), dtype=st.sampled_from([np.float32, np.float64]),
            layout=st.sampled_from(["c", "transposed", "strided"]), bias=st.booleans(),
            needs=st.tuples(st.booleans(), st.booleans(), st.booleans()),
-           seed=st.integers(0, 2**32 - 1), path=st.sampled_from(["auto", "direct", "im2col"]))
-    def case(geometry, dtype, layout, bias, needs, seed, path):
+           seed=st.integers(0, 2**32 - 1), path=st.sampled_from(["auto", "direct", "im2col"]),
+           split=st.booleans())
+    def case(geometry, dtype, layout, bias, needs, seed, path, split):
         xs, ws, stride, padding, dilation, groups = geometry
         _conv.PATH = path  # the algorithm: the size rule's, or either one forced
+        # the direct path on every thread even for these small shapes, or on one
+        _conv.DIRECT_PARALLEL_MIN_MACS = 0 if split else 1 << 24
         rng = np.random.default_rng(seed)
         x = _array(rng, xs, dtype, layout)
         w = _array(rng, ws, dtype, "c")

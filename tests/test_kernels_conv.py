@@ -298,11 +298,12 @@ def test_the_size_rule_takes_the_direct_path_where_it_was_measured_faster():
 @pytest.mark.skipif(_conv is None, reason="compiled kernels not built")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_the_direct_path_gives_the_same_bits_on_one_and_two_threads(monkeypatch, dtype):
-    """Big enough to split across threads: samples for forward and dx, rows of dW^T for dW,
-    each sum over the samples in order whichever thread makes it."""
+    """Split across threads (the threshold forced down): samples for forward and dx, rows of
+    dW^T for dW, each sum over the samples in order whichever thread makes it."""
     import minigrad as mg
 
     monkeypatch.setattr(_conv, "PATH", "direct")
+    monkeypatch.setattr(_conv, "DIRECT_PARALLEL_MIN_MACS", 0)
     rng = np.random.default_rng(6)
     x = rng.standard_normal((24, 16, 8, 8)).astype(dtype)
     w = rng.standard_normal((32, 16, 3, 3)).astype(dtype)

@@ -12,8 +12,9 @@ PATH = "auto"
 # busy on one core; waking a sleeping thread costs about 15 us, and a region waits for its
 # slowest thread). At 128x32x14x14 -> 64 (462M) two threads still shortened the forward in the
 # same conditions, 13.3 -> 12.4 ms (dW and dx: a tie).
+DIRECT_PARALLEL_MIN_MACS = 1 << 24  # a module attribute, so that tests can force threads
+
 cdef enum:
-    DIRECT_PARALLEL_MIN_MACS = 1 << 24
     DIRECT_MIN_ROWS = 32
     DIRECT_SMALL_MAP = 64
 
