@@ -1,10 +1,12 @@
 """Fuzz group "conv": the compiled convolution kernels against their NumPy twins.
 
-Random small geometries (batch 0 included; stride, padding, dilation and groups from valid
-to out of range: a kernel larger than the padded input, channel counts groups does not
-divide, zero or negative strides, huge paddings, wrong tuple lengths), both dtypes, and
-transposed or strided inputs. Every call must give the twin's results or raise the same
-clean exception on both; a read or write out of bounds crashes the child process.
+Random small geometries (half of them of the kind the direct path covers; batch 0 included;
+stride, padding, dilation and groups from valid to out of range: a kernel larger than the
+padded input, channel counts groups does not divide, zero or negative strides, huge paddings,
+wrong tuple lengths), both dtypes, and transposed or strided inputs. Every call must give the
+twin's results or raise the same clean exception on both; a read or write out of bounds
+crashes the child process. Each case runs the compiled kernels with the size rule's algorithm
+or either one forced, the direct path split across threads or not.
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ def geometries(draw):
     stride = tuple(draw(st.lists(st.integers(0, 4), min_size=2, max_size=2)))
     padding = tuple(draw(st.lists(st.integers(0, 4), min_size=4, max_size=4)))
     dilation = tuple(draw(st.lists(st.integers(1, 3), min_size=2, max_size=2)))
+    if draw(st.booleans()):  # the direct path's kind: stride 1, rows as long as the input's
+        stride = (1, 1)
+        across = dilation[1] * (kw - 1)
+        left = draw(st.integers(0, across))
+        padding = padding[:2] + (left, across - left)
     garbage = draw(st.sampled_from([None] * 8 + ["padding", "stride", "groups", "length"]))
     if garbage == "padding":
         padding = padding[:3] + (draw(st.sampled_from([-1, 2**31, 2**62])),)
@@ -54,9 +61,13 @@ def run_conv(n):
     @given(geometry=geometries(), dtype=st.sampled_from([np.float32, np.float64]),
            layout=st.sampled_from(["c", "transposed", "strided"]), bias=st.booleans(),
            needs=st.tuples(st.booleans(), st.booleans(), st.booleans()),
-           seed=st.integers(0, 2**32 - 1))
-    def case(geometry, dtype, layout, bias, needs, seed):
+           seed=st.integers(0, 2**32 - 1), path=st.sampled_from(["auto", "direct", "im2col"]),
+           split=st.booleans())
+    def case(geometry, dtype, layout, bias, needs, seed, path, split):
         xs, ws, stride, padding, dilation, groups = geometry
+        _conv.PATH = path  # the algorithm: the size rule's, or either one forced
+        # the direct path on every thread even for these small shapes, or on one
+        _conv.DIRECT_PARALLEL_MIN_MACS = 0 if split else 1 << 24
         rng = np.random.default_rng(seed)
         x = _array(rng, xs, dtype, layout)
         w = _array(rng, ws, dtype, "c")

@@ -228,3 +228,113 @@ def test_a_bad_direct_call_raises_the_same_error_on_both(kind, args, error):
             fn(*args)
         messages.append(str(info.value))
     assert len(set(messages)) == 1, messages
+
+
+# Geometries the direct path covers (stride 1, output rows as long as the input's), run with
+# the path forced: each must take it.
+DIRECT_GEOMETRIES = [
+    ((3, 16, 4, 4), (8, 16, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),  # the digits CNN's 4x4
+    ((2, 1, 8, 8), (5, 1, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),  # one input channel
+    ((2, 6, 5, 7), (6, 2, 3, 3), (1, 1), (2, 2, 2, 2), (2, 2), 3),  # dilated, three groups
+    ((2, 4, 7, 10), (6, 2, 2, 3), (1, 1), (2, 0, 1, 1), (2, 1), 2),  # padding above only
+    ((3, 1, 9, 7), (5, 1, 3, 3), (1, 1), (0, 3, 0, 2), (1, 1), 1),  # padding right and below
+    ((2, 6, 6, 6), (6, 1, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 6),  # depthwise
+    ((2, 40, 4, 4), (37, 40, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),  # 1x1, ragged tiles
+    ((2, 3, 5, 9), (7, 3, 4, 5), (1, 1), (3, 0, 8, 0), (2, 2), 1),  # taps reach left and up
+    ((1, 4, 2, 3), (5, 4, 1, 7), (1, 1), (0, 0, 3, 3), (1, 1), 1),  # taps wholly in padding
+    ((2, 3, 6, 5), (4, 3, 3, 3), (1, 1), (0, 0, 1, 1), (1, 1), 1),  # fewer output rows
+    ((2, 2, 3, 3), (3, 2, 3, 3), (1, 1), (4, 4, 1, 1), (1, 1), 1),  # rows of padding only
+    ((3, 17, 9, 9), (19, 17, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),  # 81 positions
+    ((2, 3, 1, 9), (4, 3, 1, 3), (1, 1), (0, 0, 1, 1), (1, 1), 1),  # conv1d's unit height
+]
+
+
+@pytest.mark.skipif(_conv is None, reason="compiled kernels not built")
+@pytest.mark.parametrize("path", ["direct", "im2col"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["contiguous", "transposed"])
+@pytest.mark.parametrize("xs, ws, stride, padding, dilation, groups", DIRECT_GEOMETRIES)
+def test_both_paths_match_the_float64_oracle(monkeypatch, path, dtype, layout, xs, ws, stride,
+                                             padding, dilation, groups):
+    """Each algorithm forced in turn, over the geometries both cover: values and the gradients
+    asked for, with and without bias, against the float64 twin."""
+    monkeypatch.setattr(_conv, "PATH", path)
+    rng = np.random.default_rng(5)
+    x64, w64, b64 = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
+    geometry = (stride, padding, dilation, groups)
+    y64 = _conv_twin.conv2d_forward(x64, w64, b64, *geometry)
+    dy64 = rng.standard_normal(y64.shape)
+    expected = _conv_twin.conv2d_backward(dy64, x64, w64, *geometry, (True, True, True))
+    x, w, b, dy = (_layout(a.astype(dtype), layout) for a in (x64, w64, b64, dy64))
+    for forward in (True, False):
+        assert _conv._algorithm(x, w, stride, *y64.shape[2:], forward) == path
+    assert_close(_conv.conv2d_forward(x, w, b, *geometry), y64, dtype)
+    assert_close(_conv.conv2d_forward(x, w, None, *geometry), y64 - b64.reshape(1, -1, 1, 1),
+                 dtype)
+    for needs in [(True, True, True), (True, False, False), (False, True, False),
+                  (False, False, True)]:
+        got = _conv.conv2d_backward(dy, x, w, *geometry, needs)
+        for want, g, e in zip(needs, got, expected, strict=True):
+            assert (g is not None) == want
+            if want:
+                assert_close(g, e, dtype)
+
+
+@pytest.mark.skipif(_conv is None, reason="compiled kernels not built")
+def test_the_size_rule_takes_the_direct_path_where_it_was_measured_faster():
+    def path(xs, ws, forward, stride=(1, 1)):
+        x, w = np.zeros(xs, np.float32), np.zeros(ws, np.float32)
+        return _conv._algorithm(x, w, stride, xs[2], xs[3], forward)
+
+    assert path((64, 16, 4, 4), (32, 16, 3, 3), True) == "direct"
+    assert path((64, 16, 4, 4), (32, 16, 3, 3), False) == "direct"
+    assert path((64, 1, 8, 8), (16, 1, 3, 3), True) == "direct"  # a small map
+    assert path((64, 1, 8, 8), (16, 1, 3, 3), False) == "im2col"  # nine rows
+    assert path((128, 1, 28, 28), (32, 1, 3, 3), True) == "im2col"
+    assert path((128, 32, 14, 14), (64, 32, 3, 3), True) == "direct"
+    assert path((64, 16, 8, 8), (32, 16, 3, 3), True, stride=(2, 2)) == "im2col"  # not covered
+
+
+@pytest.mark.skipif(_conv is None, reason="compiled kernels not built")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_direct_path_gives_the_same_bits_on_one_and_two_threads(monkeypatch, dtype):
+    """Split across threads (the threshold forced down): samples for forward and dx, rows of
+    dW^T for dW, each sum over the samples in order whichever thread makes it."""
+    import minigrad as mg
+
+    monkeypatch.setattr(_conv, "PATH", "direct")
+    monkeypatch.setattr(_conv, "DIRECT_PARALLEL_MIN_MACS", 0)
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((24, 16, 8, 8)).astype(dtype)
+    w = rng.standard_normal((32, 16, 3, 3)).astype(dtype)
+    b = rng.standard_normal(32).astype(dtype)
+    geometry = ((1, 1), (1, 1, 1, 1), (1, 1), 1)
+    dy = rng.standard_normal((24, 32, 8, 8)).astype(dtype)
+    previous = mg.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            mg.set_num_threads(threads)
+            results.append((_conv.conv2d_forward(x, w, b, *geometry),)
+                           + _conv.conv2d_backward(dy, x, w, *geometry, (True, True, True)))
+    finally:
+        mg.set_num_threads(previous)
+    for one, two in zip(*results, strict=True):
+        np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.skipif(_conv is None, reason="compiled kernels not built")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("block_bytes", [1, 20000])
+def test_the_direct_path_sums_dw_over_blocks_of_samples(monkeypatch, dtype, block_bytes):
+    monkeypatch.setattr(_conv, "PATH", "direct")
+    monkeypatch.setattr(_conv, "BLOCK_BYTES", block_bytes)
+    rng = np.random.default_rng(7)
+    x64, w64 = rng.standard_normal((9, 6, 5, 5)), rng.standard_normal((10, 3, 3, 3))
+    geometry = ((1, 1), (1, 1, 1, 1), (1, 1), 2)
+    dy64 = rng.standard_normal((9, 10, 5, 5))
+    expected = _conv_twin.conv2d_backward(dy64, x64, w64, *geometry, (True, True, True))
+    got = _conv.conv2d_backward(dy64.astype(dtype), x64.astype(dtype), w64.astype(dtype),
+                                *geometry, (True, True, True))
+    for g, e in zip(got, expected, strict=True):
+        assert_close(g, e, dtype)

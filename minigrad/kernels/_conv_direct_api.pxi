@@ -1,0 +1,214 @@
+# The direct path's wrappers (included by _conv.pyx after _conv_direct.pxi): the size rule that
+# chooses it, its geometry plan and row tables, and the calls into the nogil loops.
+
+# Which algorithm conv2d_forward and conv2d_backward run: "auto" (the size rule of _use_direct),
+# or "direct" / "im2col" (a module attribute, so that tests can force either; "direct" still
+# needs a geometry the direct path covers).
+PATH = "auto"
+
+# Direct products on this many multiply-adds or more split the work across threads. Below, on
+# this shared 2-core machine, the second thread did not pay: 64x16x4x4 -> 32 (4.7M) one thread
+# against two, forward 101 / 113 us, dW 192 / 214, dx 110 / 122 (min of 30, another process
+# busy on one core; waking a sleeping thread costs about 15 us, and a region waits for its
+# slowest thread). At 128x32x14x14 -> 64 (462M) two threads still shortened the forward in the
+# same conditions, 13.3 -> 12.4 ms (dW and dx: a tie).
+DIRECT_PARALLEL_MIN_MACS = 1 << 24  # a module attribute, so that tests can force threads
+
+cdef enum:
+    DIRECT_MIN_ROWS = 32
+    DIRECT_SMALL_MAP = 64
+
+
+cdef bint _use_direct(x, weight, stride, Py_ssize_t Ho, Py_ssize_t Wo, bint forward):
+    """Whether the direct path runs this convolution: PATH, then the measured rule (the table
+    at the top of _conv_direct.pxi)."""
+    if PATH == "im2col" or x.size == 0 or weight.size == 0 or Ho * Wo == 0:
+        return False
+    if stride != (1, 1) or Wo != x.shape[3]:  # not a geometry the direct path covers
+        return False
+    if PATH == "direct":
+        return True
+    rows = weight.shape[1] * weight.shape[2] * weight.shape[3]
+    return rows >= DIRECT_MIN_ROWS or (forward and Ho * Wo <= DIRECT_SMALL_MAP)
+
+
+def _algorithm(x, weight, stride, Py_ssize_t Ho, Py_ssize_t Wo, bint forward=True):
+    """"direct" or "im2col": the path conv2d_forward (forward) or conv2d_backward takes."""
+    return "direct" if _use_direct(x, weight, stride, Ho, Wo, forward) else "im2col"
+
+
+cdef Direct _direct_plan(x, weight, Py_ssize_t groups, padding, dilation,
+                         Py_ssize_t Ho):
+    cdef Direct d
+    cdef Py_ssize_t vl = MG_VL_F if x.dtype.itemsize == 4 else MG_VL_D
+    cdef Py_ssize_t H = x.shape[2], W = x.shape[3], kh = weight.shape[2], kw = weight.shape[3]
+    d.N, d.C, d.O, d.groups = x.shape[0], x.shape[1], weight.shape[0], groups
+    d.cg, d.og, d.taps = weight.shape[1], weight.shape[0] // groups, kh * kw
+    d.L, d.Lx = Ho * W, H * W
+    d.ld, d.ldx = (d.L + vl - 1) // vl * vl, (d.Lx + vl - 1) // vl * vl
+    # tap shifts s = (i dh - top) W + j dw - left run from s_min (tap (0, 0)) to s_max
+    cdef Py_ssize_t s_min = -padding[0] * W - padding[2]
+    cdef Py_ssize_t s_max = ((kh - 1) * dilation[0] - padding[0]) * W + (kw - 1) * dilation[1] \
+        - padding[2]
+    d.xfront = max(0, -s_min)  # x planes are read at xfront + s + p, p < ld
+    d.xplane = d.xfront + max(d.Lx, s_max + d.ld)
+    d.yfront = max(0, s_max)  # dY planes at yfront - s + q, q < ldx, and yfront + p, p < ld
+    d.yplane = d.yfront + max(d.ld, d.ldx - s_min)
+    d.kw = kw
+    d.ogp = (d.og + vl - 1) // vl * vl
+    d.kgp = (d.cg * d.taps + MG_WG_ROWS - 1) // MG_WG_ROWS * MG_WG_ROWS
+    d.oga = (d.og + MG_GEMM_ROWS - 1) // MG_GEMM_ROWS * MG_GEMM_ROWS
+    d.cga = (d.cg + MG_GEMM_ROWS - 1) // MG_GEMM_ROWS * MG_GEMM_ROWS
+    d.xm = kw * d.C * d.xplane + d.L
+    macs = d.N * d.O * d.cg * d.taps * d.L
+    d.nt = _num_threads if macs >= DIRECT_PARALLEL_MIN_MACS else 1
+    return d
+
+
+_tables = {}  # the row tables of _direct_tables, by geometry
+
+
+def _direct_tables(Py_ssize_t W, Py_ssize_t kw, key, Direct d, padding,
+                   dilation, dtype):
+    """(off, mrow, mask, off_x, mrow_x, mask_x) of the Taps struct for this geometry."""
+    found = _tables.get(key)
+    if found is not None:
+        return found
+    i, j = np.divmod(np.arange(d.taps), kw)
+    shift = (i * dilation[0] - padding[0]) * W + j * dilation[1] - padding[2]
+    reach = np.arange(kw)[:, None] * dilation[1] - padding[2]  # a tap column's offset
+    p, q = np.arange(d.ld), np.arange(d.ldx)
+    ones = np.int32(-1) if dtype.itemsize == 4 else np.int64(-1)
+    mask = ((p < d.L) & (p % W + reach >= 0) & (p % W + reach < W)) * ones
+    mask_x = ((q < d.Lx) & (q % W - reach >= 0) & (q % W - reach < W)) * ones
+    u = np.arange(d.Lx)
+    keep = ((u % W - reach >= 0) & (u % W - reach < W)) * ones
+    off_w = np.full((d.groups, d.kgp), kw * d.C * d.xplane, np.intp)  # padding rows: zeros
+    c = np.arange(d.groups)[:, None] * d.cg + np.arange(d.cg)  # (G, C/G) channels
+    off_w[:, :d.cg * d.taps] = (j * d.C * d.xplane + c[..., None] * d.xplane + d.xfront
+                                + shift).reshape(d.groups, -1)
+    found = (
+        (np.arange(d.cg)[:, None] * d.xplane + d.xfront + shift).ravel().astype(np.intp),
+        np.tile(j * d.ld, d.cg).astype(np.intp), mask.astype(ones.dtype),
+        (np.arange(d.og)[:, None] * d.yplane + d.yfront - shift).ravel().astype(np.intp),
+        np.tile(j * d.ldx, d.og).astype(np.intp), mask_x.astype(ones.dtype), off_w,
+        keep.astype(ones.dtype),
+    )
+    if len(_tables) >= 64:
+        _tables.clear()
+    _tables[key] = found
+    return found
+
+
+cdef Taps _taps_of(tables):
+    cdef Taps t
+    cdef const Py_ssize_t[::1] off = tables[0], mrow = tables[1], off_x = tables[3]
+    cdef const Py_ssize_t[::1] mrow_x = tables[4]
+    cdef const unsigned char[:, ::1] mask = tables[2].view(np.uint8)
+    cdef const unsigned char[:, ::1] mask_x = tables[5].view(np.uint8)
+    t.off, t.mrow, t.mask = &off[0], &mrow[0], &mask[0, 0]
+    t.off_x, t.mrow_x, t.mask_x = &off_x[0], &mrow_x[0], &mask_x[0, 0]
+    cdef const Py_ssize_t[:, ::1] off_w = tables[6]
+    cdef const unsigned char[:, ::1] keep = tables[7].view(np.uint8)
+    t.off_w, t.keep = &off_w[0, 0], &keep[0, 0]
+    return t
+
+
+def _forward_direct(x, weight, bias, Py_ssize_t groups, padding, dilation, Ho):
+    """conv2d_forward on the direct path: x contiguous, arguments checked."""
+    cdef Direct d = _direct_plan(x, weight, groups, padding, dilation, Ho)
+    key = (x.shape[1:], weight.shape, groups, padding, dilation, x.dtype.char)
+    tables = _direct_tables(x.shape[3], weight.shape[3], key, d, padding, dilation, x.dtype)
+    w = np.ascontiguousarray(weight)
+    b = None if bias is None else np.ascontiguousarray(bias)
+    y = np.empty((d.N, d.O, d.ld), x.dtype)
+    wt_size = groups * d.cg * d.taps * d.oga
+    work = _work(wt_size + d.nt * d.C * d.xplane, x.dtype)
+    if x.dtype.itemsize == 4:
+        _forward_typed[float](x, w, b, y, work, wt_size, _taps_of(tables), d)
+    else:
+        _forward_typed[double](x, w, b, y, work, wt_size, _taps_of(tables), d)
+    if d.ld != d.L:
+        y = np.ascontiguousarray(y[..., :d.L])
+    return y.reshape(d.N, d.O, Ho, x.shape[3])
+
+
+cdef _forward_typed(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w, b,
+                    floating[:, :, ::1] y, floating[::1] work, Py_ssize_t wt_size, Taps t,
+                    Direct d):
+    """work: W^T packed (wt_size values), then the threads' padded planes."""
+    cdef const floating[::1] bv
+    cdef const floating *pb = NULL
+    if b is not None:
+        bv = b
+        pb = &bv[0]
+    with nogil:
+        _pack_forward(&w[0, 0, 0, 0], &work[0], d)
+        _direct_forward(&x[0, 0, 0, 0], &work[0], pb, &y[0, 0, 0], &work[0] + wt_size, t, d)
+
+
+def _backward_direct(dy, x, weight, Py_ssize_t groups, needs, padding, dilation,
+                     Ho):
+    """conv2d_backward on the direct path: dy (N, O, L) and x contiguous, arguments checked."""
+    cdef Direct d = _direct_plan(x, weight, groups, padding, dilation, Ho)
+    key = (x.shape[1:], weight.shape, groups, padding, dilation, x.dtype.char)
+    tables = _direct_tables(x.shape[3], weight.shape[3], key, d, padding, dilation, x.dtype)
+    dx = dw = db = dwt = None
+    if needs[0]:
+        dx = np.empty((d.N, d.C, d.ldx), x.dtype)
+    if needs[1]:
+        dwt = np.zeros((groups, d.kgp, d.ogp), x.dtype)
+        dw = np.empty(weight.shape, x.dtype)
+    if needs[2]:
+        db = _channel_sums(dy).astype(x.dtype)
+    if not (needs[0] or needs[1]):
+        return None, None, db
+    w = np.ascontiguousarray(weight)
+    per = ((d.O * d.yplane if needs[0] else 0)
+           + (d.L * groups * d.ogp + d.xm if needs[1] else 0))
+    nb = _block(d.N, per, x.dtype.itemsize)
+    wx_size = d.O * d.taps * d.cga  # W packed for dx, at the start of the work buffer
+    work = _work(wx_size + nb * per, x.dtype)
+    for n0 in range(0, d.N, nb):
+        if x.dtype.itemsize == 4:
+            _backward_typed[float](dy, x, w, dx, dwt, work, wx_size, n0, min(d.N, n0 + nb),
+                                   _taps_of(tables), d)
+        else:
+            _backward_typed[double](dy, x, w, dx, dwt, work, wx_size, n0, min(d.N, n0 + nb),
+                                    _taps_of(tables), d)
+    if needs[1]:
+        if x.dtype.itemsize == 4:
+            _unpack_typed[float](dwt, dw, d)
+        else:
+            _unpack_typed[double](dwt, dw, d)
+    if dx is not None:
+        if d.ldx != d.Lx:
+            dx = np.ascontiguousarray(dx[..., :d.Lx])
+        dx = dx.reshape(x.shape)
+    return dx, dw, db
+
+
+cdef _unpack_typed(const floating[:, :, ::1] dwt, floating[:, :, :, ::1] dw, Direct d):
+    with nogil:
+        _unpack_dw(&dwt[0, 0, 0], &dw[0, 0, 0, 0], d)
+
+
+cdef _backward_typed(const floating[:, :, ::1] dy, const floating[:, :, :, ::1] x,
+                     const floating[:, :, :, ::1] w, dx, dwt, floating[::1] work,
+                     Py_ssize_t wx_size, Py_ssize_t n0, Py_ssize_t n1, Taps t, Direct d):
+    """work: W packed for dx (wx_size values), then the block's buffers."""
+    cdef floating[:, :, ::1] dxv
+    cdef floating[:, :, ::1] dwv
+    cdef floating *px = NULL
+    cdef floating *pw = NULL
+    if dx is not None:
+        dxv = dx
+        px = &dxv[0, 0, 0]
+    if dwt is not None:
+        dwv = dwt
+        pw = &dwv[0, 0, 0]
+    with nogil:
+        if px != NULL and n0 == 0:
+            _pack_dx(&w[0, 0, 0, 0], &work[0], d)
+        _direct_backward(&x[0, 0, 0, 0], &dy[0, 0, 0], &work[0], px, pw, &work[0] + wx_size,
+                         n0, n1, t, d)
