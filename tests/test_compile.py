@@ -164,6 +164,32 @@ def test_tiny_graph_accumulates_like_eager_without_clearing(backend):
     assert np.array_equal(a.grad.data, 3 * np.array([3.0, 4.0], np.float32))
 
 
+@pytest.mark.parametrize("kind", ["tensor", "ndarray", "made inside"])
+def test_backward_with_a_gradient_like_eager(backend, kind):
+    """backward(grad) with an explicit gradient: a tensor or an array argument, or a
+    tensor made inside the function; the recording used to compare it with a string."""
+    rng = np.random.default_rng(2)
+    values = [rng.standard_normal(3, dtype=np.float32) for _ in range(3)]
+    seed = np.array([2.0, -1.0, 0.5], np.float32)
+    grad = mg.tensor(seed) if kind == "tensor" else seed
+
+    def fn(x, w, g):
+        y = x * w
+        y.backward(mg.tensor(seed) if kind == "made inside" else g)
+        return w.grad
+
+    w_eager, w_compiled = (mg.tensor(values[0], requires_grad=True) for _ in range(2))
+    compiled = mg.compile(fn)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompileWarning)
+        for v in values:
+            expected = fn(mg.tensor(v), w_eager, grad)
+            got = compiled(mg.tensor(v), w_compiled, grad)
+            assert np.array_equal(expected.data, got.data)
+            assert np.array_equal(w_eager.grad.data, w_compiled.grad.data)
+    assert compiled.replays == len(values) - 1
+
+
 def test_no_grad_evaluation_function(backend):
     model = mlp()
     model.eval()
