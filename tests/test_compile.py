@@ -2,7 +2,9 @@
 must agree bit for bit (parameters, gradients, buffers, optimizer state, versions); what
 cannot be replayed must run eagerly with a CompileWarning that says why."""
 
+import types
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -12,6 +14,13 @@ import minigrad.functional as F
 from minigrad import CompileWarning, nn, optim
 
 STEPS = 4
+
+
+@dataclass
+class Output:
+    """What a step may return instead of a tuple."""
+
+    loss: mg.Tensor
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -463,6 +472,26 @@ def test_returning_a_graph_without_backward_runs_eagerly(backend):
     first, second = _refused(lambda: (w * w).sum(), match="did not run backward")
     second.backward()
     assert np.array_equal(w.grad.data, [2.0, 4.0])
+
+
+@pytest.mark.parametrize("wrap", [types.SimpleNamespace, Output], ids=["namespace", "dataclass"])
+def test_returning_tensors_inside_another_object_runs_eagerly(backend, wrap):
+    """A replay cannot rebuild an arbitrary object around this call's tensors: it would
+    return the recording's object, with the recording's values."""
+    w = mg.tensor([1.0, 2.0], requires_grad=True)
+
+    def fn(x):
+        w.grad = None
+        loss = (x * w).sum()
+        loss.backward()
+        return wrap(loss=loss.detach())
+
+    compiled = mg.compile(fn)
+    with pytest.warns(CompileWarning, match="returns a"):
+        compiled(mg.tensor([1.0, 1.0]))
+    second = compiled(mg.tensor([2.0, 3.0]))
+    assert np.array_equal(second.loss.data, np.float32(8.0))
+    assert compiled.replays == 0
 
 
 def test_in_place_change_inside_runs_eagerly(backend):

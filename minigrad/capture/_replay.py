@@ -188,6 +188,9 @@ def generate(rec: Any, result: Any) -> tuple[Any, str]:
 
 
 # --------------------------------------------------------------------- returned values
+_PLAIN = (bool, int, float, complex, str, bytes)  # returned as recorded: constants
+
+
 def _returned(rec: Any, value: Any, w: _Writer) -> str:
     """The expression that rebuilds the function's return value after a replay: its tensors
     as new tensors over this replay's arrays, the same objects for tensors from outside."""
@@ -204,6 +207,10 @@ def _returned(rec: Any, value: Any, w: _Writer) -> str:
         raise Unreplayable("the function returns a NumPy array (return the tensor instead)")
     if isinstance(value, (tuple, list, dict)):
         raise Unreplayable(f"the function returns a {type(value).__name__}")
+    if value is not None and type(value) not in _PLAIN and not isinstance(value, np.generic):
+        # any other object would be the recording's own, holding the recording's values
+        raise Unreplayable(f"the function returns a {type(value).__name__} (return tensors "
+                           "and numbers in a tuple, list or dict)")
     return w.bind(f"R{len(w.names)}", value)
 
 
