@@ -199,6 +199,29 @@ def test_backward_with_a_gradient_like_eager(backend, kind):
     assert compiled.replays == len(values) - 1
 
 
+def test_returned_grad_of_a_leaf_is_read_at_each_call(backend):
+    """A returned ``w.grad`` is the leaf's gradient of this call, also when the leaf had a
+    gradient at the recording and it was set to None (``zero_grad``) since."""
+    results = []
+    for compile_it in (False, True):
+        w = mg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        w.grad = mg.tensor([0.5, 0.5, 0.5])
+
+        def fn(x, w=w):
+            (x * w).sum().backward()
+            return w.grad
+
+        step = mg.compile(fn) if compile_it else fn
+        got = []
+        for k in range(3):
+            got.append(step(mg.tensor([k + 1.0, 2.0, 3.0])))
+            assert got[-1] is w.grad
+            w.grad = None
+        results.append([g.data for g in got])
+    for expected, got in zip(*results, strict=True):
+        assert np.array_equal(expected, got)
+
+
 def test_no_grad_evaluation_function(backend):
     model = mlp()
     model.eval()

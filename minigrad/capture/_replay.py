@@ -219,14 +219,16 @@ def _returned_tensor(rec: Any, t: Tensor, w: _Writer) -> str:
     if ctx is not None and ctx.saved is not None:
         raise Unreplayable("the function returns a tensor whose graph it did not run backward "
                            "through (call backward inside the function, or use no_grad)")
-    if id(t) not in rec.born:  # a tensor from outside, returned as itself
-        return w.bind(f"R{len(w.names)}", t)
+    # a leaf's gradient first: it may have existed before the recording (then it is no
+    # tensor made inside) and be another object at a later call (zero_grad set it to None)
     for i, a in enumerate(rec.args):
         if isinstance(a, Tensor) and a.grad is t:
             return f"a{i}.grad"
     for i, leaf in enumerate(rec.externals):
         if leaf.grad is t:
             return f"e{i}.grad"
+    if id(t) not in rec.born:  # a tensor from outside, returned as itself
+        return w.bind(f"R{len(w.names)}", t)
     index = rec.produced.get(id(t._data))
     if index is not None:
         w.bind("_new_tensor", Tensor._from_op)
