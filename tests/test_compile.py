@@ -2,7 +2,9 @@
 must agree bit for bit (parameters, gradients, buffers, optimizer state, versions); what
 cannot be replayed must run eagerly with a CompileWarning that says why."""
 
+import types
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -12,6 +14,13 @@ import minigrad.functional as F
 from minigrad import CompileWarning, nn, optim
 
 STEPS = 4
+
+
+@dataclass
+class Output:
+    """What a step may return instead of a tuple."""
+
+    loss: mg.Tensor
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -162,6 +171,55 @@ def test_tiny_graph_accumulates_like_eager_without_clearing(backend):
         compiled(a, b)
         assert np.array_equal(a.grad.data, ea.grad.data)
     assert np.array_equal(a.grad.data, 3 * np.array([3.0, 4.0], np.float32))
+
+
+@pytest.mark.parametrize("kind", ["tensor", "ndarray", "made inside"])
+def test_backward_with_a_gradient_like_eager(backend, kind):
+    """backward(grad) with an explicit gradient: a tensor or an array argument, or a
+    tensor made inside the function; the recording used to compare it with a string."""
+    rng = np.random.default_rng(2)
+    values = [rng.standard_normal(3, dtype=np.float32) for _ in range(3)]
+    seed = np.array([2.0, -1.0, 0.5], np.float32)
+    grad = mg.tensor(seed) if kind == "tensor" else seed
+
+    def fn(x, w, g):
+        y = x * w
+        y.backward(mg.tensor(seed) if kind == "made inside" else g)
+        return w.grad
+
+    w_eager, w_compiled = (mg.tensor(values[0], requires_grad=True) for _ in range(2))
+    compiled = mg.compile(fn)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompileWarning)
+        for v in values:
+            expected = fn(mg.tensor(v), w_eager, grad)
+            got = compiled(mg.tensor(v), w_compiled, grad)
+            assert np.array_equal(expected.data, got.data)
+            assert np.array_equal(w_eager.grad.data, w_compiled.grad.data)
+    assert compiled.replays == len(values) - 1
+
+
+def test_returned_grad_of_a_leaf_is_read_at_each_call(backend):
+    """A returned ``w.grad`` is the leaf's gradient of this call, also when the leaf had a
+    gradient at the recording and it was set to None (``zero_grad``) since."""
+    results = []
+    for compile_it in (False, True):
+        w = mg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        w.grad = mg.tensor([0.5, 0.5, 0.5])
+
+        def fn(x, w=w):
+            (x * w).sum().backward()
+            return w.grad
+
+        step = mg.compile(fn) if compile_it else fn
+        got = []
+        for k in range(3):
+            got.append(step(mg.tensor([k + 1.0, 2.0, 3.0])))
+            assert got[-1] is w.grad
+            w.grad = None
+        results.append([g.data for g in got])
+    for expected, got in zip(*results, strict=True):
+        assert np.array_equal(expected, got)
 
 
 def test_no_grad_evaluation_function(backend):
@@ -437,6 +495,26 @@ def test_returning_a_graph_without_backward_runs_eagerly(backend):
     first, second = _refused(lambda: (w * w).sum(), match="did not run backward")
     second.backward()
     assert np.array_equal(w.grad.data, [2.0, 4.0])
+
+
+@pytest.mark.parametrize("wrap", [types.SimpleNamespace, Output], ids=["namespace", "dataclass"])
+def test_returning_tensors_inside_another_object_runs_eagerly(backend, wrap):
+    """A replay cannot rebuild an arbitrary object around this call's tensors: it would
+    return the recording's object, with the recording's values."""
+    w = mg.tensor([1.0, 2.0], requires_grad=True)
+
+    def fn(x):
+        w.grad = None
+        loss = (x * w).sum()
+        loss.backward()
+        return wrap(loss=loss.detach())
+
+    compiled = mg.compile(fn)
+    with pytest.warns(CompileWarning, match="returns a"):
+        compiled(mg.tensor([1.0, 1.0]))
+    second = compiled(mg.tensor([2.0, 3.0]))
+    assert np.array_equal(second.loss.data, np.float32(8.0))
+    assert compiled.replays == 0
 
 
 def test_in_place_change_inside_runs_eagerly(backend):

@@ -29,6 +29,10 @@ from ..tensor import Tensor
 from . import _record
 from ._sources import Slot, Unreplayable, observed
 
+# backward() without a gradient (the engine seeds it with ones); compared by identity, as
+# an explicit gradient may be a Tensor or an array, whose == is elementwise
+_ONES = object()
+
 
 def install(patches: Any) -> None:
     """Route ``Tensor.backward`` (which calls ``autograd.run_backward``) through here."""
@@ -45,7 +49,7 @@ def _recording_backward(self, grad=None, retain_graph=False):
         elif grad is not None:
             rec.seed = grad
         else:
-            rec.seed = "ones"
+            rec.seed = _ONES
     return _recording_backward.original(self, grad, retain_graph)
 
 
@@ -62,7 +66,7 @@ def _recording_run_backward(root: Tensor, grad: np.ndarray, retain_graph: bool =
     rec.seed = None
     rec.backward_depth += 1
     try:
-        if seed == "ones":
+        if seed is _ONES:
             slot = rec.new_slot(grad)
             rec.steps.append(("seed", grad.shape, grad.dtype, slot))
         else:

@@ -188,6 +188,9 @@ def generate(rec: Any, result: Any) -> tuple[Any, str]:
 
 
 # --------------------------------------------------------------------- returned values
+_PLAIN = (bool, int, float, complex, str, bytes)  # returned as recorded: constants
+
+
 def _returned(rec: Any, value: Any, w: _Writer) -> str:
     """The expression that rebuilds the function's return value after a replay: its tensors
     as new tensors over this replay's arrays, the same objects for tensors from outside."""
@@ -204,6 +207,10 @@ def _returned(rec: Any, value: Any, w: _Writer) -> str:
         raise Unreplayable("the function returns a NumPy array (return the tensor instead)")
     if isinstance(value, (tuple, list, dict)):
         raise Unreplayable(f"the function returns a {type(value).__name__}")
+    if value is not None and type(value) not in _PLAIN and not isinstance(value, np.generic):
+        # any other object would be the recording's own, holding the recording's values
+        raise Unreplayable(f"the function returns a {type(value).__name__} (return tensors "
+                           "and numbers in a tuple, list or dict)")
     return w.bind(f"R{len(w.names)}", value)
 
 
@@ -212,14 +219,16 @@ def _returned_tensor(rec: Any, t: Tensor, w: _Writer) -> str:
     if ctx is not None and ctx.saved is not None:
         raise Unreplayable("the function returns a tensor whose graph it did not run backward "
                            "through (call backward inside the function, or use no_grad)")
-    if id(t) not in rec.born:  # a tensor from outside, returned as itself
-        return w.bind(f"R{len(w.names)}", t)
+    # a leaf's gradient first: it may have existed before the recording (then it is no
+    # tensor made inside) and be another object at a later call (zero_grad set it to None)
     for i, a in enumerate(rec.args):
         if isinstance(a, Tensor) and a.grad is t:
             return f"a{i}.grad"
     for i, leaf in enumerate(rec.externals):
         if leaf.grad is t:
             return f"e{i}.grad"
+    if id(t) not in rec.born:  # a tensor from outside, returned as itself
+        return w.bind(f"R{len(w.names)}", t)
     index = rec.produced.get(id(t._data))
     if index is not None:
         w.bind("_new_tensor", Tensor._from_op)
