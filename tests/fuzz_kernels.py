@@ -165,6 +165,16 @@ def run_activation(n):
         same_outcome("gelu_backward", compiled.gelu_backward, reference.gelu_backward,
                      [g, x, out[1]], compare=compare_bwd)
 
+        def compare_relu(c, t, *_):  # the same numbers and NaNs (NumPy's sign of zero varies)
+            np.testing.assert_array_equal(c, t, err_msg=f"relu {describe([x, g])}")
+
+        kind, relu_out, _ = same_outcome("relu_forward", compiled.relu_forward,
+                                         reference.relu_forward, [x], compare=compare_relu)
+        if kind == "ok":
+            with np.errstate(invalid="ignore"):
+                same_outcome("relu_backward", compiled.relu_backward, reference.relu_backward,
+                             [g, relu_out], compare=compare_relu)
+
     case()
 
 

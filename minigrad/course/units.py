@@ -69,7 +69,8 @@ UNITS: tuple[Unit, ...] = (
             "sqrt_backward": "gradient of y = sqrt(x)",
             "tanh_backward": "gradient of y = tanh(x)",
             "sigmoid_backward": "gradient of y = sigmoid(x)",
-            "relu_backward": "gradient of y = max(x, 0)",
+            "relu_backward": "gradient of y = max(x, 0), from the output y (its kernel twin, "
+                             "kernels/_activation_twin.py)",
         },
         "docs/architecture.md, \"The layers\"; the class docstrings in ops/elementwise.py",
         "Each backward returns d(loss)/d(input) given `grad` = d(loss)/d(output), one array "

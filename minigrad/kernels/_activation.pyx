@@ -1,7 +1,8 @@
-"""Compiled activation kernels whose math NumPy has no vectorised function for: GELU with the
-exact normal CDF, through the C library's erfc for float64 and, for float32, the twin's
-Chebyshev fit of erfc with the polynomial exp of _simd.h. The NumPy twins are in
-``_activation_twin.py``.
+"""Compiled activation kernels: GELU with the exact normal CDF (NumPy has no vectorised erfc:
+the C library's erfc for float64 and, for float32, the twin's Chebyshev fit of erfc with the
+polynomial exp of _simd.h), and ReLU, whose NumPy form takes several times a memory pass
+(np.maximum(x, 0) 30 us and g * (y > 0) 25 us at 64x16x8x8 float32, against 5 us for a copy).
+The NumPy twins are in ``_activation_twin.py``.
 """
 
 include "_parallel.pxi"
@@ -19,7 +20,7 @@ from minigrad.kernels._simd cimport (
     mg_gelu_fwd_f,
 )
 
-from minigrad.kernels._checks import float_array, same_as
+from minigrad.kernels._checks import float_array, same_as, same_shape
 
 # GELU costs about 1.6 ns per element (float32, fwd+bwd), ten times a memory-bound pass, so a
 # second thread could pay from fewer elements than PARALLEL_MIN_WORK. Measured on 2 cores with
@@ -53,23 +54,71 @@ cdef inline void _gelu_bwd_span(const floating *g, const floating *x, const floa
         mg_gelu_bwd_d(g, x, cdf, dx, n)
 
 
-cdef void _gelu_core(const floating[::1] g, const floating[::1] x, floating[::1] a,
-                     floating[::1] b, bint forward, int nthreads) noexcept nogil:
-    """Forward (y = a, cdf = b) or backward (cdf = a, dx = b) over spans of SPAN elements, one
-    task each; the result never depends on the split (elementwise)."""
-    cdef Py_ssize_t t, i0, n = x.shape[0]
+cdef extern from *:
+    """
+    /* ReLU as np.maximum(x, 0) computes it: a NaN passes through, -0.0 and negatives give +0.0;
+       the backward is g * (y > 0) with the comparison as 1.0 or 0.0, so NaN * 0 stays NaN and
+       a negative g times 0 gives -0.0, bit for bit NumPy's product. Plain loops the compiler
+       vectorises (compare, blend or multiply). */
+    #define MG_RELU_LOOPS(T, SUFFIX) \
+    static void mg_relu_fwd_##SUFFIX(const T *x, T *y, Py_ssize_t n) { \
+        for (Py_ssize_t i = 0; i < n; i++) { T v = x[i]; y[i] = (v > 0 || v != v) ? v : (T)0; } \
+    } \
+    static void mg_relu_bwd_##SUFFIX(const T *g, const T *y, T *dx, Py_ssize_t n) { \
+        for (Py_ssize_t i = 0; i < n; i++) dx[i] = g[i] * (T)(y[i] > 0); \
+    }
+    MG_RELU_LOOPS(float, f)
+    MG_RELU_LOOPS(double, d)
+    """
+    void mg_relu_fwd_f(const float *x, float *y, Py_ssize_t n) noexcept nogil
+    void mg_relu_fwd_d(const double *x, double *y, Py_ssize_t n) noexcept nogil
+    void mg_relu_bwd_f(const float *g, const float *y, float *dx, Py_ssize_t n) noexcept nogil
+    void mg_relu_bwd_d(const double *g, const double *y, double *dx, Py_ssize_t n) noexcept nogil
+
+
+cdef enum Op:
+    GELU_FORWARD, GELU_BACKWARD, RELU_FORWARD, RELU_BACKWARD
+
+
+cdef inline void _span(Op op, const floating *a, const floating *b, floating *c, floating *d,
+                       Py_ssize_t n) noexcept nogil:
+    """One span of n elements: GELU forward (x=a -> y=c, cdf=d), GELU backward (g=a, x=b,
+    cdf=c -> dx=d), ReLU forward (x=a -> y=c), ReLU backward (g=a, y=b -> dx=c)."""
+    if op == GELU_FORWARD:
+        _gelu_fwd_span(a, c, d, n)
+    elif op == GELU_BACKWARD:
+        _gelu_bwd_span(a, b, c, d, n)
+    elif op == RELU_FORWARD:
+        if floating is float:
+            mg_relu_fwd_f(a, c, n)
+        else:
+            mg_relu_fwd_d(a, c, n)
+    elif floating is float:
+        mg_relu_bwd_f(a, b, c, n)
+    else:
+        mg_relu_bwd_d(a, b, c, n)
+
+
+cdef void _elementwise(Op op, const floating[::1] a, const floating[::1] b, floating[::1] c,
+                       floating[::1] d, int nthreads) noexcept nogil:
+    """Run ``op`` over spans of SPAN elements, one task each; the result never depends on the
+    split (elementwise). Arrays an op does not use are passed as any array of the right size."""
+    cdef Py_ssize_t t, i0, n = a.shape[0]
     cdef Py_ssize_t tasks = (n + SPAN - 1) // SPAN
     if nthreads > 1:
         for t in prange(tasks, num_threads=nthreads, schedule="static"):
             i0 = t * SPAN
-            if forward:
-                _gelu_fwd_span(&x[i0], &a[i0], &b[i0], _imin(SPAN, n - i0))
-            else:
-                _gelu_bwd_span(&g[i0], &x[i0], &a[i0], &b[i0], _imin(SPAN, n - i0))
-    elif forward:  # no OpenMP region at all: entering one costs microseconds
-        _gelu_fwd_span(&x[0], &a[0], &b[0], n)
+            _span(op, &a[i0], &b[i0], &c[i0], &d[i0], _imin(SPAN, n - i0))
+    else:  # no OpenMP region at all: entering one costs microseconds
+        _span(op, &a[0], &b[0], &c[0], &d[0], n)
+
+
+def _run(Op op, a, b, c, d, int nthreads):
+    """_elementwise on flat arrays of one float dtype."""
+    if a.dtype == np.float32:
+        _elementwise[float](op, a, b, c, d, nthreads)
     else:
-        _gelu_bwd_span(&g[0], &x[0], &a[0], &b[0], n)
+        _elementwise[double](op, a, b, c, d, nthreads)
 
 
 def gelu_forward(x):
@@ -83,11 +132,7 @@ def gelu_forward(x):
     if x.size == 0:
         return y, cdf
     xc = np.ascontiguousarray(x).reshape(-1)
-    cdef int nthreads = _gelu_threads(xc.shape[0])
-    if x.dtype == np.float32:
-        _gelu_core[float](xc, xc, y.reshape(-1), cdf.reshape(-1), True, nthreads)
-    else:
-        _gelu_core[double](xc, xc, y.reshape(-1), cdf.reshape(-1), True, nthreads)
+    _run(GELU_FORWARD, xc, xc, y.reshape(-1), cdf.reshape(-1), _gelu_threads(xc.shape[0]))
     return y, cdf
 
 
@@ -103,9 +148,41 @@ def gelu_backward(grad_out, x, cdf):
     xc = np.ascontiguousarray(x).reshape(-1)
     gc = np.ascontiguousarray(grad_out).reshape(-1)
     cc = np.ascontiguousarray(cdf).reshape(-1)
-    cdef int nthreads = _gelu_threads(xc.shape[0])
-    if x.dtype == np.float32:
-        _gelu_core[float](gc, xc, cc, dx.reshape(-1), False, nthreads)
-    else:
-        _gelu_core[double](gc, xc, cc, dx.reshape(-1), False, nthreads)
+    _run(GELU_BACKWARD, gc, xc, cc, dx.reshape(-1), _gelu_threads(xc.shape[0]))
+    return dx
+
+
+cdef inline bint _plain_float(a):
+    """A native float32/float64 ndarray: the compiled ReLU loops apply (others go to NumPy)."""
+    return type(a) is np.ndarray and (a.dtype == np.float32 or a.dtype == np.float64) \
+        and a.dtype.isnative
+
+
+def relu_forward(x):
+    """y = max(x, 0) as np.maximum(x, 0) gives it: NaN passes through, -0.0 gives +0.0.
+
+    Float32/float64 arrays run the compiled loop; any other real array (an int tensor's data)
+    goes to np.maximum itself, so the kernel takes what the op always took.
+    """
+    if not _plain_float(x) or x.size == 0:
+        return np.maximum(x, 0)
+    xc = np.ascontiguousarray(x).reshape(-1)
+    y = np.empty(x.shape, dtype=x.dtype)
+    yf = y.reshape(-1)
+    _run(RELU_FORWARD, xc, xc, yf, yf, threads_for(2 * xc.shape[0]))
+    return y
+
+
+def relu_backward(grad_out, y):
+    """dx = grad_out * (y > 0) with y the forward's output: NumPy's product, bit for bit (a NaN
+    gradient stays NaN where y <= 0, a negative one gives -0.0)."""
+    same_shape("relu_backward", "grad_out", grad_out, "y", y)
+    if not (_plain_float(grad_out) and _plain_float(y)) or grad_out.dtype != y.dtype \
+            or y.size == 0:
+        return grad_out * (y > 0)
+    gc = np.ascontiguousarray(grad_out).reshape(-1)
+    yc = np.ascontiguousarray(y).reshape(-1)
+    dx = np.empty(y.shape, dtype=y.dtype)
+    dxf = dx.reshape(-1)
+    _run(RELU_BACKWARD, gc, yc, dxf, dxf, threads_for(3 * yc.shape[0]))
     return dx

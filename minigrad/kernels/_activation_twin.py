@@ -1,5 +1,5 @@
 """NumPy twins of the compiled activation kernels (``_activation.pyx``): GELU with the exact
-normal CDF. Same names, signatures, checks and return values as the kernels."""
+normal CDF, and ReLU. Same names, signatures, checks and return values as the kernels."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from ._checks import float_array, same_as
+from ._checks import float_array, same_as, same_shape
 
 _math_erfc = np.frompyfunc(math.erfc, 1, 1)
 
@@ -51,3 +51,15 @@ def gelu_backward(grad_out: np.ndarray, x: np.ndarray, cdf: np.ndarray) -> np.nd
     same_as(fn, "cdf", cdf, x, x.shape, "the shape of x")
     pdf = np.exp(-0.5 * x * x) * x.dtype.type(1 / math.sqrt(2 * math.pi))
     return grad_out * (cdf + x * pdf)
+
+
+def relu_forward(x: np.ndarray) -> np.ndarray:
+    """y = max(x, 0): NaN passes through, -0.0 gives +0.0 (np.maximum's own rules)."""
+    return np.maximum(x, 0)
+
+
+# exercise: relu_backward
+def relu_backward(grad_out: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """dx = grad_out * (y > 0) with y the forward's output."""
+    same_shape("relu_backward", "grad_out", grad_out, "y", y)
+    return grad_out * (y > 0)

@@ -41,6 +41,12 @@ def float_array(fn: str, name: str, a: object) -> np.ndarray:
     return a
 
 
+def same_shape(fn: str, name: str, a: np.ndarray, other: str, b: np.ndarray) -> None:
+    """Raise unless ndarrays ``a`` and ``b`` have one shape (no broadcasting between them)."""
+    if a.shape != b.shape:
+        raise ValueError(f"{fn}: {name} has shape {a.shape} but {other} has shape {b.shape}")
+
+
 def same_as(fn: str, name: str, a: object, x: np.ndarray, shape: tuple, what: str) -> np.ndarray:
     """Raise unless ``a`` is an ndarray with x's dtype and the given ``shape`` (``what`` says
     why that shape, e.g. "one per channel")."""

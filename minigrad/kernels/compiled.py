@@ -14,7 +14,7 @@ from . import (
     _reduce,
     _softmax,
 )
-from ._activation import gelu_backward, gelu_forward
+from ._activation import gelu_backward, gelu_forward, relu_backward, relu_forward
 from ._conv import conv2d_backward, conv2d_forward
 from ._embed import embedding_backward
 from ._norm import (
@@ -55,8 +55,8 @@ __all__ = [
     "cross_entropy_fused",
     "cross_entropy_forward", "gelu_backward", "gelu_forward", "layernorm_backward",
     "layernorm_forward", "log_softmax",
-    "log_softmax_backward", "logsumexp", "max", "mean", "min", "rmsnorm_backward",
-    "rmsnorm_forward", "rmsprop_step", "sgd_step",
+    "log_softmax_backward", "logsumexp", "max", "mean", "min", "relu_backward", "relu_forward",
+    "rmsnorm_backward", "rmsnorm_forward", "rmsprop_step", "sgd_step",
     "softmax", "softmax_backward", "sum", "var",
     "embedding_backward",
 ]

@@ -5,7 +5,7 @@ module only gathers them, so that ``kernels.impl`` can be this module or ``compi
 same names and signatures. The twins are the test oracle and the benchmark baseline.
 """
 
-from ._activation_twin import gelu_backward, gelu_forward
+from ._activation_twin import gelu_backward, gelu_forward, relu_backward, relu_forward
 from ._checks import reduced_axes
 from ._conv_twin import conv2d_backward, conv2d_forward
 from ._embed_twin import embedding_backward
@@ -43,7 +43,7 @@ __all__ = [
     "adam_step", "batchnorm_backward", "batchnorm_forward", "conv2d_backward", "conv2d_forward",
     "cross_entropy_backward",
     "cross_entropy_fused",
-    "cross_entropy_forward", "gelu_backward", "gelu_forward",
+    "cross_entropy_forward", "gelu_backward", "gelu_forward", "relu_backward", "relu_forward",
     "layernorm_backward", "layernorm_forward", "log_softmax", "log_softmax_backward",
     "logsumexp", "max", "mean", "min", "reduced_axes", "rmsnorm_backward", "rmsnorm_forward",
     "rmsprop_step", "sgd_step", "softmax",
