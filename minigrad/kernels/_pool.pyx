@@ -8,7 +8,8 @@ per output row and per output column, which kernel taps fall inside the input (`
 the loops over a window have no bounds test and never touch padding. Planes are independent,
 so above a size threshold threads split them; no result depends on the thread count. The most
 common windows (2x2 at stride 2, no padding, all inside the plane) take loops of their own that
-give the same results, bit for bit.
+give the same results, bit for bit; when they tile the planes exactly, one loop covers all
+planes at once as a single tall plane (and threads split its rows).
 
 Average sums accumulate in float64. Max keeps the first maximal tap in row-major window order,
 and the first NaN wins over every number.
@@ -39,9 +40,19 @@ cdef enum:
 # Measured (one thread, min of 15 interleaved runs): forward on 64x16x16x16 (rows of 8) 90 us
 # with blends against 316 us loading; forward + backward on 64x16x8x8 (rows of 4) 406 us with
 # blends against 98 us loading; at 128x16x28x28 both are bound by memory (2 to 7 ms, noisy).
+# Planes the windows tile exactly (H = 2 OH, W = 2 OW) skip both at every size: one tall plane,
+# picked in chunks of TALL_CHUNK columns (_max_tall_rows, whose two passes stay in L1) is faster
+# everywhere it was measured. Forward, float32, against the per-plane loops, interleaved in one
+# process, median / min of 41 runs in us (2 shared cores, noisy):
+#   one thread:             64x16x8x8 108/107 -> 31/30; 64x16x16x16 111/106 -> 75/74;
+#                           128x32x28x28 3631/3189 -> 1520/1254; 64x32x4x4 73/46 -> 61/43
+#   OMP_WAIT_POLICY=PASSIVE: 64x16x8x8 108/91 -> 26/19; 64x16x16x16 119/86 -> 98/70
+#   default OMP policy:     64x16x8x8 113/100 -> 33/19; 64x16x16x16 75/66 -> 65/50
+# float64, one thread: 64x16x8x8 110/107 -> 49/47, 64x16x16x16 90/82 -> 92/82. Odd sides (9x9)
+# keep the loops above, unchanged (113/112 either way).
 cdef enum:
     BLEND_MIN_OW = 8
-    TALL_CHUNK = 1024
+    TALL_CHUNK = 1024  # values and positions of the vertical pass held at a time (8-12 KB)
 
 
 cdef struct Geometry:
