@@ -1,8 +1,9 @@
 """Fuzz group for the pooling kernels: random (N, C, H, W) arrays in every layout, NaN and inf,
 and any window geometry of small non-negative ints (valid or not for PyTorch: the kernels must
-stay in bounds whatever they are given), sometimes wrong types and corrupted argmax indices.
-Every call agrees with the NumPy twin (and float32 results with the twin in float64), or both
-raise the same clean error."""
+stay in bounds whatever they are given), sometimes wrong types and corrupted argmax indices;
+a quarter of the cases are 2x2 max pooling at stride 2 over planes of any size, whose picks must
+be the twin's to the bit (ties, signed zeros, NaN). Every call agrees with the NumPy twin (and
+float32 results with the twin in float64), or both raise the same clean error."""
 
 from __future__ import annotations
 
@@ -64,10 +65,36 @@ def _case(data):
     return x, k, s, p, d, o, include_pad, kind, grad.astype(getattr(x, "dtype", np.float64))
 
 
+def _same_bits(c, t, *_):
+    """Max pooling picks values: the same picks as the twin, value bits and all (-0.0, NaN)."""
+    for got, want in zip(c, t, strict=True):
+        assert got.dtype == want.dtype and got.shape == want.shape
+        assert got.tobytes() == want.tobytes(), (got, want)
+
+
+def _tiled(data):
+    """2x2 windows at stride 2 over planes of any size: the output that tiles them exactly
+    (a path of its own when both sides are even), or one more row/column (ceil_mode)."""
+    x = data.draw(arrays(min_ndim=4, max_ndim=4))
+    if data.draw(st.booleans()):  # few distinct values: ties, signed zeros, NaN, +-inf
+        pool = np.array([0.0, -0.0, 1.0, np.nan, np.inf, -np.inf], x.dtype)
+        x = pool[np.random.default_rng(x.size).integers(0, 6, x.shape)]
+        if data.draw(st.booleans()):  # the same values, stored transposed
+            x = np.ascontiguousarray(x.transpose(3, 2, 1, 0)).transpose(3, 2, 1, 0)
+    H, W = x.shape[2:]
+    o = (H // 2 + data.draw(st.integers(0, H % 2)), W // 2 + data.draw(st.integers(0, W % 2)))
+    same_outcome("max_pool2d_forward", compiled.max_pool2d_forward,
+                 reference.max_pool2d_forward, [x, (2, 2), (2, 2), (0, 0), (1, 1), o],
+                 compare=_same_bits)
+
+
 def run_pool(n):
     @fuzz_settings(n)
     @given(data=st.data())
     def case(data):
+        if data.draw(st.integers(0, 3)) == 0:
+            _tiled(data)
+            return
         x, k, s, p, d, o, include_pad, kind, grad = _case(data)
         if kind == "max":
             args = [x, k, s, p, d, o]

@@ -268,3 +268,93 @@ def test_pairs_match_the_general_loops_bit_for_bit(rng, shape, out, dtype):
             return _pool.avg_pool2d_forward(a, (2, 2), (2, 2), (0, 0), o, include_pad)
 
         assert avg_pool(x, out).tobytes() == _general_loops(avg_pool, x, out).tobytes()
+
+
+# 2x2 windows that tile every plane exactly (H = 2 OH, W = 2 OW) are picked over all planes at
+# once, as one tall plane (vertical pass first); rows longer than the chunk (1024) and planes
+# with an odd side, or a ceil_mode window over the edge, keep the per-plane loops
+TALL_SHAPES = [((3, 2, 8, 8), (4, 4)), ((2, 3, 4, 4), (2, 2)), ((1, 1, 2, 2), (1, 1)),
+               ((5, 3, 6, 10), (3, 5)), ((2, 2, 16, 16), (8, 8)), ((4, 1, 2, 1024), (1, 512)),
+               ((1, 2, 4, 1026), (2, 513)), ((2, 3, 9, 8), (4, 4)), ((2, 3, 8, 9), (4, 4)),
+               ((2, 3, 7, 7), (4, 4)), ((2, 3, 8, 8), (4, 5))]
+
+
+def _special_values(rng, shape, dtype, data):
+    """Values that stress the pick: ties (signed zeros included), NaN, +-inf."""
+    if data == "normal":
+        return rng.standard_normal(shape).astype(dtype)
+    if data == "tied":
+        return _tied_with_nans(rng, shape, dtype)
+    pool = {"zeros": [0.0, -0.0], "specials": [0.0, -0.0, 1.0, np.inf, -np.inf, np.nan]}[data]
+    return rng.choice(np.array(pool), shape).astype(dtype)
+
+
+@pytest.mark.skipif(_pool is None, reason="compiled kernels not built (NumPy-only run)")
+@pytest.mark.parametrize("layout", ["contiguous", "transposed", "step"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, out", TALL_SHAPES)
+@pytest.mark.parametrize("data", ["normal", "tied", "zeros", "specials"])
+def test_tiled_pairs_match_twin_and_general_loops_to_the_bit(rng, shape, out, dtype, layout,
+                                                             data):
+    """The picks of the tiled planes are the twin's (first maximal tap in row-major order, first
+    NaN), values compared as bits so that -0.0 against +0.0 counts, and those of the general
+    loops (which pay no attention to the tiling)."""
+    x = relayout(_special_values(rng, shape, dtype, data), layout)
+    geometry = ((2, 2), (2, 2), (0, 0), (1, 1), out)
+    y, idx = _pool.max_pool2d_forward(x, *geometry)
+    want_y, want_idx = twin.max_pool2d_forward(x, *geometry)
+    np.testing.assert_array_equal(idx, want_idx)
+    assert y.dtype == want_y.dtype and y.tobytes() == want_y.tobytes()
+    if 2 * out[1] <= shape[3]:  # _general_loops adds a column that must hang over the edge
+        general_y, general_idx = _general_loops(
+            lambda a, o: _pool.max_pool2d_forward(a, (2, 2), (2, 2), (0, 0), (1, 1), o), x, out)
+        np.testing.assert_array_equal(idx, general_idx)
+        assert y.tobytes() == np.ascontiguousarray(general_y).tobytes()
+
+
+@pytest.mark.skipif(_pool is None, reason="compiled kernels not built (NumPy-only run)")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tiled_pairs_break_ties_by_window_position(dtype):
+    """Picked down each column first, a window's bottom-left tap (position 2) can meet its
+    top-right one (position 1): on a tie, or when both are NaN, the top-right one wins."""
+    nan = np.nan
+    windows = [[[0, 5], [5, 0]], [[0, nan], [nan, 0]], [[-1, -0.0], [0.0, -1]],
+               [[-1, 0.0], [-0.0, -1]], [[1, 1], [1, 1]], [[nan, 0], [0, nan]],
+               [[0, 1], [2, 2]], [[-np.inf, -np.inf], [-np.inf, -np.inf]], [[0, 5], [7, 7]]]
+    # the windows side by side in one plane, and stacked one per plane
+    side = np.array(windows, dtype).transpose(1, 0, 2).reshape(1, 1, 2, 2 * len(windows))
+    stacked = np.array(windows, dtype).reshape(len(windows), 1, 2, 2)
+    want_idx = [1, 1, 1, 1, 0, 0, 2, 0, 2]
+    for x, out in ((side, (1, len(windows))), (stacked, (1, 1))):
+        y, idx = _pool.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0), (1, 1), out)
+        flat = x.reshape(len(windows) if out == (1, 1) else 1, -1)
+        cols = np.arange(len(windows)) * 2 if out != (1, 1) else np.zeros(len(windows), int)
+        rows, offs = np.divmod(np.array(want_idx), 2)
+        np.testing.assert_array_equal(idx.ravel(), rows * x.shape[3] + cols + offs)
+        picked = flat[np.arange(flat.shape[0]).repeat(len(windows) // flat.shape[0]),
+                      rows * x.shape[3] + cols + offs]
+        assert y.ravel().tobytes() == picked.tobytes()
+
+
+@pytest.mark.skipif(_pool is None, reason="compiled kernels not built (NumPy-only run)")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tiled_pairs_split_over_threads_give_the_same_bits(rng, dtype):
+    """Above the size threshold threads take chunks of row pairs of the tall plane (chunks that
+    straddle planes); the picks stay those of one thread and of the twin."""
+    x = _special_values(rng, (16, 12, 34, 38), dtype, "specials")
+    geometry = ((2, 2), (2, 2), (0, 0), (1, 1), (17, 19))
+    previous = mg.get_num_threads()
+    mg.set_num_threads(min(2, mg.kernels.max_threads()))
+    try:
+        y, idx = _pool.max_pool2d_forward(x, *geometry)
+    finally:
+        mg.set_num_threads(previous)
+    mg.set_num_threads(1)
+    try:
+        serial_y, serial_idx = _pool.max_pool2d_forward(x, *geometry)
+    finally:
+        mg.set_num_threads(previous)
+    want_y, want_idx = twin.max_pool2d_forward(x, *geometry)
+    np.testing.assert_array_equal(idx, serial_idx)
+    np.testing.assert_array_equal(idx, want_idx)
+    assert y.tobytes() == serial_y.tobytes() == want_y.tobytes()
