@@ -150,3 +150,20 @@ def test_fused_relu_on_short_planes_gives_the_bits_of_the_two_steps(impl, dtype,
     got = impl.batchnorm_backward(grad, x, gamma, mean, rstd, training, relu_out=fz)
     for e, g in zip(expected, got, strict=True):
         assert same_bits(e, g)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("shape", [(2, 3, 0), (2, 3, 0, 4), (2, 40, 5, 0)])
+@pytest.mark.parametrize("training", [True, False])
+def test_empty_planes(impl, shape, training):
+    """No value in a plane: (C,) statistics and gradients, zero sums, nothing written."""
+    c = shape[1]
+    x = np.ones(shape, np.float32)
+    rm, rv = np.zeros(c, np.float32), np.ones(c, np.float32)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        y, mean, rstd = impl.batchnorm_forward(x, None, None, rm, rv, 0.9, 1e-5, training)
+        dx, dgamma, dbeta = impl.batchnorm_backward(x, x, None, mean, rstd, training)
+    assert y.shape == shape and dx.shape == shape
+    assert mean.shape == rstd.shape == (c,)
+    np.testing.assert_array_equal(dgamma, np.zeros(c, np.float32))
+    np.testing.assert_array_equal(dbeta, np.zeros(c, np.float32))

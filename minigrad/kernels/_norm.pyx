@@ -649,15 +649,14 @@ def _batchnorm_shape3(shape):
 
 def _coef_width(C, S):
     """Columns of the write pass's coefficients for (N, C, S) data: C * S when the write runs
-    wide (``_write_columns``), else C."""
-    wide = S == 1 or (S < BATCHNORM_WIDE_WRITE_S and C * S <= BATCHNORM_WIDE_MAX)
-    return C * S if wide else C
+    wide (``_write_columns``), else C (also when S is 0: no plane to write)."""
+    return C * S if _write_columns(C, S) else C
 
 
 def _sums_by_columns(C, S):
     """Whether the sums of (N, C, S) data with S > 1 run wide (``_columns_per_channel``), which
     needs float64 scratch for C * S column sums."""
-    return S > 1 and C * S <= BATCHNORM_WIDE_MAX
+    return S > 1 and _columns_per_channel(C, S) != 0
 
 
 def _column_scratch(rows, C, S):
