@@ -322,17 +322,16 @@ cdef void _batchnorm_dx_write(const floating[:, :, ::1] dy, const floating[:, :,
                   coef[2, c], coef[3, c], coef[4, c], &dx[0, 0, 0] + p * S)
 
 
-cdef inline void _set_coef(floating *coef, Py_ssize_t c, Py_ssize_t rep,
-                           floating value) noexcept nogil:
-    """In one row of coefficients, value for channel c: at column c, or at its rep columns
-    c * rep.. when wide (a pointer, not a memoryview: the loops over channels are hot for
-    large C, and a memoryview argument is a struct copy per call when not inlined)."""
-    cdef Py_ssize_t j
-    if rep <= 1:  # per channel, or wide with one column per channel
-        coef[c] = value
-        return
-    for j in range(c * rep, c * rep + rep):
-        coef[j] = value
+cdef void _spread_columns(floating[:, ::1] coef, Py_ssize_t S) noexcept nogil:
+    """Per-channel coefficients coef[k, c] (c < C) to per-column ones coef[k, c * S + s], in
+    place: channels last to first, so no value is overwritten before it is read (c * S >= c)."""
+    cdef Py_ssize_t C = coef.shape[1] // S, k, c, s
+    cdef floating v
+    for k in range(coef.shape[0]):
+        for c in range(C - 1, -1, -1):
+            v = coef[k, c]
+            for s in range(S):
+                coef[k, c * S + s] = v
 
 
 cdef void _relu_rows(floating *y, Py_ssize_t n) noexcept nogil:
@@ -381,7 +380,6 @@ cdef void _batchnorm_forward_core(
     cdef double *mean
     cdef double *rstd
     cdef double m, var, scale, shift
-    cdef floating mean_hi, mean_lo
     if C == 0:  # nothing to compute (and no stats[0, 0] or x[0, 0, 0] to take the address of)
         return
     mean = &stats[0, 0]
@@ -413,11 +411,11 @@ cdef void _batchnorm_forward_core(
         return
     for c in range(C):
         scale = rstd[c] * gamma[c] if has_gamma else rstd[c]
-        _split(mean[c], &mean_hi, &mean_lo)
-        _set_coef(&coef[0, 0], c, wide, mean_hi)
-        _set_coef(&coef[1, 0], c, wide, mean_lo)
-        _set_coef(&coef[2, 0], c, wide, <floating>scale)
-        _set_coef(&coef[3, 0], c, wide, beta[c] if has_beta else 0.0)
+        _split(mean[c], &coef[0, c], &coef[1, c])
+        coef[2, c] = <floating>scale
+        coef[3, c] = beta[c] if has_beta else 0.0
+    if wide > 1:
+        _spread_columns(coef, wide)
     _batchnorm_write(x, coef, y, nt)
     if relu:
         _relu_rows(&y[0, 0, 0], x.shape[0] * C * x.shape[2])
@@ -431,14 +429,14 @@ cdef void _batchnorm_backward_core(
     """Reduction pass for sum(dy) and sum(dy * (x - mean)), then the write pass.
 
     out (7, W) receives dgamma (row 0) and dbeta (row 1) in its first C columns; rows 2-6 are
-    scratch for the write, W = C * S columns when wide, else C. sums (5, W) float64: the two
-    sums per channel (rows 0-1), then scratch for the column sums of a wide pass.
+    scratch for the write, W = C * S columns when the write runs wide, else C. sums float64:
+    the two sums per channel (rows 0-1), then, when the sums run wide with S > 1, three rows of
+    column scratch (``_column_scratch``).
     """
     cdef Py_ssize_t C = x.shape[1], count = x.shape[0] * x.shape[2], c
     cdef Py_ssize_t wide = _write_columns(C, x.shape[2])
     cdef int nt = threads_for(x.shape[0] * C * x.shape[2])
     cdef double a, r
-    cdef floating mean_hi, mean_lo
     if count == 0 or C == 0:  # no values: the sums are 0 and dx is empty
         for c in range(C):
             out[0, c] = 0.0
@@ -449,10 +447,12 @@ cdef void _batchnorm_backward_core(
         # all (a NaN in x must not leak into dx; the closed form below would give NaN * 0).
         # The forward's write pass y = (x - 0 - 0) * a + 0 computes exactly that.
         for c in range(C):
-            _set_coef(&out[2, 0], c, wide, 0.0)
-            _set_coef(&out[3, 0], c, wide, 0.0)
-            _set_coef(&out[4, 0], c, wide, <floating>(rstd[c] * gamma[c] if has_gamma else rstd[c]))
-            _set_coef(&out[5, 0], c, wide, 0.0)
+            out[2, c] = 0.0
+            out[3, c] = 0.0
+            out[4, c] = <floating>(rstd[c] * gamma[c] if has_gamma else rstd[c])
+            out[5, c] = 0.0
+        if wide > 1:
+            _spread_columns(out[2:6], wide)
         _batchnorm_write(dy, out[2:6], dx, nt)
     _batchnorm_grad_sums(dy, x, &mean[0], &sums[0, 0], &sums[1, 0], sums[2:5], nt)
     for c in range(C):
@@ -464,13 +464,13 @@ cdef void _batchnorm_backward_core(
     for c in range(C):
         r = rstd[c]
         a = r * gamma[c] if has_gamma else r
-        _split(mean[c], &mean_hi, &mean_lo)
-        _set_coef(&out[2, 0], c, wide, mean_hi)
-        _set_coef(&out[3, 0], c, wide, mean_lo)
-        _set_coef(&out[4, 0], c, wide, <floating>a)
+        _split(mean[c], &out[2, c], &out[3, c])
+        out[4, c] = <floating>a
         # dx = a * (dy - dbeta / M - x_hat * dgamma / M), x_hat = (x - mean) * r
-        _set_coef(&out[5, 0], c, wide, <floating>(-a * r * r * sums[1, c] / count))
-        _set_coef(&out[6, 0], c, wide, <floating>(-a * sums[0, c] / count))
+        out[5, c] = <floating>(-a * r * r * sums[1, c] / count)
+        out[6, c] = <floating>(-a * sums[0, c] / count)
+    if wide > 1:
+        _spread_columns(out[2:7], wide)
     _batchnorm_dx_write(dy, x, out[2:7], dx, nt)
 
 
@@ -647,13 +647,13 @@ def _batchnorm_shape3(shape):
     return (shape[0], shape[1], math.prod(shape[2:]))
 
 
-def _coef_width(C, S):
+cdef inline Py_ssize_t _coef_width(Py_ssize_t C, Py_ssize_t S):
     """Columns of the write pass's coefficients for (N, C, S) data: C * S when the write runs
     wide (``_write_columns``), else C (also when S is 0: no plane to write)."""
     return C * S if _write_columns(C, S) else C
 
 
-def _sums_by_columns(C, S):
+cdef inline bint _sums_by_columns(Py_ssize_t C, Py_ssize_t S):
     """Whether the sums of (N, C, S) data with S > 1 run wide (``_columns_per_channel``), which
     needs float64 scratch for C * S column sums."""
     return S > 1 and _columns_per_channel(C, S) != 0
@@ -695,7 +695,7 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, momentum, eps, 
     # write-pass scratch: mean_hi, mean_lo, scale, shift
     coef = np.empty((4, _coef_width(C, S)), x.dtype)
     # scratch for the column sums of a wide statistics pass (not read otherwise)
-    cols = _column_scratch(2, C, S) if training and _sums_by_columns(C, S) else stats
+    cols = _column_scratch(2, C, S) if training and _sums_by_columns(C, S) else None
     has_running = running_mean is not None
     if has_running and not training:
         # Eval only reads the buffers, so read-only ones are fine (the twin accepts them); a
