@@ -93,13 +93,21 @@ cdef inline Py_ssize_t _chunk(Py_ssize_t total, int parts) noexcept nogil:
 # a call, a loop set-up and a fold of the float64 lanes per S values (measured: (64, 32, 4, 4)
 # float32 took longer than (64, 16, 8, 8), twice its data). The column sums stay in L1.
 cdef enum:
-    BATCHNORM_WIDE_MAX = 2048
+    BATCHNORM_WIDE_MAX = 8192
     BATCHNORM_WIDE_WRITE_S = 32
+    COLUMN_PAD = 16
 
 
-cdef inline Py_ssize_t _columns_per_channel(Py_ssize_t C, Py_ssize_t S) noexcept nogil:
-    """S when BatchNorm's sums run wide (one column per value of a sample, see above), else 0."""
-    return S if S == 1 or C * S <= BATCHNORM_WIDE_MAX else 0
+cdef inline Py_ssize_t _columns_per_channel(Py_ssize_t N, Py_ssize_t C,
+                                            Py_ssize_t S) noexcept nogil:
+    """S when BatchNorm's sums run wide (one column per value of a sample, see above), else 0.
+
+    Wide, each column costs a few float64 passes besides its N values (zeroing, the shift or
+    mean, the fold into its channel); a plane costs a call and a fold of lanes besides its S
+    values. Measured, the columns pay from about N >= S / 4: (64, 16, 8, 8) 1.4x faster,
+    (64, 8, 16, 16) a tie, (8, 128, 8, 8) 10% slower wide.
+    """
+    return S if S == 1 or (C * S <= BATCHNORM_WIDE_MAX and S <= 4 * N) else 0
 
 
 cdef inline Py_ssize_t _write_columns(Py_ssize_t C, Py_ssize_t S) noexcept nogil:
@@ -193,7 +201,7 @@ cdef void _channel_sums(const floating[:, :, ::1] x, Py_ssize_t c0, Py_ssize_t c
     cdef Py_ssize_t C = x.shape[1], S = x.shape[2]
     if S == 1:
         _column_shifted_sums(&x[0, 0, 0], x.shape[0], C, c0, c1, sum1, sum2)
-    elif _columns_per_channel(C, S):
+    elif _columns_per_channel(x.shape[0], C, S):
         _column_shifted_sums(&x[0, 0, 0], x.shape[0], C * S, c0 * S, c1 * S, &cols[0, 0],
                              &cols[1, 0])
         _channels_from_columns(x, c0, c1, &cols[0, 0], &cols[1, 0], sum1, sum2)
@@ -234,7 +242,7 @@ cdef void _channel_grad_sums(const floating[:, :, ::1] dy, const floating[:, :, 
     if S == 1:
         _column_grad_sums(&dy[0, 0, 0], &x[0, 0, 0], x.shape[0], C, c0, c1, mean, sum_dy,
                           sum_dy_xc)
-    elif _columns_per_channel(C, S):
+    elif _columns_per_channel(x.shape[0], C, S):
         for j in range(c0 * S, c1 * S):
             cols[0, j] = mean[j // S]
         _column_grad_sums(&dy[0, 0, 0], &x[0, 0, 0], x.shape[0], C * S, c0 * S, c1 * S,
@@ -322,10 +330,10 @@ cdef void _batchnorm_dx_write(const floating[:, :, ::1] dy, const floating[:, :,
                   coef[2, c], coef[3, c], coef[4, c], &dx[0, 0, 0] + p * S)
 
 
-cdef void _spread_columns(floating[:, ::1] coef, Py_ssize_t S) noexcept nogil:
+cdef void _spread_columns(floating[:, ::1] coef, Py_ssize_t C, Py_ssize_t S) noexcept nogil:
     """Per-channel coefficients coef[k, c] (c < C) to per-column ones coef[k, c * S + s], in
     place: channels last to first, so no value is overwritten before it is read (c * S >= c)."""
-    cdef Py_ssize_t C = coef.shape[1] // S, k, c, s
+    cdef Py_ssize_t k, c, s
     cdef floating v
     for k in range(coef.shape[0]):
         for c in range(C - 1, -1, -1):
@@ -415,7 +423,7 @@ cdef void _batchnorm_forward_core(
         coef[2, c] = <floating>scale
         coef[3, c] = beta[c] if has_beta else 0.0
     if wide > 1:
-        _spread_columns(coef, wide)
+        _spread_columns(coef, C, wide)
     _batchnorm_write(x, coef, y, nt)
     if relu:
         _relu_rows(&y[0, 0, 0], x.shape[0] * C * x.shape[2])
@@ -452,7 +460,7 @@ cdef void _batchnorm_backward_core(
             out[4, c] = <floating>(rstd[c] * gamma[c] if has_gamma else rstd[c])
             out[5, c] = 0.0
         if wide > 1:
-            _spread_columns(out[2:6], wide)
+            _spread_columns(out[2:6], C, wide)
         _batchnorm_write(dy, out[2:6], dx, nt)
     _batchnorm_grad_sums(dy, x, &mean[0], &sums[0, 0], &sums[1, 0], sums[2:5], nt)
     for c in range(C):
@@ -470,7 +478,7 @@ cdef void _batchnorm_backward_core(
         out[5, c] = <floating>(-a * r * r * sums[1, c] / count)
         out[6, c] = <floating>(-a * sums[0, c] / count)
     if wide > 1:
-        _spread_columns(out[2:7], wide)
+        _spread_columns(out[2:7], C, wide)
     _batchnorm_dx_write(dy, x, out[2:7], dx, nt)
 
 
@@ -649,22 +657,23 @@ def _batchnorm_shape3(shape):
 
 cdef inline Py_ssize_t _coef_width(Py_ssize_t C, Py_ssize_t S):
     """Columns of the write pass's coefficients for (N, C, S) data: C * S when the write runs
-    wide (``_write_columns``), else C (also when S is 0: no plane to write)."""
-    return C * S if _write_columns(C, S) else C
+    wide (``_write_columns``; plus COLUMN_PAD, see ``_column_scratch``), else C (also when S
+    is 0: no plane to write)."""
+    return C * S + COLUMN_PAD if _write_columns(C, S) and S > 1 else C
 
 
-cdef inline bint _sums_by_columns(Py_ssize_t C, Py_ssize_t S):
+cdef inline bint _sums_by_columns(Py_ssize_t N, Py_ssize_t C, Py_ssize_t S):
     """Whether the sums of (N, C, S) data with S > 1 run wide (``_columns_per_channel``), which
     needs float64 scratch for C * S column sums."""
-    return S > 1 and _columns_per_channel(C, S) != 0
+    return S > 1 and _columns_per_channel(N, C, S) != 0
 
 
 def _column_scratch(rows, C, S):
-    """float64 (rows, C * S + 16) scratch for column sums. The 16 extra columns keep the rows
+    """float64 (rows, C * S + COLUMN_PAD) scratch for column sums. The extra columns keep the rows
     from lying a multiple of 4 KiB apart (C * S is often a power of two): a load from one row
     after a store to another at the same address modulo 4 KiB waits for the store (measured
     25% slower backward at (64, 16, 8, 8) float32)."""
-    return np.empty((rows, C * S + 16), np.float64)
+    return np.empty((rows, C * S + COLUMN_PAD), np.float64)
 
 
 def batchnorm_forward(x, gamma, beta, running_mean, running_var, momentum, eps, training,
@@ -695,7 +704,7 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, momentum, eps, 
     # write-pass scratch: mean_hi, mean_lo, scale, shift
     coef = np.empty((4, _coef_width(C, S)), x.dtype)
     # scratch for the column sums of a wide statistics pass (not read otherwise)
-    cols = _column_scratch(2, C, S) if training and _sums_by_columns(C, S) else None
+    cols = _column_scratch(2, C, S) if training and _sums_by_columns(x3.shape[0], C, S) else None
     has_running = running_mean is not None
     if has_running and not training:
         # Eval only reads the buffers, so read-only ones are fine (the twin accepts them); a
@@ -746,7 +755,8 @@ def batchnorm_backward(grad_out, x, gamma, mean, rstd, training=True, relu_out=N
     out = np.empty((7, width), x.dtype)
     # the two sums per channel, then (wide) each column's mean and its two sums
     S = shape3[2]
-    sums = _column_scratch(5, C, S) if _sums_by_columns(C, S) else np.empty((2, C), np.float64)
+    sums = _column_scratch(5, C, S) if _sums_by_columns(shape3[0], C, S) else np.empty(
+        (2, C), np.float64)
     if x.dtype.itemsize == 4:  # float32 (the checks allow only float32 and float64)
         _batchnorm_backward_core[float](dy3, x3, _contiguous(gamma), gamma is not None, mean,
                                         rstd, training, dx, out, sums)
