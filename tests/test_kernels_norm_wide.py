@@ -17,24 +17,29 @@ from minigrad.kernels import reference
 _norm = compiled_module("_norm")
 IMPLS = implementations("_norm")
 
-# (N, C, S): S = HW of 1, 3, 16, 17 and around 32 (where the write stops running wide);
-# C * S around the vector widths (8 and 16 values) and around 2048 (where the sums stop).
+# (N, C, S) on both sides of each choice of the compiled kernels: sums by columns when
+# C * S <= 16384, S < 256 and S <= 4 N; writes by columns when also S < 32. HW = 1, 3, 16, 17;
+# C * S around the vector widths (8 and 16 values).
 WIDE_SHAPES = [
     (6, 5, 1),
     (4, 3, 3),
     (5, 1, 16),
-    (3, 2, 17),
+    (5, 2, 17),
     (4, 7, 1),
     (4, 5, 3),  # C * S = 15
-    (3, 1, 16),  # 16
+    (4, 1, 16),  # 16
     (3, 11, 3),  # 33
-    (2, 3, 31),
-    (2, 3, 32),
-    (2, 3, 33),
-    (2, 128, 16),  # C * S = 2048: sums and write by columns
-    (2, 129, 16),  # 2064: a plane at a time
-    (2, 64, 32),  # 2048 with S = 32: sums by columns, write a plane at a time
-    (3, 32, 4, 4),
+    (8, 3, 31),
+    (8, 3, 32),
+    (9, 3, 33),
+    (4, 3, 16),  # S = 4 N: sums by columns
+    (3, 3, 16),  # S > 4 N: a plane at a time
+    (64, 2, 255),  # the longest planes summed by columns
+    (64, 2, 256),
+    (4, 1024, 16),  # C * S = 16384: sums and write by columns
+    (4, 1025, 16),  # a plane at a time
+    (8, 32, 4, 4),
+    (16, 16, 8, 8),
     (2, 16, 8, 8),
 ]
 
@@ -85,7 +90,7 @@ SPECIAL_AT = [(0, 1, 0), (0, 1, 2), (0, 2, 15), (3, 0, 5)]
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
 @pytest.mark.parametrize("at", SPECIAL_AT)
-@pytest.mark.parametrize("shape", [(4, 3, 16), (4, 3, 17), (5, 4, 4, 4)])
+@pytest.mark.parametrize("shape", [(4, 3, 16), (5, 3, 17), (5, 4, 4, 4)])
 def test_inf_and_nan_agree_with_the_twin(dtype, value, at, shape):
     rng = np.random.default_rng(3)
     x = rng.standard_normal(shape).astype(dtype)

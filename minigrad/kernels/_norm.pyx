@@ -91,9 +91,10 @@ cdef inline Py_ssize_t _chunk(Py_ssize_t total, int parts) noexcept nogil:
 # run over C * S values instead of S, with per-column coefficients (each channel's repeated S
 # times) and per-column float64 sums added per channel at the end. Short planes otherwise cost
 # a call, a loop set-up and a fold of the float64 lanes per S values (measured: (64, 32, 4, 4)
-# float32 took longer than (64, 16, 8, 8), twice its data). The column sums stay in L1.
+# float32 took longer than (64, 16, 8, 8), twice its data). The column sums stay in L2.
 cdef enum:
-    BATCHNORM_WIDE_MAX = 8192
+    BATCHNORM_WIDE_MAX = 16384
+    BATCHNORM_WIDE_SUMS_S = 256
     BATCHNORM_WIDE_WRITE_S = 32
     COLUMN_PAD = 16
 
@@ -104,10 +105,12 @@ cdef inline Py_ssize_t _columns_per_channel(Py_ssize_t N, Py_ssize_t C,
 
     Wide, each column costs a few float64 passes besides its N values (zeroing, the shift or
     mean, the fold into its channel); a plane costs a call and a fold of lanes besides its S
-    values. Measured, the columns pay from about N >= S / 4: (64, 16, 8, 8) 1.4x faster,
-    (64, 8, 16, 16) a tie, (8, 128, 8, 8) 10% slower wide.
+    values. Measured (float32, one thread), the columns pay from about N >= S / 4 and for
+    planes shorter than 256: (64, 16, 8, 8) 1.4x and (128, 32, 14, 14) 1.3x faster wide,
+    (64, 8, 16, 16) a tie, (8, 128, 8, 8) and (256, 64, 16, 16) about 10% slower.
     """
-    return S if S == 1 or (C * S <= BATCHNORM_WIDE_MAX and S <= 4 * N) else 0
+    return S if S == 1 or (C * S <= BATCHNORM_WIDE_MAX and S <= 4 * N
+                           and S < BATCHNORM_WIDE_SUMS_S) else 0
 
 
 cdef inline Py_ssize_t _write_columns(Py_ssize_t C, Py_ssize_t S) noexcept nogil:
