@@ -338,3 +338,28 @@ def test_the_direct_path_sums_dw_over_blocks_of_samples(monkeypatch, dtype, bloc
                                 *geometry, (True, True, True))
     for g, e in zip(got, expected, strict=True):
         assert_close(g, e, dtype)
+
+
+@pytest.mark.skipif(_conv is None, reason="compiled kernels not built")
+@pytest.mark.parametrize("path", ["direct", "im2col"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("special", [np.inf, -np.inf, np.nan])
+def test_dx_takes_a_weight_only_through_the_outputs_its_tap_reaches(monkeypatch, path, dtype,
+                                                                    special):
+    """dx[q] sums w[tap] dy[p] over the outputs p whose window holds q: a tap that reaches no
+    output from q adds no term, so a non-finite weight does not turn the dx of the pixels on
+    the border into NaN (0 * inf); the same values on both paths and the twin."""
+    monkeypatch.setattr(_conv, "PATH", path)
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 3, 4, 5)).astype(dtype)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(dtype)
+    w[1, 2, 0, 0] = special  # tap (0, 0): the last row and column of x reach no output with it
+    geometry = ((1, 1), (1, 1, 1, 1), (1, 1), 1)
+    dy = rng.standard_normal((2, 4, 4, 5)).astype(dtype)
+    expected = _conv_twin.conv2d_backward(dy, x, w, *geometry, (True, False, False))[0]
+    assert np.isfinite(expected[:, :, -1, :]).all() and np.isfinite(expected[..., -1]).all()
+    dx = _conv.conv2d_backward(dy, x, w, *geometry, (True, False, False))[0]
+    np.testing.assert_array_equal(np.isnan(dx), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(dx), np.isinf(expected))
+    finite = np.isfinite(expected)
+    assert_close(np.where(finite, dx, 0), np.where(finite, expected, 0).astype(np.float64), dtype)

@@ -136,3 +136,21 @@ def test_relu_op_gradcheck_and_int_tensors(backend):
         assert mg.tensor([3, -2]).relu().tolist() == [3, 0]
     finally:
         mg.set_backend(previous)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_backward_quiets_a_signaling_nan_gradient_as_numpy_does(impl, dtype):
+    """NumPy's g * 1.0 is a real product: a signaling NaN comes out quiet (its payload kept),
+    at every position of the vector loops and their tails."""
+    nan = {np.float32: [0x7F800001, 0xFF812345], np.float64: [0x7FF0000000000001,
+                                                               0xFFF0000000ABCDEF]}[dtype]
+    udt = np.uint32 if dtype == np.float32 else np.uint64
+    for size in (1, 7, 16, 33, 4097):
+        g = np.resize(np.array(nan, udt), size).view(dtype)
+        y = np.resize(np.array([1.0, 0.0, 2.0], dtype), size)
+        with np.errstate(invalid="ignore"):  # NumPy flags the signaling NaN it quiets
+            want = defined_backward(g, y)
+            got = impl.relu_backward(g, y)
+        assert np.isnan(want).all() and (bits(want) != bits(g)).all()  # quieted by NumPy
+        np.testing.assert_array_equal(bits(got), bits(want))

@@ -59,13 +59,18 @@ cdef extern from *:
     /* ReLU as np.maximum(x, 0) computes it: a NaN passes through, -0.0 and negatives give +0.0;
        the backward is g * (y > 0) with the comparison as 1.0 or 0.0, so NaN * 0 stays NaN and
        a negative g times 0 gives -0.0, bit for bit NumPy's product. Plain loops the compiler
-       vectorises (compare, blend or multiply). */
+       vectorises (compare, blend or multiply). The 1.0 is read from a volatile once per call:
+       knowing it, the compiler drops g * 1.0 for g, which passes a signaling NaN on unquieted
+       where NumPy's product quiets it. */
+    static volatile float mg_relu_one_f = 1.0f;
+    static volatile double mg_relu_one_d = 1.0;
     #define MG_RELU_LOOPS(T, SUFFIX) \
     static void mg_relu_fwd_##SUFFIX(const T *x, T *y, Py_ssize_t n) { \
         for (Py_ssize_t i = 0; i < n; i++) { T v = x[i]; y[i] = (v > 0 || v != v) ? v : (T)0; } \
     } \
     static void mg_relu_bwd_##SUFFIX(const T *g, const T *y, T *dx, Py_ssize_t n) { \
-        for (Py_ssize_t i = 0; i < n; i++) dx[i] = g[i] * (T)(y[i] > 0); \
+        const T one = mg_relu_one_##SUFFIX; \
+        for (Py_ssize_t i = 0; i < n; i++) dx[i] = g[i] * (y[i] > 0 ? one : (T)0); \
     }
     MG_RELU_LOOPS(float, f)
     MG_RELU_LOOPS(double, d)

@@ -217,7 +217,9 @@ def conv2d_backward(grad_out, x, weight, stride, padding, dilation, groups, need
     K = C // groups * weight.shape[2] * weight.shape[3]
     dy = np.ascontiguousarray(grad_out).reshape(N, O, L)
     if _use_direct(x, weight, stride, Ho, Wo, False):
-        return _backward_direct(dy, x, weight, groups, needs, padding, dilation, Ho)
+        grads = _backward_direct(dy, x, weight, groups, needs, padding, dilation, Ho)
+        if grads is not None:  # None: dx of weights that are not all finite (see there)
+            return grads
     cdef Geometry gw = _geometry(weight.shape, stride, padding, dilation, Ho, Wo, needs[2])
     cdef Geometry gx = _geometry(weight.shape, stride, padding, dilation, Ho, Wo, False)
     dx = dw = db = dwb = None

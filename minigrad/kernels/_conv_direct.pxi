@@ -60,6 +60,8 @@ cdef extern from "_conv_gemm.h":
     void mg_wgrad_d(int mr, Py_ssize_t N, Py_ssize_t S, Py_ssize_t L, const double *X,
                     Py_ssize_t xs, const Py_ssize_t *off, const double *B, Py_ssize_t bs,
                     Py_ssize_t ldb, double *C, Py_ssize_t ldc) noexcept nogil
+    int mg_all_finite_f(const float *x, Py_ssize_t n) noexcept nogil
+    int mg_all_finite_d(const double *x, Py_ssize_t n) noexcept nogil
 
 
 cdef struct Direct:

@@ -149,7 +149,14 @@ cdef _forward_typed(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
 
 def _backward_direct(dy, x, weight, Py_ssize_t groups, needs, padding, dilation,
                      Ho):
-    """conv2d_backward on the direct path: dy (N, O, L) and x contiguous, arguments checked."""
+    """conv2d_backward on the direct path: dy (N, O, L) and x contiguous, arguments checked.
+    None when dx is asked for and a weight is inf or NaN: dx's products multiply every weight
+    by the zeros of the padded dY planes and of the masked positions, and 0 * inf is NaN where
+    the im2col path and the twin add no term (a tap that reaches no output from a pixel)."""
+    w = np.ascontiguousarray(weight)
+    if needs[0] and not (_all_finite[float](w) if x.dtype.itemsize == 4
+                         else _all_finite[double](w)):
+        return None
     cdef Direct d = _direct_plan(x, weight, groups, padding, dilation, Ho)
     key = (x.shape[1:], weight.shape, groups, padding, dilation, x.dtype.char)
     tables = _direct_tables(x.shape[3], weight.shape[3], key, d, padding, dilation, x.dtype)
@@ -163,7 +170,6 @@ def _backward_direct(dy, x, weight, Py_ssize_t groups, needs, padding, dilation,
         db = _channel_sums(dy).astype(x.dtype)
     if not (needs[0] or needs[1]):
         return None, None, db
-    w = np.ascontiguousarray(weight)
     per = ((d.O * d.yplane if needs[0] else 0)
            + (d.L * groups * d.ogp + d.xm if needs[1] else 0))
     nb = _block(d.N, per, x.dtype.itemsize)
@@ -186,6 +192,18 @@ def _backward_direct(dy, x, weight, Py_ssize_t groups, needs, padding, dilation,
             dx = np.ascontiguousarray(dx[..., :d.Lx])
         dx = dx.reshape(x.shape)
     return dx, dw, db
+
+
+cdef bint _all_finite(const floating[:, :, :, ::1] w):
+    cdef bint finite
+    with nogil:
+        if floating is float:
+            finite = mg_all_finite_f(&w[0, 0, 0, 0], w.shape[0] * w.shape[1] * w.shape[2]
+                                     * w.shape[3])
+        else:
+            finite = mg_all_finite_d(&w[0, 0, 0, 0], w.shape[0] * w.shape[1] * w.shape[2]
+                                     * w.shape[3])
+    return finite
 
 
 cdef _unpack_typed(const floating[:, :, ::1] dwt, floating[:, :, :, ::1] dw, Direct d):

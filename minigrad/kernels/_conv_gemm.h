@@ -220,4 +220,27 @@ static inline void mg_keep_d(const double *restrict x, const mg_md_t *restrict k
     }
 }
 
+/* 1 when no value of x is inf or NaN (its exponent bits not all ones), 0 otherwise: tested on
+   the bits, an integer loop that vectorises. */
+static inline int mg_all_finite_f(const float *x, Py_ssize_t n)
+{
+    uint32_t bad = 0;
+    for (Py_ssize_t u = 0; u < n; u++) {
+        uint32_t b;
+        memcpy(&b, x + u, 4);
+        bad |= (uint32_t)((b & 0x7f800000u) == 0x7f800000u);
+    }
+    return !bad;
+}
+static inline int mg_all_finite_d(const double *x, Py_ssize_t n)
+{
+    uint64_t bad = 0;
+    for (Py_ssize_t u = 0; u < n; u++) {
+        uint64_t b;
+        memcpy(&b, x + u, 8);
+        bad |= (uint64_t)((b & 0x7ff0000000000000ull) == 0x7ff0000000000000ull);
+    }
+    return !bad;
+}
+
 #endif
