@@ -145,7 +145,7 @@ def cases(quick: bool) -> list[Case]:
         "cython": step_group.minigrad_step(net, weights, x, y),
         "compiled": mg.compile(step_group.minigrad_step(net, weights, x, y)),
     }
-    return rows + [Case("overhead", "engine: digits step vs bare kernels", net.shape, engine)]
+    return rows + [Case("overhead", "engine: step vs its kernels", net.shape, engine)]
 
 
 def per_node_overhead(rows: list[dict]) -> float | None:
