@@ -198,49 +198,36 @@ MG_WG(mg_wgrad_f, float, mg_vf, MG_VL_F)
 MG_WG(mg_wgrad_d, double, mg_vd, MG_VL_D)
 
 /* out[u] = x[u] where keep[u] is all ones, 0 where it is 0: a bitwise and (not x * 0, x may be
-   inf or NaN), which vectorises where a select with a branch did not. */
-static inline void mg_keep_f(const float *restrict x, const mg_mf_t *restrict keep,
-                             float *restrict out, Py_ssize_t n)
-{
-    for (Py_ssize_t u = 0; u < n; u++) {
-        uint32_t b;
-        memcpy(&b, x + u, 4);
-        b &= (uint32_t)keep[u];
-        memcpy(out + u, &b, 4);
-    }
+   inf or NaN), which vectorises where a select with a branch did not. T is the float type, B the
+   unsigned integer of its width, M the mask type. */
+#define MG_KEEP(NAME, T, B, M) \
+static inline void NAME(const T *restrict x, const M *restrict keep, T *restrict out, \
+                        Py_ssize_t n) \
+{ \
+    for (Py_ssize_t u = 0; u < n; u++) { \
+        B b; \
+        memcpy(&b, x + u, sizeof(B)); \
+        b &= (B)keep[u]; \
+        memcpy(out + u, &b, sizeof(B)); \
+    } \
 }
-static inline void mg_keep_d(const double *restrict x, const mg_md_t *restrict keep,
-                             double *restrict out, Py_ssize_t n)
-{
-    for (Py_ssize_t u = 0; u < n; u++) {
-        uint64_t b;
-        memcpy(&b, x + u, 8);
-        b &= (uint64_t)keep[u];
-        memcpy(out + u, &b, 8);
-    }
-}
+MG_KEEP(mg_keep_f, float, uint32_t, mg_mf_t)
+MG_KEEP(mg_keep_d, double, uint64_t, mg_md_t)
 
-/* 1 when no value of x is inf or NaN (its exponent bits not all ones), 0 otherwise: tested on
-   the bits, an integer loop that vectorises. */
-static inline int mg_all_finite_f(const float *x, Py_ssize_t n)
-{
-    uint32_t bad = 0;
-    for (Py_ssize_t u = 0; u < n; u++) {
-        uint32_t b;
-        memcpy(&b, x + u, 4);
-        bad |= (uint32_t)((b & 0x7f800000u) == 0x7f800000u);
-    }
-    return !bad;
+/* 1 when no value of x is inf or NaN (its exponent bits, EXP, not all ones), 0 otherwise:
+   tested on the bits, an integer loop that vectorises. */
+#define MG_ALL_FINITE(NAME, T, B, EXP) \
+static inline int NAME(const T *x, Py_ssize_t n) \
+{ \
+    B bad = 0; \
+    for (Py_ssize_t u = 0; u < n; u++) { \
+        B b; \
+        memcpy(&b, x + u, sizeof(B)); \
+        bad |= (B)((b & (EXP)) == (EXP)); \
+    } \
+    return !bad; \
 }
-static inline int mg_all_finite_d(const double *x, Py_ssize_t n)
-{
-    uint64_t bad = 0;
-    for (Py_ssize_t u = 0; u < n; u++) {
-        uint64_t b;
-        memcpy(&b, x + u, 8);
-        bad |= (uint64_t)((b & 0x7ff0000000000000ull) == 0x7ff0000000000000ull);
-    }
-    return !bad;
-}
+MG_ALL_FINITE(mg_all_finite_f, float, uint32_t, 0x7f800000u)
+MG_ALL_FINITE(mg_all_finite_d, double, uint64_t, 0x7ff0000000000000ull)
 
 #endif

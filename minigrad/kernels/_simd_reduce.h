@@ -191,12 +191,7 @@ static inline float mg_row_extreme_fast_f(const float *x, Py_ssize_t n, int sign
         m = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(a0, a1), _mm512_max_ps(a2, a3)));
     else
         m = _mm512_reduce_min_ps(_mm512_min_ps(_mm512_min_ps(a0, a1), _mm512_min_ps(a2, a3)));
-    int bad = nan != 0;
-    for (; i < n; i++) {
-        float v = x[i];
-        bad |= v != v;
-        m = (sign > 0 ? v > m : v < m) ? v : m;
-    }
+    int bad = (nan != 0) | mg_extreme_tail_f(x, i, n, sign, &m);
     if (bad)  /* NaN somewhere: the exact loop finds the first one */
         return mg_row_extreme_exact_f(x, n, sign, index);
     /* the first position equal to m, 64 elements (one bit each) per test */

@@ -76,6 +76,22 @@ static inline float mg_row_max_f(const float *x, Py_ssize_t n, int sign)
     return m;
 }
 
+/* The scalar tail of the vector max/min passes below and in _simd_reduce.h: folds x[i..n) into
+   *m (max for sign = 1, min for -1) and returns whether one of those values was NaN. */
+static inline int mg_extreme_tail_f(const float *x, Py_ssize_t i, Py_ssize_t n, int sign,
+                                    float *m)
+{
+    int bad = 0;
+    float best = *m;
+    for (; i < n; i++) {
+        float v = x[i];
+        bad |= v != v;
+        best = (sign > 0 ? v > best : v < best) ? v : best;
+    }
+    *m = best;
+    return bad;
+}
+
 /* max (sign = 1) or min (sign = -1) of a row and the index of its first occurrence, NaN first
    (see the portable mg_row_extreme_f). One pass for the value and for NaN, a second one for the
    first position equal to it, which stops at the first hit. */
@@ -105,12 +121,7 @@ static inline float mg_row_extreme_f(const float *x, Py_ssize_t n, int sign, Py_
     for (int q = 0; q < 4; q++) _mm256_storeu_ps(t + 8 * q, a[q]);
     float m = t[0];
     for (int j = 1; j < 32; j++) m = (sign > 0 ? t[j] > m : t[j] < m) ? t[j] : m;
-    int bad = _mm256_movemask_ps(nan);
-    for (; i < n; i++) {
-        float v = x[i];
-        bad |= v != v;
-        m = (sign > 0 ? v > m : v < m) ? v : m;
-    }
+    int bad = _mm256_movemask_ps(nan) | mg_extreme_tail_f(x, i, n, sign, &m);
     if (bad)  /* NaN somewhere: the exact loop finds the first one */
         return mg_row_extreme_exact_f(x, n, sign, index);
     __m256 mv = _mm256_set1_ps(m);
