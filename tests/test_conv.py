@@ -308,6 +308,10 @@ def test_a_conv_layer_trains_in_float64_after_double(backend, rng):
     (lambda x, w: F.conv2d(x, w, stride=0), ValueError, r"stride must be >= 1"),
     (lambda x, w: F.conv2d(x, w, stride=1.0), TypeError, r"stride must be an int"),
     (lambda x, w: F.conv2d(x, w, stride=(1, 2, 3)), TypeError, r"tuple of 2 ints"),
+    (lambda x, w: F.conv2d(x, w, stride=(1, True)), TypeError, r"tuple of 2 ints"),
+    (lambda x, w: F.conv2d(x, w, stride=True), TypeError, r"stride must be an int"),
+    (lambda x, w: F.conv2d(x, w, padding=(1, -1)), ValueError, r"padding must be >= 0"),
+    (lambda x, w: F.conv2d(x, w, dilation=(1, 0)), ValueError, r"dilation must be >= 1"),
     (lambda x, w: F.conv2d(x, w, padding=-1), ValueError, r"padding must be >= 0"),
     (lambda x, w: F.conv2d(x, w, padding="full"), ValueError, r"'same' or 'valid'"),
     (lambda x, w: F.conv2d(x, w, stride=2, padding="same"), ValueError, r"needs stride 1"),
@@ -345,6 +349,13 @@ def test_bad_arguments_name_expected_and_got(backend, call, error, message):
     w = mg.randn(5, 3, 3, 3)
     with pytest.raises(error, match=message):
         call(x, w)
+
+
+def test_numpy_integer_arguments_act_as_python_ints(backend):
+    x, w = mg.randn(2, 3, 6, 7), mg.randn(5, 3, 3, 3)
+    given = F.conv2d(x, w, stride=(np.int64(2), 1), padding=np.int32(1), dilation=(1, 1))
+    expected = F.conv2d(x, w, stride=(2, 1), padding=1, dilation=1)
+    np.testing.assert_array_equal(given.numpy(), expected.numpy())
 
 
 # ---------------------------------------------------------------------------------- memory

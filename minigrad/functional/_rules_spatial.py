@@ -86,6 +86,12 @@ def adaptive_output_size(output_size: Any, in_size: tuple[int, int], op: str) ->
 def conv_tuple(value: Any, n: int, name: str, low: int, op: str) -> tuple[int, ...]:
     """An int or a sequence of n ints (kernel_size, stride, padding, dilation), each >= low,
     as a tuple of Python ints: a float such as 1.0 is refused, not truncated."""
+    # the common cases first: an int, or a tuple of ints as a layer stores it
+    if type(value) is int and value >= low:
+        return (value,) * n
+    if type(value) is tuple and len(value) == n and all(type(v) is int and v >= low
+                                                        for v in value):
+        return value
     values = tuple(value) if isinstance(value, tuple | list) else (value,) * n
     if len(values) != n or any(isinstance(v, bool) or not isinstance(v, int | np.integer)
                                for v in values):
