@@ -15,6 +15,7 @@ PATH = "auto"
 DIRECT_PARALLEL_MIN_MACS = 1 << 24  # a module attribute, so that tests can force threads
 
 cdef enum:
+    WG_COPY_ROWS = 16
     DIRECT_MIN_ROWS = 32
     DIRECT_SMALL_MAP = 64
 
@@ -54,12 +55,22 @@ cdef Direct _direct_plan(x, weight, Py_ssize_t groups, padding, dilation,
     d.xplane = d.xfront + max(d.Lx, s_max + d.ld)
     d.yfront = max(0, s_max)  # dY planes at yfront - s + q, q < ldx, and yfront + p, p < ld
     d.yplane = d.yfront + max(d.ld, d.ldx - s_min)
-    d.kw = kw
-    d.ogp = (d.og + vl - 1) // vl * vl
-    d.kgp = (d.cg * d.taps + MG_WG_ROWS - 1) // MG_WG_ROWS * MG_WG_ROWS
+    d.vl = vl
+    # dW tiles of 4 out channels x 4 buffer rows, or x 3 when that divides the rows and 4 does
+    # not (nine rows: 3 + 3 + 3, not 4 + 4 + 1)
+    d.tall = 3 if d.cg * d.taps % 4 != 0 and d.cg * d.taps % 3 == 0 else 4
+    d.chunk = max(vl, WG_CHUNK_BYTES // x.dtype.itemsize // vl * vl)
+    d.lp = _round_up(d.L, vl)
+    # dY's rows are copied (channel after channel, aligned) when the positions are not whole
+    # vectors, or when many tiles of buffer rows read each strip's dY rows again (C/G kh kw >
+    # WG_COPY_ROWS): read in place, a sample's rows are O L values apart, a power of two at
+    # these shapes, and fall in few L1 cache sets. Measured dW, one thread, min of 15
+    # interleaved: 64x16x4x4 -> 32 (144 rows) copied 123 against 146 us in place, 64x16x8x8 ->
+    # 32 406 against 500; 64x1x8x8 -> 16 (9 rows) 35 against 25, 128x1x28x28 -> 32 1196
+    # against 955.
+    d.copy_dy = d.lp != d.L or d.cg * d.taps > WG_COPY_ROWS
     d.oga = (d.og + MG_GEMM_ROWS - 1) // MG_GEMM_ROWS * MG_GEMM_ROWS
     d.cga = (d.cg + MG_GEMM_ROWS - 1) // MG_GEMM_ROWS * MG_GEMM_ROWS
-    d.xm = kw * d.C * d.xplane + d.L
     macs = d.N * d.O * d.cg * d.taps * d.L
     d.nt = _num_threads if macs >= DIRECT_PARALLEL_MIN_MACS else 1
     return d
@@ -81,18 +92,11 @@ def _direct_tables(Py_ssize_t W, Py_ssize_t kw, key, Direct d, padding,
     ones = np.int32(-1) if dtype.itemsize == 4 else np.int64(-1)
     mask = ((p < d.L) & (p % W + reach >= 0) & (p % W + reach < W)) * ones
     mask_x = ((q < d.Lx) & (q % W - reach >= 0) & (q % W - reach < W)) * ones
-    u = np.arange(d.Lx)
-    keep = ((u % W - reach >= 0) & (u % W - reach < W)) * ones
-    off_w = np.full((d.groups, d.kgp), kw * d.C * d.xplane, np.intp)  # padding rows: zeros
-    c = np.arange(d.groups)[:, None] * d.cg + np.arange(d.cg)  # (G, C/G) channels
-    off_w[:, :d.cg * d.taps] = (j * d.C * d.xplane + c[..., None] * d.xplane + d.xfront
-                                + shift).reshape(d.groups, -1)
     found = (
         (np.arange(d.cg)[:, None] * d.xplane + d.xfront + shift).ravel().astype(np.intp),
         np.tile(j * d.ld, d.cg).astype(np.intp), mask.astype(ones.dtype),
         (np.arange(d.og)[:, None] * d.yplane + d.yfront - shift).ravel().astype(np.intp),
-        np.tile(j * d.ldx, d.og).astype(np.intp), mask_x.astype(ones.dtype), off_w,
-        keep.astype(ones.dtype),
+        np.tile(j * d.ldx, d.og).astype(np.intp), mask_x.astype(ones.dtype),
     )
     if len(_tables) >= 64:
         _tables.clear()
@@ -108,9 +112,6 @@ cdef Taps _taps_of(tables):
     cdef const unsigned char[:, ::1] mask_x = tables[5].view(np.uint8)
     t.off, t.mrow, t.mask = &off[0], &mrow[0], &mask[0, 0]
     t.off_x, t.mrow_x, t.mask_x = &off_x[0], &mrow_x[0], &mask_x[0, 0]
-    cdef const Py_ssize_t[:, ::1] off_w = tables[6]
-    cdef const unsigned char[:, ::1] keep = tables[7].view(np.uint8)
-    t.off_w, t.keep = &off_w[0, 0], &keep[0, 0]
     return t
 
 
@@ -160,37 +161,32 @@ def _backward_direct(dy, x, weight, Py_ssize_t groups, needs, padding, dilation,
     cdef Direct d = _direct_plan(x, weight, groups, padding, dilation, Ho)
     key = (x.shape[1:], weight.shape, groups, padding, dilation, x.dtype.char)
     tables = _direct_tables(x.shape[3], weight.shape[3], key, d, padding, dilation, x.dtype)
-    dx = dw = db = dwt = None
-    if needs[0]:
-        dx = np.empty((d.N, d.C, d.ldx), x.dtype)
-    if needs[1]:
-        dwt = np.zeros((groups, d.kgp, d.ogp), x.dtype)
-        dw = np.empty(weight.shape, x.dtype)
+    dx = dw = db = None
     if needs[2]:
         db = _channel_sums(dy).astype(x.dtype)
-    if not (needs[0] or needs[1]):
-        return None, None, db
-    per = ((d.O * d.yplane if needs[0] else 0)
-           + (d.L * groups * d.ogp + d.xm if needs[1] else 0))
-    nb = _block(d.N, per, x.dtype.itemsize)
-    wx_size = d.O * d.taps * d.cga  # W packed for dx, at the start of the work buffer
-    work = _work(wx_size + nb * per, x.dtype)
-    for n0 in range(0, d.N, nb):
+    if needs[0]:
+        dx = np.empty((d.N, d.C, d.ldx), x.dtype)
+        wx_size = d.O * d.taps * d.cga  # W packed for dx, then the threads' padded dY planes
+        work = _work(wx_size + d.nt * d.O * d.yplane, x.dtype)
         if x.dtype.itemsize == 4:
-            _backward_typed[float](dy, x, w, dx, dwt, work, wx_size, n0, min(d.N, n0 + nb),
-                                   _taps_of(tables), d)
+            _dx_typed[float](dy, w, dx, work, wx_size, _taps_of(tables), d)
         else:
-            _backward_typed[double](dy, x, w, dx, dwt, work, wx_size, n0, min(d.N, n0 + nb),
-                                    _taps_of(tables), d)
-    if needs[1]:
-        if x.dtype.itemsize == 4:
-            _unpack_typed[float](dwt, dw, d)
-        else:
-            _unpack_typed[double](dwt, dw, d)
-    if dx is not None:
+            _dx_typed[double](dy, w, dx, work, wx_size, _taps_of(tables), d)
         if d.ldx != d.Lx:
             dx = np.ascontiguousarray(dx[..., :d.Lx])
         dx = dx.reshape(x.shape)
+    if needs[1]:
+        dw = np.zeros(weight.shape, x.dtype)
+        # the buffer: its rows for a block of samples, 64 bytes aligned (one vector more for
+        # the start), dY's padded copies when needed, the threads' padded planes
+        nb = max(1, min(d.N, d.chunk // d.lp))
+        size = groups * d.cg * d.taps * _row_stride(nb * d.lp, d.vl) + d.vl
+        size_y = d.O * _row_stride(nb * d.lp, d.vl) if d.copy_dy else 0
+        work = _work(size + size_y + d.nt * d.C * d.xplane, x.dtype)
+        if x.dtype.itemsize == 4:
+            _wgrad_typed[float](dy, x, dw, work, size, size_y, nb, _taps_of(tables), d)
+        else:
+            _wgrad_typed[double](dy, x, dw, work, size, size_y, nb, _taps_of(tables), d)
     return dx, dw, db
 
 
@@ -206,27 +202,25 @@ cdef bint _all_finite(const floating[:, :, :, ::1] w):
     return finite
 
 
-cdef _unpack_typed(const floating[:, :, ::1] dwt, floating[:, :, :, ::1] dw, Direct d):
+cdef _dx_typed(const floating[:, :, ::1] dy, const floating[:, :, :, ::1] w,
+               floating[:, :, ::1] dx, floating[::1] work, Py_ssize_t wx_size, Taps t,
+               Direct d):
     with nogil:
-        _unpack_dw(&dwt[0, 0, 0], &dw[0, 0, 0, 0], d)
+        _pack_dx(&w[0, 0, 0, 0], &work[0], d)
+        _direct_dx(&dy[0, 0, 0], &work[0], &dx[0, 0, 0], &work[0] + wx_size, t, d)
 
 
-cdef _backward_typed(const floating[:, :, ::1] dy, const floating[:, :, :, ::1] x,
-                     const floating[:, :, :, ::1] w, dx, dwt, floating[::1] work,
-                     Py_ssize_t wx_size, Py_ssize_t n0, Py_ssize_t n1, Taps t, Direct d):
-    """work: W packed for dx (wx_size values), then the block's buffers."""
-    cdef floating[:, :, ::1] dxv
-    cdef floating[:, :, ::1] dwv
-    cdef floating *px = NULL
-    cdef floating *pw = NULL
-    if dx is not None:
-        dxv = dx
-        px = &dxv[0, 0, 0]
-    if dwt is not None:
-        dwv = dwt
-        pw = &dwv[0, 0, 0]
+cdef _wgrad_typed(const floating[:, :, ::1] dy, const floating[:, :, :, ::1] x,
+                  floating[:, :, :, ::1] dw, floating[::1] work, Py_ssize_t size,
+                  Py_ssize_t size_y, Py_ssize_t nb, Taps t, Direct d):
+    """dW over the samples, nb at a time. work: the block's buffer (size values, its start
+    rounded up to 64 bytes), size_y values for dY's padded copies, the threads' padded
+    planes."""
+    cdef floating *cols = &work[0]
+    cdef Py_ssize_t skip = (64 - <Py_ssize_t>(<uintptr_t>cols % 64)) % 64 // sizeof(floating)
+    cdef Py_ssize_t n0 = 0
     with nogil:
-        if px != NULL and n0 == 0:
-            _pack_dx(&w[0, 0, 0, 0], &work[0], d)
-        _direct_backward(&x[0, 0, 0, 0], &dy[0, 0, 0], &work[0], px, pw, &work[0] + wx_size,
-                         n0, n1, t, d)
+        while n0 < d.N:
+            _direct_wgrad(&x[0, 0, 0, 0], &dy[0, 0, 0], &dw[0, 0, 0, 0], cols + skip,
+                          cols + size, cols + size + size_y, n0, min(d.N, n0 + nb), t, d)
+            n0 = n0 + nb
