@@ -201,7 +201,7 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
     Ho, Wo = conv2d_forward_args(x, weight, bias, stride, padding, dilation, groups)
     x = np.ascontiguousarray(x)
     N, O = x.shape[0], weight.shape[0]
-    if _use_direct(x, weight, stride, Ho, Wo, True):
+    if _use_direct(x, weight, stride, Ho, Wo, DIRECT_FORWARD):
         return _forward_direct(x, weight, bias, groups, padding, dilation, Ho)
     cdef Geometry g = _geometry(weight.shape, stride, padding, dilation, Ho, Wo,
                                 bias is not None)
@@ -235,14 +235,35 @@ def conv2d_backward(grad_out, x, weight, stride, padding, dilation, groups, need
     """
     Ho, Wo = conv2d_backward_args(grad_out, x, weight, stride, padding, dilation, groups, needs)
     x = np.ascontiguousarray(x)
+    dy = np.ascontiguousarray(grad_out).reshape(x.shape[0], weight.shape[0], Ho * Wo)
+    # each gradient on the path the size rule gives it: one call may take dW on the direct
+    # path and dx on the im2col one (a first layer's dx, when asked for)
+    on_dx = needs[0] and _use_direct(x, weight, stride, Ho, Wo, DIRECT_DX)
+    on_dw = needs[1] and _use_direct(x, weight, stride, Ho, Wo, DIRECT_DW)
+    dx = dw = db = None
+    if on_dx or on_dw:
+        grads = _backward_direct(dy, x, weight, groups, (on_dx, on_dw, needs[2]), padding,
+                                 dilation, Ho)
+        if grads is None:  # dx of weights that are not all finite (see there): im2col's
+            on_dx = False
+            if on_dw:
+                grads = _backward_direct(dy, x, weight, groups, (False, True, needs[2]),
+                                         padding, dilation, Ho)
+        if grads is not None:
+            dx, dw, db = grads
+    rest = (needs[0] and not on_dx, needs[1] and not on_dw, needs[2] and db is None)
+    if not any(rest):
+        return dx, dw, db
+    grads = _backward_im2col(dy, x, weight, stride, padding, dilation, groups, rest, Ho, Wo)
+    return tuple(g if want else have for g, have, want in zip(grads, (dx, dw, db), rest))
+
+
+def _backward_im2col(dy, x, weight, stride, padding, dilation, groups, needs, Ho, Wo):
+    """conv2d_backward on the im2col path: dy (N, O, Ho Wo) and x contiguous, arguments
+    checked."""
     N, C, O = x.shape[0], x.shape[1], weight.shape[0]
     L, Og = Ho * Wo, O // groups
     K = C // groups * weight.shape[2] * weight.shape[3]
-    dy = np.ascontiguousarray(grad_out).reshape(N, O, L)
-    if _use_direct(x, weight, stride, Ho, Wo, False):
-        grads = _backward_direct(dy, x, weight, groups, needs, padding, dilation, Ho)
-        if grads is not None:  # None: dx of weights that are not all finite (see there)
-            return grads
     cdef Geometry gw = _geometry(weight.shape, stride, padding, dilation, Ho, Wo, needs[2])
     cdef Geometry gx = _geometry(weight.shape, stride, padding, dilation, Ho, Wo, False)
     dx = dw = db = dwb = None

@@ -17,25 +17,31 @@ DIRECT_PARALLEL_MIN_MACS = 1 << 24  # a module attribute, so that tests can forc
 cdef enum:
     WG_COPY_ROWS = 16
     DIRECT_MIN_ROWS = 32
-    DIRECT_SMALL_MAP = 64
+    DIRECT_FORWARD = 0          # what _use_direct decides for: conv2d_forward,
+    DIRECT_DX = 1               # conv2d_backward's dx,
+    DIRECT_DW = 2               # and its dW
 
 
-cdef bint _use_direct(x, weight, stride, Py_ssize_t Ho, Py_ssize_t Wo, bint forward):
-    """Whether the direct path runs this convolution: PATH, then the measured rule (the table
-    at the top of _conv_direct.pxi)."""
+cdef bint _use_direct(x, weight, stride, Py_ssize_t Ho, Py_ssize_t Wo, int kind):
+    """Whether the direct path runs this convolution's forward, dx or dW (kind): PATH, then the
+    measured rule (the tables at the top of _conv_direct.pxi): forward and dW on every geometry
+    the path covers, dx with at least DIRECT_MIN_ROWS rows (C/G kh kw)."""
     if PATH == "im2col" or x.size == 0 or weight.size == 0 or Ho * Wo == 0:
         return False
     if stride != (1, 1) or Wo != x.shape[3]:  # not a geometry the direct path covers
         return False
-    if PATH == "direct":
+    if PATH == "direct" or kind != DIRECT_DX:
         return True
-    rows = weight.shape[1] * weight.shape[2] * weight.shape[3]
-    return rows >= DIRECT_MIN_ROWS or (forward and Ho * Wo <= DIRECT_SMALL_MAP)
+    return weight.shape[1] * weight.shape[2] * weight.shape[3] >= DIRECT_MIN_ROWS
 
 
-def _algorithm(x, weight, stride, Py_ssize_t Ho, Py_ssize_t Wo, bint forward=True):
-    """"direct" or "im2col": the path conv2d_forward (forward) or conv2d_backward takes."""
-    return "direct" if _use_direct(x, weight, stride, Ho, Wo, forward) else "im2col"
+_KINDS = {"forward": DIRECT_FORWARD, "dx": DIRECT_DX, "dw": DIRECT_DW}
+
+
+def _algorithm(x, weight, stride, Py_ssize_t Ho, Py_ssize_t Wo, kind="forward"):
+    """"direct" or "im2col": the path of conv2d_forward ("forward") or of conv2d_backward's
+    "dx" or "dw"."""
+    return "direct" if _use_direct(x, weight, stride, Ho, Wo, _KINDS[kind]) else "im2col"
 
 
 cdef Direct _direct_plan(x, weight, Py_ssize_t groups, padding, dilation,
