@@ -13,33 +13,47 @@
 # * dx: the adjoint, x's gradient at q gathers dY at q - s(i, j) for every tap: dx[n, group] =
 #   W'_group D with row (o, i, j) of D dY's plane o shifted back, masked where column q - s
 #   wraps (mg_gemm, A = W as (O/G kh kw, C/G));
-# * dW: the sums over samples and positions of the rows of X times dY^T (mg_wgrad), read from
-#   copies of the padded planes with the wrapped columns of each tap column zeroed, so that a
-#   row is a plain shifted run. The copies and dY^T of a block of samples are built first
-#   (threads split the samples), then threads split the rows of dW^T, so that every sum runs
+# * dW: dW[o, k] = sum over samples and positions p of dY[n, o, p] X[n, k, p], vectorised over
+#   the positions (mg_wgrad): a block of samples' rows of X are copied, masked, into an im2col
+#   buffer (each row contiguous over the block's positions, 64-byte aligned), dY's rows are read
+#   where they are (or copied alongside), and tiles of 4 out channels x 4 (or 3) rows keep one
+#   vector accumulator per output element, folded into horizontal sums at the end. No dY
+#   transpose. Threads build the buffer by samples, then split the out channels; every sum runs
 #   over the samples in order whatever the thread count. db is dY's float64 channel sums.
 # Forward and dx need no sums across samples: each sample's rows are computed by one thread.
 #
-# Size rule (_use_direct), measured one thread, float32, min of 30 interleaved runs (5 at MNIST
-# sizes) against the im2col path (us; forward / dW / dx):
+# Size rule (_use_direct), measured one thread, float32, against the im2col path (us; forward /
+# dW / dx). On an AMD EPYC (Zen 4, AVX-512) with the earlier dW (rows of X broadcast against
+# dY^T), min of 30 interleaved runs (5 at MNIST sizes):
 #   64x1x8x8 -> 16      im2col 45 / 79 / 60            direct 26 / 112 / 96
 #   64x16x4x4 -> 32     im2col 212 / 261 / 193         direct 100 / 161 / 111
 #   64x16x8x8 -> 32     im2col 514 / 701 / 544         direct 358 / 465 / 377
 #   128x1x28x28 -> 32   im2col 1915 / 1960 / 2169      direct 1773 / 4789 / 9525
 #   128x32x14x14 -> 64  im2col 12407 / 13592 / 12316   direct 10502 / 11420 / 10484
-# The direct path wins once a product has many rows (C/G kh kw >= DIRECT_MIN_ROWS: enough
-# multiply-adds per load) and, forward, on small maps whatever the rows (Ho Wo <=
-# DIRECT_SMALL_MAP, where the im2col path's per-call and per-row costs dominate; at 28x28 with
-# one input channel the forward is a tie, medians 2123 against 2135). With one input channel
-# and 3x3 taps its backward loses: nine rows give too few multiply-adds per load.
+# On an Intel Xeon (Sapphire Rapids class, AVX-512, 2 cores) with this dW, min of 15
+# interleaved runs, other processes busy on both cores (OMP_WAIT_POLICY=PASSIVE,
+# OPENBLAS_NUM_THREADS=1):
+#   64x1x8x8 -> 16      im2col 40 / 48 / 36            direct 22 / 26 / 61
+#   64x16x4x4 -> 32     im2col 175 / 190 / 152         direct 77 / 130 / 80
+#   64x16x8x8 -> 32     im2col 434 / 581 / 370         direct 271 / 407 / 280
+#   128x1x28x28 -> 32   im2col 1632 / 1346 / 1085      direct 1393 / 1069 / 6313
+#   128x32x14x14 -> 64  im2col 9463 / 9731 / 8586      direct 9375 / 9604 / 8685
+# So the forward and dW take the direct path on every geometry it covers (on the AMD machine
+# its forward won or tied everywhere too: at 28x28 with one input channel, medians 2123
+# against 2135), and dx once its products have many rows (C/G kh kw >= DIRECT_MIN_ROWS: with
+# one input channel and 3x3 taps, nine rows give too few multiply-adds per load, on both
+# machines). conv2d_backward decides dx and dW separately, so a first layer's backward runs dW
+# on the direct path and dx (when asked for) on the im2col one.
 
 from cython.parallel cimport parallel
 from libc.stdint cimport uintptr_t
 
-# dW's products run over a chunk of this many bytes of each row at a time, for every tile, then
-# the next chunk: a tile's dY rows (MG_WG_OUT of them) stay in the L1 cache while the tiles of
-# the other buffer rows read them.
-WG_CHUNK_BYTES = 4096
+# dW runs a block of samples at a time whose rows hold this many bytes (at least one sample):
+# each strip's dY rows (MG_WG_OUT of them) stay in the L1 cache while the tiles of the buffer
+# rows read them, and the block's buffer stays in L2. Measured dW, one thread, us, with 4 / 8 /
+# 16 KiB: 64x16x8x8 -> 32 406 / 521 / 746, 128x32x14x14 -> 64 10229 / 13014 / 20189,
+# 64x16x4x4 -> 32 123 / 123 / 122 (64 samples of 16 positions: one block either way).
+WG_CHUNK_BYTES = 4096  # a module attribute, so that tests can force many blocks
 
 
 cdef inline Py_ssize_t _round_up(Py_ssize_t n, Py_ssize_t m) noexcept nogil:
@@ -76,6 +90,14 @@ cdef extern from "_conv_gemm.h":
     void mg_wgrad_d(int tall, int mo, int mk, Py_ssize_t S, Py_ssize_t nv, const double *D,
                     Py_ssize_t ldd, Py_ssize_t ds, const double *X, Py_ssize_t ldx,
                     Py_ssize_t xs, double *C, Py_ssize_t ldc) noexcept nogil
+    enum:
+        MG_BC_ROWS
+    void mg_wgrad_bc_f(int mr, Py_ssize_t N, Py_ssize_t S, Py_ssize_t L, const float *X,
+                       Py_ssize_t xs, const Py_ssize_t *off, const float *B, Py_ssize_t bs,
+                       Py_ssize_t ldb, float *C, Py_ssize_t ldc) noexcept nogil
+    void mg_wgrad_bc_d(int mr, Py_ssize_t N, Py_ssize_t S, Py_ssize_t L, const double *X,
+                       Py_ssize_t xs, const Py_ssize_t *off, const double *B, Py_ssize_t bs,
+                       Py_ssize_t ldb, double *C, Py_ssize_t ldc) noexcept nogil
     void mg_keep_f(const float *x, const mg_mf_t *keep, float *out, Py_ssize_t n) noexcept nogil
     void mg_keep_d(const double *x, const mg_md_t *keep, double *out,
                    Py_ssize_t n) noexcept nogil
@@ -95,7 +117,10 @@ cdef struct Direct:
     int tall                    # dW tiles: rows of the buffer per tile (3 or 4)
     Py_ssize_t chunk            # dW: positions per block of samples (WG_CHUNK_BYTES of a row)
     Py_ssize_t lp               # dW: a sample's positions in its rows, L rounded up to vectors
-    bint copy_dy
+    bint copy_dy                # dW: dY's rows copied (else read in place)
+    bint bc                     # dW by broadcasts (mg_wgrad_bc), with these:
+    Py_ssize_t kw, ogp, kgp     # O/G and C/G kh kw rounded up to a vector and to MG_BC_ROWS
+    Py_ssize_t xm               # a sample's kw masked copies of its padded x planes + L zeros
 
 
 cdef struct Taps:
@@ -107,6 +132,8 @@ cdef struct Taps:
     const Py_ssize_t *off_x
     const Py_ssize_t *mrow_x
     const void *mask_x          # (kw, ldx)
+    const Py_ssize_t *off_w     # mg_wgrad_bc's rows (G, kgp): in a sample's masked copies
+    const void *keep            # (kw, H W) int32 / int64: all ones where tap column j may read
 
 
 cdef inline void _gemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const floating *A,
@@ -226,6 +253,75 @@ cdef void _direct_wgrad(const floating *x, const floating *dy, floating *dw, flo
                 _wgrad_strip(strip, S, dyp, ldx, d.lp, cols, ldx, dw, d)
             else:
                 _wgrad_strip(strip, S, dy + n0 * d.O * d.L, d.L, d.O * d.L, cols, ldx, dw, d)
+
+
+cdef void _masked_copies(const floating *x, floating *dst, const void *keep,
+                         Direct d) noexcept nogil:
+    """mg_wgrad_bc's rows: for each tap column j, the padded x planes of one sample with the
+    columns that tap column j may not read (those its rows wrap onto) zeroed; then L zeros."""
+    cdef Py_ssize_t j, c, u
+    cdef floating *out
+    for j in range(d.kw):
+        for c in range(d.C):
+            out = dst + (j * d.C + c) * d.xplane
+            for u in range(d.xfront):
+                out[u] = 0
+            out = out + d.xfront
+            if floating is float:
+                mg_keep_f(x + c * d.Lx, <const mg_mf_t *>keep + j * d.Lx, out, d.Lx)
+            else:
+                mg_keep_d(x + c * d.Lx, <const mg_md_t *>keep + j * d.Lx, out, d.Lx)
+            for u in range(d.Lx, d.xplane - d.xfront):
+                out[u] = 0
+    for u in range(d.kw * d.C * d.xplane, d.xm):
+        dst[u] = 0
+
+
+cdef void _direct_wgrad_bc(const floating *x, const floating *dy, floating *dwt,
+                           floating *work, Py_ssize_t n0, Py_ssize_t n1, Taps t,
+                           Direct d) noexcept nogil:
+    """dwt (G, kgp, ogp) += the sums over samples [n0, n1) of the rows of X times dY^T
+    (mg_wgrad_bc). work per sample: dY^T (L x G ogp, zeros in each group's padding) and the
+    masked copies (xm); threads split the samples, then the rows of dW^T."""
+    cdef Py_ssize_t S = n1 - n0, s, n, p, grp, o, tile, r0, per_grp = d.kgp // MG_BC_ROWS
+    cdef Py_ssize_t per_t = d.L * d.groups * d.ogp, ldb = d.groups * d.ogp
+    cdef floating *yt = work
+    cdef floating *xm = work + S * per_t
+    cdef floating *dst
+    cdef int mr
+    with parallel(num_threads=d.nt):
+        for s in prange(S, schedule="static"):
+            n = n0 + s
+            dst = yt + s * per_t
+            for p in range(d.L):
+                for grp in range(d.groups):
+                    for o in range(d.og):
+                        dst[(p * d.groups + grp) * d.ogp + o] = \
+                            dy[(n * d.O + grp * d.og + o) * d.L + p]
+                    for o in range(d.og, d.ogp):
+                        dst[(p * d.groups + grp) * d.ogp + o] = 0
+            _masked_copies(x + n * d.C * d.Lx, xm + s * d.xm, t.keep, d)
+        for tile in prange(d.groups * per_grp, schedule="static"):
+            grp = tile // per_grp
+            r0 = tile % per_grp * MG_BC_ROWS
+            mr = <int>min(<Py_ssize_t>MG_BC_ROWS, d.cg * d.taps - r0)
+            if floating is float:
+                mg_wgrad_bc_f(mr, d.ogp, S, d.L, xm, d.xm, t.off_w + grp * d.kgp + r0,
+                              yt + grp * d.ogp, d.L * ldb, ldb,
+                              dwt + (grp * d.kgp + r0) * d.ogp, d.ogp)
+            else:
+                mg_wgrad_bc_d(mr, d.ogp, S, d.L, xm, d.xm, t.off_w + grp * d.kgp + r0,
+                              yt + grp * d.ogp, d.L * ldb, ldb,
+                              dwt + (grp * d.kgp + r0) * d.ogp, d.ogp)
+
+
+cdef void _unpack_dw(const floating *dwt, floating *dw, Direct d) noexcept nogil:
+    """dw (G, O/G, C/G kh kw) = dW^T (G, kgp, ogp) transposed back, without its padding."""
+    cdef Py_ssize_t grp, o, k, kg = d.cg * d.taps
+    for grp in range(d.groups):
+        for o in range(d.og):
+            for k in range(kg):
+                dw[(grp * d.og + o) * kg + k] = dwt[(grp * d.kgp + k) * d.ogp + o]
 
 
 cdef void _direct_dx(const floating *dy, const floating *wx, floating *dx, floating *work,

@@ -11,11 +11,16 @@ PATH = "auto"
 # against two, forward 101 / 113 us, dW 192 / 214, dx 110 / 122 (min of 30, another process
 # busy on one core; waking a sleeping thread costs about 15 us, and a region waits for its
 # slowest thread). At 128x32x14x14 -> 64 (462M) two threads still shortened the forward in the
-# same conditions, 13.3 -> 12.4 ms (dW and dx: a tie).
+# same conditions, 13.3 -> 12.4 ms (dW and dx: a tie). Those were on an AMD EPYC; on the Intel
+# Xeon of the tables in _conv_direct.pxi, with other processes busy on both cores, a second
+# thread paid at none of the sizes (forward / dW / dx, one thread against two, min of 11, us):
+# 64x16x4x4 -> 32 (4.7M) 73 / 135 / 81 against 86 / 138 / 87, 64x16x8x8 -> 32 (18.9M) 263 / 407
+# / 256 against 273 / 431 / 269, 128x32x14x14 -> 64 (462M, min of 5) 9418 / 9860 / 8696
+# against 9496 / 10180 / 8837; the threshold stays where it paid on the quieter machine.
 DIRECT_PARALLEL_MIN_MACS = 1 << 24  # a module attribute, so that tests can force threads
 
 cdef enum:
-    WG_COPY_ROWS = 16
+    WG_FEW_ROWS = 16
     DIRECT_MIN_ROWS = 32
     DIRECT_FORWARD = 0          # what _use_direct decides for: conv2d_forward,
     DIRECT_DX = 1               # conv2d_backward's dx,
@@ -67,14 +72,16 @@ cdef Direct _direct_plan(x, weight, Py_ssize_t groups, padding, dilation,
     d.tall = 3 if d.cg * d.taps % 4 != 0 and d.cg * d.taps % 3 == 0 else 4
     d.chunk = max(vl, WG_CHUNK_BYTES // x.dtype.itemsize // vl * vl)
     d.lp = _round_up(d.L, vl)
-    # dY's rows are copied (channel after channel, aligned) when the positions are not whole
-    # vectors, or when many tiles of buffer rows read each strip's dY rows again (C/G kh kw >
-    # WG_COPY_ROWS): read in place, a sample's rows are O L values apart, a power of two at
-    # these shapes, and fall in few L1 cache sets. Measured dW, one thread, min of 15
-    # interleaved: 64x16x4x4 -> 32 (144 rows) copied 123 against 146 us in place, 64x16x8x8 ->
-    # 32 406 against 500; 64x1x8x8 -> 16 (9 rows) 35 against 25, 128x1x28x28 -> 32 1196
-    # against 955.
-    d.copy_dy = d.lp != d.L or d.cg * d.taps > WG_COPY_ROWS
+    # dW: by broadcasts (mg_wgrad_bc) for layers with more than WG_FEW_ROWS rows (C/G kh kw),
+    # else vectorised over positions (mg_wgrad). Measured dW alone, one thread, min of 25,
+    # alternating processes, us: 64x1x8x8 -> 16 (9 rows) 26 against 62 (and 47 on the im2col
+    # path); 64x16x4x4 -> 32 (144 rows) 118 against 109, 64x16x8x8 -> 32 386 against 360.
+    d.bc = d.cg * d.taps > WG_FEW_ROWS
+    d.copy_dy = d.lp != d.L  # dY's rows read in place when they are whole vectors
+    d.kw = kw
+    d.ogp = (d.og + vl - 1) // vl * vl
+    d.kgp = (d.cg * d.taps + MG_BC_ROWS - 1) // MG_BC_ROWS * MG_BC_ROWS
+    d.xm = kw * d.C * d.xplane + d.L
     d.oga = (d.og + MG_GEMM_ROWS - 1) // MG_GEMM_ROWS * MG_GEMM_ROWS
     d.cga = (d.cg + MG_GEMM_ROWS - 1) // MG_GEMM_ROWS * MG_GEMM_ROWS
     macs = d.N * d.O * d.cg * d.taps * d.L
@@ -98,11 +105,18 @@ def _direct_tables(Py_ssize_t W, Py_ssize_t kw, key, Direct d, padding,
     ones = np.int32(-1) if dtype.itemsize == 4 else np.int64(-1)
     mask = ((p < d.L) & (p % W + reach >= 0) & (p % W + reach < W)) * ones
     mask_x = ((q < d.Lx) & (q % W - reach >= 0) & (q % W - reach < W)) * ones
+    u = np.arange(d.Lx)
+    keep = ((u % W - reach >= 0) & (u % W - reach < W)) * ones
+    off_w = np.full((d.groups, d.kgp), kw * d.C * d.xplane, np.intp)  # padding rows: zeros
+    c = np.arange(d.groups)[:, None] * d.cg + np.arange(d.cg)  # (G, C/G) channels
+    off_w[:, :d.cg * d.taps] = (j * d.C * d.xplane + c[..., None] * d.xplane + d.xfront
+                                + shift).reshape(d.groups, -1)
     found = (
         (np.arange(d.cg)[:, None] * d.xplane + d.xfront + shift).ravel().astype(np.intp),
         np.tile(j * d.ld, d.cg).astype(np.intp), mask.astype(ones.dtype),
         (np.arange(d.og)[:, None] * d.yplane + d.yfront - shift).ravel().astype(np.intp),
-        np.tile(j * d.ldx, d.og).astype(np.intp), mask_x.astype(ones.dtype),
+        np.tile(j * d.ldx, d.og).astype(np.intp), mask_x.astype(ones.dtype), off_w,
+        keep.astype(ones.dtype),
     )
     if len(_tables) >= 64:
         _tables.clear()
@@ -118,6 +132,9 @@ cdef Taps _taps_of(tables):
     cdef const unsigned char[:, ::1] mask_x = tables[5].view(np.uint8)
     t.off, t.mrow, t.mask = &off[0], &mrow[0], &mask[0, 0]
     t.off_x, t.mrow_x, t.mask_x = &off_x[0], &mrow_x[0], &mask_x[0, 0]
+    cdef const Py_ssize_t[:, ::1] off_w = tables[6]
+    cdef const unsigned char[:, ::1] keep = tables[7].view(np.uint8)
+    t.off_w, t.keep = &off_w[0, 0], &keep[0, 0]
     return t
 
 
@@ -181,7 +198,17 @@ def _backward_direct(dy, x, weight, Py_ssize_t groups, needs, padding, dilation,
         if d.ldx != d.Lx:
             dx = np.ascontiguousarray(dx[..., :d.Lx])
         dx = dx.reshape(x.shape)
-    if needs[1]:
+    if needs[1] and d.bc:
+        dwt = np.zeros((groups, d.kgp, d.ogp), x.dtype)
+        dw = np.empty(weight.shape, x.dtype)
+        per = d.L * groups * d.ogp + d.xm  # dY^T and the masked copies, per sample
+        nb = _block(d.N, per, x.dtype.itemsize)
+        work = _work(nb * per, x.dtype)
+        if x.dtype.itemsize == 4:
+            _wgrad_bc_typed[float](dy, x, dwt, dw, work, nb, _taps_of(tables), d)
+        else:
+            _wgrad_bc_typed[double](dy, x, dwt, dw, work, nb, _taps_of(tables), d)
+    elif needs[1]:
         dw = np.zeros(weight.shape, x.dtype)
         # the buffer: its rows for a block of samples, 64 bytes aligned (one vector more for
         # the start), dY's padded copies when needed, the threads' padded planes
@@ -230,3 +257,16 @@ cdef _wgrad_typed(const floating[:, :, ::1] dy, const floating[:, :, :, ::1] x,
             _direct_wgrad(&x[0, 0, 0, 0], &dy[0, 0, 0], &dw[0, 0, 0, 0], cols + skip,
                           cols + size, cols + size + size_y, n0, min(d.N, n0 + nb), t, d)
             n0 = n0 + nb
+
+
+cdef _wgrad_bc_typed(const floating[:, :, ::1] dy, const floating[:, :, :, ::1] x,
+                     floating[:, :, ::1] dwt, floating[:, :, :, ::1] dw, floating[::1] work,
+                     Py_ssize_t nb, Taps t, Direct d):
+    """dW by broadcasts over the samples, nb at a time, then unpacked from dW^T into dw."""
+    cdef Py_ssize_t n0 = 0
+    with nogil:
+        while n0 < d.N:
+            _direct_wgrad_bc(&x[0, 0, 0, 0], &dy[0, 0, 0], &dwt[0, 0, 0], &work[0], n0,
+                             min(d.N, n0 + nb), t, d)
+            n0 = n0 + nb
+        _unpack_dw(&dwt[0, 0, 0], &dw[0, 0, 0, 0], d)

@@ -1,6 +1,8 @@
-/* Register-blocked small matrix products of the direct convolution path (_conv_direct.pxi), on
- * rows of B that are shifted views of zero-padded input planes, masked ("implicit GEMM": no
- * im2col buffer is written).
+/* Register-blocked small matrix products of the direct convolution path (_conv_direct.pxi).
+ * The forward and dx read rows of B that are shifted views of zero-padded input planes, masked
+ * ("implicit GEMM": no im2col buffer is written); the weight gradient reads an aligned im2col
+ * buffer of a block of samples (its rows are summed over, so a plain contiguous row per tap
+ * keeps every load whole and aligned).
  *
  * Row k of B is B[off[k] + n] where mask[mrow[k] + n] is all ones, 0 where it is 0: a kernel
  * tap's view of one channel's plane, with the positions whose tap falls in the left or right
@@ -14,10 +16,11 @@
  *   whole K loop: per k, NV loads of B (and of its mask) and MR broadcasts of A feed MR NV fused
  *   multiply-adds (16 / 8 / 4 rows for 1 / 2 / 4 vectors: 16 accumulators, leaving registers
  *   for the loads).
- * - mg_wgrad: rows of C (k x N) += sum over samples s and positions p of X[s, k, p] B[s, p, :],
- *   the weight gradient as patches times dY^T (positions x out channels). The patches are read
- *   as scalars straight from the caller's padded planes (copies masked per tap column, so no
- *   mask here) and broadcast, dY^T as vectors; MG_WG_ROWS x NV vectors of C in registers.
+ * - mg_wgrad: C[o, k] += sum over samples s and positions p of D[s, o, p] X[s, k, p], the
+ *   weight gradient as rows of dY dotted with rows of an im2col buffer, vectorised over the
+ *   positions: a tile of 4 out channels x 4 (or 3) rows keeps one vector accumulator per
+ *   output element, 4 + 4 loads feeding 16 fused multiply-adds per vector of positions, and
+ *   folds them into horizontal sums at the end (MG_FOLD_*: a fixed tree over the lanes).
  *
  * Vectors are GCC/Clang vector extensions of 64 bytes (one AVX-512 register, two AVX2 ones,
  * ...), so the same code builds for any target; other compilers take plain loops that compute
@@ -144,7 +147,8 @@ typedef int64_t mg_md_t;
 MG_GEMM(mg_gemm_f, float, mg_vf, mg_mf, MG_VL_F)
 MG_GEMM(mg_gemm_d, double, mg_vd, mg_md, MG_VL_D)
 
-/* Horizontal sums of LANES vectors at once (LANES = VL): x[0..LANES) folds into x[0], whose
+/* Horizontal sums of LANES vectors at once (LANES = VL as a literal, 16 or 8 at 64-byte
+   vectors, for the shuffle indices): x[0..LANES) folds into x[0], whose
    lane l is the sum of the lanes of x[rev(l)], rev reversing the log2(LANES) bits of l. Each
    level halves the vectors, x[i] = lo + hi with lo[l] = (l & w ? x[2i+1][l - w] : x[2i][l]) and
    hi[l] = (l & w ? x[2i+1][l] : x[2i][l + w]): every sum is the same tree over the lanes. */
@@ -248,6 +252,63 @@ static inline void NAME(int tall, int mo, int mk, Py_ssize_t S, Py_ssize_t nv, c
 #define MG_WG_OUT 4
 MG_WG(mg_wgrad_f, float, mg_vf, mg_mf, MG_VL_F, 16)
 MG_WG(mg_wgrad_d, double, mg_vd, mg_md, MG_VL_D, 8)
+
+/* The weight gradient by broadcasts (mg_wgrad_bc, the direct path's dW for layers with many
+   rows, where it measured faster than mg_wgrad): C (MG_BC_ROWS rows x NV vectors, rows ldc
+   apart) +=
+   sum_{s < S, p < L} X[s xs + off[r] + p] B[s bs + p ldb + v VL .. + VL), i.e. row r of the
+   patches (the padded planes, masked by the caller's copies) times dY^T (positions x out
+   channels). Rows r whose off points at zeros add nothing; only the first mr rows are stored. */
+#define MG_BC_ROWS 6
+#define MG_BC_TILE(NAME, T, V, VL, NV)                                                        \
+static inline void NAME(int mr, Py_ssize_t S, Py_ssize_t L, const T *X, Py_ssize_t xs,       \
+                        const Py_ssize_t *off, const T *B, Py_ssize_t bs, Py_ssize_t ldb,     \
+                        T *C, Py_ssize_t ldc)                                                 \
+{                                                                                             \
+    V c[MG_BC_ROWS][NV], b[NV];                                                               \
+    const T *xr[MG_BC_ROWS];                                                                  \
+    MG_UNROLL for (int r = 0; r < MG_BC_ROWS; r++)                                            \
+        MG_UNROLL for (int v = 0; v < NV; v++) c[r][v] = MG_VZERO(V);                         \
+    for (Py_ssize_t s = 0; s < S; s++) {                                                      \
+        const T *bs0 = B + s * bs;                                                            \
+        MG_UNROLL for (int r = 0; r < MG_BC_ROWS; r++) xr[r] = X + s * xs + off[r];           \
+        for (Py_ssize_t p = 0; p < L; p++, bs0 += ldb) {                                      \
+            MG_UNROLL for (int v = 0; v < NV; v++)                                            \
+                memcpy(&b[v], bs0 + v * VL, sizeof(V));                                       \
+            MG_UNROLL for (int r = 0; r < MG_BC_ROWS; r++) {                                  \
+                T a = *xr[r]++;                                                               \
+                MG_UNROLL for (int v = 0; v < NV; v++) MG_VFMA(c[r][v], a, b[v]);             \
+            }                                                                                 \
+        }                                                                                     \
+    }                                                                                         \
+    MG_UNROLL for (int r = 0; r < MG_BC_ROWS; r++)                                            \
+        if (r < mr)                                                                           \
+            MG_UNROLL for (int v = 0; v < NV; v++) {                                          \
+                V old;                                                                        \
+                memcpy(&old, C + r * ldc + v * VL, sizeof(V));                                \
+                old += c[r][v];                                                               \
+                memcpy(C + r * ldc + v * VL, &old, sizeof(V));                                \
+            }                                                                                 \
+}
+
+#define MG_BC(NAME, T, V, VL)                                                                 \
+MG_BC_TILE(NAME##_1, T, V, VL, 1)                                                             \
+MG_BC_TILE(NAME##_2, T, V, VL, 2)                                                             \
+/* Rows [r0, r0 + MG_BC_ROWS) of C (rows x N, N a multiple of VL) += the sums above, over      \
+   column blocks of two vectors (one for an odd last one). */                                 \
+static void NAME(int mr, Py_ssize_t N, Py_ssize_t S, Py_ssize_t L, const T *X, Py_ssize_t xs, \
+                 const Py_ssize_t *off, const T *B, Py_ssize_t bs, Py_ssize_t ldb, T *C,     \
+                 Py_ssize_t ldc)                                                              \
+{                                                                                             \
+    Py_ssize_t j, nvec = N / (VL);                                                            \
+    for (j = 0; j + 2 <= nvec; j += 2)                                                        \
+        NAME##_2(mr, S, L, X, xs, off, B + j * (VL), bs, ldb, C + j * (VL), ldc);             \
+    if (j < nvec)                                                                             \
+        NAME##_1(mr, S, L, X, xs, off, B + j * (VL), bs, ldb, C + j * (VL), ldc);             \
+}
+
+MG_BC(mg_wgrad_bc_f, float, mg_vf, MG_VL_F)
+MG_BC(mg_wgrad_bc_d, double, mg_vd, MG_VL_D)
 
 /* out[u] = x[u] where keep[u] is all ones, 0 where it is 0: a bitwise and (not x * 0, x may be
    inf or NaN), a vector at a time, then the last values one by one. T is the float type, B the
