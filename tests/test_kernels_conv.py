@@ -319,16 +319,19 @@ def test_one_call_may_take_dw_on_the_direct_path_and_dx_on_the_im2col_one(dtype,
 
 @pytest.mark.skipif(_conv is None, reason="compiled kernels not built")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_the_direct_path_gives_the_same_bits_on_one_and_two_threads(monkeypatch, dtype):
+@pytest.mark.parametrize("channels", [16, 1])  # dW by broadcasts, and over positions
+def test_the_direct_path_gives_the_same_bits_on_one_and_two_threads(monkeypatch, dtype,
+                                                                     channels):
     """Split across threads (the threshold forced down): samples for forward and dx, rows of
-    dW^T for dW, each sum over the samples in order whichever thread makes it."""
+    dW^T or out channels for dW, each sum over the samples in order whichever thread makes
+    it."""
     import minigrad as mg
 
     monkeypatch.setattr(_conv, "PATH", "direct")
     monkeypatch.setattr(_conv, "DIRECT_PARALLEL_MIN_MACS", 0)
     rng = np.random.default_rng(6)
-    x = rng.standard_normal((24, 16, 8, 8)).astype(dtype)
-    w = rng.standard_normal((32, 16, 3, 3)).astype(dtype)
+    x = rng.standard_normal((24, channels, 8, 8)).astype(dtype)
+    w = rng.standard_normal((32, channels, 3, 3)).astype(dtype)
     b = rng.standard_normal(32).astype(dtype)
     geometry = ((1, 1), (1, 1, 1, 1), (1, 1), 1)
     dy = rng.standard_normal((24, 32, 8, 8)).astype(dtype)
@@ -348,13 +351,20 @@ def test_the_direct_path_gives_the_same_bits_on_one_and_two_threads(monkeypatch,
 @pytest.mark.skipif(_conv is None, reason="compiled kernels not built")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("block_bytes", [1, 20000])
-def test_the_direct_path_sums_dw_over_blocks_of_samples(monkeypatch, dtype, block_bytes):
+@pytest.mark.parametrize("xs, ws", [((9, 6, 5, 5), (10, 3, 3, 3)),  # 27 rows: by broadcasts
+                                    ((9, 2, 5, 5), (6, 1, 3, 3)),  # 9 rows: over positions
+                                    ((7, 2, 4, 4), (10, 1, 3, 3))])  # 16 positions: in place
+def test_the_direct_path_sums_dw_over_blocks_of_samples(monkeypatch, dtype, block_bytes, xs,
+                                                        ws):
+    """Blocks of one sample and of several (BLOCK_BYTES for the broadcast kernel,
+    WG_CHUNK_BYTES for the one over positions), against the twin."""
     monkeypatch.setattr(_conv, "PATH", "direct")
     monkeypatch.setattr(_conv, "BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(_conv, "WG_CHUNK_BYTES", block_bytes // 100)
     rng = np.random.default_rng(7)
-    x64, w64 = rng.standard_normal((9, 6, 5, 5)), rng.standard_normal((10, 3, 3, 3))
+    x64, w64 = rng.standard_normal(xs), rng.standard_normal(ws)
     geometry = ((1, 1), (1, 1, 1, 1), (1, 1), 2)
-    dy64 = rng.standard_normal((9, 10, 5, 5))
+    dy64 = rng.standard_normal((xs[0], ws[0]) + xs[2:])
     expected = _conv_twin.conv2d_backward(dy64, x64, w64, *geometry, (True, True, True))
     got = _conv.conv2d_backward(dy64.astype(dtype), x64.astype(dtype), w64.astype(dtype),
                                 *geometry, (True, True, True))
