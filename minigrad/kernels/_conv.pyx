@@ -25,7 +25,8 @@ in a fixed order and results do not depend on the thread count.
 For stride 1 with output rows as long as the input's, a direct path (``_conv_direct.pxi``
 and ``_conv_direct_api.pxi``, included at the end) computes the same convolution as
 register-blocked products on shifted views of zero-padded planes, with no buffer and no BLAS;
-its size rule (_use_direct) chooses it per call where it was measured faster.
+its size rule (_use_direct) chooses it per call, and in the backward per gradient, where it was
+measured faster.
 
 The NumPy twins, with the same signatures, are in ``_conv_twin.py``.
 """
@@ -226,9 +227,10 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
 def conv2d_backward(grad_out, x, weight, stride, padding, dilation, groups, needs):
     """Gradients of conv2d_forward for the upstream grad_out (N, O, Ho, Wo).
 
-    Per block of samples: [dW | db] += dY [cols; ones]^T per group, with dY transposed to
-    (O, samples Ho Wo) so that one product covers the block; dcols = W^T dY per sample,
-    scattered back onto dx by col2im. db alone (without dW) is summed in float64.
+    On the im2col path, per block of samples: [dW | db] += dY [cols; ones]^T per group, with
+    dY transposed to (O, samples Ho Wo) so that one product covers the block; dcols = W^T dY
+    per sample, scattered back onto dx by col2im. db alone (without dW) is summed in float64.
+    dx and dW may take different paths (the size rule decides each).
 
     Returns:
         (dx, dweight, dbias), each None where ``needs`` (three bools) says False.

@@ -77,7 +77,10 @@ cdef Direct _direct_plan(x, weight, Py_ssize_t groups, padding, dilation,
     # alternating processes, us: 64x1x8x8 -> 16 (9 rows) 26 against 62 (and 47 on the im2col
     # path); 64x16x4x4 -> 32 (144 rows) 118 against 109, 64x16x8x8 -> 32 386 against 360.
     d.bc = d.cg * d.taps > WG_FEW_ROWS
-    d.copy_dy = d.lp != d.L  # dY's rows read in place when they are whole vectors
+    # mg_wgrad reads dY's rows in place when they are whole vectors, else copies padded with
+    # zeros (in place against copied, dW alone, min of 15 interleaved: 64x1x8x8 -> 16 25
+    # against 35 us, 128x1x28x28 -> 32 955 against 1196)
+    d.copy_dy = d.lp != d.L
     d.kw = kw
     d.ogp = (d.og + vl - 1) // vl * vl
     d.kgp = (d.cg * d.taps + MG_BC_ROWS - 1) // MG_BC_ROWS * MG_BC_ROWS
@@ -198,29 +201,36 @@ def _backward_direct(dy, x, weight, Py_ssize_t groups, needs, padding, dilation,
         if d.ldx != d.Lx:
             dx = np.ascontiguousarray(dx[..., :d.Lx])
         dx = dx.reshape(x.shape)
-    if needs[1] and d.bc:
-        dwt = np.zeros((groups, d.kgp, d.ogp), x.dtype)
+    if needs[1]:
+        dw = _direct_dw(dy, x, weight, tables, d)
+    return dx, dw, db
+
+
+cdef _direct_dw(dy, x, weight, tables, Direct d):
+    """dW on the direct path, by broadcasts or over positions (d.bc)."""
+    if d.bc:
+        dwt = np.zeros((d.groups, d.kgp, d.ogp), x.dtype)
         dw = np.empty(weight.shape, x.dtype)
-        per = d.L * groups * d.ogp + d.xm  # dY^T and the masked copies, per sample
+        per = d.L * d.groups * d.ogp + d.xm  # dY^T and the masked copies, per sample
         nb = _block(d.N, per, x.dtype.itemsize)
         work = _work(nb * per, x.dtype)
         if x.dtype.itemsize == 4:
             _wgrad_bc_typed[float](dy, x, dwt, dw, work, nb, _taps_of(tables), d)
         else:
             _wgrad_bc_typed[double](dy, x, dwt, dw, work, nb, _taps_of(tables), d)
-    elif needs[1]:
+    else:
         dw = np.zeros(weight.shape, x.dtype)
         # the buffer: its rows for a block of samples, 64 bytes aligned (one vector more for
         # the start), dY's padded copies when needed, the threads' padded planes
         nb = max(1, min(d.N, d.chunk // d.lp))
-        size = groups * d.cg * d.taps * _row_stride(nb * d.lp, d.vl) + d.vl
+        size = d.groups * d.cg * d.taps * _row_stride(nb * d.lp, d.vl) + d.vl
         size_y = d.O * _row_stride(nb * d.lp, d.vl) if d.copy_dy else 0
         work = _work(size + size_y + d.nt * d.C * d.xplane, x.dtype)
         if x.dtype.itemsize == 4:
             _wgrad_typed[float](dy, x, dw, work, size, size_y, nb, _taps_of(tables), d)
         else:
             _wgrad_typed[double](dy, x, dw, work, size, size_y, nb, _taps_of(tables), d)
-    return dx, dw, db
+    return dw
 
 
 cdef bint _all_finite(const floating[:, :, :, ::1] w):
