@@ -187,6 +187,7 @@ def _backward_direct(dy, x, weight, Py_ssize_t groups, needs, padding, dilation,
     cdef Direct d = _direct_plan(x, weight, groups, padding, dilation, Ho)
     key = (x.shape[1:], weight.shape, groups, padding, dilation, x.dtype.char)
     tables = _direct_tables(x.shape[3], weight.shape[3], key, d, padding, dilation, x.dtype)
+    cdef Taps t = _taps_of(tables)  # pointers into tables, alive until the return
     dx = dw = db = None
     if needs[2]:
         db = _channel_sums(dy).astype(x.dtype)
@@ -195,18 +196,18 @@ def _backward_direct(dy, x, weight, Py_ssize_t groups, needs, padding, dilation,
         wx_size = d.O * d.taps * d.cga  # W packed for dx, then the threads' padded dY planes
         work = _work(wx_size + d.nt * d.O * d.yplane, x.dtype)
         if x.dtype.itemsize == 4:
-            _dx_typed[float](dy, w, dx, work, wx_size, _taps_of(tables), d)
+            _dx_typed[float](dy, w, dx, work, wx_size, t, d)
         else:
-            _dx_typed[double](dy, w, dx, work, wx_size, _taps_of(tables), d)
+            _dx_typed[double](dy, w, dx, work, wx_size, t, d)
         if d.ldx != d.Lx:
             dx = np.ascontiguousarray(dx[..., :d.Lx])
         dx = dx.reshape(x.shape)
     if needs[1]:
-        dw = _direct_dw(dy, x, weight, tables, d)
+        dw = _direct_dw(dy, x, weight, t, d)
     return dx, dw, db
 
 
-cdef _direct_dw(dy, x, weight, tables, Direct d):
+cdef _direct_dw(dy, x, weight, Taps t, Direct d):
     """dW on the direct path, by broadcasts or over positions (d.bc)."""
     if d.bc:
         dwt = np.zeros((d.groups, d.kgp, d.ogp), x.dtype)
@@ -215,9 +216,9 @@ cdef _direct_dw(dy, x, weight, tables, Direct d):
         nb = _block(d.N, per, x.dtype.itemsize)
         work = _work(nb * per, x.dtype)
         if x.dtype.itemsize == 4:
-            _wgrad_bc_typed[float](dy, x, dwt, dw, work, nb, _taps_of(tables), d)
+            _wgrad_bc_typed[float](dy, x, dwt, dw, work, nb, t, d)
         else:
-            _wgrad_bc_typed[double](dy, x, dwt, dw, work, nb, _taps_of(tables), d)
+            _wgrad_bc_typed[double](dy, x, dwt, dw, work, nb, t, d)
     else:
         dw = np.zeros(weight.shape, x.dtype)
         # the buffer: its rows for a block of samples, 64 bytes aligned (one vector more for
@@ -227,9 +228,9 @@ cdef _direct_dw(dy, x, weight, tables, Direct d):
         size_y = d.O * _row_stride(nb * d.lp, d.vl) if d.copy_dy else 0
         work = _work(size + size_y + d.nt * d.C * d.xplane, x.dtype)
         if x.dtype.itemsize == 4:
-            _wgrad_typed[float](dy, x, dw, work, size, size_y, nb, _taps_of(tables), d)
+            _wgrad_typed[float](dy, x, dw, work, size, size_y, nb, t, d)
         else:
-            _wgrad_typed[double](dy, x, dw, work, size, size_y, nb, _taps_of(tables), d)
+            _wgrad_typed[double](dy, x, dw, work, size, size_y, nb, t, d)
     return dw
 
 

@@ -48,6 +48,7 @@ typedef int64_t mg_md __attribute__((vector_size(MG_VEC_BYTES)));
 #define MG_VSPLAT(V, s) ((V){0} + (s))
 #define MG_VFMA(c, a, b) ((c) += (a) * (b))           /* a scalar */
 #define MG_VFMA2(c, a, b) ((c) += (a) * (b))          /* a vector */
+#define MG_VADD(c, a) ((c) += (a))
 #define MG_VMASK(V, M, b, m) ((b) = (V)((M)(b) & (m)))
 #define MG_HSUM(T, VL, v, out) do { T _h[VL]; memcpy(_h, &(v), sizeof(_h)); \
     out = 0; for (int _l = 0; _l < (VL); _l++) out += _h[_l]; } while (0)
@@ -72,6 +73,8 @@ static inline mg_vd mg_splat_mg_vd(double s)
     (c).v[_l] += (a) * (b).v[_l]; } while (0)
 #define MG_VFMA2(c, a, b) do { for (int _l = 0; _l < MG_LANES(c); _l++) \
     (c).v[_l] += (a).v[_l] * (b).v[_l]; } while (0)
+#define MG_VADD(c, a) do { for (int _l = 0; _l < MG_LANES(c); _l++) \
+    (c).v[_l] += (a).v[_l]; } while (0)
 #define MG_VMASK(V, M, b, m) do { for (int _l = 0; _l < MG_LANES(b); _l++) \
     if (!(m).v[_l]) (b).v[_l] = 0; } while (0)
 #define MG_HSUM(T, VL, x, out) do { out = 0; for (int _l = 0; _l < (VL); _l++) \
@@ -286,7 +289,7 @@ static inline void NAME(int mr, Py_ssize_t S, Py_ssize_t L, const T *X, Py_ssize
             MG_UNROLL for (int v = 0; v < NV; v++) {                                          \
                 V old;                                                                        \
                 memcpy(&old, C + r * ldc + v * VL, sizeof(V));                                \
-                old += c[r][v];                                                               \
+                MG_VADD(old, c[r][v]);                                                             \
                 memcpy(C + r * ldc + v * VL, &old, sizeof(V));                                \
             }                                                                                 \
 }
