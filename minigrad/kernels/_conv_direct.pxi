@@ -18,8 +18,11 @@
 #   buffer (each row contiguous over the block's positions, 64-byte aligned), dY's rows are read
 #   where they are (or copied alongside), and tiles of 4 out channels x 4 (or 3) rows keep one
 #   vector accumulator per output element, folded into horizontal sums at the end. No dY
-#   transpose. Threads build the buffer by samples, then split the out channels; every sum runs
-#   over the samples in order whatever the thread count. db is dY's float64 channel sums.
+#   transpose. Layers with more than WG_FEW_ROWS rows take the broadcast kernel instead
+#   (mg_wgrad_bc: rows of X, from copies of the padded planes with each tap column's wrapped
+#   columns zeroed, broadcast against dY^T), which measured faster there. Threads build the
+#   buffers by samples, then split the out channels (or rows of dW^T); every sum runs over the
+#   samples in order whatever the thread count. db is dY's float64 channel sums.
 # Forward and dx need no sums across samples: each sample's rows are computed by one thread.
 #
 # Size rule (_use_direct), measured one thread, float32, against the im2col path (us; forward /
