@@ -6,7 +6,8 @@ padded input, channel counts groups does not divide, zero or negative strides, h
 wrong tuple lengths), both dtypes, and transposed or strided inputs. Every call must give the
 twin's results or raise the same clean exception on both; a read or write out of bounds
 crashes the child process. Each case runs the compiled kernels with the size rule's algorithm
-or either one forced, the direct path split across threads or not.
+or either one forced, the direct path split across threads or not, its dW over positions in
+blocks of one sample or of many.
 """
 
 from __future__ import annotations
@@ -62,12 +63,13 @@ def run_conv(n):
            layout=st.sampled_from(["c", "transposed", "strided"]), bias=st.booleans(),
            needs=st.tuples(st.booleans(), st.booleans(), st.booleans()),
            seed=st.integers(0, 2**32 - 1), path=st.sampled_from(["auto", "direct", "im2col"]),
-           split=st.booleans())
-    def case(geometry, dtype, layout, bias, needs, seed, path, split):
+           split=st.booleans(), chunk=st.sampled_from([4096, 4096, 1]))
+    def case(geometry, dtype, layout, bias, needs, seed, path, split, chunk):
         xs, ws, stride, padding, dilation, groups = geometry
         _conv.PATH = path  # the algorithm: the size rule's, or either one forced
         # the direct path on every thread even for these small shapes, or on one
         _conv.DIRECT_PARALLEL_MIN_MACS = 0 if split else 1 << 24
+        _conv.WG_CHUNK_BYTES = chunk  # dW over positions: blocks of many samples, or of one
         rng = np.random.default_rng(seed)
         x = _array(rng, xs, dtype, layout)
         w = _array(rng, ws, dtype, "c")

@@ -266,8 +266,8 @@ def test_both_paths_match_the_float64_oracle(monkeypatch, path, dtype, layout, x
     dy64 = rng.standard_normal(y64.shape)
     expected = _conv_twin.conv2d_backward(dy64, x64, w64, *geometry, (True, True, True))
     x, w, b, dy = (_layout(a.astype(dtype), layout) for a in (x64, w64, b64, dy64))
-    for forward in (True, False):
-        assert _conv._algorithm(x, w, stride, *y64.shape[2:], forward) == path
+    for kind in ("forward", "dx", "dw"):
+        assert _conv._algorithm(x, w, stride, *y64.shape[2:], kind) == path
     assert_close(_conv.conv2d_forward(x, w, b, *geometry), y64, dtype)
     assert_close(_conv.conv2d_forward(x, w, None, *geometry), y64 - b64.reshape(1, -1, 1, 1),
                  dtype)
@@ -282,31 +282,56 @@ def test_both_paths_match_the_float64_oracle(monkeypatch, path, dtype, layout, x
 
 @pytest.mark.skipif(_conv is None, reason="compiled kernels not built")
 def test_the_size_rule_takes_the_direct_path_where_it_was_measured_faster():
-    def path(xs, ws, forward, stride=(1, 1)):
+    def path(xs, ws, kind, stride=(1, 1)):
         x, w = np.zeros(xs, np.float32), np.zeros(ws, np.float32)
-        return _conv._algorithm(x, w, stride, xs[2], xs[3], forward)
+        return _conv._algorithm(x, w, stride, xs[2], xs[3], kind)
 
-    assert path((64, 16, 4, 4), (32, 16, 3, 3), True) == "direct"
-    assert path((64, 16, 4, 4), (32, 16, 3, 3), False) == "direct"
-    assert path((64, 1, 8, 8), (16, 1, 3, 3), True) == "direct"  # a small map
-    assert path((64, 1, 8, 8), (16, 1, 3, 3), False) == "im2col"  # nine rows
-    assert path((128, 1, 28, 28), (32, 1, 3, 3), True) == "im2col"
-    assert path((128, 32, 14, 14), (64, 32, 3, 3), True) == "direct"
-    assert path((64, 16, 8, 8), (32, 16, 3, 3), True, stride=(2, 2)) == "im2col"  # not covered
+    for kind in ("forward", "dx", "dw"):
+        assert path((64, 16, 4, 4), (32, 16, 3, 3), kind) == "direct"
+        assert path((128, 32, 14, 14), (64, 32, 3, 3), kind) == "direct"
+        assert path((64, 16, 8, 8), (32, 16, 3, 3), kind, stride=(2, 2)) == "im2col"  # not covered
+    for xs, ws in [((64, 1, 8, 8), (16, 1, 3, 3)), ((128, 1, 28, 28), (32, 1, 3, 3))]:
+        assert path(xs, ws, "forward") == "direct"
+        assert path(xs, ws, "dw") == "direct"
+        assert path(xs, ws, "dx") == "im2col"  # nine rows
 
 
 @pytest.mark.skipif(_conv is None, reason="compiled kernels not built")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_the_direct_path_gives_the_same_bits_on_one_and_two_threads(monkeypatch, dtype):
+@pytest.mark.parametrize("needs", [(True, True, True), (True, False, True), (False, True, True)])
+def test_one_call_may_take_dw_on_the_direct_path_and_dx_on_the_im2col_one(dtype, needs):
+    """A first layer's backward (nine rows): dW on the direct path, dx on the im2col one,
+    together in one call, as each alone and as the twin."""
+    rng = np.random.default_rng(9)
+    x64, w64 = rng.standard_normal((5, 1, 6, 7)), rng.standard_normal((4, 1, 3, 3))
+    geometry = ((1, 1), (1, 1, 1, 1), (1, 1), 1)
+    dy64 = rng.standard_normal((5, 4, 6, 7))
+    expected = _conv_twin.conv2d_backward(dy64, x64, w64, *geometry, (True, True, True))
+    x, w, dy = (a.astype(dtype) for a in (x64, w64, dy64))
+    got = _conv.conv2d_backward(dy, x, w, *geometry, needs)
+    for k, (want, g, e) in enumerate(zip(needs, got, expected, strict=True)):
+        assert (g is not None) == want
+        if want:
+            assert_close(g, e, dtype)
+            alone = _conv.conv2d_backward(dy, x, w, *geometry, tuple(i == k for i in range(3)))
+            np.testing.assert_array_equal(g, alone[k])
+
+
+@pytest.mark.skipif(_conv is None, reason="compiled kernels not built")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("channels", [16, 1])  # dW by broadcasts, and over positions
+def test_the_direct_path_gives_the_same_bits_on_one_and_two_threads(monkeypatch, dtype,
+                                                                     channels):
     """Split across threads (the threshold forced down): samples for forward and dx, rows of
-    dW^T for dW, each sum over the samples in order whichever thread makes it."""
+    dW^T or out channels for dW, each sum over the samples in order whichever thread makes
+    it."""
     import minigrad as mg
 
     monkeypatch.setattr(_conv, "PATH", "direct")
     monkeypatch.setattr(_conv, "DIRECT_PARALLEL_MIN_MACS", 0)
     rng = np.random.default_rng(6)
-    x = rng.standard_normal((24, 16, 8, 8)).astype(dtype)
-    w = rng.standard_normal((32, 16, 3, 3)).astype(dtype)
+    x = rng.standard_normal((24, channels, 8, 8)).astype(dtype)
+    w = rng.standard_normal((32, channels, 3, 3)).astype(dtype)
     b = rng.standard_normal(32).astype(dtype)
     geometry = ((1, 1), (1, 1, 1, 1), (1, 1), 1)
     dy = rng.standard_normal((24, 32, 8, 8)).astype(dtype)
@@ -326,13 +351,20 @@ def test_the_direct_path_gives_the_same_bits_on_one_and_two_threads(monkeypatch,
 @pytest.mark.skipif(_conv is None, reason="compiled kernels not built")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("block_bytes", [1, 20000])
-def test_the_direct_path_sums_dw_over_blocks_of_samples(monkeypatch, dtype, block_bytes):
+@pytest.mark.parametrize("xs, ws", [((9, 6, 5, 5), (10, 3, 3, 3)),  # 27 rows: by broadcasts
+                                    ((9, 2, 5, 5), (6, 1, 3, 3)),  # 9 rows: over positions
+                                    ((7, 2, 4, 4), (10, 1, 3, 3))])  # 16 positions: in place
+def test_the_direct_path_sums_dw_over_blocks_of_samples(monkeypatch, dtype, block_bytes, xs,
+                                                        ws):
+    """Blocks of one sample and of several (BLOCK_BYTES for the broadcast kernel,
+    WG_CHUNK_BYTES for the one over positions), against the twin."""
     monkeypatch.setattr(_conv, "PATH", "direct")
     monkeypatch.setattr(_conv, "BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(_conv, "WG_CHUNK_BYTES", block_bytes // 100)
     rng = np.random.default_rng(7)
-    x64, w64 = rng.standard_normal((9, 6, 5, 5)), rng.standard_normal((10, 3, 3, 3))
+    x64, w64 = rng.standard_normal(xs), rng.standard_normal(ws)
     geometry = ((1, 1), (1, 1, 1, 1), (1, 1), 2)
-    dy64 = rng.standard_normal((9, 10, 5, 5))
+    dy64 = rng.standard_normal((xs[0], ws[0]) + xs[2:])
     expected = _conv_twin.conv2d_backward(dy64, x64, w64, *geometry, (True, True, True))
     got = _conv.conv2d_backward(dy64.astype(dtype), x64.astype(dtype), w64.astype(dtype),
                                 *geometry, (True, True, True))

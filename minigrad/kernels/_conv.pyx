@@ -25,7 +25,8 @@ in a fixed order and results do not depend on the thread count.
 For stride 1 with output rows as long as the input's, a direct path (``_conv_direct.pxi``
 and ``_conv_direct_api.pxi``, included at the end) computes the same convolution as
 register-blocked products on shifted views of zero-padded planes, with no buffer and no BLAS;
-its size rule (_use_direct) chooses it per call where it was measured faster.
+its size rule (_use_direct) chooses it per call, and in the backward per gradient, where it was
+measured faster.
 
 The NumPy twins, with the same signatures, are in ``_conv_twin.py``.
 """
@@ -37,10 +38,9 @@ import threading
 import numpy as np
 
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
 
 from minigrad.kernels._checks_spatial import conv2d_backward_args, conv2d_forward_args
-from minigrad.kernels._simd cimport _row_sum
 
 
 include "_im2col.pxi"
@@ -117,19 +117,43 @@ def _transpose(const floating[:, :, ::1] src, floating[:, :, ::1] dst):
                     dst[o, n, k] = src[n, o, k]
 
 
+# _channel_sums adds the samples' values position by position (float64, a vectorised pass per
+# sample) for a run of whole rows at a time, at most this many values, then sums each row: one
+# call per row of a few positions cost more than the sums (64x32x16 positions: 20 against 3 us).
+cdef enum:
+    SUMS_RUN = 2048
+
+
 def _channel_sums(const floating[:, :, ::1] dy):
-    """The float64 sums over n and k of dy[n, o, k], one per o."""
-    cdef Py_ssize_t n, o, L = dy.shape[2]
+    """The float64 sums over n and k of dy[n, o, k], one per o: sum_k (sum_n dy[n, o, k])."""
+    cdef Py_ssize_t N = dy.shape[0], O = dy.shape[1], L = dy.shape[2]
+    cdef Py_ssize_t rows = max(1, min(O, SUMS_RUN // max(L, 1))), runs = (O + rows - 1) // rows
+    cdef Py_ssize_t r, n, i, o, o1, k
     cdef double s
-    out = np.empty(dy.shape[1], np.float64)
+    cdef double *acc
+    cdef const floating *src
+    out = np.zeros(O, np.float64)
     cdef double[::1] sums = out
-    cdef int nt = threads_for(dy.shape[0] * dy.shape[1] * L)
+    cdef int nt = threads_for(N * O * L)
+    scratch = np.empty((nt, rows * L), np.float64)
+    cdef double[:, ::1] part = scratch
+    if N == 0 or L == 0:
+        return out
     with nogil:
-        for o in prange(dy.shape[1], num_threads=nt, schedule="static"):
-            s = 0
-            for n in range(dy.shape[0]):
-                s = s + _row_sum(&dy[n, o, 0], L)
-            sums[o] = s
+        for r in prange(runs, num_threads=nt, schedule="static"):
+            acc = &part[threadid(), 0]
+            o1 = min(O, r * rows + rows)
+            for i in range((o1 - r * rows) * L):
+                acc[i] = 0
+            for n in range(N):
+                src = &dy[n, r * rows, 0]
+                for i in range((o1 - r * rows) * L):
+                    acc[i] = acc[i] + src[i]
+            for o in range(r * rows, o1):
+                s = 0
+                for k in range(L):
+                    s = s + acc[(o - r * rows) * L + k]
+                sums[o] = s
     return out
 
 
@@ -178,7 +202,7 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
     Ho, Wo = conv2d_forward_args(x, weight, bias, stride, padding, dilation, groups)
     x = np.ascontiguousarray(x)
     N, O = x.shape[0], weight.shape[0]
-    if _use_direct(x, weight, stride, Ho, Wo, True):
+    if _use_direct(x, weight, stride, Ho, Wo, DIRECT_FORWARD):
         return _forward_direct(x, weight, bias, groups, padding, dilation, Ho)
     cdef Geometry g = _geometry(weight.shape, stride, padding, dilation, Ho, Wo,
                                 bias is not None)
@@ -203,23 +227,45 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
 def conv2d_backward(grad_out, x, weight, stride, padding, dilation, groups, needs):
     """Gradients of conv2d_forward for the upstream grad_out (N, O, Ho, Wo).
 
-    Per block of samples: [dW | db] += dY [cols; ones]^T per group, with dY transposed to
-    (O, samples Ho Wo) so that one product covers the block; dcols = W^T dY per sample,
-    scattered back onto dx by col2im. db alone (without dW) is summed in float64.
+    On the im2col path, per block of samples: [dW | db] += dY [cols; ones]^T per group, with
+    dY transposed to (O, samples Ho Wo) so that one product covers the block; dcols = W^T dY
+    per sample, scattered back onto dx by col2im. db alone (without dW) is summed in float64.
+    dx and dW may take different paths (the size rule decides each).
 
     Returns:
         (dx, dweight, dbias), each None where ``needs`` (three bools) says False.
     """
     Ho, Wo = conv2d_backward_args(grad_out, x, weight, stride, padding, dilation, groups, needs)
     x = np.ascontiguousarray(x)
+    dy = np.ascontiguousarray(grad_out).reshape(x.shape[0], weight.shape[0], Ho * Wo)
+    # each gradient on the path the size rule gives it: one call may take dW on the direct
+    # path and dx on the im2col one (a first layer's dx, when asked for)
+    on_dx = needs[0] and _use_direct(x, weight, stride, Ho, Wo, DIRECT_DX)
+    on_dw = needs[1] and _use_direct(x, weight, stride, Ho, Wo, DIRECT_DW)
+    dx = dw = db = None
+    if on_dx or on_dw:
+        grads = _backward_direct(dy, x, weight, groups, (on_dx, on_dw, needs[2]), padding,
+                                 dilation, Ho)
+        if grads is None:  # dx of weights that are not all finite (see there): im2col's
+            on_dx = False
+            if on_dw:
+                grads = _backward_direct(dy, x, weight, groups, (False, True, needs[2]),
+                                         padding, dilation, Ho)
+        if grads is not None:
+            dx, dw, db = grads
+    rest = (needs[0] and not on_dx, needs[1] and not on_dw, needs[2] and db is None)
+    if not any(rest):
+        return dx, dw, db
+    grads = _backward_im2col(dy, x, weight, stride, padding, dilation, groups, rest, Ho, Wo)
+    return tuple(g if want else have for g, have, want in zip(grads, (dx, dw, db), rest))
+
+
+def _backward_im2col(dy, x, weight, stride, padding, dilation, groups, needs, Ho, Wo):
+    """conv2d_backward on the im2col path: dy (N, O, Ho Wo) and x contiguous, arguments
+    checked."""
     N, C, O = x.shape[0], x.shape[1], weight.shape[0]
     L, Og = Ho * Wo, O // groups
     K = C // groups * weight.shape[2] * weight.shape[3]
-    dy = np.ascontiguousarray(grad_out).reshape(N, O, L)
-    if _use_direct(x, weight, stride, Ho, Wo, False):
-        grads = _backward_direct(dy, x, weight, groups, needs, padding, dilation, Ho)
-        if grads is not None:  # None: dx of weights that are not all finite (see there)
-            return grads
     cdef Geometry gw = _geometry(weight.shape, stride, padding, dilation, Ho, Wo, needs[2])
     cdef Geometry gx = _geometry(weight.shape, stride, padding, dilation, Ho, Wo, False)
     dx = dw = db = dwb = None

@@ -11,30 +11,42 @@ PATH = "auto"
 # against two, forward 101 / 113 us, dW 192 / 214, dx 110 / 122 (min of 30, another process
 # busy on one core; waking a sleeping thread costs about 15 us, and a region waits for its
 # slowest thread). At 128x32x14x14 -> 64 (462M) two threads still shortened the forward in the
-# same conditions, 13.3 -> 12.4 ms (dW and dx: a tie).
+# same conditions, 13.3 -> 12.4 ms (dW and dx: a tie). Those were on an AMD EPYC; on the Intel
+# Xeon of the tables in _conv_direct.pxi, with other processes busy on both cores, a second
+# thread paid at none of the sizes (forward / dW / dx, one thread against two, min of 11, us):
+# 64x16x4x4 -> 32 (4.7M) 73 / 135 / 81 against 86 / 138 / 87, 64x16x8x8 -> 32 (18.9M) 263 / 407
+# / 256 against 273 / 431 / 269, 128x32x14x14 -> 64 (462M, min of 5) 9418 / 9860 / 8696
+# against 9496 / 10180 / 8837; the threshold stays where it paid on the quieter machine.
 DIRECT_PARALLEL_MIN_MACS = 1 << 24  # a module attribute, so that tests can force threads
 
 cdef enum:
+    WG_FEW_ROWS = 16
     DIRECT_MIN_ROWS = 32
-    DIRECT_SMALL_MAP = 64
+    DIRECT_FORWARD = 0          # what _use_direct decides for: conv2d_forward,
+    DIRECT_DX = 1               # conv2d_backward's dx,
+    DIRECT_DW = 2               # and its dW
 
 
-cdef bint _use_direct(x, weight, stride, Py_ssize_t Ho, Py_ssize_t Wo, bint forward):
-    """Whether the direct path runs this convolution: PATH, then the measured rule (the table
-    at the top of _conv_direct.pxi)."""
+cdef bint _use_direct(x, weight, stride, Py_ssize_t Ho, Py_ssize_t Wo, int kind):
+    """Whether the direct path runs this convolution's forward, dx or dW (kind): PATH, then the
+    measured rule (the tables at the top of _conv_direct.pxi): forward and dW on every geometry
+    the path covers, dx with at least DIRECT_MIN_ROWS rows (C/G kh kw)."""
     if PATH == "im2col" or x.size == 0 or weight.size == 0 or Ho * Wo == 0:
         return False
     if stride != (1, 1) or Wo != x.shape[3]:  # not a geometry the direct path covers
         return False
-    if PATH == "direct":
+    if PATH == "direct" or kind != DIRECT_DX:
         return True
-    rows = weight.shape[1] * weight.shape[2] * weight.shape[3]
-    return rows >= DIRECT_MIN_ROWS or (forward and Ho * Wo <= DIRECT_SMALL_MAP)
+    return weight.shape[1] * weight.shape[2] * weight.shape[3] >= DIRECT_MIN_ROWS
 
 
-def _algorithm(x, weight, stride, Py_ssize_t Ho, Py_ssize_t Wo, bint forward=True):
-    """"direct" or "im2col": the path conv2d_forward (forward) or conv2d_backward takes."""
-    return "direct" if _use_direct(x, weight, stride, Ho, Wo, forward) else "im2col"
+_KINDS = {"forward": DIRECT_FORWARD, "dx": DIRECT_DX, "dw": DIRECT_DW}
+
+
+def _algorithm(x, weight, stride, Py_ssize_t Ho, Py_ssize_t Wo, kind="forward"):
+    """"direct" or "im2col": the path of conv2d_forward ("forward") or of conv2d_backward's
+    "dx" or "dw"."""
+    return "direct" if _use_direct(x, weight, stride, Ho, Wo, _KINDS[kind]) else "im2col"
 
 
 cdef Direct _direct_plan(x, weight, Py_ssize_t groups, padding, dilation,
@@ -54,12 +66,27 @@ cdef Direct _direct_plan(x, weight, Py_ssize_t groups, padding, dilation,
     d.xplane = d.xfront + max(d.Lx, s_max + d.ld)
     d.yfront = max(0, s_max)  # dY planes at yfront - s + q, q < ldx, and yfront + p, p < ld
     d.yplane = d.yfront + max(d.ld, d.ldx - s_min)
+    d.vl = vl
+    # dW tiles of 4 out channels x 4 buffer rows, or x 3 when that divides the rows and 4 does
+    # not (nine rows: 3 + 3 + 3, not 4 + 4 + 1)
+    d.tall = 3 if d.cg * d.taps % 4 != 0 and d.cg * d.taps % 3 == 0 else 4
+    d.chunk = max(vl, WG_CHUNK_BYTES // x.dtype.itemsize // vl * vl)
+    d.lp = _round_up(d.L, vl)
+    # dW: by broadcasts (mg_wgrad_bc) for layers with more than WG_FEW_ROWS rows (C/G kh kw),
+    # else vectorised over positions (mg_wgrad). Measured dW alone, one thread, min of 25,
+    # alternating processes, us: 64x1x8x8 -> 16 (9 rows) 26 against 62 (and 47 on the im2col
+    # path); 64x16x4x4 -> 32 (144 rows) 118 against 109, 64x16x8x8 -> 32 386 against 360.
+    d.bc = d.cg * d.taps > WG_FEW_ROWS
+    # mg_wgrad reads dY's rows in place when they are whole vectors, else copies padded with
+    # zeros (in place against copied, dW alone, min of 15 interleaved: 64x1x8x8 -> 16 25
+    # against 35 us, 128x1x28x28 -> 32 955 against 1196)
+    d.copy_dy = d.lp != d.L
     d.kw = kw
     d.ogp = (d.og + vl - 1) // vl * vl
-    d.kgp = (d.cg * d.taps + MG_WG_ROWS - 1) // MG_WG_ROWS * MG_WG_ROWS
+    d.kgp = (d.cg * d.taps + MG_BC_ROWS - 1) // MG_BC_ROWS * MG_BC_ROWS
+    d.xm = kw * d.C * d.xplane + d.L
     d.oga = (d.og + MG_GEMM_ROWS - 1) // MG_GEMM_ROWS * MG_GEMM_ROWS
     d.cga = (d.cg + MG_GEMM_ROWS - 1) // MG_GEMM_ROWS * MG_GEMM_ROWS
-    d.xm = kw * d.C * d.xplane + d.L
     macs = d.N * d.O * d.cg * d.taps * d.L
     d.nt = _num_threads if macs >= DIRECT_PARALLEL_MIN_MACS else 1
     return d
@@ -160,38 +187,51 @@ def _backward_direct(dy, x, weight, Py_ssize_t groups, needs, padding, dilation,
     cdef Direct d = _direct_plan(x, weight, groups, padding, dilation, Ho)
     key = (x.shape[1:], weight.shape, groups, padding, dilation, x.dtype.char)
     tables = _direct_tables(x.shape[3], weight.shape[3], key, d, padding, dilation, x.dtype)
-    dx = dw = db = dwt = None
-    if needs[0]:
-        dx = np.empty((d.N, d.C, d.ldx), x.dtype)
-    if needs[1]:
-        dwt = np.zeros((groups, d.kgp, d.ogp), x.dtype)
-        dw = np.empty(weight.shape, x.dtype)
+    cdef Taps t = _taps_of(tables)  # pointers into tables, alive until the return
+    dx = dw = db = None
     if needs[2]:
         db = _channel_sums(dy).astype(x.dtype)
-    if not (needs[0] or needs[1]):
-        return None, None, db
-    per = ((d.O * d.yplane if needs[0] else 0)
-           + (d.L * groups * d.ogp + d.xm if needs[1] else 0))
-    nb = _block(d.N, per, x.dtype.itemsize)
-    wx_size = d.O * d.taps * d.cga  # W packed for dx, at the start of the work buffer
-    work = _work(wx_size + nb * per, x.dtype)
-    for n0 in range(0, d.N, nb):
+    if needs[0]:
+        dx = np.empty((d.N, d.C, d.ldx), x.dtype)
+        wx_size = d.O * d.taps * d.cga  # W packed for dx, then the threads' padded dY planes
+        work = _work(wx_size + d.nt * d.O * d.yplane, x.dtype)
         if x.dtype.itemsize == 4:
-            _backward_typed[float](dy, x, w, dx, dwt, work, wx_size, n0, min(d.N, n0 + nb),
-                                   _taps_of(tables), d)
+            _dx_typed[float](dy, w, dx, work, wx_size, t, d)
         else:
-            _backward_typed[double](dy, x, w, dx, dwt, work, wx_size, n0, min(d.N, n0 + nb),
-                                    _taps_of(tables), d)
-    if needs[1]:
-        if x.dtype.itemsize == 4:
-            _unpack_typed[float](dwt, dw, d)
-        else:
-            _unpack_typed[double](dwt, dw, d)
-    if dx is not None:
+            _dx_typed[double](dy, w, dx, work, wx_size, t, d)
         if d.ldx != d.Lx:
             dx = np.ascontiguousarray(dx[..., :d.Lx])
         dx = dx.reshape(x.shape)
+    if needs[1]:
+        dw = _direct_dw(dy, x, weight, t, d)
     return dx, dw, db
+
+
+cdef _direct_dw(dy, x, weight, Taps t, Direct d):
+    """dW on the direct path, by broadcasts or over positions (d.bc)."""
+    if d.bc:
+        dwt = np.zeros((d.groups, d.kgp, d.ogp), x.dtype)
+        dw = np.empty(weight.shape, x.dtype)
+        per = d.L * d.groups * d.ogp + d.xm  # dY^T and the masked copies, per sample
+        nb = _block(d.N, per, x.dtype.itemsize)
+        work = _work(nb * per, x.dtype)
+        if x.dtype.itemsize == 4:
+            _wgrad_bc_typed[float](dy, x, dwt, dw, work, nb, t, d)
+        else:
+            _wgrad_bc_typed[double](dy, x, dwt, dw, work, nb, t, d)
+    else:
+        dw = np.zeros(weight.shape, x.dtype)
+        # the buffer: its rows for a block of samples, 64 bytes aligned (one vector more for
+        # the start), dY's padded copies when needed, the threads' padded planes
+        nb = max(1, min(d.N, d.chunk // d.lp))
+        size = d.groups * d.cg * d.taps * _row_stride(nb * d.lp, d.vl) + d.vl
+        size_y = d.O * _row_stride(nb * d.lp, d.vl) if d.copy_dy else 0
+        work = _work(size + size_y + d.nt * d.C * d.xplane, x.dtype)
+        if x.dtype.itemsize == 4:
+            _wgrad_typed[float](dy, x, dw, work, size, size_y, nb, t, d)
+        else:
+            _wgrad_typed[double](dy, x, dw, work, size, size_y, nb, t, d)
+    return dw
 
 
 cdef bint _all_finite(const floating[:, :, :, ::1] w):
@@ -206,27 +246,38 @@ cdef bint _all_finite(const floating[:, :, :, ::1] w):
     return finite
 
 
-cdef _unpack_typed(const floating[:, :, ::1] dwt, floating[:, :, :, ::1] dw, Direct d):
+cdef _dx_typed(const floating[:, :, ::1] dy, const floating[:, :, :, ::1] w,
+               floating[:, :, ::1] dx, floating[::1] work, Py_ssize_t wx_size, Taps t,
+               Direct d):
     with nogil:
+        _pack_dx(&w[0, 0, 0, 0], &work[0], d)
+        _direct_dx(&dy[0, 0, 0], &work[0], &dx[0, 0, 0], &work[0] + wx_size, t, d)
+
+
+cdef _wgrad_typed(const floating[:, :, ::1] dy, const floating[:, :, :, ::1] x,
+                  floating[:, :, :, ::1] dw, floating[::1] work, Py_ssize_t size,
+                  Py_ssize_t size_y, Py_ssize_t nb, Taps t, Direct d):
+    """dW over the samples, nb at a time. work: the block's buffer (size values, its start
+    rounded up to 64 bytes), size_y values for dY's padded copies, the threads' padded
+    planes."""
+    cdef floating *cols = &work[0]
+    cdef Py_ssize_t skip = (64 - <Py_ssize_t>(<uintptr_t>cols % 64)) % 64 // sizeof(floating)
+    cdef Py_ssize_t n0 = 0
+    with nogil:
+        while n0 < d.N:
+            _direct_wgrad(&x[0, 0, 0, 0], &dy[0, 0, 0], &dw[0, 0, 0, 0], cols + skip,
+                          cols + size, cols + size + size_y, n0, min(d.N, n0 + nb), t, d)
+            n0 = n0 + nb
+
+
+cdef _wgrad_bc_typed(const floating[:, :, ::1] dy, const floating[:, :, :, ::1] x,
+                     floating[:, :, ::1] dwt, floating[:, :, :, ::1] dw, floating[::1] work,
+                     Py_ssize_t nb, Taps t, Direct d):
+    """dW by broadcasts over the samples, nb at a time, then unpacked from dW^T into dw."""
+    cdef Py_ssize_t n0 = 0
+    with nogil:
+        while n0 < d.N:
+            _direct_wgrad_bc(&x[0, 0, 0, 0], &dy[0, 0, 0], &dwt[0, 0, 0], &work[0], n0,
+                             min(d.N, n0 + nb), t, d)
+            n0 = n0 + nb
         _unpack_dw(&dwt[0, 0, 0], &dw[0, 0, 0, 0], d)
-
-
-cdef _backward_typed(const floating[:, :, ::1] dy, const floating[:, :, :, ::1] x,
-                     const floating[:, :, :, ::1] w, dx, dwt, floating[::1] work,
-                     Py_ssize_t wx_size, Py_ssize_t n0, Py_ssize_t n1, Taps t, Direct d):
-    """work: W packed for dx (wx_size values), then the block's buffers."""
-    cdef floating[:, :, ::1] dxv
-    cdef floating[:, :, ::1] dwv
-    cdef floating *px = NULL
-    cdef floating *pw = NULL
-    if dx is not None:
-        dxv = dx
-        px = &dxv[0, 0, 0]
-    if dwt is not None:
-        dwv = dwt
-        pw = &dwv[0, 0, 0]
-    with nogil:
-        if px != NULL and n0 == 0:
-            _pack_dx(&w[0, 0, 0, 0], &work[0], d)
-        _direct_backward(&x[0, 0, 0, 0], &dy[0, 0, 0], &work[0], px, pw, &work[0] + wx_size,
-                         n0, n1, t, d)

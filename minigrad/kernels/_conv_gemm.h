@@ -1,6 +1,8 @@
-/* Register-blocked small matrix products of the direct convolution path (_conv_direct.pxi), on
- * rows of B that are shifted views of zero-padded input planes, masked ("implicit GEMM": no
- * im2col buffer is written).
+/* Register-blocked small matrix products of the direct convolution path (_conv_direct.pxi).
+ * The forward and dx read rows of B that are shifted views of zero-padded input planes, masked
+ * ("implicit GEMM": no im2col buffer is written); the weight gradient reads an aligned im2col
+ * buffer of a block of samples (its rows are summed over, so a plain contiguous row per tap
+ * keeps every load whole and aligned).
  *
  * Row k of B is B[off[k] + n] where mask[mrow[k] + n] is all ones, 0 where it is 0: a kernel
  * tap's view of one channel's plane, with the positions whose tap falls in the left or right
@@ -14,10 +16,11 @@
  *   whole K loop: per k, NV loads of B (and of its mask) and MR broadcasts of A feed MR NV fused
  *   multiply-adds (16 / 8 / 4 rows for 1 / 2 / 4 vectors: 16 accumulators, leaving registers
  *   for the loads).
- * - mg_wgrad: rows of C (k x N) += sum over samples s and positions p of X[s, k, p] B[s, p, :],
- *   the weight gradient as patches times dY^T (positions x out channels). The patches are read
- *   as scalars straight from the caller's padded planes (copies masked per tap column, so no
- *   mask here) and broadcast, dY^T as vectors; MG_WG_ROWS x NV vectors of C in registers.
+ * - mg_wgrad: C[o, k] += sum over samples s and positions p of D[s, o, p] X[s, k, p], the
+ *   weight gradient as rows of dY dotted with rows of an im2col buffer, vectorised over the
+ *   positions: a tile of 4 out channels x 4 (or 3) rows keeps one vector accumulator per
+ *   output element, 4 + 4 loads feeding 16 fused multiply-adds per vector of positions, and
+ *   folds them into horizontal sums at the end (MG_FOLD_*: a fixed tree over the lanes).
  *
  * Vectors are GCC/Clang vector extensions of 64 bytes (one AVX-512 register, two AVX2 ones,
  * ...), so the same code builds for any target; other compilers take plain loops that compute
@@ -40,10 +43,12 @@ typedef double mg_vd __attribute__((vector_size(MG_VEC_BYTES)));
 typedef int32_t mg_mf __attribute__((vector_size(MG_VEC_BYTES)));
 typedef int64_t mg_md __attribute__((vector_size(MG_VEC_BYTES)));
 #define MG_UNROLL _Pragma("GCC unroll 16")
+#define MG_NOINLINE __attribute__((noinline))
 #define MG_VZERO(V) ((V){0})
 #define MG_VSPLAT(V, s) ((V){0} + (s))
 #define MG_VFMA(c, a, b) ((c) += (a) * (b))           /* a scalar */
 #define MG_VFMA2(c, a, b) ((c) += (a) * (b))          /* a vector */
+#define MG_VADD(c, a) ((c) += (a))
 #define MG_VMASK(V, M, b, m) ((b) = (V)((M)(b) & (m)))
 #define MG_HSUM(T, VL, v, out) do { T _h[VL]; memcpy(_h, &(v), sizeof(_h)); \
     out = 0; for (int _l = 0; _l < (VL); _l++) out += _h[_l]; } while (0)
@@ -54,6 +59,7 @@ typedef struct { double v[MG_VL_D]; } mg_vd;
 typedef struct { int32_t v[MG_VL_F]; } mg_mf;
 typedef struct { int64_t v[MG_VL_D]; } mg_md;
 #define MG_UNROLL
+#define MG_NOINLINE
 #define MG_LANES(c) ((int)(sizeof((c).v) / sizeof((c).v[0])))
 #define MG_VZERO(V) mg_zero_##V()
 #define MG_VSPLAT(V, s) mg_splat_##V(s)
@@ -67,6 +73,8 @@ static inline mg_vd mg_splat_mg_vd(double s)
     (c).v[_l] += (a) * (b).v[_l]; } while (0)
 #define MG_VFMA2(c, a, b) do { for (int _l = 0; _l < MG_LANES(c); _l++) \
     (c).v[_l] += (a).v[_l] * (b).v[_l]; } while (0)
+#define MG_VADD(c, a) do { for (int _l = 0; _l < MG_LANES(c); _l++) \
+    (c).v[_l] += (a).v[_l]; } while (0)
 #define MG_VMASK(V, M, b, m) do { for (int _l = 0; _l < MG_LANES(b); _l++) \
     if (!(m).v[_l]) (b).v[_l] = 0; } while (0)
 #define MG_HSUM(T, VL, x, out) do { out = 0; for (int _l = 0; _l < (VL); _l++) \
@@ -142,46 +150,154 @@ typedef int64_t mg_md_t;
 MG_GEMM(mg_gemm_f, float, mg_vf, mg_mf, MG_VL_F)
 MG_GEMM(mg_gemm_d, double, mg_vd, mg_md, MG_VL_D)
 
-/* The weight gradient's tile: C (MG_WG_ROWS rows x NV vectors, rows ldc apart) +=
+/* Horizontal sums of LANES vectors at once (LANES = VL as a literal, 16 or 8 at 64-byte
+   vectors, for the shuffle indices): x[0..LANES) folds into x[0], whose
+   lane l is the sum of the lanes of x[rev(l)], rev reversing the log2(LANES) bits of l. Each
+   level halves the vectors, x[i] = lo + hi with lo[l] = (l & w ? x[2i+1][l - w] : x[2i][l]) and
+   hi[l] = (l & w ? x[2i+1][l] : x[2i][l + w]): every sum is the same tree over the lanes. */
+#define MG_LO(l, w, VL) (((l) & (w)) ? (VL) + (l) - (w) : (l))
+#define MG_HI(l, w, VL) (((l) & (w)) ? (VL) + (l) : (l) + (w))
+#define MG_IDX8(F, w, VL) F(0, w, VL), F(1, w, VL), F(2, w, VL), F(3, w, VL), F(4, w, VL),      \
+    F(5, w, VL), F(6, w, VL), F(7, w, VL)
+#define MG_IDX16(F, w, VL) MG_IDX8(F, w, VL), F(8, w, VL), F(9, w, VL), F(10, w, VL),          \
+    F(11, w, VL), F(12, w, VL), F(13, w, VL), F(14, w, VL), F(15, w, VL)
+#if defined(__clang__)
+#define MG_FOLD(V, M, LANES, u, v, w)                                                         \
+    (__builtin_shufflevector(u, v, MG_IDX##LANES(MG_LO, w, LANES))                            \
+     + __builtin_shufflevector(u, v, MG_IDX##LANES(MG_HI, w, LANES)))
+#elif defined(__GNUC__)
+#define MG_FOLD(V, M, LANES, u, v, w)                                                         \
+    (__builtin_shuffle(u, v, (M){MG_IDX##LANES(MG_LO, w, LANES)})                             \
+     + __builtin_shuffle(u, v, (M){MG_IDX##LANES(MG_HI, w, LANES)}))
+#else
+#define MG_FOLD(V, M, LANES, u, v, w) mg_fold_##V(u, v, w)
+#define MG_FOLD_LANES(V, VL)                                                                  \
+static inline V mg_fold_##V(V u, V v, int w)                                                  \
+{                                                                                             \
+    V r;                                                                                      \
+    for (int l = 0; l < (VL); l++)                                                            \
+        r.v[l] = (l & w ? v.v[l - w] : u.v[l]) + (l & w ? v.v[l] : u.v[l + w]);              \
+    return r;                                                                                 \
+}
+MG_FOLD_LANES(mg_vf, MG_VL_F)
+MG_FOLD_LANES(mg_vd, MG_VL_D)
+#endif
+#define MG_FOLD_LEVEL(V, M, LANES, x, n, w)                                                   \
+    MG_UNROLL for (int _i = 0; _i < (n); _i++)                                                \
+        x[_i] = MG_FOLD(V, M, LANES, x[2 * _i], x[2 * _i + 1], w)
+#define MG_FOLD_16(V, M, x) do { MG_FOLD_LEVEL(V, M, 16, x, 8, 8);                             \
+    MG_FOLD_LEVEL(V, M, 16, x, 4, 4); MG_FOLD_LEVEL(V, M, 16, x, 2, 2);                       \
+    MG_FOLD_LEVEL(V, M, 16, x, 1, 1); } while (0)
+#define MG_FOLD_8(V, M, x) do { MG_FOLD_LEVEL(V, M, 8, x, 4, 4);                               \
+    MG_FOLD_LEVEL(V, M, 8, x, 2, 2); MG_FOLD_LEVEL(V, M, 8, x, 1, 1); } while (0)
+
+/* The weight gradient's tile: C[o ldc + k] += sum_{s < S, p < nv VL} D[s ds + o ldd + p]
+   X[s xs + k ldx + p] for o < mo, k < mk, i.e. rows of dY (one out channel, sample after sample)
+   dotted with rows of the im2col buffer (one tap of one channel, the same positions). MO x MK
+   (<= 16) vector accumulators, each summing its lanes' positions in order (samples, then
+   vectors), then one fold (MG_FOLD_*) for all of them: per vector of positions, MO + MK loads
+   feed MO MK fused multiply-adds. Rows are whole vectors (the callers pad them with zeros); a
+   tile with mo < MO or mk < MK reads its last row again for the missing ones and drops those
+   sums. */
+#define MG_WG_STEP(V, VL, MO, MK, d, x, v)                                                    \
+    MG_UNROLL for (int o = 0; o < MO; o++) memcpy(&a[o], d + dr[o] + (v) * (VL), sizeof(V));  \
+    MG_UNROLL for (int k = 0; k < MK; k++) memcpy(&b[k], x + xr[k] + (v) * (VL), sizeof(V));  \
+    MG_UNROLL for (int o = 0; o < MO; o++)                                                    \
+        MG_UNROLL for (int k = 0; k < MK; k++) MG_VFMA2(c[o * MK + k], a[o], b[k]);
+
+#define MG_WG_TILE(NAME, T, V, M, VL, LANES, MO, MK)                                          \
+static MG_NOINLINE void NAME(int mo, int mk, Py_ssize_t S, Py_ssize_t nv, const T *D,          \
+                             Py_ssize_t ldd, Py_ssize_t ds, const T *X, Py_ssize_t ldx,       \
+                             Py_ssize_t xs, T *C, Py_ssize_t ldc)                             \
+{                                                                                             \
+    V c[16], a[MO], b[MK];                                                                    \
+    T sums[16];                                                                               \
+    Py_ssize_t dr[MO], xr[MK], s, v;                                                          \
+    const T *d = D, *x = X;                                                                   \
+    MG_UNROLL for (int o = 0; o < MO; o++) dr[o] = (o < mo ? o : mo - 1) * ldd;               \
+    MG_UNROLL for (int k = 0; k < MK; k++) xr[k] = (k < mk ? k : mk - 1) * ldx;               \
+    MG_UNROLL for (int i = 0; i < 16; i++) c[i] = MG_VZERO(V);                                \
+    if (nv == 1)  /* one vector per sample: a single loop */                                  \
+        for (s = 0; s < S; s++, d += ds, x += xs) {                                           \
+            MG_WG_STEP(V, VL, MO, MK, d, x, 0)                                                \
+        }                                                                                     \
+    else                                                                                      \
+        for (s = 0; s < S; s++, d += ds, x += xs)                                             \
+            for (v = 0; v < nv; v++) {                                                        \
+                MG_WG_STEP(V, VL, MO, MK, d, x, v)                                            \
+            }                                                                                 \
+    MG_UNROLL for (int g = 0; g < 16; g += (LANES)) {                                         \
+        MG_FOLD_##LANES(V, M, (c + g));                                                       \
+        memcpy(sums + g, &c[g], sizeof(V));                                                   \
+    }                                                                                         \
+    for (int o = 0; o < mo; o++)                                                              \
+        for (int k = 0; k < mk; k++) {                                                        \
+            int i = o * MK + k, l = 0;                                                        \
+            for (int bit = 1; bit < (LANES); bit *= 2) l = 2 * l + ((i & bit) != 0);          \
+            C[o * ldc + k] += sums[i - i % (LANES) + l];  /* lane rev(i) of its group */      \
+        }                                                                                     \
+}
+
+#define MG_WG(NAME, T, V, M, VL, LANES)                                                       \
+MG_WG_TILE(NAME##_44, T, V, M, VL, LANES, 4, 4)                                               \
+MG_WG_TILE(NAME##_43, T, V, M, VL, LANES, 4, 3)                                               \
+/* One tile of MG_WG_OUT out channels and tall (3 or 4) rows, mo and mk of them real. */       \
+static inline void NAME(int tall, int mo, int mk, Py_ssize_t S, Py_ssize_t nv, const T *D,    \
+                        Py_ssize_t ldd, Py_ssize_t ds, const T *X, Py_ssize_t ldx,            \
+                        Py_ssize_t xs, T *C, Py_ssize_t ldc)                                  \
+{                                                                                             \
+    if (tall == 3)                                                                            \
+        NAME##_43(mo, mk, S, nv, D, ldd, ds, X, ldx, xs, C, ldc);                             \
+    else                                                                                      \
+        NAME##_44(mo, mk, S, nv, D, ldd, ds, X, ldx, xs, C, ldc);                             \
+}
+
+#define MG_WG_OUT 4
+MG_WG(mg_wgrad_f, float, mg_vf, mg_mf, MG_VL_F, 16)
+MG_WG(mg_wgrad_d, double, mg_vd, mg_md, MG_VL_D, 8)
+
+/* The weight gradient by broadcasts (mg_wgrad_bc, the direct path's dW for layers with many
+   rows, where it measured faster than mg_wgrad): C (MG_BC_ROWS rows x NV vectors, rows ldc
+   apart) +=
    sum_{s < S, p < L} X[s xs + off[r] + p] B[s bs + p ldb + v VL .. + VL), i.e. row r of the
    patches (the padded planes, masked by the caller's copies) times dY^T (positions x out
    channels). Rows r whose off points at zeros add nothing; only the first mr rows are stored. */
-#define MG_WG_ROWS 6
-#define MG_WG_TILE(NAME, T, V, VL, NV)                                                        \
+#define MG_BC_ROWS 6
+#define MG_BC_TILE(NAME, T, V, VL, NV)                                                        \
 static inline void NAME(int mr, Py_ssize_t S, Py_ssize_t L, const T *X, Py_ssize_t xs,       \
                         const Py_ssize_t *off, const T *B, Py_ssize_t bs, Py_ssize_t ldb,     \
                         T *C, Py_ssize_t ldc)                                                 \
 {                                                                                             \
-    V c[MG_WG_ROWS][NV], b[NV];                                                               \
-    const T *xr[MG_WG_ROWS];                                                                  \
-    MG_UNROLL for (int r = 0; r < MG_WG_ROWS; r++)                                            \
+    V c[MG_BC_ROWS][NV], b[NV];                                                               \
+    const T *xr[MG_BC_ROWS];                                                                  \
+    MG_UNROLL for (int r = 0; r < MG_BC_ROWS; r++)                                            \
         MG_UNROLL for (int v = 0; v < NV; v++) c[r][v] = MG_VZERO(V);                         \
     for (Py_ssize_t s = 0; s < S; s++) {                                                      \
         const T *bs0 = B + s * bs;                                                            \
-        MG_UNROLL for (int r = 0; r < MG_WG_ROWS; r++) xr[r] = X + s * xs + off[r];           \
+        MG_UNROLL for (int r = 0; r < MG_BC_ROWS; r++) xr[r] = X + s * xs + off[r];           \
         for (Py_ssize_t p = 0; p < L; p++, bs0 += ldb) {                                      \
             MG_UNROLL for (int v = 0; v < NV; v++)                                            \
                 memcpy(&b[v], bs0 + v * VL, sizeof(V));                                       \
-            MG_UNROLL for (int r = 0; r < MG_WG_ROWS; r++) {                                  \
+            MG_UNROLL for (int r = 0; r < MG_BC_ROWS; r++) {                                  \
                 T a = *xr[r]++;                                                               \
                 MG_UNROLL for (int v = 0; v < NV; v++) MG_VFMA(c[r][v], a, b[v]);             \
             }                                                                                 \
         }                                                                                     \
     }                                                                                         \
-    MG_UNROLL for (int r = 0; r < MG_WG_ROWS; r++)                                            \
+    MG_UNROLL for (int r = 0; r < MG_BC_ROWS; r++)                                            \
         if (r < mr)                                                                           \
             MG_UNROLL for (int v = 0; v < NV; v++) {                                          \
                 V old;                                                                        \
                 memcpy(&old, C + r * ldc + v * VL, sizeof(V));                                \
-                old += c[r][v];                                                               \
+                MG_VADD(old, c[r][v]);                                                             \
                 memcpy(C + r * ldc + v * VL, &old, sizeof(V));                                \
             }                                                                                 \
 }
 
-#define MG_WG(NAME, T, V, VL)                                                                 \
-MG_WG_TILE(NAME##_1, T, V, VL, 1)                                                             \
-MG_WG_TILE(NAME##_2, T, V, VL, 2)                                                             \
-/* Rows [r0, r0 + MG_WG_ROWS) of C (rows x N, N a multiple of VL) += the sums above, over      \
+#define MG_BC(NAME, T, V, VL)                                                                 \
+MG_BC_TILE(NAME##_1, T, V, VL, 1)                                                             \
+MG_BC_TILE(NAME##_2, T, V, VL, 2)                                                             \
+/* Rows [r0, r0 + MG_BC_ROWS) of C (rows x N, N a multiple of VL) += the sums above, over      \
    column blocks of two vectors (one for an odd last one). */                                 \
 static void NAME(int mr, Py_ssize_t N, Py_ssize_t S, Py_ssize_t L, const T *X, Py_ssize_t xs, \
                  const Py_ssize_t *off, const T *B, Py_ssize_t bs, Py_ssize_t ldb, T *C,     \
@@ -194,25 +310,34 @@ static void NAME(int mr, Py_ssize_t N, Py_ssize_t S, Py_ssize_t L, const T *X, P
         NAME##_1(mr, S, L, X, xs, off, B + j * (VL), bs, ldb, C + j * (VL), ldc);             \
 }
 
-MG_WG(mg_wgrad_f, float, mg_vf, MG_VL_F)
-MG_WG(mg_wgrad_d, double, mg_vd, MG_VL_D)
+MG_BC(mg_wgrad_bc_f, float, mg_vf, MG_VL_F)
+MG_BC(mg_wgrad_bc_d, double, mg_vd, MG_VL_D)
 
 /* out[u] = x[u] where keep[u] is all ones, 0 where it is 0: a bitwise and (not x * 0, x may be
-   inf or NaN), which vectorises where a select with a branch did not. T is the float type, B the
-   unsigned integer of its width, M the mask type. */
-#define MG_KEEP(NAME, T, B, M) \
-static inline void NAME(const T *restrict x, const M *restrict keep, T *restrict out, \
+   inf or NaN), a vector at a time, then the last values one by one. T is the float type, B the
+   unsigned integer of its width, V and M the vector types, MT the mask's element type. */
+#define MG_KEEP(NAME, T, B, V, M, MT, VL) \
+static inline void NAME(const T *restrict x, const MT *restrict keep, T *restrict out, \
                         Py_ssize_t n) \
 { \
-    for (Py_ssize_t u = 0; u < n; u++) { \
+    Py_ssize_t u = 0; \
+    for (; u + (VL) <= n; u += (VL)) { \
+        V v; \
+        M m; \
+        memcpy(&v, x + u, sizeof(V)); \
+        memcpy(&m, keep + u, sizeof(M)); \
+        MG_VMASK(V, M, v, m); \
+        memcpy(out + u, &v, sizeof(V)); \
+    } \
+    for (; u < n; u++) { \
         B b; \
         memcpy(&b, x + u, sizeof(B)); \
         b &= (B)keep[u]; \
         memcpy(out + u, &b, sizeof(B)); \
     } \
 }
-MG_KEEP(mg_keep_f, float, uint32_t, mg_mf_t)
-MG_KEEP(mg_keep_d, double, uint64_t, mg_md_t)
+MG_KEEP(mg_keep_f, float, uint32_t, mg_vf, mg_mf, mg_mf_t, MG_VL_F)
+MG_KEEP(mg_keep_d, double, uint64_t, mg_vd, mg_md, mg_md_t, MG_VL_D)
 
 /* 1 when no value of x is inf or NaN (its exponent bits, EXP, not all ones), 0 otherwise:
    tested on the bits, an integer loop that vectorises. */
