@@ -37,6 +37,7 @@ import threading
 
 import numpy as np
 
+cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange, threadid
 

@@ -92,15 +92,28 @@ cdef Direct _direct_plan(x, weight, Py_ssize_t groups, padding, dilation,
     return d
 
 
-_tables = {}  # the row tables of _direct_tables, by geometry
+cdef inline void *_data(a):
+    """The first value of a C-contiguous ndarray the checks accepted, or NULL for None (the
+    loops take pointers: a typed memoryview per argument cost about a microsecond each)."""
+    return NULL if a is None else cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
-def _direct_tables(Py_ssize_t W, Py_ssize_t kw, key, Direct d, padding,
-                   dilation, dtype):
-    """(off, mrow, mask, off_x, mrow_x, mask_x) of the Taps struct for this geometry."""
+cdef class _Tables:
+    """The row tables of one geometry (see Taps) and the pointers into them: built once, kept
+    in _tables, so that a call of a known geometry looks them up instead of rebuilding."""
+    cdef object arrays  # keeps the memory Taps points into
+    cdef Taps taps
+
+
+_tables = {}  # _Tables by geometry
+
+
+cdef _Tables _direct_tables(Py_ssize_t W, Py_ssize_t kw, key, Direct d, padding, dilation,
+                            dtype):
+    """The tables of this geometry (off, mrow, mask, off_x, mrow_x, mask_x, off_w, keep)."""
     found = _tables.get(key)
     if found is not None:
-        return found
+        return <_Tables>found
     i, j = np.divmod(np.arange(d.taps), kw)
     shift = (i * dilation[0] - padding[0]) * W + j * dilation[1] - padding[2]
     reach = np.arange(kw)[:, None] * dilation[1] - padding[2]  # a tap column's offset
@@ -114,64 +127,61 @@ def _direct_tables(Py_ssize_t W, Py_ssize_t kw, key, Direct d, padding,
     c = np.arange(d.groups)[:, None] * d.cg + np.arange(d.cg)  # (G, C/G) channels
     off_w[:, :d.cg * d.taps] = (j * d.C * d.xplane + c[..., None] * d.xplane + d.xfront
                                 + shift).reshape(d.groups, -1)
-    found = (
+    arrays = tuple(np.ascontiguousarray(a) for a in (
         (np.arange(d.cg)[:, None] * d.xplane + d.xfront + shift).ravel().astype(np.intp),
         np.tile(j * d.ld, d.cg).astype(np.intp), mask.astype(ones.dtype),
         (np.arange(d.og)[:, None] * d.yplane + d.yfront - shift).ravel().astype(np.intp),
         np.tile(j * d.ldx, d.og).astype(np.intp), mask_x.astype(ones.dtype), off_w,
         keep.astype(ones.dtype),
-    )
+    ))
+    cdef _Tables tables = _Tables()
+    tables.arrays = arrays
+    tables.taps.off, tables.taps.mrow = <Py_ssize_t *>_data(arrays[0]), \
+        <Py_ssize_t *>_data(arrays[1])
+    tables.taps.mask = _data(arrays[2])
+    tables.taps.off_x, tables.taps.mrow_x = <Py_ssize_t *>_data(arrays[3]), \
+        <Py_ssize_t *>_data(arrays[4])
+    tables.taps.mask_x = _data(arrays[5])
+    tables.taps.off_w, tables.taps.keep = <Py_ssize_t *>_data(arrays[6]), _data(arrays[7])
     if len(_tables) >= 64:
         _tables.clear()
-    _tables[key] = found
-    return found
-
-
-cdef Taps _taps_of(tables):
-    cdef Taps t
-    cdef const Py_ssize_t[::1] off = tables[0], mrow = tables[1], off_x = tables[3]
-    cdef const Py_ssize_t[::1] mrow_x = tables[4]
-    cdef const unsigned char[:, ::1] mask = tables[2].view(np.uint8)
-    cdef const unsigned char[:, ::1] mask_x = tables[5].view(np.uint8)
-    t.off, t.mrow, t.mask = &off[0], &mrow[0], &mask[0, 0]
-    t.off_x, t.mrow_x, t.mask_x = &off_x[0], &mrow_x[0], &mask_x[0, 0]
-    cdef const Py_ssize_t[:, ::1] off_w = tables[6]
-    cdef const unsigned char[:, ::1] keep = tables[7].view(np.uint8)
-    t.off_w, t.keep = &off_w[0, 0], &keep[0, 0]
-    return t
+    _tables[key] = tables
+    return tables
 
 
 def _forward_direct(x, weight, bias, Py_ssize_t groups, padding, dilation, Ho):
     """conv2d_forward on the direct path: x contiguous, arguments checked."""
     cdef Direct d = _direct_plan(x, weight, groups, padding, dilation, Ho)
     key = (x.shape[1:], weight.shape, groups, padding, dilation, x.dtype.char)
-    tables = _direct_tables(x.shape[3], weight.shape[3], key, d, padding, dilation, x.dtype)
+    cdef _Tables tables = _direct_tables(x.shape[3], weight.shape[3], key, d, padding,
+                                         dilation, x.dtype)
     w = np.ascontiguousarray(weight)
     b = None if bias is None else np.ascontiguousarray(bias)
     y = np.empty((d.N, d.O, d.ld), x.dtype)
-    wt_size = groups * d.cg * d.taps * d.oga
+    cdef Py_ssize_t wt_size = groups * d.cg * d.taps * d.oga
     work = _work(wt_size + d.nt * d.C * d.xplane, x.dtype)
-    if x.dtype.itemsize == 4:
-        _forward_typed[float](x, w, b, y, work, wt_size, _taps_of(tables), d)
-    else:
-        _forward_typed[double](x, w, b, y, work, wt_size, _taps_of(tables), d)
+    cdef void *px = _data(x)
+    cdef void *pw = _data(w)
+    cdef void *pb = _data(b)
+    cdef void *py = _data(y)
+    cdef void *pk = _data(work)
+    with nogil:
+        if d.vl == MG_VL_F:
+            _forward_run[float](<const float *>px, <const float *>pw, <const float *>pb,
+                                <float *>py, <float *>pk, wt_size, tables.taps, d)
+        else:
+            _forward_run[double](<const double *>px, <const double *>pw, <const double *>pb,
+                                 <double *>py, <double *>pk, wt_size, tables.taps, d)
     if d.ld != d.L:
         y = np.ascontiguousarray(y[..., :d.L])
     return y.reshape(d.N, d.O, Ho, x.shape[3])
 
 
-cdef _forward_typed(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w, b,
-                    floating[:, :, ::1] y, floating[::1] work, Py_ssize_t wt_size, Taps t,
-                    Direct d):
+cdef void _forward_run(const floating *x, const floating *w, const floating *b, floating *y,
+                       floating *work, Py_ssize_t wt_size, Taps t, Direct d) noexcept nogil:
     """work: W^T packed (wt_size values), then the threads' padded planes."""
-    cdef const floating[::1] bv
-    cdef const floating *pb = NULL
-    if b is not None:
-        bv = b
-        pb = &bv[0]
-    with nogil:
-        _pack_forward(&w[0, 0, 0, 0], &work[0], d)
-        _direct_forward(&x[0, 0, 0, 0], &work[0], pb, &y[0, 0, 0], &work[0] + wt_size, t, d)
+    _pack_forward(w, work, d)
+    _direct_forward(x, work, b, y, work + wt_size, t, d)
 
 
 def _backward_direct(dy, x, weight, Py_ssize_t groups, needs, padding, dilation,
@@ -181,44 +191,52 @@ def _backward_direct(dy, x, weight, Py_ssize_t groups, needs, padding, dilation,
     by the zeros of the padded dY planes and of the masked positions, and 0 * inf is NaN where
     the im2col path and the twin add no term (a tap that reaches no output from a pixel)."""
     w = np.ascontiguousarray(weight)
-    if needs[0] and not (_all_finite[float](w) if x.dtype.itemsize == 4
-                         else _all_finite[double](w)):
+    if needs[0] and not _all_finite(w):
         return None
     cdef Direct d = _direct_plan(x, weight, groups, padding, dilation, Ho)
     key = (x.shape[1:], weight.shape, groups, padding, dilation, x.dtype.char)
-    tables = _direct_tables(x.shape[3], weight.shape[3], key, d, padding, dilation, x.dtype)
-    cdef Taps t = _taps_of(tables)  # pointers into tables, alive until the return
+    cdef _Tables tables = _direct_tables(x.shape[3], weight.shape[3], key, d, padding,
+                                         dilation, x.dtype)
+    # dx's work: W packed for dx (wx_size values), then the threads' padded dY planes
+    cdef Py_ssize_t wx_size = d.O * d.taps * d.cga
     dx = dw = db = None
     if needs[2]:
         db = _channel_sums(dy).astype(x.dtype)
     if needs[0]:
         dx = np.empty((d.N, d.C, d.ldx), x.dtype)
-        wx_size = d.O * d.taps * d.cga  # W packed for dx, then the threads' padded dY planes
         work = _work(wx_size + d.nt * d.O * d.yplane, x.dtype)
-        if x.dtype.itemsize == 4:
-            _dx_typed[float](dy, w, dx, work, wx_size, t, d)
-        else:
-            _dx_typed[double](dy, w, dx, work, wx_size, t, d)
+        _dx_run(_data(dy), _data(w), _data(dx), _data(work), wx_size, tables.taps, d)
         if d.ldx != d.Lx:
             dx = np.ascontiguousarray(dx[..., :d.Lx])
         dx = dx.reshape(x.shape)
     if needs[1]:
-        dw = _direct_dw(dy, x, weight, t, d)
+        dw = _direct_dw(dy, x, weight, tables.taps, d)
     return dx, dw, db
+
+
+cdef void _dx_run(const void *dy, const void *w, void *dx, void *work, Py_ssize_t wx_size,
+                  Taps t, Direct d) noexcept nogil:
+    """W packed for dx into work (wx_size values), then dx from the padded dY planes after."""
+    if d.vl == MG_VL_F:
+        _pack_dx[float](<const float *>w, <float *>work, d)
+        _direct_dx[float](<const float *>dy, <float *>work, <float *>dx,
+                          <float *>work + wx_size, t, d)
+    else:
+        _pack_dx[double](<const double *>w, <double *>work, d)
+        _direct_dx[double](<const double *>dy, <double *>work, <double *>dx,
+                           <double *>work + wx_size, t, d)
 
 
 cdef _direct_dw(dy, x, weight, Taps t, Direct d):
     """dW on the direct path, by broadcasts or over positions (d.bc)."""
+    cdef Py_ssize_t nb, size, size_y, per
     if d.bc:
         dwt = np.zeros((d.groups, d.kgp, d.ogp), x.dtype)
         dw = np.empty(weight.shape, x.dtype)
         per = d.L * d.groups * d.ogp + d.xm  # dY^T and the masked copies, per sample
         nb = _block(d.N, per, x.dtype.itemsize)
         work = _work(nb * per, x.dtype)
-        if x.dtype.itemsize == 4:
-            _wgrad_bc_typed[float](dy, x, dwt, dw, work, nb, t, d)
-        else:
-            _wgrad_bc_typed[double](dy, x, dwt, dw, work, nb, t, d)
+        _wgrad_bc_run(_data(dy), _data(x), _data(dwt), _data(dw), _data(work), nb, t, d)
     else:
         dw = np.zeros(weight.shape, x.dtype)
         # the buffer: its rows for a block of samples, 64 bytes aligned (one vector more for
@@ -227,57 +245,64 @@ cdef _direct_dw(dy, x, weight, Taps t, Direct d):
         size = d.groups * d.cg * d.taps * _row_stride(nb * d.lp, d.vl) + d.vl
         size_y = d.O * _row_stride(nb * d.lp, d.vl) if d.copy_dy else 0
         work = _work(size + size_y + d.nt * d.C * d.xplane, x.dtype)
-        if x.dtype.itemsize == 4:
-            _wgrad_typed[float](dy, x, dw, work, size, size_y, nb, t, d)
-        else:
-            _wgrad_typed[double](dy, x, dw, work, size, size_y, nb, t, d)
+        _wgrad_run(_data(dy), _data(x), _data(dw), _data(work), size, size_y, nb, t, d)
     return dw
 
 
-cdef bint _all_finite(const floating[:, :, :, ::1] w):
+cdef bint _all_finite(w):
+    """No weight is inf or NaN (w C-contiguous, float32 or float64)."""
+    cdef void *p = _data(w)
+    cdef Py_ssize_t n = w.size
     cdef bint finite
-    with nogil:
-        if floating is float:
-            finite = mg_all_finite_f(&w[0, 0, 0, 0], w.shape[0] * w.shape[1] * w.shape[2]
-                                     * w.shape[3])
-        else:
-            finite = mg_all_finite_d(&w[0, 0, 0, 0], w.shape[0] * w.shape[1] * w.shape[2]
-                                     * w.shape[3])
+    if w.itemsize == 4:
+        with nogil:
+            finite = mg_all_finite_f(<const float *>p, n)
+    else:
+        with nogil:
+            finite = mg_all_finite_d(<const double *>p, n)
     return finite
 
 
-cdef _dx_typed(const floating[:, :, ::1] dy, const floating[:, :, :, ::1] w,
-               floating[:, :, ::1] dx, floating[::1] work, Py_ssize_t wx_size, Taps t,
-               Direct d):
-    with nogil:
-        _pack_dx(&w[0, 0, 0, 0], &work[0], d)
-        _direct_dx(&dy[0, 0, 0], &work[0], &dx[0, 0, 0], &work[0] + wx_size, t, d)
+cdef void _wgrad_run(const void *dy, const void *x, void *dw, void *work, Py_ssize_t size,
+                     Py_ssize_t size_y, Py_ssize_t nb, Taps t, Direct d) noexcept nogil:
+    if d.vl == MG_VL_F:
+        _wgrad_blocks[float](<const float *>dy, <const float *>x, <float *>dw, <float *>work,
+                             size, size_y, nb, t, d)
+    else:
+        _wgrad_blocks[double](<const double *>dy, <const double *>x, <double *>dw,
+                              <double *>work, size, size_y, nb, t, d)
 
 
-cdef _wgrad_typed(const floating[:, :, ::1] dy, const floating[:, :, :, ::1] x,
-                  floating[:, :, :, ::1] dw, floating[::1] work, Py_ssize_t size,
-                  Py_ssize_t size_y, Py_ssize_t nb, Taps t, Direct d):
+cdef void _wgrad_blocks(const floating *dy, const floating *x, floating *dw, floating *work,
+                        Py_ssize_t size, Py_ssize_t size_y, Py_ssize_t nb, Taps t,
+                        Direct d) noexcept nogil:
     """dW over the samples, nb at a time. work: the block's buffer (size values, its start
     rounded up to 64 bytes), size_y values for dY's padded copies, the threads' padded
     planes."""
-    cdef floating *cols = &work[0]
+    cdef floating *cols = work
     cdef Py_ssize_t skip = (64 - <Py_ssize_t>(<uintptr_t>cols % 64)) % 64 // sizeof(floating)
     cdef Py_ssize_t n0 = 0
-    with nogil:
-        while n0 < d.N:
-            _direct_wgrad(&x[0, 0, 0, 0], &dy[0, 0, 0], &dw[0, 0, 0, 0], cols + skip,
-                          cols + size, cols + size + size_y, n0, min(d.N, n0 + nb), t, d)
-            n0 = n0 + nb
+    while n0 < d.N:
+        _direct_wgrad(x, dy, dw, cols + skip, cols + size, cols + size + size_y, n0,
+                      min(d.N, n0 + nb), t, d)
+        n0 = n0 + nb
 
 
-cdef _wgrad_bc_typed(const floating[:, :, ::1] dy, const floating[:, :, :, ::1] x,
-                     floating[:, :, ::1] dwt, floating[:, :, :, ::1] dw, floating[::1] work,
-                     Py_ssize_t nb, Taps t, Direct d):
+cdef void _wgrad_bc_run(const void *dy, const void *x, void *dwt, void *dw, void *work,
+                        Py_ssize_t nb, Taps t, Direct d) noexcept nogil:
+    if d.vl == MG_VL_F:
+        _wgrad_bc_blocks[float](<const float *>dy, <const float *>x, <float *>dwt,
+                                <float *>dw, <float *>work, nb, t, d)
+    else:
+        _wgrad_bc_blocks[double](<const double *>dy, <const double *>x, <double *>dwt,
+                                 <double *>dw, <double *>work, nb, t, d)
+
+
+cdef void _wgrad_bc_blocks(const floating *dy, const floating *x, floating *dwt, floating *dw,
+                           floating *work, Py_ssize_t nb, Taps t, Direct d) noexcept nogil:
     """dW by broadcasts over the samples, nb at a time, then unpacked from dW^T into dw."""
     cdef Py_ssize_t n0 = 0
-    with nogil:
-        while n0 < d.N:
-            _direct_wgrad_bc(&x[0, 0, 0, 0], &dy[0, 0, 0], &dwt[0, 0, 0], &work[0], n0,
-                             min(d.N, n0 + nb), t, d)
-            n0 = n0 + nb
-        _unpack_dw(&dwt[0, 0, 0], &dw[0, 0, 0, 0], d)
+    while n0 < d.N:
+        _direct_wgrad_bc(x, dy, dwt, work, n0, min(d.N, n0 + nb), t, d)
+        n0 = n0 + nb
+    _unpack_dw(dwt, dw, d)
