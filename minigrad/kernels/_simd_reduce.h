@@ -109,7 +109,12 @@ static inline void mg_rows_sum_fast_f(const float *x, Py_ssize_t rows, Py_ssize_
 }
 
 /* acc[k] += ((x0[k] + x1[k]) + (x2[k] + x3[k])) for the four rows x, x + stride, ... (rows == 4),
-   or row by row (rows < 4): mg_col_sum_f's order, with FMAs for the adds */
+   or row by row (rows < 4): mg_col_sum_f's order. AVX-512 builds convert and add eight columns
+   per instruction: on Intel (Sapphire Rapids class, one thread, sum along axis 0 of (256, 512),
+   the old and the new module timed alternately in one process, median of 41 rounds) 0.94x the
+   time of the 256-bit FMA loop, which paid on Zen 4 and stays for AVX2 builds (x + a and
+   fma(x, 1.0, a) round the same exact value once). The same 512-bit treatment of the row sums
+   below measured 1.06x slower there, so they keep their 256-bit loops. */
 static inline void mg_col_sum_fast_f(const float *x, Py_ssize_t stride, int rows, double *acc,
                                     Py_ssize_t n)
 {
@@ -118,8 +123,18 @@ static inline void mg_col_sum_fast_f(const float *x, Py_ssize_t stride, int rows
         return;
     }
     const float *x0 = x, *x1 = x + stride, *x2 = x + 2 * stride, *x3 = x + 3 * stride;
-    const __m256d one = _mm256_set1_pd(1.0);
     Py_ssize_t k = 0;
+#if MG_X86_AVX512
+    for (; k + 8 <= n; k += 8) {
+        __m512d d0 = _mm512_cvtps_pd(_mm256_loadu_ps(x0 + k));
+        __m512d d1 = _mm512_cvtps_pd(_mm256_loadu_ps(x1 + k));
+        __m512d d2 = _mm512_cvtps_pd(_mm256_loadu_ps(x2 + k));
+        __m512d d3 = _mm512_cvtps_pd(_mm256_loadu_ps(x3 + k));
+        __m512d t = _mm512_add_pd(_mm512_add_pd(d0, d1), _mm512_add_pd(d2, d3));
+        _mm512_storeu_pd(acc + k, _mm512_add_pd(t, _mm512_loadu_pd(acc + k)));
+    }
+#else
+    const __m256d one = _mm256_set1_pd(1.0);
     for (; k + 4 <= n; k += 4) {
         __m256d d0 = _mm256_cvtps_pd(_mm_loadu_ps(x0 + k));
         __m256d d1 = _mm256_cvtps_pd(_mm_loadu_ps(x1 + k));
@@ -129,6 +144,7 @@ static inline void mg_col_sum_fast_f(const float *x, Py_ssize_t stride, int rows
                                     _mm256_fmadd_pd(d2, one, d3));
         _mm256_storeu_pd(acc + k, _mm256_fmadd_pd(t, one, _mm256_loadu_pd(acc + k)));
     }
+#endif
     for (; k < n; k++)
         acc[k] += ((double)x0[k] + (double)x1[k]) + ((double)x2[k] + (double)x3[k]);
 }
@@ -153,6 +169,70 @@ static inline void mg_rows_sum_fast_f(const float *x, Py_ssize_t rows, Py_ssize_
 }
 
 #endif /* MG_X86_AVX2 */
+
+#if MG_X86_AVX512
+
+/* mg_fold's order on the 32 lanes held as four vectors of eight (a_q holds lanes 8q..8q+7):
+   lane j += lane j + w for w = 16 (a0 += a2, a1 += a3), 8 (a0 += a1), then 4, 2, 1 inside a0 */
+static inline double mg_fold4_avx512(__m512d a0, __m512d a1, __m512d a2, __m512d a3)
+{
+    a0 = _mm512_add_pd(_mm512_add_pd(a0, a2), _mm512_add_pd(a1, a3));
+    __m256d h = _mm256_add_pd(_mm512_castpd512_pd256(a0), _mm512_extractf64x4_pd(a0, 1));
+    __m128d v = _mm_add_pd(_mm256_castpd256_pd128(h), _mm256_extractf128_pd(h, 1));
+    return _mm_cvtsd_f64(v) + _mm_cvtsd_f64(_mm_unpackhi_pd(v, v));
+}
+
+/* the first `left` of 8 lanes (all of them from 8 on) */
+static inline __mmask8 mg_mask8(Py_ssize_t left)
+{
+    return left >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << left) - 1);
+}
+
+/* d = x[0..7] - c under mask m, added into lanes a and, squared, into b */
+static inline void mg_moments8(const float *x, __mmask8 m, __m512d c, __m512d *a, __m512d *b)
+{
+    __m512d d = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, x)), c);
+    *a = _mm512_mask_add_pd(*a, m, *a, d);
+    *b = _mm512_mask3_fmadd_pd(d, d, *b, m);
+}
+
+/* Shifted moments of a row, the bits of mg_row_moments_f: s1 += sum (x - c), s2 += sum (x - c)^2
+   over its 32 lanes (four vectors of eight doubles; the last n % 32 elements go to lanes 0, 1,
+   ... as in the portable loop, here by masks) and mg_fold's order. One thread, (256, 512)
+   rows in L2, min of 200 rounds: 11.9 us against 19.0 for the auto-vectorised loop (256-bit,
+   whose conversions cost as much as these 512-bit ones). Used by var and by LayerNorm. */
+static inline void mg_row_moments_fast_f(const float *x, Py_ssize_t n, double c, double *s1,
+                                         double *s2)
+{
+    const __m512d cv = _mm512_set1_pd(c);
+    __m512d a0 = _mm512_setzero_pd(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0,
+            b3 = a0;
+    Py_ssize_t i = 0;
+    for (; i + MG_LANES <= n; i += MG_LANES) {
+        mg_moments8(x + i, 0xFF, cv, &a0, &b0);
+        mg_moments8(x + i + 8, 0xFF, cv, &a1, &b1);
+        mg_moments8(x + i + 16, 0xFF, cv, &a2, &b2);
+        mg_moments8(x + i + 24, 0xFF, cv, &a3, &b3);
+    }
+    /* the tail: lanes 0, 1, ... take the last n - i < 32 elements */
+    Py_ssize_t left = n - i;
+    if (left > 0) mg_moments8(x + i, mg_mask8(left), cv, &a0, &b0);
+    if (left > 8) mg_moments8(x + i + 8, mg_mask8(left - 8), cv, &a1, &b1);
+    if (left > 16) mg_moments8(x + i + 16, mg_mask8(left - 16), cv, &a2, &b2);
+    if (left > 24) mg_moments8(x + i + 24, mg_mask8(left - 24), cv, &a3, &b3);
+    *s1 += mg_fold4_avx512(a0, a1, a2, a3);
+    *s2 += mg_fold4_avx512(b0, b1, b2, b3);
+}
+
+#else
+
+static inline void mg_row_moments_fast_f(const float *x, Py_ssize_t n, double c, double *s1,
+                                         double *s2)
+{
+    mg_row_moments_f(x, n, c, s1, s2);
+}
+
+#endif /* MG_X86_AVX512 */
 
 #if MG_X86_AVX512
 
