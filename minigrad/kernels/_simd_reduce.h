@@ -23,6 +23,29 @@
 
 #if MG_X86_AVX2
 
+/* How the float64 sums below add a converted vector into an accumulator: x + a, or fma(x, 1.0, a),
+   which rounds the same exact value once (the same bits). Which is faster depends on the CPU's
+   ports. AMD Zen (gcc's tuning for it): FMAs, see above. Others, Intel measured (Sapphire Rapids
+   class, one thread, min of 200 rounds, float32 (256, 512) in L2): adds, rows 6.6 us against 8.1
+   with FMAs, columns (axis 0) 6.4 against 7.2. (The conversions and adds on 512-bit vectors
+   were slower there than on 256-bit ones: rows 7.3, columns 7.0.) */
+#if defined(__tune_znver1__) || defined(__tune_znver2__) || defined(__tune_znver3__) \
+    || defined(__tune_znver4__) || defined(__tune_znver5__)
+#define MG_SUM_BY_FMA 1
+#else
+#define MG_SUM_BY_FMA 0
+#endif
+
+/* a + v as the sums here add (MG_SUM_BY_FMA) */
+static inline __m256d mg_acc4(__m256d a, __m256d v)
+{
+#if MG_SUM_BY_FMA
+    return _mm256_fmadd_pd(v, _mm256_set1_pd(1.0), a);
+#else
+    return _mm256_add_pd(v, a);
+#endif
+}
+
 /* the fold of mg_fold_avx2 on eight named accumulators (lane j += lane j + w, w = 16 ... 1) */
 static inline double mg_fold8_avx2(__m256d a0, __m256d a1, __m256d a2, __m256d a3, __m256d a4,
                                    __m256d a5, __m256d a6, __m256d a7)
@@ -38,16 +61,16 @@ static inline double mg_fold8_avx2(__m256d a0, __m256d a1, __m256d a2, __m256d a
     return _mm_cvtsd_f64(v) + _mm_cvtsd_f64(_mm_unpackhi_pd(v, v));
 }
 
-/* a_q += x[4q .. 4q + 3] as doubles, q = 0 .. 7 (32 floats); `one` must hold 1.0 */
-#define MG_SUM32_FMA(x, a0, a1, a2, a3, a4, a5, a6, a7) do { \
-        a0 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps((x))), one, a0); \
-        a1 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps((x) + 4)), one, a1); \
-        a2 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps((x) + 8)), one, a2); \
-        a3 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps((x) + 12)), one, a3); \
-        a4 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps((x) + 16)), one, a4); \
-        a5 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps((x) + 20)), one, a5); \
-        a6 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps((x) + 24)), one, a6); \
-        a7 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps((x) + 28)), one, a7); \
+/* a_q += x[4q .. 4q + 3] as doubles, q = 0 .. 7 (32 floats) */
+#define MG_SUM32(x, a0, a1, a2, a3, a4, a5, a6, a7) do { \
+        a0 = mg_acc4(a0, _mm256_cvtps_pd(_mm_loadu_ps((x)))); \
+        a1 = mg_acc4(a1, _mm256_cvtps_pd(_mm_loadu_ps((x) + 4))); \
+        a2 = mg_acc4(a2, _mm256_cvtps_pd(_mm_loadu_ps((x) + 8))); \
+        a3 = mg_acc4(a3, _mm256_cvtps_pd(_mm_loadu_ps((x) + 12))); \
+        a4 = mg_acc4(a4, _mm256_cvtps_pd(_mm_loadu_ps((x) + 16))); \
+        a5 = mg_acc4(a5, _mm256_cvtps_pd(_mm_loadu_ps((x) + 20))); \
+        a6 = mg_acc4(a6, _mm256_cvtps_pd(_mm_loadu_ps((x) + 24))); \
+        a7 = mg_acc4(a7, _mm256_cvtps_pd(_mm_loadu_ps((x) + 28))); \
     } while (0)
 
 /* sum_i x[i] over a contiguous row: mg_row_sum_f's 32 lanes (a_q holds lanes 4q..4q+3) and
@@ -56,12 +79,11 @@ static inline double mg_fold8_avx2(__m256d a0, __m256d a1, __m256d a2, __m256d a
    6.2 us for (256, 512), 0.61 against 0.42 us for (64, 128)). */
 static inline double mg_row_sum_fast_f(const float *x, Py_ssize_t n)
 {
-    const __m256d one = _mm256_set1_pd(1.0);
     __m256d a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
             a7 = a0;
     Py_ssize_t i = 0;
     for (; i + MG_LANES <= n; i += MG_LANES)
-        MG_SUM32_FMA(x + i, a0, a1, a2, a3, a4, a5, a6, a7);
+        MG_SUM32(x + i, a0, a1, a2, a3, a4, a5, a6, a7);
     double s = mg_fold8_avx2(a0, a1, a2, a3, a4, a5, a6, a7);
     for (; i < n; i++) s += (double)x[i];
     return s;
@@ -82,7 +104,6 @@ static inline void mg_rows_sum_fast_f(const float *x, Py_ssize_t rows, Py_ssize_
 {
     Py_ssize_t r = 0;
 #if MG_X86_AVX512
-    const __m256d one = _mm256_set1_pd(1.0);
     Py_ssize_t bytes = rows * n * (Py_ssize_t)sizeof(float);
     Py_ssize_t paired = bytes <= MG_PAIRED_ROWS_MAX_BYTES ? rows : 0;
     for (; r + 2 <= paired; r += 2) {
@@ -92,8 +113,8 @@ static inline void mg_rows_sum_fast_f(const float *x, Py_ssize_t rows, Py_ssize_
                 b6 = a0, b7 = a0;
         Py_ssize_t i = 0;
         for (; i + MG_LANES <= n; i += MG_LANES) {
-            MG_SUM32_FMA(x0 + i, a0, a1, a2, a3, a4, a5, a6, a7);
-            MG_SUM32_FMA(x1 + i, b0, b1, b2, b3, b4, b5, b6, b7);
+            MG_SUM32(x0 + i, a0, a1, a2, a3, a4, a5, a6, a7);
+            MG_SUM32(x1 + i, b0, b1, b2, b3, b4, b5, b6, b7);
         }
         double s0 = mg_fold8_avx2(a0, a1, a2, a3, a4, a5, a6, a7);
         double s1 = mg_fold8_avx2(b0, b1, b2, b3, b4, b5, b6, b7);
@@ -109,12 +130,7 @@ static inline void mg_rows_sum_fast_f(const float *x, Py_ssize_t rows, Py_ssize_
 }
 
 /* acc[k] += ((x0[k] + x1[k]) + (x2[k] + x3[k])) for the four rows x, x + stride, ... (rows == 4),
-   or row by row (rows < 4): mg_col_sum_f's order. AVX-512 builds convert and add eight columns
-   per instruction: on Intel (Sapphire Rapids class, one thread, sum along axis 0 of (256, 512),
-   the old and the new module timed alternately in one process, median of 41 rounds) 0.94x the
-   time of the 256-bit FMA loop, which paid on Zen 4 and stays for AVX2 builds (x + a and
-   fma(x, 1.0, a) round the same exact value once). The same 512-bit treatment of the row sums
-   below measured 1.06x slower there, so they keep their 256-bit loops. */
+   or row by row (rows < 4): mg_col_sum_f's order, adding as MG_SUM_BY_FMA says */
 static inline void mg_col_sum_fast_f(const float *x, Py_ssize_t stride, int rows, double *acc,
                                     Py_ssize_t n)
 {
@@ -124,27 +140,14 @@ static inline void mg_col_sum_fast_f(const float *x, Py_ssize_t stride, int rows
     }
     const float *x0 = x, *x1 = x + stride, *x2 = x + 2 * stride, *x3 = x + 3 * stride;
     Py_ssize_t k = 0;
-#if MG_X86_AVX512
-    for (; k + 8 <= n; k += 8) {
-        __m512d d0 = _mm512_cvtps_pd(_mm256_loadu_ps(x0 + k));
-        __m512d d1 = _mm512_cvtps_pd(_mm256_loadu_ps(x1 + k));
-        __m512d d2 = _mm512_cvtps_pd(_mm256_loadu_ps(x2 + k));
-        __m512d d3 = _mm512_cvtps_pd(_mm256_loadu_ps(x3 + k));
-        __m512d t = _mm512_add_pd(_mm512_add_pd(d0, d1), _mm512_add_pd(d2, d3));
-        _mm512_storeu_pd(acc + k, _mm512_add_pd(t, _mm512_loadu_pd(acc + k)));
-    }
-#else
-    const __m256d one = _mm256_set1_pd(1.0);
     for (; k + 4 <= n; k += 4) {
         __m256d d0 = _mm256_cvtps_pd(_mm_loadu_ps(x0 + k));
         __m256d d1 = _mm256_cvtps_pd(_mm_loadu_ps(x1 + k));
         __m256d d2 = _mm256_cvtps_pd(_mm_loadu_ps(x2 + k));
         __m256d d3 = _mm256_cvtps_pd(_mm_loadu_ps(x3 + k));
-        __m256d t = _mm256_fmadd_pd(_mm256_fmadd_pd(d0, one, d1), one,
-                                    _mm256_fmadd_pd(d2, one, d3));
-        _mm256_storeu_pd(acc + k, _mm256_fmadd_pd(t, one, _mm256_loadu_pd(acc + k)));
+        __m256d t = mg_acc4(mg_acc4(d1, d0), mg_acc4(d3, d2));
+        _mm256_storeu_pd(acc + k, mg_acc4(_mm256_loadu_pd(acc + k), t));
     }
-#endif
     for (; k < n; k++)
         acc[k] += ((double)x0[k] + (double)x1[k]) + ((double)x2[k] + (double)x3[k]);
 }
