@@ -152,6 +152,36 @@ static inline void mg_col_sum_fast_f(const float *x, Py_ssize_t stride, int rows
         acc[k] += ((double)x0[k] + (double)x1[k]) + ((double)x2[k] + (double)x3[k]);
 }
 
+/* acc[k] += rows x, x + stride, ... (rows <= 8) as two sweeps of mg_col_sum_fast_f, rows 0-3
+   then rows 4.., in one pass when rows == 8: acc = (acc + t0) + t1 with t0 and t1 the two groups'
+   sums (the same roundings in the same order), each accumulator loaded and stored once per
+   eight rows. Intel (Sapphire Rapids class), one thread, (256, 512) along axis 0, min of 200
+   rounds: 6.4 us against 8.4 for sweeps of four rows. */
+static inline void mg_col_sum8_fast_f(const float *x, Py_ssize_t stride, int rows, double *acc,
+                                     Py_ssize_t n)
+{
+    if (rows != 8) {
+        mg_col_sum_fast_f(x, stride, rows < 4 ? rows : 4, acc, n);
+        if (rows > 4)
+            mg_col_sum_fast_f(x + 4 * stride, stride, rows - 4, acc, n);
+        return;
+    }
+    const float *p[8];
+    for (int r = 0; r < 8; r++) p[r] = x + r * stride;
+    Py_ssize_t k = 0;
+    for (; k + 4 <= n; k += 4) {
+        __m256d d[8];
+        for (int r = 0; r < 8; r++) d[r] = _mm256_cvtps_pd(_mm_loadu_ps(p[r] + k));
+        __m256d t0 = mg_acc4(mg_acc4(d[1], d[0]), mg_acc4(d[3], d[2]));
+        __m256d t1 = mg_acc4(mg_acc4(d[5], d[4]), mg_acc4(d[7], d[6]));
+        _mm256_storeu_pd(acc + k, mg_acc4(mg_acc4(_mm256_loadu_pd(acc + k), t0), t1));
+    }
+    for (; k < n; k++) {
+        acc[k] += ((double)p[0][k] + (double)p[1][k]) + ((double)p[2][k] + (double)p[3][k]);
+        acc[k] += ((double)p[4][k] + (double)p[5][k]) + ((double)p[6][k] + (double)p[7][k]);
+    }
+}
+
 #else
 
 static inline double mg_row_sum_fast_f(const float *x, Py_ssize_t n)
@@ -169,6 +199,14 @@ static inline void mg_rows_sum_fast_f(const float *x, Py_ssize_t rows, Py_ssize_
                                       float *out)
 {
     for (Py_ssize_t r = 0; r < rows; r++) out[r] = (float)(mg_row_sum_f(x + r * n, n) / d);
+}
+
+static inline void mg_col_sum8_fast_f(const float *x, Py_ssize_t stride, int rows, double *acc,
+                                     Py_ssize_t n)
+{
+    mg_col_sum_f(x, stride, rows < 4 ? rows : 4, acc, n);
+    if (rows > 4)
+        mg_col_sum_f(x + 4 * stride, stride, rows - 4, acc, n);
 }
 
 #endif /* MG_X86_AVX2 */
