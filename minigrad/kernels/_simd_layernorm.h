@@ -1,15 +1,16 @@
 /* The float32 row loops of LayerNorm and RMSNorm (_norm_layer.pxi) on AVX-512: the write passes
- * of the forward and the backward, and the backward's sums. Each computes, element by element and
- * lane by lane, what its portable loop in _simd_typed.h computes (named below), with the same
- * operations in the same order and the same FMA contractions, so the results are the same bits
- * whichever build ran them. Builds without AVX-512 call the portable loops.
+ * of the forward and the backward, and the backward's sums. Each computes, element by element
+ * and lane by lane, what its portable loop in _simd_typed.h computes (named below), with the
+ * same operations in the same order and the same FMA contractions, so the results are the same
+ * bits whichever build ran them. Builds without AVX-512 call the portable loops.
  *
- * Why: gcc vectorises the portable loops with 256-bit vectors on this target, and on Intel (Sapphire
- * Rapids class) a 512-bit float -> double conversion costs what a 256-bit one costs, while the
- * conversions are most of the work of the float64 sums. One thread, (256, 512) float32 rows in
- * L2, min of 200 rounds, portable against these loops: forward (moments of _simd_reduce.h and the
- * write pass) 28.8 -> 19.1 us, backward (sums and the dx pass) 61.4 -> 34.9 us. The tail of a
- * row (n % 16 elements, or n % 32 for the sums' lanes) goes through masked loads and stores.
+ * Why: gcc vectorises the portable loops with 256-bit vectors on this target, and on Intel
+ * (Sapphire Rapids class) a 512-bit float -> double conversion costs what a 256-bit one costs,
+ * while the conversions are most of the work of the float64 sums. One thread, (256, 512)
+ * float32 rows in L2, the row loops alone in a C loop, min of 200 rounds, portable against
+ * these loops: forward (moments of _simd_reduce.h and the write pass) 29.8 -> 19.3 us,
+ * backward (sums and the dx pass) 61.7 -> 36.6 us. The tail of a row (n % 16 elements, or
+ * n % 32 for the sums' lanes) goes through masked loads and stores.
  */
 #ifndef MG_SIMD_LAYERNORM_H
 #define MG_SIMD_LAYERNORM_H
