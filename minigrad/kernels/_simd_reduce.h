@@ -1,7 +1,9 @@
 /* Faster float32 loops for the reductions of _reduce.pyx: row and column sums with float64
- * accumulators, and max/min of a row with its index. Each returns the bits of the portable
- * loop it replaces (named below), so results depend neither on the build nor on which code
- * path (one thread or several) reduced a row.
+ * accumulators, the shifted moments of a row (var, and LayerNorm's statistics), and max/min of a
+ * row with its index. Each returns the bits of the portable loop it replaces (named below), so
+ * results depend neither on the code path (one thread or several) nor on the build, among builds
+ * for CPUs with FMA (gcc contracts the portable loops' a * b + c into FMAs there; a build without
+ * FMA rounds those products separately, and its results differ in the last bits).
  *
  * Sums. On Zen 4 a float64-accumulating sum of float32 data with vector adds (the loop of
  * _simd_x86.h) runs at about four floats per cycle, 50-55 GB/s, half of what L2 delivers, while
