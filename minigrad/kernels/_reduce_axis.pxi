@@ -74,9 +74,9 @@ cdef void _sum_lean(const floating *x, Py_ssize_t O, Py_ssize_t A, Py_ssize_t K,
             for k in range(w):
                 acc[k] = 0.0
             a = 0
-            while a < A:  # four rows per sweep, as _sum_task
-                _col_sum_fast(xo + a * K + k0, K, <int>_imin(4, A - a), acc, w)
-                a = a + 4
+            while a < A:  # eight rows per sweep, as _sum_task
+                _col_sum_fast(xo + a * K + k0, K, <int>_imin(8, A - a), acc, w)
+                a = a + 8
             for k in range(w):
                 out[o * K + k0 + k] = <floating>(acc[k] / n)
             k0 = k0 + COLUMN_BLOCK

@@ -30,7 +30,7 @@ cdef inline void _var_task(const floating[:, :, :, ::1] x, double correction, fl
     elif R > 0:
         for a in range(A):
             for k in range(k0, k1):
-                _row_moments(&x[o, a, k, 0], R, c[o, k], &s1[o, k], &s2[o, k])
+                _row_moments_fast(&x[o, a, k, 0], R, c[o, k], &s1[o, k], &s2[o, k])
     for k in range(k0, k1):
         mean[o, k] = <floating>(c[o, k] + s1[o, k] / n)
         var[o, k] = <floating>((s2[o, k] - s1[o, k] * s1[o, k] / n) / dof)
