@@ -94,6 +94,9 @@ def _extensions() -> list:
     # The memory-safety checks are plain Python that both backends share; compiled as well, they
     # cost about half as much on the kernels' hot path (the .py still runs when this is absent)
     sources.append(os.path.join("minigrad", "kernels", "_checks.py"))
+    # every C header of the kernels: an edit to one rebuilds the extensions (setuptools compares
+    # these files' times with the built module's; Cython tracks the .pxi and .pxd files itself)
+    headers = sorted(glob(os.path.join("minigrad", "kernels", "*.h")))
     extensions = []
     for source in sources:
         stem = Path(source).stem
@@ -105,6 +108,7 @@ def _extensions() -> list:
                 [source],
                 include_dirs=[np.get_include(), os.path.join("minigrad", "kernels")],
                 define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+                depends=headers,
             )
         )
     directives = {
