@@ -157,7 +157,8 @@ def test_only_the_gradients_asked_for_are_computed(backend, rng):
 
 
 @pytest.mark.parametrize("pad, value", [((1, 2), 0.0), ((1, 0, 2, 3), 1.5),
-                                        ((0, 0, 0, 0, 1, 1), -2.0), ((-1, 2, 1, -2), 0.0)])
+                                        ((0, 0, 0, 0, 1, 1), -2.0), ((-1, 2, 1, -2), 0.0),
+                                        ((5, -5), 0.5), ((-5, 1), 2.0), ((-2, -2, 3, -4), 0.0)])
 def test_pad_matches_numpy_and_gradchecks(backend, rng, pad, value):
     x = rng.standard_normal((2, 3, 4, 5))
     y = F.pad(T(x), pad, value=value)
@@ -306,6 +307,10 @@ def test_a_conv_layer_trains_in_float64_after_double(backend, rng):
     (lambda x, w: F.conv2d(x[:, :, :2], w, padding=(0, 1)), ValueError,
      r"larger than the padded input \(2, 9\)"),
     (lambda x, w: F.conv2d(x, w, stride=0), ValueError, r"stride must be >= 1"),
+    (lambda x, w: F.conv2d(x, w, stride=2**31), ValueError,
+     r"stride must hold ints in \[1, 2\*\*31 - 1\]"),
+    (lambda x, w: F.conv2d(x, w, padding=(2**62, 0)), ValueError,
+     r"padding must hold ints in \[0, 2\*\*31 - 1\]"),
     (lambda x, w: F.conv2d(x, w, stride=1.0), TypeError, r"stride must be an int"),
     (lambda x, w: F.conv2d(x, w, stride=(1, 2, 3)), TypeError, r"tuple of 2 ints"),
     (lambda x, w: F.conv2d(x, w, stride=(1, True)), TypeError, r"tuple of 2 ints"),
@@ -337,7 +342,9 @@ def test_a_conv_layer_trains_in_float64_after_double(backend, rng):
      r"at most the size .* got \(4, -4\) for dim 3 of size 3"),
     (lambda x, w: F.pad(x, (1,) * 8, mode="replicate"), ValueError, r"last 1, 2 or 3 dims"),
     (lambda x, w: F.pad(x[0, 0, 0], (1, 1), mode="reflect"), ValueError, r"1 or 2 more dims"),
-    (lambda x, w: F.pad(x, (-4, -4)), ValueError, r"negative size"),
+    (lambda x, w: F.pad(x, (-4, -4)), ValueError, r"crop 8 values from dim 3 of size 7"),
+    (lambda x, w: F.pad(x, (8, -8)), ValueError, r"crop 8 values from dim 3 of size 7"),
+    (lambda x, w: F.pad(x, (0, 0, -7, 3)), ValueError, r"crop 7 values from dim 2 of size 6"),
     (lambda x, w: F.pad(x, (1, 1), value="0"), TypeError, r"value must be a real number"),
     (lambda x, w: F.pad(mg.tensor([1, 2]), (1, 1), value=2.5), ValueError,
      r"value 2.5 cannot be stored in an input of dtype int64"),

@@ -38,9 +38,10 @@ def defined_forward(x: np.ndarray) -> np.ndarray:
 
 
 def defined_backward(g: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """g times 1.0 where y > 0 and 0.0 elsewhere: NaN * 0 is NaN, -2 * 0 is -0.0."""
-    with np.errstate(invalid="ignore"):
-        return g * (y > 0).astype(g.dtype)
+    """g where y > 0 or y is NaN, +0.0 where y <= 0: a select, so an inf or NaN gradient at an
+    inactive unit gives 0 (PyTorch's rule), and g's bits pass unchanged elsewhere."""
+    keep = (y > 0) | np.isnan(y)
+    return np.where(keep, g, g.dtype.type(0))
 
 
 def assert_relu(impl, x: np.ndarray, g: np.ndarray) -> None:
@@ -140,17 +141,27 @@ def test_relu_op_gradcheck_and_int_tensors(backend):
 
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_relu_backward_quiets_a_signaling_nan_gradient_as_numpy_does(impl, dtype):
-    """NumPy's g * 1.0 is a real product: a signaling NaN comes out quiet (its payload kept),
-    at every position of the vector loops and their tails."""
+def test_relu_backward_selects_so_inf_and_nan_gradients_stop_at_inactive_units(impl, dtype):
+    """PyTorch's rule, at every position of the vector loops and their tails: where y <= 0 the
+    gradient is +0.0 whatever arrives (inf, NaN, a signaling NaN: never inf * 0 = NaN); where
+    y > 0 or y is NaN the arriving gradient passes with its bits unchanged."""
     nan = {np.float32: [0x7F800001, 0xFF812345], np.float64: [0x7FF0000000000001,
                                                                0xFFF0000000ABCDEF]}[dtype]
     udt = np.uint32 if dtype == np.float32 else np.uint64
+    specials = np.concatenate([np.array(nan, udt).view(dtype),
+                               np.array([np.inf, -np.inf, np.nan, -2.0], dtype)])
     for size in (1, 7, 16, 33, 4097):
-        g = np.resize(np.array(nan, udt), size).view(dtype)
-        y = np.resize(np.array([1.0, 0.0, 2.0], dtype), size)
-        with np.errstate(invalid="ignore"):  # NumPy flags the signaling NaN it quiets
-            want = defined_backward(g, y)
-            got = impl.relu_backward(g, y)
-        assert np.isnan(want).all() and (bits(want) != bits(g)).all()  # quieted by NumPy
-        np.testing.assert_array_equal(bits(got), bits(want))
+        g = np.resize(specials, size)
+        y = np.resize(np.array([1.0, 0.0, -0.0, np.nan, -3.0], dtype), size)
+        got = impl.relu_backward(g, y)
+        inactive = y <= 0
+        assert (bits(got[inactive]) == 0).all()  # +0.0 exactly
+        np.testing.assert_array_equal(bits(got[~inactive]), bits(g[~inactive]))
+
+
+def test_relu_gradient_matches_pytorch_rule_through_the_engine():
+    """An inf upstream gradient meets ReLU's inactive units: 0 there, as PyTorch gives."""
+    x = mg.tensor(np.array([-1.0, 0.0, 2.0, np.nan], np.float32), requires_grad=True)
+    y = x.relu()
+    y.backward(mg.tensor(np.array([np.inf, np.nan, 3.0, 5.0], np.float32)))
+    assert x.grad.tolist()[:3] == [0.0, 0.0, 3.0] and x.grad.tolist()[3] == 5.0

@@ -214,9 +214,12 @@ def test_cross_entropy(impl, dtype, shape, ls, layout):
     expected_loss, expected_grad = xent64(logits.astype(np.float64), target, ls, -100)
     big = float(np.max(np.abs(logits)))
     assert_close(loss, expected_loss, dtype, scale=big)
-    # the row log-sum-exp comes back in float64 whatever the logits' dtype (the backward uses it)
-    assert_close(lse, np.log(np.sum(np.exp(logits.astype(np.float64)), axis=1)), dtype, scale=big,
-                 result_dtype=np.float64)
+    # the row log-sum-exp comes back as its parts (row max, log of the shifted sum), in float64
+    # whatever the logits' dtype (the backward uses them)
+    assert lse.shape == (n, 2) and lse.dtype == np.float64
+    np.testing.assert_array_equal(lse[:, 0], np.max(logits, axis=1))
+    assert_close(lse.sum(axis=1), np.log(np.sum(np.exp(logits.astype(np.float64)), axis=1)), dtype,
+                 scale=big, result_dtype=np.float64)
     dlogits = impl.cross_entropy_backward(grad_loss, logits, target, lse, label_smoothing=ls)
     assert_close(dlogits, expected_grad * grad_loss[:, None], dtype, scale=2.0)
     assert np.all(dlogits[target == -100] == 0)
@@ -254,6 +257,28 @@ def test_float32_cross_entropy_of_offset_logits(impl, offset, ls):
 
 
 @pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("offset", [1e8, 1e12, 1e17, 1e30])
+@pytest.mark.parametrize("ls", [0.0, 0.1])
+def test_cross_entropy_of_huge_logits_keeps_the_log_sum(impl, dtype, offset, ls):
+    """Logits near 1e17 share a max m with m + log(s) == m even in float64: the backward's
+    exp(x - lse) needs log(s) apart from m, and the smoothing term mean_j (m - x_j) must not
+    cancel through sum_j x_j / C. Loss and gradient against the float64 definition, formed in
+    exact shifted terms (m - x_j is exact for these inputs)."""
+    rng = np.random.default_rng(int(np.log10(offset)))
+    steps = rng.integers(-1, 2, (5, 4)).astype(np.float64)  # ties, and one ulp apart
+    steps[0] = 0  # one row of equal logits: the softmax is 1/4 each
+    logits = (dtype(offset) + steps * np.spacing(dtype(offset))).astype(dtype)
+    target = rng.integers(0, 4, 5)
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True).astype(np.float64)
+    loss64, grad64 = xent64(shifted, target, ls, -100)  # the loss does not see the offset
+    loss, parts = impl.cross_entropy_forward(logits, target, ls)
+    dlogits = impl.cross_entropy_backward(np.ones(5, dtype), logits, target, parts, ls)
+    assert_close(loss, loss64, dtype, scale=float(np.max(np.abs(loss64))))
+    assert_close(dlogits, grad64, dtype)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
 def test_cross_entropy_bad_calls(impl):
     logits = np.zeros((3, 4), dtype=np.float32)
     with pytest.raises(ValueError, match="target 4"):
@@ -270,7 +295,10 @@ def test_cross_entropy_bad_calls(impl):
         impl.cross_entropy_forward(logits.astype(np.int64), np.array([0, 1, 2]))
     with pytest.raises(ValueError, match=r"\(4,\)"):
         impl.cross_entropy_backward(np.ones(4, np.float32), logits, np.array([0, 1, 2]),
-                                    np.zeros(3, np.float32))
+                                    np.zeros((3, 2), np.float32))
+    with pytest.raises(ValueError, match=r"lse_parts must have shape \(3, 2\)"):
+        impl.cross_entropy_backward(np.ones(3, np.float32), logits, np.array([0, 1, 2]),
+                                    np.zeros(3, np.float64))
     # every row ignored: zero loss and gradient
     loss, lse = impl.cross_entropy_forward(logits, np.full(3, -100))
     assert np.all(loss == 0)

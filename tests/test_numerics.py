@@ -59,6 +59,20 @@ def test_logsumexp_and_softmax_with_inf(backend):
     assert sm[0, 1] == 0  # exp(-inf) is an exact 0, not NaN
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_logsumexp_gradient_of_a_row_holding_inf(backend):
+    """The gradient is softmax(x): in a row holding +inf, 0 at every finite entry and NaN at the
+    infinite ones (inf / inf), as PyTorch gives, not NaN across the whole row; a finite row next
+    to it is untouched."""
+    x = mg.tensor(np.array([[np.inf, 1.0, 2.0], [np.inf, np.inf, -np.inf], [0.0, 1.0, 2.0]]),
+                  requires_grad=True)
+    x.logsumexp(axis=1).sum().backward()
+    g = x.grad.data
+    assert np.isnan(g[0, 0]) and g[0, 1] == 0 and g[0, 2] == 0
+    assert np.isnan(g[1, :2]).all() and g[1, 2] == 0
+    np.testing.assert_allclose(g[2], np.exp([0, 1, 2]) / np.exp([0, 1, 2]).sum(), rtol=1e-6)
+
+
 @pytest.mark.parametrize("fused", [True, False])
 def test_losses_stay_finite_for_logits_of_1e4(backend, fused):
     big = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, 1e4], [1e4, 1e4, -1e4]], np.float32)

@@ -238,3 +238,12 @@ def test_float32_gradient_when_mean_dwarfs_spread(backend, rng, name, op, torch_
     reference = x64.grad.numpy()
     torch_error = np.abs(xt.grad.numpy() - reference).max() / np.abs(reference).max()
     assert error <= torch_error, (error, torch_error)
+
+
+def test_clip_gradient_is_zero_outside_even_for_inf_and_nan_gradients():
+    """Where the clip is flat its derivative is 0: an inf or NaN gradient stops there (as in
+    PyTorch's clamp), inside it passes unchanged."""
+    x = mg.tensor(np.array([-2.0, 0.5, 3.0, np.nan], np.float32), requires_grad=True)
+    x.clip(-1.0, 1.0).backward(mg.tensor(np.array([np.inf, np.inf, np.nan, 1.0], np.float32)))
+    got = x.grad.numpy()
+    assert got[0] == 0.0 and got[1] == np.inf and got[2] == 0.0 and got[3] == 0.0

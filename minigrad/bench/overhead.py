@@ -98,9 +98,9 @@ def _kernels_only_step(net: step_group.Net) -> Callable[[], object]:
             z, mean, rstd = k.batchnorm_forward(h, gamma, beta, *running[i], 0.9, 1e-5, True)
             tape.append((a_in, h, (mean, rstd), z))
             h = np.maximum(z, 0)
-        loss, lse = k.cross_entropy_forward(h, y, 0.0, -100)
+        loss, parts = k.cross_entropy_forward(h, y, 0.0, -100)
         total = np.sum(loss, dtype=np.float64) / len(y)
-        grad = k.cross_entropy_backward(np.asarray(1.0 / len(y), np.float32), h, y, lse,
+        grad = k.cross_entropy_backward(np.asarray(1.0 / len(y), np.float32), h, y, parts,
                                         0.0, -100)
         grads = [None] * len(weights)
         for i in range(hidden, -1, -1):

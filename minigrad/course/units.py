@@ -142,8 +142,10 @@ UNITS: tuple[Unit, ...] = (
     Unit(
         "cross_entropy", "Cross-entropy, fused",
         {
-            "cross_entropy_forward": "per-row loss and log-sum-exp of logits (N, C) against "
-                                     "integer targets, with label smoothing and ignore_index",
+            "cross_entropy_forward": "per-row loss and the two parts of the row log-sum-exp "
+                                     "(row max, log of the shifted sum) of logits (N, C) "
+                                     "against integer targets, with label smoothing and "
+                                     "ignore_index",
             "cross_entropy_backward": "gradient of the per-row loss with respect to the "
                                       "logits",
             "cross_entropy_composite": "the same loss from primitive ops (log_softmax and "

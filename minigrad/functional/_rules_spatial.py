@@ -154,7 +154,8 @@ PAD_MODES = ("constant", "reflect", "replicate", "circular")
 
 def pad_widths(pad: Any, shape: tuple[int, ...], mode: Any) -> tuple[tuple[int, int], ...]:
     """PyTorch's pad tuple (last dim first: (left, right, top, bottom, ...)) as one
-    (before, after) pair per dim of ``shape``; negative widths crop, never below size 0."""
+    (before, after) pair per dim of ``shape``; negative widths crop, at most the dim's size
+    together (PyTorch refuses more, even when the other side pads)."""
     if mode not in PAD_MODES:
         raise ValueError(f"pad: mode must be one of {PAD_MODES}, got {mode!r}")
     if not isinstance(pad, tuple | list) or len(pad) % 2 or len(pad) // 2 > len(shape):
@@ -164,10 +165,10 @@ def pad_widths(pad: Any, shape: tuple[int, ...], mode: Any) -> tuple[tuple[int, 
         raise TypeError(f"pad: pad must hold ints, got {pad!r}")
     pairs = [(int(pad[2 * k]), int(pad[2 * k + 1])) for k in range(len(pad) // 2)]
     widths = [(0, 0)] * (len(shape) - len(pairs)) + pairs[::-1]
-    out = tuple(n + b + a for n, (b, a) in zip(shape, widths, strict=True))
-    if any(n < 0 for n in out):
-        raise ValueError(f"pad: padding {tuple(pad)} of an input of shape {shape} gives the "
-                         f"negative size {out}")
+    for axis, (n, (b, a)) in enumerate(zip(shape, widths, strict=True)):
+        if max(-b, 0) + max(-a, 0) > n:  # negative widths crop values the dim must have
+            raise ValueError(f"pad: widths {(b, a)} crop {max(-b, 0) + max(-a, 0)} values from "
+                             f"dim {axis} of size {n} (input shape {shape})")
     if mode != "constant":
         _check_copy_padding(tuple(pad), shape, widths, mode)
     return tuple(widths)

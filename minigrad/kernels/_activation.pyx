@@ -1,7 +1,8 @@
 """Compiled activation kernels: GELU with the exact normal CDF (NumPy has no vectorised erfc:
 the C library's erfc for float64 and, for float32, the twin's Chebyshev fit of erfc with the
 polynomial exp of _simd.h), and ReLU, whose NumPy form takes several times a memory pass
-(np.maximum(x, 0) 30 us and g * (y > 0) 25 us at 64x16x8x8 float32, against 5 us for a copy).
+(np.maximum(x, 0) 30 us and a masked product g * (y > 0) 25 us at 64x16x8x8 float32, against
+5 us for a copy).
 The NumPy twins are in ``_activation_twin.py``.
 """
 
@@ -20,6 +21,7 @@ from minigrad.kernels._simd cimport (
     mg_gelu_fwd_f,
 )
 
+from minigrad.kernels._activation_twin import relu_select
 from minigrad.kernels._checks import float_array, same_as, same_shape
 
 # GELU costs about 1.6 ns per element (float32, fwd+bwd), ten times a memory-bound pass, so a
@@ -56,21 +58,17 @@ cdef inline void _gelu_bwd_span(const floating *g, const floating *x, const floa
 
 cdef extern from *:
     """
-    /* ReLU as np.maximum(x, 0) computes it: a NaN passes through, -0.0 and negatives give +0.0;
-       the backward is g * (y > 0) with the comparison as 1.0 or 0.0, so NaN * 0 stays NaN and
-       a negative g times 0 gives -0.0, bit for bit NumPy's product. Plain loops the compiler
-       vectorises (compare, blend or multiply). The 1.0 is read from a volatile once per call:
-       knowing it, the compiler drops g * 1.0 for g, which passes a signaling NaN on unquieted
-       where NumPy's product quiets it. */
-    static volatile float mg_relu_one_f = 1.0f;
-    static volatile double mg_relu_one_d = 1.0;
+    /* ReLU as np.maximum(x, 0) computes it: a NaN passes through, -0.0 and negatives give +0.0.
+       The backward passes g where y > 0 or y is NaN and gives +0.0 where y <= 0, a select and
+       not a product g * (y > 0): an inf or NaN gradient reaching an inactive unit gives 0 there,
+       not NaN (PyTorch's rule; the derivative there is exactly 0). Plain loops the compiler
+       vectorises (compare and blend); g's bits are copied, as np.where copies them. */
     #define MG_RELU_LOOPS(T, SUFFIX) \
     static void mg_relu_fwd_##SUFFIX(const T *x, T *y, Py_ssize_t n) { \
         for (Py_ssize_t i = 0; i < n; i++) { T v = x[i]; y[i] = (v > 0 || v != v) ? v : (T)0; } \
     } \
     static void mg_relu_bwd_##SUFFIX(const T *g, const T *y, T *dx, Py_ssize_t n) { \
-        const T one = mg_relu_one_##SUFFIX; \
-        for (Py_ssize_t i = 0; i < n; i++) dx[i] = g[i] * (y[i] > 0 ? one : (T)0); \
+        for (Py_ssize_t i = 0; i < n; i++) dx[i] = y[i] <= 0 ? (T)0 : g[i]; \
     }
     MG_RELU_LOOPS(float, f)
     MG_RELU_LOOPS(double, d)
@@ -179,12 +177,13 @@ def relu_forward(x):
 
 
 def relu_backward(grad_out, y):
-    """dx = grad_out * (y > 0) with y the forward's output: NumPy's product, bit for bit (a NaN
-    gradient stays NaN where y <= 0, a negative one gives -0.0)."""
+    """dx = grad_out where y > 0 (or y is NaN), +0.0 where y <= 0, with y the forward's output:
+    ``np.where(y <= 0, 0, grad_out)`` bit for bit, so an inf or NaN gradient does not leak
+    through an inactive unit (PyTorch's rule)."""
     same_shape("relu_backward", "grad_out", grad_out, "y", y)
     if not (_plain_float(grad_out) and _plain_float(y)) or grad_out.dtype != y.dtype \
             or y.size == 0:
-        return grad_out * (y > 0)
+        return relu_select(grad_out, y)
     gc = np.ascontiguousarray(grad_out).reshape(-1)
     yc = np.ascontiguousarray(y).reshape(-1)
     dx = np.empty(y.shape, dtype=y.dtype)

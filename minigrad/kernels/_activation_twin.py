@@ -59,7 +59,18 @@ def relu_forward(x: np.ndarray) -> np.ndarray:
 
 
 # exercise: relu_backward
+def relu_select(grad_out: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """ReLU's backward rule: grad_out where y > 0 (or y is NaN), 0 where y <= 0.
+
+    A select, not the product grad_out * (y > 0): the derivative of max(x, 0) is exactly 0
+    for x < 0, so an inf or NaN gradient arriving there gives 0, not inf * 0 = NaN (PyTorch's
+    rule too). Every ReLU backward (this twin, the compiled loop, the fused norm kernels)
+    follows it.
+    """
+    return np.where(y <= 0, np.zeros((), grad_out.dtype), grad_out)
+
+
 def relu_backward(grad_out: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """dx = grad_out * (y > 0) with y the forward's output."""
+    """dx = grad_out where y > 0, 0 where y <= 0, with y the forward's output (relu_select)."""
     same_shape("relu_backward", "grad_out", grad_out, "y", y)
-    return grad_out * (y > 0)
+    return relu_select(grad_out, y)

@@ -77,7 +77,8 @@ def _int_tuple(fn: str, name: str, value: object, n: int, low: int) -> tuple:
         if type(v) is not int:
             raise TypeError(f"{fn}: {name} must be a tuple of {n} ints, got {value!r:.80}")
         if not low <= v <= 2**31 - 1:
-            raise ValueError(f"{fn}: {name} must hold ints >= {low}, got {value!r:.80}")
+            raise ValueError(f"{fn}: {name} must hold ints in [{low}, 2**31 - 1], "
+                             f"got {value!r:.80}")
     return value
 
 

@@ -67,16 +67,18 @@ def log_softmax_backward(y: np.ndarray, grad_out: np.ndarray, axis: int = -1) ->
 def cross_entropy_forward(
     logits: np.ndarray, target: np.ndarray, label_smoothing: float = 0.0, ignore_index: int = -100
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row softmax cross-entropy and the row log-sum-exp.
+    """Per-row softmax cross-entropy and the parts of the row log-sum-exp.
 
     loss_i = lse_i - (1 - ls) * logits[i, t_i] - ls / C * sum_j logits[i, j], with
     lse_i = logsumexp_j logits[i, j]; rows whose target is ``ignore_index`` get loss 0.
-    Shapes: logits (N, C), target (N,) integers -> ``(loss, lse)``, both (N,); loss in logits'
-    dtype, lse in float64 (the backward needs it finer than float32).
+    Shapes: logits (N, C), target (N,) integers -> ``(loss, lse_parts)``: loss (N,) in logits'
+    dtype; lse_parts (N, 2) float64, the row max m (0 in a row whose max is not finite) and
+    log(sum_j exp(logits[i, j] - m)), whose sum is lse_i, kept apart for the backward (for
+    logits of 1e17, m + 1.1 is m again even in float64).
 
-    Per row, as the kernel: m = max (0 when not finite), s = sum exp(x - m) in float64; the loss
-    is formed in float64 from the shifted parts, log(s) + (1 - ls) (m - x_t) + ls (m - mean x),
-    so a large common offset of the logits cancels exactly instead of through a rounded lse.
+    Per row, as the kernel: s = sum exp(x - m) in float64; the loss is formed in float64 from
+    the shifted parts, log(s) + (1 - ls) (m - x_t) + ls mean_j (m - x_j), so a large common
+    offset of the logits cancels exactly instead of through a rounded lse.
     """
     logits, target, ignored = cross_entropy_args("cross_entropy_forward", logits, target,
                                                  ignore_index)
@@ -90,9 +92,9 @@ def cross_entropy_forward(
         picked = logits[np.arange(n), np.where(ignored, 0, target)].astype(np.float64)
         loss = log_s + (1.0 - ls) * (m - picked)
         if ls:  # skipped at 0 so that an inf logit does not make 0 * inf = NaN
-            loss += ls * (m - np.sum(logits, axis=1, dtype=np.float64) / c)
+            loss += ls * np.mean(m[:, None] - logits.astype(np.float64), axis=1)
     loss[ignored] = 0.0
-    return loss.astype(logits.dtype), log_s + m
+    return loss.astype(logits.dtype), np.stack([m, log_s], axis=1)
 
 
 # exercise: cross_entropy_backward
@@ -100,31 +102,32 @@ def cross_entropy_backward(
     grad_loss: np.ndarray,
     logits: np.ndarray,
     target: np.ndarray,
-    lse: np.ndarray,
+    lse_parts: np.ndarray,
     label_smoothing: float = 0.0,
     ignore_index: int = -100,
 ) -> np.ndarray:
     """Gradient of the per-row cross-entropy with respect to the logits.
 
     dlogits[i, j] = grad_loss[i] * (exp(logits[i, j] - lse_i) - (1 - ls) * [j == t_i] - ls / C),
-    zero rows where the target is ``ignore_index``. ``grad_loss`` is (N,) or a scalar.
+    zero rows where the target is ``ignore_index``. ``grad_loss`` is (N,) or a scalar;
+    ``lse_parts`` is (N, 2), the (m, log s) of cross_entropy_forward.
     """
     fn = "cross_entropy_backward"
     logits, target, ignored = cross_entropy_args(fn, logits, target, ignore_index)
     ls = float(label_smoothing)
     n, c = logits.shape
-    lse = stats_array(fn, "lse", lse, (n,), logits).astype(np.float64, copy=False)
+    parts = stats_array(fn, "lse_parts", lse_parts, (n, 2), logits)
     grad_loss = float_array(fn, "grad_loss", grad_loss)
     if grad_loss.shape not in ((), (n,)):
         raise ValueError(f"{fn}: grad_loss must have shape () or ({n},), "
                          f"got shape {grad_loss.shape}")
     kept = ~ignored
-    # lse = hi + lo, as the kernel splits it: logits - hi is exact near the log-sum-exp even when
-    # a large common offset makes one lse in the logits' dtype too coarse
-    hi = lse.astype(logits.dtype)
-    lo = (lse - hi).astype(logits.dtype)
+    # exp((x - m) - log s), as the kernel: m is a logit itself (or 0), so x - m is exact near
+    # the max however large a common offset of the logits is
+    m = parts[:, 0].astype(logits.dtype)[:, None]
+    log_s = parts[:, 1].astype(logits.dtype)[:, None]
     with np.errstate(invalid="ignore"):
-        dlogits = np.exp((logits - hi[:, None]) - lo[:, None])
+        dlogits = np.exp((logits - m) - log_s)
     if ls:
         dlogits -= logits.dtype.type(ls / c)
     dlogits[kept, target[kept]] -= logits.dtype.type(1.0 - ls)
@@ -142,8 +145,8 @@ def cross_entropy_fused(
     logits, owned, ignored = cross_entropy_args("cross_entropy_fused", logits, target,
                                                 ignore_index)
     count = logits.shape[0] - int(np.count_nonzero(ignored))
-    loss, lse = cross_entropy_forward(logits, target, label_smoothing, ignore_index)
+    loss, parts = cross_entropy_forward(logits, target, label_smoothing, ignore_index)
     grad = np.ones((), logits.dtype) / logits.dtype.type(max(count, 1))
     dlogits = cross_entropy_backward(np.full(logits.shape[0], grad, logits.dtype), logits,
-                                     target, lse, label_smoothing, ignore_index)
+                                     target, parts, label_smoothing, ignore_index)
     return loss, count, dlogits

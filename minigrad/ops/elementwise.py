@@ -290,7 +290,8 @@ class Clip(Function):
             inside &= x >= ctx.lo
         if ctx.hi is not None:
             inside &= x <= ctx.hi
-        return grad * inside
+        # a select, not grad * inside: an inf or NaN gradient stops where the clip is flat
+        return np.where(inside, grad, np.zeros((), grad.dtype))
 
 
 class Dropout(Function):

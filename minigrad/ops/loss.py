@@ -23,11 +23,11 @@ class CrossEntropy(Function):
 
     @staticmethod
     def forward(ctx, logits, *, target, label_smoothing, ignore_index, reduction):
-        loss, lse = kernels.impl.cross_entropy_forward(logits, target, label_smoothing,
-                                                       ignore_index)
+        loss, lse_parts = kernels.impl.cross_entropy_forward(logits, target, label_smoothing,
+                                                             ignore_index)
         ctx.target, ctx.label_smoothing, ctx.ignore_index = target, label_smoothing, ignore_index
         ctx.reduction = reduction
-        ctx.save_for_backward(logits, lse)
+        ctx.save_for_backward(logits, lse_parts)
         if reduction == "none":
             return loss
         total = loss.sum(dtype=np.float64)  # the method skips np.sum's Python wrapper
@@ -38,11 +38,11 @@ class CrossEntropy(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        logits, lse = ctx.saved
+        logits, lse_parts = ctx.saved
         if ctx.reduction == "mean":
             grad = grad / grad.dtype.type(max(ctx.count, 1))
         return kernels.impl.cross_entropy_backward(
-            np.asarray(grad, order="C"), logits, ctx.target, lse, ctx.label_smoothing,
+            np.asarray(grad, order="C"), logits, ctx.target, lse_parts, ctx.label_smoothing,
             ctx.ignore_index
         )
 

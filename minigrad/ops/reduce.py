@@ -168,8 +168,11 @@ class LogSumExp(Function):
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             shift = np.max(x, axis=ctx.axes, keepdims=True) if x.size else 0
             weights = np.exp(x - shift)
-            weights /= np.sum(weights, axis=ctx.axes, keepdims=True, dtype=np.float64).astype(
-                x.dtype)
+            total = np.sum(weights, axis=ctx.axes, keepdims=True, dtype=np.float64)
+            # where the max is +inf, exp(x - inf) is already the answer (0 at finite entries,
+            # NaN at the infinite ones, as PyTorch gives): dividing by its NaN total would
+            # spread NaN over the finite entries too
+            np.divide(weights, total.astype(x.dtype), out=weights, where=np.isfinite(shift))
         return grad.reshape(ctx.kept_shape) * weights
 
 
