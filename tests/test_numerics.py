@@ -140,3 +140,9 @@ def test_nan_gradient_reaches_parameters_on_both_backends():
     np.testing.assert_allclose(results[0], results[-1], rtol=1e-6)
 
 
+
+
+def test_logsumexp_gradient_of_a_0d_tensor(backend):
+    x = mg.tensor(np.float32(0.25), requires_grad=True)
+    x.logsumexp().backward()
+    assert x.grad.shape == () and x.grad.item() == 1.0

@@ -167,7 +167,7 @@ class LogSumExp(Function):
         (x,) = ctx.saved
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             shift = np.max(x, axis=ctx.axes, keepdims=True) if x.size else 0
-            weights = np.exp(x - shift)
+            weights = np.asarray(np.exp(x - shift))  # an array also for 0-d x (for out=)
             total = np.sum(weights, axis=ctx.axes, keepdims=True, dtype=np.float64)
             # where the max is +inf, exp(x - inf) is already the answer (0 at finite entries,
             # NaN at the infinite ones, as PyTorch gives): dividing by its NaN total would
