@@ -1,0 +1,88 @@
+/* The typed loops of _pool_max.h, included there twice: MG_T is the element type (float or
+ * double) and MG_FN(name) appends its suffix (_f or _d). No include guard on purpose. */
+
+/* Whether the later of two taps is the window's pick: strictly greater (ties keep the first),
+ * or a NaN after a number (the first NaN wins). */
+MG_PM_INLINE int MG_FN(mg_later_wins)(MG_T first, MG_T later)
+{
+    return (first == first) & !(later <= first);
+}
+
+/* The vertical pass over row pairs r0..r0 + n of the tall plane (OH row pairs to a plane):
+ * v[r, j] the pick of x[2 r, j] and x[2 r + 1, j], at[r, j] its position in its plane. */
+MG_PM_WIDE MG_PM_INLINE void MG_FN(mg_tall_vertical)(const MG_T *restrict x, MG_T *restrict v,
+                                                     int32_t *restrict at, Py_ssize_t r0,
+                                                     Py_ssize_t n, Py_ssize_t OH, Py_ssize_t W)
+{
+    Py_ssize_t oh = r0 % OH;
+    for (Py_ssize_t r = 0; r < n; r++) {
+        const MG_T *top = x + 2 * (r0 + r) * W;
+        MG_T *vr = v + r * W;
+        int32_t *ar = at + r * W;
+        int32_t base = (int32_t)(2 * oh * W);
+        #pragma omp simd
+        for (Py_ssize_t j = 0; j < W; j++) {
+            MG_T t = top[j], b = top[W + j];
+            int down = MG_FN(mg_later_wins)(t, b);
+            vr[j] = down ? b : t;
+            ar[j] = base + (int32_t)j + (down ? (int32_t)W : 0);
+        }
+        oh = oh + 1 < OH ? oh + 1 : 0;
+    }
+}
+
+/* The horizontal pass over m windows: output k picks between columns 2k and 2k + 1 of the
+ * vertical pass. The right column's pick comes later in the scan order (NaN first, then value,
+ * then position) if it wins by value and its position is later, or unless the left one wins
+ * by value if its position is earlier (vertical-first, a bottom tap of the left column,
+ * position 2 of the window, may meet a top tap of the right one, position 1). */
+MG_PM_WIDE MG_PM_INLINE void MG_FN(mg_tall_horizontal)(const MG_T *restrict v,
+                                                       const int32_t *restrict at, Py_ssize_t m,
+                                                       MG_T *restrict y, int64_t *restrict index)
+{
+    #pragma omp simd
+    for (Py_ssize_t k = 0; k < m; k++) {
+        MG_T left = v[2 * k], right = v[2 * k + 1];
+        int32_t pl = at[2 * k], pr = at[2 * k + 1];
+        int later = MG_FN(mg_later_wins)(left, right);
+        int earlier = !MG_FN(mg_later_wins)(right, left);
+        int take = later ^ ((later ^ earlier) & (pr < pl));
+        y[k] = take ? right : left;
+        index[k] = take ? pr : pl;
+    }
+}
+
+MG_PM_WIDE MG_PM_INLINE void MG_FN(mg_max_tall_body)(const MG_T *restrict x, MG_T *restrict y,
+                                                     int64_t *restrict index, Py_ssize_t r0,
+                                                     Py_ssize_t r1, Py_ssize_t OH, Py_ssize_t W)
+{
+    MG_T v[MG_TALL_CHUNK];
+    int32_t at[MG_TALL_CHUNK];
+    Py_ssize_t per = MG_TALL_CHUNK / W, n;
+    for (; r0 < r1; r0 += n) {
+        n = r1 - r0 > per ? per : r1 - r0;
+        MG_FN(mg_tall_vertical)(x, v, at, r0, n, OH, W);
+        MG_FN(mg_tall_horizontal)(v, at, n * W / 2, y + r0 * W / 2, index + r0 * W / 2);
+    }
+}
+
+/* Row pairs r0..r1 of the tall plane of 2x2 windows: y and index (positions in each plane)
+ * of output rows r0..r1. W <= MG_TALL_CHUNK, even. */
+MG_PM_OUTER void MG_FN(mg_max_tall)(const MG_T *restrict x, MG_T *restrict y,
+                                    int64_t *restrict index, Py_ssize_t r0, Py_ssize_t r1,
+                                    Py_ssize_t OH, Py_ssize_t W)
+{
+    switch (W) {
+    case 2:
+        MG_FN(mg_max_tall_body)(x, y, index, r0, r1, OH, 2);
+        break;
+    case 4:
+        MG_FN(mg_max_tall_body)(x, y, index, r0, r1, OH, 4);
+        break;
+    case 8:
+        MG_FN(mg_max_tall_body)(x, y, index, r0, r1, OH, 8);
+        break;
+    default:
+        MG_FN(mg_max_tall_body)(x, y, index, r0, r1, OH, W);
+    }
+}
