@@ -298,18 +298,22 @@ cdef void _max_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
                    &index[0, 0, 0, 0] + p * size_out, g)
 
 
-cdef Py_ssize_t _max_scatter(const floating *grad, const int64_t *index, Py_ssize_t n,
-                             Py_ssize_t plane, floating *dx) noexcept nogil:
-    """dx[index[o]] += grad[o] for one plane; returns how many indices were out of range."""
-    cdef Py_ssize_t o, bad = 0
-    cdef int64_t k
-    for o in range(n):
-        k = index[o]
-        if 0 <= k < plane:
-            dx[k] += grad[o]
-        elif k != -1:
-            bad += 1
-    return bad
+cdef extern from "_pool_max.h" nogil:
+    Py_ssize_t mg_max_scatter_f(const float *grad, const int64_t *index, Py_ssize_t p0,
+                                Py_ssize_t p1, Py_ssize_t n, Py_ssize_t plane, float *dx)
+    Py_ssize_t mg_max_scatter_d(const double *grad, const int64_t *index, Py_ssize_t p0,
+                                Py_ssize_t p1, Py_ssize_t n, Py_ssize_t plane, double *dx)
+
+
+cdef inline Py_ssize_t _max_scatter(const floating *grad, const int64_t *index, Py_ssize_t p0,
+                                    Py_ssize_t p1, Py_ssize_t n, Py_ssize_t plane,
+                                    floating *dx) noexcept nogil:
+    """Planes p0..p1: dx = 0, then dx[index[o]] += grad[o]; returns how many indices were out
+    of range (and not -1)."""
+    if floating is float:
+        return mg_max_scatter_f(grad, index, p0, p1, n, plane, dx)
+    else:
+        return mg_max_scatter_d(grad, index, p0, p1, n, plane, dx)
 
 
 cdef Py_ssize_t _max_backward(const floating[:, :, :, ::1] grad, const int64_t[:, :, :, ::1] index,
@@ -318,13 +322,11 @@ cdef Py_ssize_t _max_backward(const floating[:, :, :, ::1] grad, const int64_t[:
     cdef Py_ssize_t n = grad.shape[2] * grad.shape[3], plane = dx.shape[2] * dx.shape[3]
     cdef int nt = threads_for(planes * (n + plane))
     if nt == 1:
-        for p in range(planes):
-            bad += _max_scatter(&grad[0, 0, 0, 0] + p * n, &index[0, 0, 0, 0] + p * n, n,
-                                plane, &dx[0, 0, 0, 0] + p * plane)
-        return bad
+        return _max_scatter(&grad[0, 0, 0, 0], &index[0, 0, 0, 0], 0, planes, n, plane,
+                            &dx[0, 0, 0, 0])
     for p in prange(planes, num_threads=nt, schedule="static"):
-        bad += _max_scatter(&grad[0, 0, 0, 0] + p * n, &index[0, 0, 0, 0] + p * n, n, plane,
-                            &dx[0, 0, 0, 0] + p * plane)
+        bad += _max_scatter(&grad[0, 0, 0, 0], &index[0, 0, 0, 0], p, p + 1, n, plane,
+                            &dx[0, 0, 0, 0])
     return bad
 
 
@@ -374,9 +376,12 @@ def max_pool2d_backward(grad_out, indices, in_size):
     pool_input(fn, "grad_out", grad_out)
     pool_indices(fn, indices, grad_out)
     (H, W), = pool_pairs(fn, in_size=in_size)
-    dx = np.zeros(grad_out.shape[:2] + (H, W), grad_out.dtype)
-    if grad_out.size == 0:
-        return dx
+    if grad_out.size == 0 or H * W == 0:
+        dx = np.zeros(grad_out.shape[:2] + (H, W), grad_out.dtype)
+        if grad_out.size == 0:
+            return dx
+    else:  # the kernel zeroes each plane right before its scatter
+        dx = np.empty(grad_out.shape[:2] + (H, W), grad_out.dtype)
     grad_out = np.ascontiguousarray(grad_out)
     indices = np.ascontiguousarray(indices)
     if dx.size == 0:  # every index must then be -1: no plane to scatter into

@@ -86,3 +86,31 @@ MG_PM_OUTER void MG_FN(mg_max_tall)(const MG_T *restrict x, MG_T *restrict y,
         MG_FN(mg_max_tall_body)(x, y, index, r0, r1, OH, W);
     }
 }
+
+/* Backward of any max pooling, planes p0..p1 of n outputs and `plane` inputs each: dx = 0,
+ * then dx[index[o]] += grad[o] for each index in range; returns how many were neither in
+ * range nor -1 (no tap). The zeroing right before the scatter leaves dx in cache for it (a
+ * separate np.zeros of the whole array costs a pass of its own). */
+MG_PM_OUTER Py_ssize_t MG_FN(mg_max_scatter)(const MG_T *restrict grad,
+                                            const int64_t *restrict index, Py_ssize_t p0,
+                                            Py_ssize_t p1, Py_ssize_t n, Py_ssize_t plane,
+                                            MG_T *restrict dx)
+{
+    Py_ssize_t bad = 0;
+    for (Py_ssize_t p = p0; p < p1; p++) {
+        const MG_T *g = grad + p * n;
+        const int64_t *at = index + p * n;
+        MG_T *d = dx + p * plane;
+        #pragma omp simd
+        for (Py_ssize_t i = 0; i < plane; i++)
+            d[i] = 0;
+        for (Py_ssize_t o = 0; o < n; o++) {
+            int64_t k = at[o];
+            if (0 <= k && k < plane)
+                d[k] += g[o];
+            else
+                bad += k != -1;
+        }
+    }
+    return bad;
+}
