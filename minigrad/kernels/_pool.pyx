@@ -9,7 +9,8 @@ the loops over a window have no bounds test and never touch padding. Planes are 
 so above a size threshold threads split them; no result depends on the thread count. The most
 common windows (2x2 at stride 2, no padding, all inside the plane) take loops of their own that
 give the same results, bit for bit; when they tile the planes exactly, one loop covers all
-planes at once as a single tall plane (and threads split its rows).
+planes at once as a single tall plane (and threads split its rows). That loop and the scatter
+of the max backward are C (_pool_max.h).
 
 Average sums accumulate in float64. Max keeps the first maximal tap in row-major window order,
 and the first NaN wins over every number.
