@@ -23,7 +23,7 @@ import numpy as np
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport INFINITY
-from libc.stdint cimport int64_t
+from libc.stdint cimport int32_t, int64_t
 
 from minigrad.kernels._checks_spatial import pool_index_error, pool_indices, pool_input, pool_pairs
 from minigrad.kernels._simd cimport _row_sum
@@ -221,16 +221,60 @@ cdef extern from "_pool_max.h" nogil:
                        Py_ssize_t r1, Py_ssize_t OH, Py_ssize_t W)
 
 
+cdef void _max_tall_rows_any(const floating *x, floating *y, int64_t *index, Py_ssize_t r0,
+                             Py_ssize_t r1, Py_ssize_t OH, Py_ssize_t W) noexcept nogil:
+    """_max_tall_rows for any width: both passes in chunks of TALL_CHUNK columns, the picks
+    by the integer blends of _pick."""
+    cdef floating v[TALL_CHUNK]
+    cdef int32_t at[TALL_CHUNK]
+    cdef Py_ssize_t per = TALL_CHUNK // W, r, j, k, n, oh
+    cdef const floating *top
+    cdef floating *vr
+    cdef int32_t *ar
+    cdef floating t, b, left, right
+    cdef int32_t pl, pr, base32
+    cdef int down, later, earlier, take
+    while r0 < r1:
+        n = per if r1 - r0 > per else r1 - r0
+        oh = r0 % OH
+        for r in range(n):
+            top = x + 2 * (r0 + r) * W
+            vr = v + r * W
+            ar = at + r * W
+            base32 = <int32_t>(2 * oh * W)
+            for j in range(W):
+                t, b = top[j], top[W + j]
+                down = _later_wins(t, b)
+                vr[j] = _pick(t, b, down)
+                ar[j] = base32 + <int32_t>j + (<int32_t>W & -down)
+            oh = oh + 1 if oh + 1 < OH else 0
+        for k in range(n * W // 2):
+            left, right = v[2 * k], v[2 * k + 1]
+            pl, pr = at[2 * k], at[2 * k + 1]
+            # the right column's pick wins when it comes later in the scan order (NaN first,
+            # then value, then position) if its position is later, or unless the left one
+            # beats it if its position is earlier
+            later = _later_wins(left, right)
+            earlier = not _later_wins(right, left)
+            take = later ^ ((later ^ earlier) & (pr < pl))
+            y[r0 * W // 2 + k] = _pick(left, right, take)
+            index[r0 * W // 2 + k] = pl + take * (pr - pl)
+        r0 += n
+
+
 cdef inline void _max_tall_rows(const floating *x, floating *y, int64_t *index, Py_ssize_t r0,
                                 Py_ssize_t r1, Py_ssize_t OH, Py_ssize_t W) noexcept nogil:
     """Row pairs [r0, r1) of planes tiled exactly by 2x2 windows (H = 2 OH, W = 2 OW), seen as
     one tall (N C H, W) plane: output row r reads input rows 2r and 2r + 1. A vertical pass
     over each row pair keeps, per column, the pick of its two taps and that tap's position in
     its own plane; a horizontal pass over those, flat (OW = W / 2: output k reads columns 2k
-    and 2k + 1 of the pass), picks between the two columns (_pool_max.h). Vertical-first means
+    and 2k + 1 of the pass), picks between the two columns (_pool_max.h for the widths it
+    inlines, else _max_tall_rows_any). Vertical-first means
     the second pick may compare a bottom tap (row-major position 2 of the window) with a later
     column's top tap (position 1), so that pick breaks ties by position, not by column."""
-    if floating is float:
+    if W != 2 and W != 4 and W != 8 and W != 16:
+        _max_tall_rows_any(x, y, index, r0, r1, OH, W)
+    elif floating is float:
         mg_max_tall_f(x, y, index, r0, r1, OH, W)
     else:
         mg_max_tall_d(x, y, index, r0, r1, OH, W)

@@ -67,7 +67,12 @@ MG_PM_WIDE MG_PM_INLINE void MG_FN(mg_max_tall_body)(const MG_T *restrict x, MG_
 }
 
 /* Row pairs r0..r1 of the tall plane of 2x2 windows: y and index (positions in each plane)
- * of output rows r0..r1. W <= MG_TALL_CHUNK, even. */
+ * of output rows r0..r1, for the widths inlined as constants, W = 2, 4, 8 or 16 (a row of the
+ * vertical pass is then one or two vectors). Other widths take _pool.pyx's loop: with a
+ * variable width each row ends in a masked partial vector, and these loops were no faster
+ * there (measured, forward of 64x16xWxW float32, one thread, us, these loops with 512-bit /
+ * 256-bit vectors against _pool.pyx's: W = 12 92 / 37 / 39, 14 169 / 61 / 68, 28 330 / 205 /
+ * 246, and in the module 5-25% slower at 12 and 14). */
 MG_PM_OUTER void MG_FN(mg_max_tall)(const MG_T *restrict x, MG_T *restrict y,
                                     int64_t *restrict index, Py_ssize_t r0, Py_ssize_t r1,
                                     Py_ssize_t OH, Py_ssize_t W)
@@ -83,7 +88,7 @@ MG_PM_OUTER void MG_FN(mg_max_tall)(const MG_T *restrict x, MG_T *restrict y,
         MG_FN(mg_max_tall_body)(x, y, index, r0, r1, OH, 8);
         break;
     default:
-        MG_FN(mg_max_tall_body)(x, y, index, r0, r1, OH, W);
+        MG_FN(mg_max_tall_body)(x, y, index, r0, r1, OH, 16);
     }
 }
 
