@@ -289,9 +289,8 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, momentum, eps, 
     S = x3.shape[2]
     # write-pass scratch: mean_hi, mean_lo, scale, shift
     coef = np.empty((4, _coef_width(C, S)), x.dtype)
-    # scratch for the statistics pass by columns: the shifts and the two sums of each column
-    by_columns = training and _columns_per_channel(x3.shape[0], C, S) != 0
-    cols = _column_scratch(3, C, S) if by_columns else None
+    # scratch for the statistics pass by columns (S > 1): the shifts and two sums of each column
+    cols = _column_scratch(3, C, S) if training and _sums_by_columns(x3.shape[0], C, S) else None
     has_running = running_mean is not None
     if has_running and not training:
         # Eval only reads the buffers, so read-only ones are fine (the twin accepts them); a

@@ -202,22 +202,22 @@ cdef void _channel_sums(const floating[:, :, ::1] x, Py_ssize_t c0, Py_ssize_t c
     """Sums of x - x[0, c, 0] and of its squares per channel c0..c1 of (N, C, S) x, by columns
     when S == 1 or wide: every column (c, s) shifted by its channel's first value (cols row 0),
     its sums (rows 1-2) then added per channel (``mg_bn_fold_columns``; S == 1: straight into
-    sum1, sum2). A channel whose first value is inf or NaN gets NaN here; the caller sums it
-    unshifted (``_plane_unshifted_sums``)."""
+    sum1, sum2, no scratch). A channel whose first value is inf or NaN gets NaN here; the
+    caller sums it unshifted (``_plane_unshifted_sums``)."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], S = x.shape[2], c, j
     cdef double *k
     cdef double v
     if not _columns_per_channel(N, C, S):
         _plane_shifted_sums(x, c0, c1, sum1, sum2)
         return
+    if S == 1:  # each column a channel, shifted by its first value
+        _column_moments(&x[0, 0, 0], N, C, c0, c1, NULL, sum1, sum2)
+        return
     k = &cols[0, 0]
     for c in range(c0, c1):
         v = x[0, c, 0]
         for j in range(c * S, c * S + S):
             k[j] = v
-    if S == 1:
-        _column_moments(&x[0, 0, 0], N, C, c0, c1, k, sum1, sum2)
-        return
     _column_moments(&x[0, 0, 0], N, C * S, c0 * S, c1 * S, k, &cols[1, 0], &cols[2, 0])
     mg_bn_fold_columns(&cols[1, 0], &cols[2, 0], c0, c1, S, sum1, sum2)
 

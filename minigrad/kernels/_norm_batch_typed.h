@@ -20,7 +20,8 @@ MG_BN_INLINE MG_T MG_FN(mg_bn_relu)(MG_T v)
 }
 
 /* w <= MG_BN_STRIP columns, `stride` apart row to row, rows r0..r1 added in order into
- * s1[j] += x[r, j] - k[j] and s2[j] += (x[r, j] - k[j])^2 (first: from 0 instead). Inlined
+ * s1[j] += x[r, j] - k[j] and s2[j] += (x[r, j] - k[j])^2 (first: from 0 instead; k NULL:
+ * each column's first value x[0, j]). Inlined
  * with w = MG_BN_STRIP (a constant), the accumulators live in registers. */
 MG_BN_WIDE MG_BN_INLINE void MG_FN(mg_bn_strip_moments)(const MG_T *restrict x, Py_ssize_t r0,
                                                         Py_ssize_t r1, Py_ssize_t stride,
@@ -31,7 +32,7 @@ MG_BN_WIDE MG_BN_INLINE void MG_FN(mg_bn_strip_moments)(const MG_T *restrict x, 
     double kk[MG_BN_STRIP], a[MG_BN_STRIP], b[MG_BN_STRIP];
     #pragma omp simd
     for (Py_ssize_t j = 0; j < w; j++) {
-        kk[j] = k[j];
+        kk[j] = k ? k[j] : (double)x[j];
         a[j] = first ? 0.0 : s1[j];
         b[j] = first ? 0.0 : s2[j];
     }
@@ -50,22 +51,24 @@ MG_BN_WIDE MG_BN_INLINE void MG_FN(mg_bn_strip_moments)(const MG_T *restrict x, 
     }
 }
 
-/* Columns c0..c1 of a C-contiguous (rows, cols) x, each shifted by its k[c]:
+/* Columns c0..c1 of a C-contiguous (rows, cols) x, each shifted by its k[c] (k NULL: by
+ * x[0, c]):
  * sum1[c] = sum_r (x[r, c] - k[c]) and sum2[c] = sum_r (x[r, c] - k[c])^2, rows in order, in
- * blocks of MG_BN_ROWS rows (each block strip by strip). */
+ * blocks of rows (mg_bn_row_block), each block strip by strip. */
 MG_BN_OUTER void MG_FN(mg_bn_column_moments)(const MG_T *restrict x, Py_ssize_t rows,
                                             Py_ssize_t cols, Py_ssize_t c0, Py_ssize_t c1,
                                             const double *restrict k, double *restrict sum1,
                                             double *restrict sum2)
 {
-    for (Py_ssize_t r0 = 0; r0 < rows; r0 += MG_BN_ROWS) {
-        Py_ssize_t r1 = rows - r0 < MG_BN_ROWS ? rows : r0 + MG_BN_ROWS, c = c0;
+    Py_ssize_t block = mg_bn_row_block(rows, cols, sizeof(MG_T));
+    for (Py_ssize_t r0 = 0; r0 < rows; r0 += block) {
+        Py_ssize_t r1 = rows - r0 < block ? rows : r0 + block, c = c0;
         for (; c + MG_BN_STRIP <= c1; c += MG_BN_STRIP)
-            MG_FN(mg_bn_strip_moments)(x + c, r0, r1, cols, MG_BN_STRIP, k + c, sum1 + c,
-                                       sum2 + c, r0 == 0);
+            MG_FN(mg_bn_strip_moments)(x + c, r0, r1, cols, MG_BN_STRIP, k ? k + c : NULL,
+                                       sum1 + c, sum2 + c, r0 == 0);
         if (c < c1)
-            MG_FN(mg_bn_strip_moments)(x + c, r0, r1, cols, c1 - c, k + c, sum1 + c, sum2 + c,
-                                       r0 == 0);
+            MG_FN(mg_bn_strip_moments)(x + c, r0, r1, cols, c1 - c, k ? k + c : NULL,
+                                       sum1 + c, sum2 + c, r0 == 0);
     }
 }
 
@@ -117,14 +120,15 @@ MG_BN_WIDE MG_BN_INLINE void MG_FN(mg_bn_block_grad_sums)(
 
 /* Columns c0..c1 of C-contiguous (rows, cols) dy and x (and mask, or NULL):
  * sum_dy[c] = sum_r g[r, c] and sum_dy_xc[c] = sum_r g[r, c] * (x[r, c] - mean[c]), rows in
- * order, in blocks of MG_BN_ROWS rows. */
+ * order, in blocks of rows (mg_bn_row_block). */
 MG_BN_OUTER void MG_FN(mg_bn_column_grad_sums)(
     const MG_T *restrict dy, const MG_T *restrict mask, const MG_T *restrict x,
     Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t c0, Py_ssize_t c1,
     const double *restrict mean, double *restrict sum_dy, double *restrict sum_dy_xc)
 {
-    for (Py_ssize_t r0 = 0; r0 < rows; r0 += MG_BN_ROWS) {
-        Py_ssize_t r1 = rows - r0 < MG_BN_ROWS ? rows : r0 + MG_BN_ROWS;
+    Py_ssize_t block = mg_bn_row_block(rows, cols, 2 * sizeof(MG_T));
+    for (Py_ssize_t r0 = 0; r0 < rows; r0 += block) {
+        Py_ssize_t r1 = rows - r0 < block ? rows : r0 + block;
         if (mask)
             MG_FN(mg_bn_block_grad_sums)(dy, mask, x, r0, r1, cols, c0, c1, mean, sum_dy,
                                          sum_dy_xc, 1);
