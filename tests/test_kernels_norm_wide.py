@@ -39,7 +39,7 @@ WIDE_SHAPES = [
     (17, 33, 1),  # 17 rows: a block of 16 and one; 33 columns: a strip and one
     (16, 9, 7),  # 63 columns: a strip and 31
     (37, 5, 13),  # 65 columns, 37 rows
-    (300, 16, 7, 7),  # past 512 KiB of float32 data: blocks of 4 rows
+    (700, 16, 7, 7),  # past 1 MiB of float32 data: blocks of 4 rows
     (4, 3, 16),  # S = 4 N: sums by columns
     (3, 3, 16),  # S > 4 N: a plane at a time
     (64, 2, 255),  # the longest planes summed by columns
@@ -185,7 +185,7 @@ def test_empty_planes(impl, shape, training):
 # Shapes whose backward takes the column sums (so relu_out's mask is applied in the loops):
 # planes written by columns and one at a time, strips and their tails, row blocks.
 MASKED_SHAPES = [(4, 3, 16), (3, 5, 3), (17, 33, 1), (16, 16, 8, 8), (37, 5, 13), (20, 3, 20),
-                 (300, 16, 7, 7)]
+                 (700, 16, 7, 7)]
 
 
 @pytest.mark.parametrize("impl", IMPLS)
