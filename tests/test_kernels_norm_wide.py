@@ -1,7 +1,9 @@
 """BatchNorm kernels on short planes, where the compiled sums run over one row of C * S columns
-per sample and planes shorter than 32 values are written the same way: shapes on both sides of
-those choices and around the vector widths, data far from zero, inf and NaN in the first sample
-(which each column's sums are shifted by), thread counts, and the fused ReLU on those shapes.
+per sample (in strips of 32 columns over blocks of 16 rows) and planes shorter than 16 values
+are written the same way: shapes on both sides of those choices and around the vector widths,
+strips and row blocks, data far from zero, inf and NaN in the first sample (which each
+channel's sums are shifted by), thread counts, and the fused ReLU on those shapes (the backward
+applies relu_out's mask as it reads dy on the column path).
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ _norm = compiled_module("_norm")
 IMPLS = implementations("_norm")
 
 # (N, C, S) on both sides of each choice of the compiled kernels: sums by columns when
-# C * S <= 16384, S < 256 and S <= 4 N; writes by columns when also S < 32. HW = 1, 3, 16, 17;
-# C * S around the vector widths (8 and 16 values).
+# C * S <= 16384, S < 256 and S <= 4 N; writes by columns when also S < 16. HW = 1, 3, 16, 17;
+# C * S around the vector widths (8 and 16 values) and the strips (32 columns); N around the
+# row blocks (16 rows).
 WIDE_SHAPES = [
     (6, 5, 1),
     (4, 3, 3),
@@ -29,9 +32,14 @@ WIDE_SHAPES = [
     (4, 5, 3),  # C * S = 15
     (4, 1, 16),  # 16
     (3, 11, 3),  # 33
+    (8, 3, 15),  # the longest planes written by columns
     (8, 3, 31),
     (8, 3, 32),
     (9, 3, 33),
+    (17, 33, 1),  # 17 rows: a block of 16 and one; 33 columns: a strip and one
+    (16, 9, 7),  # 63 columns: a strip and 31
+    (37, 5, 13),  # 65 columns, 37 rows
+    (700, 16, 7, 7),  # past 1 MiB of float32 data: blocks of 4 rows
     (4, 3, 16),  # S = 4 N: sums by columns
     (3, 3, 16),  # S > 4 N: a plane at a time
     (64, 2, 255),  # the longest planes summed by columns
@@ -172,3 +180,77 @@ def test_empty_planes(impl, shape, training):
     assert mean.shape == rstd.shape == (c,)
     np.testing.assert_array_equal(dgamma, np.zeros(c, np.float32))
     np.testing.assert_array_equal(dbeta, np.zeros(c, np.float32))
+
+
+# Shapes whose backward takes the column sums (so relu_out's mask is applied in the loops):
+# planes written by columns and one at a time, strips and their tails, row blocks.
+MASKED_SHAPES = [(4, 3, 16), (3, 5, 3), (17, 33, 1), (16, 16, 8, 8), (37, 5, 13), (20, 3, 20),
+                 (700, 16, 7, 7)]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", MASKED_SHAPES)
+def test_masked_gradient_gives_the_bits_of_the_two_steps_with_special_values(impl, dtype,
+                                                                              shape):
+    """NaN and inf gradients where the ReLU was off (NaN * 0 stays NaN, inf * 0 is NaN),
+    negative ones (-g * 0 = -0.0), and a relu_out in another layout."""
+    rng = np.random.default_rng(8)
+    c = shape[1]
+    x = rng.standard_normal(shape).astype(dtype)
+    gamma = rng.standard_normal(c).astype(dtype)
+    z, mean, rstd = impl.batchnorm_forward(x, gamma, None, None, None, 0.9, 1e-5, True,
+                                           relu=True)
+    grad = rng.standard_normal(shape).astype(dtype)
+    off = np.flatnonzero(z.reshape(-1) <= 0)
+    grad.reshape(-1)[off[:3]] = [np.nan, np.inf, -np.inf][: len(off[:3])]
+    with np.errstate(invalid="ignore"):
+        expected = impl.batchnorm_backward(grad * (z > 0), x, gamma, mean, rstd, True)
+        for relu_out in (z, np.asfortranarray(z)):
+            got = impl.batchnorm_backward(grad, x, gamma, mean, rstd, True, relu_out=relu_out)
+            for e, g in zip(expected, got, strict=True):
+                assert same_bits(e, g)
+
+
+@pytest.mark.skipif(_norm is None, reason="compiled kernels not built")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(8, 3, 16), (6, 4, 4, 4), (16, 16, 8, 8)])
+def test_masked_gradient_compiled_agrees_with_the_twin(dtype, shape):
+    results = []
+    for impl in (_norm, reference):
+        rng = np.random.default_rng(9)
+        c = shape[1]
+        x = rng.standard_normal(shape).astype(dtype)
+        gamma = rng.standard_normal(c).astype(dtype)
+        z, mean, rstd = impl.batchnorm_forward(x, gamma, None, None, None, 0.9, 1e-5, True,
+                                               relu=True)
+        grad = rng.standard_normal(shape).astype(dtype)
+        results.append((z, *impl.batchnorm_backward(grad, x, gamma, mean, rstd, True,
+                                                    relu_out=z)))
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    for c, t in zip(*results, strict=True):
+        np.testing.assert_allclose(c, t, rtol=tol, atol=tol * max(1.0, float(np.abs(t).max())))
+
+
+@pytest.mark.skipif(_norm is None, reason="compiled kernels not built")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1024, 16, 4, 4), (512, 32, 17)])
+def test_fused_relu_thread_count_independent(dtype, shape):
+    """The fused forward and masked backward above the threading threshold."""
+    rng = np.random.default_rng(10)
+    c = shape[1]
+    x = rng.standard_normal(shape).astype(dtype)
+    gamma = rng.standard_normal(c).astype(dtype)
+    grad = rng.standard_normal(shape).astype(dtype)
+    results = []
+    for threads in (1, 2):
+        _norm.set_num_threads(threads)
+        try:
+            z, mean, rstd = _norm.batchnorm_forward(x, gamma, None, None, None, 0.9, 1e-5, True,
+                                                    relu=True)
+            results.append((z, mean, rstd, *_norm.batchnorm_backward(grad, x, gamma, mean, rstd,
+                                                                     True, relu_out=z)))
+        finally:
+            _norm.set_num_threads(2)
+    for one, two in zip(*results, strict=True):
+        assert same_bits(one, two)

@@ -276,7 +276,10 @@ def test_pairs_match_the_general_loops_bit_for_bit(rng, shape, out, dtype):
 TALL_SHAPES = [((3, 2, 8, 8), (4, 4)), ((2, 3, 4, 4), (2, 2)), ((1, 1, 2, 2), (1, 1)),
                ((5, 3, 6, 10), (3, 5)), ((2, 2, 16, 16), (8, 8)), ((4, 1, 2, 1024), (1, 512)),
                ((1, 2, 4, 1026), (2, 513)), ((2, 3, 9, 8), (4, 4)), ((2, 3, 8, 9), (4, 4)),
-               ((2, 3, 7, 7), (4, 4)), ((2, 3, 8, 8), (4, 5))]
+               ((2, 3, 7, 7), (4, 4)), ((2, 3, 8, 8), (4, 5)),
+               # the widths _pool_max.h inlines (2, 4, 8) over several chunks of row pairs
+               ((7, 5, 6, 2), (3, 1)), ((40, 9, 4, 4), (2, 2)), ((33, 5, 8, 8), (4, 4)),
+               ((3, 4, 12, 12), (6, 6))]
 
 
 def _special_values(rng, shape, dtype, data):
@@ -358,3 +361,19 @@ def test_tiled_pairs_split_over_threads_give_the_same_bits(rng, dtype):
     np.testing.assert_array_equal(idx, serial_idx)
     np.testing.assert_array_equal(idx, want_idx)
     assert y.tobytes() == serial_y.tobytes() == want_y.tobytes()
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_backward_overwrites_recycled_memory(impl, dtype):
+    """dx comes from uninitialised memory that the kernel zeroes plane by plane: after arrays
+    of NaN were freed, every tap no index names (all of them for -1) must still be 0."""
+    junk = [np.full((64, 16, 8, 8), np.nan, dtype) for _ in range(3)]
+    del junk
+    grad = np.arange(1.0, 2 * 3 * 4 * 4 + 1, dtype=dtype).reshape(2, 3, 4, 4)
+    idx = np.full(grad.shape, -1, np.int64)
+    idx[0, 1, 2, 3] = 2 * 8 + 7
+    dx = impl.max_pool2d_backward(grad, idx, (8, 8))
+    want = np.zeros((2, 3, 8, 8), dtype)
+    want[0, 1].flat[2 * 8 + 7] = grad[0, 1, 2, 3]
+    assert dx.tobytes() == want.tobytes()

@@ -42,17 +42,12 @@ from minigrad.kernels._checks import (
     same_as,
 )
 from minigrad.kernels._simd cimport (
-    _column_grad_sums,
-    _column_shifted_sums,
-    _dx_write,
-    _dx_write_rows,
     _grad_sums,
     _layernorm_dx_row,
     _layernorm_grad_sums,
     _layernorm_row,
     _row_moments,
     _scale_shift,
-    _scale_shift_rows,
 )
 
 # LayerNorm's backward sums dgamma and dbeta over samples in blocks of about this many elements,
@@ -92,7 +87,7 @@ cdef void _batchnorm_forward_core(
     with ``relu``, max(y, 0) over y while it is still in cache).
 
     stats receives mean (row 0) and rstd (row 1); coef (4, C, or C * S when wide) is scratch
-    for the write pass and cols (2, C * S) for the column sums of a wide statistics pass.
+    for the write pass and cols (3, C * S) for the column sums of a statistics pass by columns.
     """
     cdef Py_ssize_t C = x.shape[1], count = x.shape[0] * x.shape[2], c
     cdef Py_ssize_t wide = _write_columns(C, x.shape[2])
@@ -136,17 +131,19 @@ cdef void _batchnorm_forward_core(
         coef[3, c] = beta[c] if has_beta else 0.0
     if wide > 1:
         _spread_columns(coef, C, wide)
-    _batchnorm_write(x, coef, y, nt)
-    if relu:
-        _relu_rows(&y[0, 0, 0], x.shape[0] * C * x.shape[2])
+    _batchnorm_write(x, coef, y, nt, relu)
 
 
 cdef void _batchnorm_backward_core(
-    const floating[:, :, ::1] dy, const floating[:, :, ::1] x, const floating[::1] gamma,
+    const floating[:, :, ::1] dy, const floating[:, :, ::1] mask, bint has_mask,
+    const floating[:, :, ::1] x, const floating[::1] gamma,
     bint has_gamma, const double[::1] mean, const double[::1] rstd, bint training,
     floating[:, :, ::1] dx, floating[:, ::1] out, double[:, ::1] sums,
 ) noexcept nogil:
     """Reduction pass for sum(dy) and sum(dy * (x - mean)), then the write pass.
+
+    With has_mask (training, sums by columns only), dy is the gradient of a ReLU applied to
+    this BatchNorm's output, and mask that ReLU's output: both passes read dy * (mask > 0).
 
     out (7, W) receives dgamma (row 0) and dbeta (row 1) in its first C columns; rows 2-6 are
     scratch for the write, W = C * S columns when the write runs wide, else C. sums float64:
@@ -157,6 +154,7 @@ cdef void _batchnorm_backward_core(
     cdef Py_ssize_t wide = _write_columns(C, x.shape[2])
     cdef int nt = threads_for(x.shape[0] * C * x.shape[2])
     cdef double a, r
+    cdef const floating *m = NULL
     if count == 0 or C == 0:  # no values: the sums are 0 and dx is empty
         for c in range(C):
             out[0, c] = 0.0
@@ -173,8 +171,10 @@ cdef void _batchnorm_backward_core(
             out[5, c] = 0.0
         if wide > 1:
             _spread_columns(out[2:6], C, wide)
-        _batchnorm_write(dy, out[2:6], dx, nt)
-    _batchnorm_grad_sums(dy, x, &mean[0], &sums[0, 0], &sums[1, 0], sums[2:5], nt)
+        _batchnorm_write(dy, out[2:6], dx, nt, False)
+    if has_mask:
+        m = &mask[0, 0, 0]
+    _batchnorm_grad_sums(dy, m, x, &mean[0], &sums[0, 0], &sums[1, 0], sums[2:5], nt)
     for c in range(C):
         r = rstd[c]
         out[0, c] = <floating>(sums[1, c] * r)  # dgamma = sum(dy * x_hat)
@@ -191,7 +191,7 @@ cdef void _batchnorm_backward_core(
         out[6, c] = <floating>(-a * sums[0, c] / count)
     if wide > 1:
         _spread_columns(out[2:7], C, wide)
-    _batchnorm_dx_write(dy, x, out[2:7], dx, nt)
+    _batchnorm_dx_write(dy, m, x, out[2:7], dx, nt)
 
 
 def _relu_in_place(y):
@@ -289,8 +289,8 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, momentum, eps, 
     S = x3.shape[2]
     # write-pass scratch: mean_hi, mean_lo, scale, shift
     coef = np.empty((4, _coef_width(C, S)), x.dtype)
-    # scratch for the column sums of a wide statistics pass (not read otherwise)
-    cols = _column_scratch(2, C, S) if training and _sums_by_columns(x3.shape[0], C, S) else None
+    # scratch for the statistics pass by columns (S > 1): the shifts and two sums of each column
+    cols = _column_scratch(3, C, S) if training and _sums_by_columns(x3.shape[0], C, S) else None
     has_running = running_mean is not None
     if has_running and not training:
         # Eval only reads the buffers, so read-only ones are fine (the twin accepts them); a
@@ -331,7 +331,12 @@ def batchnorm_backward(grad_out, x, gamma, mean, rstd, training=True, relu_out=N
     C = shape3[1]
     x3 = np.ascontiguousarray(x).reshape(shape3)
     dy3 = np.ascontiguousarray(grad_out).reshape(shape3)
-    if relu_out is not None:
+    mask3 = dy3  # (not read unless relu_out is given)
+    fuse = relu_out is not None and training and _columns_per_channel(shape3[0], C, shape3[2]) != 0
+    if fuse:  # the column loops apply the ReLU's mask as they read dy
+        same_as("batchnorm_backward", "relu_out", relu_out, x, x.shape, "the shape of x")
+        mask3 = np.ascontiguousarray(relu_out).reshape(shape3)
+    elif relu_out is not None:
         dy3 = _relu_masked("batchnorm_backward", dy3, x, relu_out)
     mean = np.ascontiguousarray(mean, dtype=np.float64)
     rstd = np.ascontiguousarray(rstd, dtype=np.float64)
@@ -344,11 +349,11 @@ def batchnorm_backward(grad_out, x, gamma, mean, rstd, training=True, relu_out=N
     sums = _column_scratch(5, C, S) if _sums_by_columns(shape3[0], C, S) else np.empty(
         (2, C), np.float64)
     if x.dtype.itemsize == 4:  # float32 (the checks allow only float32 and float64)
-        _batchnorm_backward_core[float](dy3, x3, _contiguous(gamma), gamma is not None, mean,
-                                        rstd, training, dx, out, sums)
+        _batchnorm_backward_core[float](dy3, mask3, fuse, x3, _contiguous(gamma),
+                                        gamma is not None, mean, rstd, training, dx, out, sums)
     else:
-        _batchnorm_backward_core[double](dy3, x3, _contiguous(gamma), gamma is not None, mean,
-                                         rstd, training, dx, out, sums)
+        _batchnorm_backward_core[double](dy3, mask3, fuse, x3, _contiguous(gamma),
+                                         gamma is not None, mean, rstd, training, dx, out, sums)
     if width > C:
         return dx.reshape(x.shape), out[0, :C], out[1, :C]
     return dx.reshape(x.shape), out[0], out[1]

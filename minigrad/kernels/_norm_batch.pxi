@@ -1,5 +1,6 @@
 # Included by _norm.pyx: BatchNorm's passes over (N, C, S) data: the per-channel sums (per
-# plane, or by columns when planes are short) and the elementwise writes of y and dx.
+# plane, or by columns when planes are short) and the elementwise writes of y and dx. The loops
+# over short planes are C (_norm_batch.h): strips of columns and 512-bit vectors.
 
 # ------------------------------------------------------------------ BatchNorm passes
 
@@ -19,7 +20,7 @@ cdef inline Py_ssize_t _chunk(Py_ssize_t total, int parts) noexcept nogil:
 cdef enum:
     BATCHNORM_WIDE_MAX = 16384
     BATCHNORM_WIDE_SUMS_S = 256
-    BATCHNORM_WIDE_WRITE_S = 32
+    BATCHNORM_WIDE_WRITE_S = 16
     COLUMN_PAD = 16
 
 
@@ -27,11 +28,13 @@ cdef inline Py_ssize_t _columns_per_channel(Py_ssize_t N, Py_ssize_t C,
                                             Py_ssize_t S) noexcept nogil:
     """S when BatchNorm's sums run wide (one column per value of a sample, see above), else 0.
 
-    Wide, each column costs a few float64 passes besides its N values (zeroing, the shift or
-    mean, the fold into its channel); a plane costs a call and a fold of lanes besides its S
-    values. Measured (float32, one thread), the columns pay from about N >= S / 4 and for
-    planes shorter than 256: (64, 16, 8, 8) 1.4x and (128, 32, 14, 14) 1.3x faster wide,
-    (64, 8, 16, 16) a tie, (8, 128, 8, 8) and (256, 64, 16, 16) about 10% slower.
+    Wide, each column costs a few float64 passes besides its N values (the shift or mean, the
+    fold into its channel); a plane costs a call and a fold of lanes besides its S values.
+    Measured (float32 forward + backward, one thread, min of 15 runs, us, planes -> columns):
+    (64, 16, 8, 8) 71 -> 47, (64, 32, 4, 4) 83 -> 27, (8, 128, 8, 8) 73 -> 64; ties at
+    (128, 32, 14, 14) 1047 -> 1062; slower at (4, 256, 8, 8) 71 -> 83, (16, 64, 16, 16) (S = 256)
+    284 -> 310 and (256, 64, 16, 16) 5925 -> 6176: the columns pay from about N >= S / 4 and
+    for planes shorter than 256.
     """
     return S if S == 1 or (C * S <= BATCHNORM_WIDE_MAX and S <= 4 * N
                            and S < BATCHNORM_WIDE_SUMS_S) else 0
@@ -39,40 +42,12 @@ cdef inline Py_ssize_t _columns_per_channel(Py_ssize_t N, Py_ssize_t C,
 
 cdef inline Py_ssize_t _write_columns(Py_ssize_t C, Py_ssize_t S) noexcept nogil:
     """S when BatchNorm's write passes run wide, else 0. Wide, every value loads its own
-    coefficients (4 or 5 more loads each): that pays only where planes are shorter than
-    BATCHNORM_WIDE_WRITE_S, otherwise a plane at a time with per-channel constants is faster."""
+    coefficients (4 or 5 more loads each); a plane at a time takes its channel's as constants
+    but pays a loop set-up and a partial vector per plane. Measured (float32 forward + backward
+    with the sums by columns, one thread, us, planes -> wide): S = 2 48 -> 18, 3 82 -> 35,
+    8 15 -> 12, 12 19 -> 15, 16 (64, 32, 4, 4) 28 -> 30 and (64, 64, 16) 49 -> 48, 24 76 -> 87,
+    64 47 -> 49: wide below BATCHNORM_WIDE_WRITE_S."""
     return S if S == 1 or (S < BATCHNORM_WIDE_WRITE_S and C * S <= BATCHNORM_WIDE_MAX) else 0
-
-
-cdef void _channels_from_columns(const floating[:, :, ::1] x, Py_ssize_t c0, Py_ssize_t c1,
-                                 const double *col1, const double *col2, double *sum1,
-                                 double *sum2) noexcept nogil:
-    """Per channel c0..c1: the sums of x - x[0, c, 0] and of its squares, from the sums col1 and
-    col2 of each column (c, s) shifted by its own first value x[0, c, s].
-
-    With k = x[0, c, 0], d = x[0, c, s] - k and N rows, shifting a column's sums from its first
-    value to k gives sum (x - k) = col1 + N d and sum (x - k)^2 = col2 + d (2 col1 + N d), all
-    terms of the size of the column's spread (no cancellation). A channel whose first row holds
-    inf or NaN is summed row by row with the shift k instead, as in the per-plane path.
-    """
-    cdef Py_ssize_t N = x.shape[0], S = x.shape[2], c, s, j
-    cdef double k, d, a, b
-    for c in range(c0, c1):
-        k = x[0, c, 0]
-        a = 0.0
-        b = 0.0
-        for s in range(S):
-            j = c * S + s
-            d = <double>x[0, c, s] - k
-            if not isfinite(d):
-                break
-            a += col1[j] + N * d
-            b += col2[j] + d * (2.0 * col1[j] + N * d)
-        else:
-            sum1[c] = a
-            sum2[c] = b
-            continue
-        _plane_shifted_sums(x, c, c + 1, sum1, sum2)
 
 
 cdef void _plane_shifted_sums(const floating[:, :, ::1] x, Py_ssize_t c0, Py_ssize_t c1,
@@ -122,25 +97,136 @@ cdef inline double _nonnegative(double var) noexcept nogil:
     return 0.0 if var < 0.0 else var
 
 
+cdef extern from "_norm_batch.h" nogil:
+    void mg_bn_fold_columns(const double *s1, const double *s2, Py_ssize_t c0, Py_ssize_t c1,
+                            Py_ssize_t S, double *out1, double *out2)
+    void mg_bn_column_moments_f(const float *x, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t c0,
+                                Py_ssize_t c1, const double *k, double *sum1, double *sum2)
+    void mg_bn_column_moments_d(const double *x, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t c0,
+                                Py_ssize_t c1, const double *k, double *sum1, double *sum2)
+    void mg_bn_column_grad_sums_f(const float *dy, const float *mask, const float *x,
+                                  Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t c0, Py_ssize_t c1,
+                                  const double *mean, double *sum_dy, double *sum_dy_xc)
+    void mg_bn_column_grad_sums_d(const double *dy, const double *mask, const double *x,
+                                  Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t c0, Py_ssize_t c1,
+                                  const double *mean, double *sum_dy, double *sum_dy_xc)
+    void mg_bn_write_rows_f(const float *x, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t cols,
+                            const float *hi, const float *lo, const float *scale,
+                            const float *shift, float *y, int relu)
+    void mg_bn_write_rows_d(const double *x, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t cols,
+                            const double *hi, const double *lo, const double *scale,
+                            const double *shift, double *y, int relu)
+    void mg_bn_write_planes_f(const float *x, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t C,
+                              Py_ssize_t S, const float *hi, const float *lo, const float *scale,
+                              const float *shift, float *y, int relu)
+    void mg_bn_write_planes_d(const double *x, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t C,
+                              Py_ssize_t S, const double *hi, const double *lo,
+                              const double *scale, const double *shift, double *y, int relu)
+    void mg_bn_dx_rows_f(const float *dy, const float *mask, const float *x, Py_ssize_t r0,
+                         Py_ssize_t r1, Py_ssize_t cols, const float *hi, const float *lo,
+                         const float *a, const float *b, const float *d, float *dx)
+    void mg_bn_dx_rows_d(const double *dy, const double *mask, const double *x, Py_ssize_t r0,
+                         Py_ssize_t r1, Py_ssize_t cols, const double *hi, const double *lo,
+                         const double *a, const double *b, const double *d, double *dx)
+    void mg_bn_dx_planes_f(const float *dy, const float *mask, const float *x, Py_ssize_t n0,
+                           Py_ssize_t n1, Py_ssize_t C, Py_ssize_t S, const float *hi,
+                           const float *lo, const float *a, const float *b, const float *d,
+                           float *dx)
+    void mg_bn_dx_planes_d(const double *dy, const double *mask, const double *x, Py_ssize_t n0,
+                           Py_ssize_t n1, Py_ssize_t C, Py_ssize_t S, const double *hi,
+                           const double *lo, const double *a, const double *b, const double *d,
+                           double *dx)
+
+
+# fused-type dispatchers of the loops above (float data: _f, double: _d)
+cdef inline void _column_moments(const floating *x, Py_ssize_t rows, Py_ssize_t cols,
+                                 Py_ssize_t c0, Py_ssize_t c1, const double *k, double *sum1,
+                                 double *sum2) noexcept nogil:
+    if floating is float:
+        mg_bn_column_moments_f(x, rows, cols, c0, c1, k, sum1, sum2)
+    else:
+        mg_bn_column_moments_d(x, rows, cols, c0, c1, k, sum1, sum2)
+
+
+cdef inline void _column_grad(const floating *dy, const floating *mask, const floating *x,
+                              Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t c0, Py_ssize_t c1,
+                              const double *mean, double *sum_dy,
+                              double *sum_dy_xc) noexcept nogil:
+    if floating is float:
+        mg_bn_column_grad_sums_f(dy, mask, x, rows, cols, c0, c1, mean, sum_dy, sum_dy_xc)
+    else:
+        mg_bn_column_grad_sums_d(dy, mask, x, rows, cols, c0, c1, mean, sum_dy, sum_dy_xc)
+
+
+cdef inline void _write_rows(const floating *x, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t cols,
+                             const floating *hi, const floating *lo, const floating *scale,
+                             const floating *shift, floating *y, bint relu) noexcept nogil:
+    if floating is float:
+        mg_bn_write_rows_f(x, r0, r1, cols, hi, lo, scale, shift, y, relu)
+    else:
+        mg_bn_write_rows_d(x, r0, r1, cols, hi, lo, scale, shift, y, relu)
+
+
+cdef inline void _write_planes(const floating *x, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t C,
+                               Py_ssize_t S, const floating *hi, const floating *lo,
+                               const floating *scale, const floating *shift, floating *y,
+                               bint relu) noexcept nogil:
+    if floating is float:
+        mg_bn_write_planes_f(x, n0, n1, C, S, hi, lo, scale, shift, y, relu)
+    else:
+        mg_bn_write_planes_d(x, n0, n1, C, S, hi, lo, scale, shift, y, relu)
+
+
+cdef inline void _dx_rows(const floating *dy, const floating *mask, const floating *x,
+                          Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t cols, const floating *hi,
+                          const floating *lo, const floating *a, const floating *b,
+                          const floating *d, floating *dx) noexcept nogil:
+    if floating is float:
+        mg_bn_dx_rows_f(dy, mask, x, r0, r1, cols, hi, lo, a, b, d, dx)
+    else:
+        mg_bn_dx_rows_d(dy, mask, x, r0, r1, cols, hi, lo, a, b, d, dx)
+
+
+cdef inline void _dx_planes(const floating *dy, const floating *mask, const floating *x,
+                            Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t C, Py_ssize_t S,
+                            const floating *hi, const floating *lo, const floating *a,
+                            const floating *b, const floating *d, floating *dx) noexcept nogil:
+    if floating is float:
+        mg_bn_dx_planes_f(dy, mask, x, n0, n1, C, S, hi, lo, a, b, d, dx)
+    else:
+        mg_bn_dx_planes_d(dy, mask, x, n0, n1, C, S, hi, lo, a, b, d, dx)
+
+
 cdef void _channel_sums(const floating[:, :, ::1] x, Py_ssize_t c0, Py_ssize_t c1,
                         double *sum1, double *sum2, double[:, ::1] cols) noexcept nogil:
-    """Shifted sums of channels c0..c1 of (N, C, S) x, by columns when S == 1 or wide."""
-    cdef Py_ssize_t C = x.shape[1], S = x.shape[2]
-    if S == 1:
-        _column_shifted_sums(&x[0, 0, 0], x.shape[0], C, c0, c1, sum1, sum2)
-    elif _columns_per_channel(x.shape[0], C, S):
-        _column_shifted_sums(&x[0, 0, 0], x.shape[0], C * S, c0 * S, c1 * S, &cols[0, 0],
-                             &cols[1, 0])
-        _channels_from_columns(x, c0, c1, &cols[0, 0], &cols[1, 0], sum1, sum2)
-    else:
+    """Sums of x - x[0, c, 0] and of its squares per channel c0..c1 of (N, C, S) x, by columns
+    when S == 1 or wide: every column (c, s) shifted by its channel's first value (cols row 0),
+    its sums (rows 1-2) then added per channel (``mg_bn_fold_columns``; S == 1: straight into
+    sum1, sum2, no scratch). A channel whose first value is inf or NaN gets NaN here; the
+    caller sums it unshifted (``_plane_unshifted_sums``)."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], S = x.shape[2], c, j
+    cdef double *k
+    cdef double v
+    if not _columns_per_channel(N, C, S):
         _plane_shifted_sums(x, c0, c1, sum1, sum2)
+        return
+    if S == 1:  # each column a channel, shifted by its first value
+        _column_moments(&x[0, 0, 0], N, C, c0, c1, NULL, sum1, sum2)
+        return
+    k = &cols[0, 0]
+    for c in range(c0, c1):
+        v = x[0, c, 0]
+        for j in range(c * S, c * S + S):
+            k[j] = v
+    _column_moments(&x[0, 0, 0], N, C * S, c0 * S, c1 * S, k, &cols[1, 0], &cols[2, 0])
+    mg_bn_fold_columns(&cols[1, 0], &cols[2, 0], c0, c1, S, sum1, sum2)
 
 
 cdef void _batchnorm_sums(const floating[:, :, ::1] x, double *sum1, double *sum2,
                           double[:, ::1] cols, int nt) noexcept nogil:
     """Shifted sums per channel of (N, C, S) x, threads splitting the channels.
 
-    cols (2, C * S) is scratch for the column sums when the channels run wide with S > 1.
+    cols (3, C * S) is scratch for the column sums when the channels run by columns.
     """
     cdef Py_ssize_t C = x.shape[1], chunk, t
     if x.shape[0] * x.shape[2] == 0:  # no values: nothing to read, the sums are 0
@@ -156,105 +242,100 @@ cdef void _batchnorm_sums(const floating[:, :, ::1] x, double *sum1, double *sum
         _channel_sums(x, min(t * chunk, C), min(t * chunk + chunk, C), sum1, sum2, cols)
 
 
-cdef void _channel_grad_sums(const floating[:, :, ::1] dy, const floating[:, :, ::1] x,
-                             Py_ssize_t c0, Py_ssize_t c1, const double *mean, double *sum_dy,
-                             double *sum_dy_xc, double[:, ::1] cols) noexcept nogil:
-    """sum(dy) and sum(dy * (x - mean)) of channels c0..c1, by columns when S == 1 or wide.
+cdef void _channel_grad_sums(const floating[:, :, ::1] dy, const floating *mask,
+                             const floating[:, :, ::1] x, Py_ssize_t c0, Py_ssize_t c1,
+                             const double *mean, double *sum_dy, double *sum_dy_xc,
+                             double[:, ::1] cols) noexcept nogil:
+    """sum(g) and sum(g * (x - mean)) of channels c0..c1, g = dy (times mask > 0 with a mask,
+    which only the column path takes), by columns when S == 1 or wide.
 
-    Wide with S > 1, cols (3, C * S) holds each column's mean (row 0) and its two sums, which
-    are then added per channel in column order.
+    By columns with S > 1, cols (3, C * S) holds each column's mean (row 0) and its two sums,
+    which are then added per channel (``mg_bn_fold_columns``).
     """
-    cdef Py_ssize_t C = x.shape[1], S = x.shape[2], c, j
-    cdef double a, b
-    if S == 1:
-        _column_grad_sums(&dy[0, 0, 0], &x[0, 0, 0], x.shape[0], C, c0, c1, mean, sum_dy,
-                          sum_dy_xc)
-    elif _columns_per_channel(x.shape[0], C, S):
-        for j in range(c0 * S, c1 * S):
-            cols[0, j] = mean[j // S]
-        _column_grad_sums(&dy[0, 0, 0], &x[0, 0, 0], x.shape[0], C * S, c0 * S, c1 * S,
-                          &cols[0, 0], &cols[1, 0], &cols[2, 0])
-        for c in range(c0, c1):
-            a = 0.0
-            b = 0.0
-            for j in range(c * S, c * S + S):
-                a += cols[1, j]
-                b += cols[2, j]
-            sum_dy[c] = a
-            sum_dy_xc[c] = b
-    else:
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], S = x.shape[2], c, j
+    cdef double *m
+    if not _columns_per_channel(N, C, S):
         _plane_grad_sums(dy, x, c0, c1, mean, sum_dy, sum_dy_xc)
+        return
+    if S == 1:
+        _column_grad(&dy[0, 0, 0], mask, &x[0, 0, 0], N, C, c0, c1, mean, sum_dy, sum_dy_xc)
+        return
+    m = &cols[0, 0]
+    for c in range(c0, c1):
+        for j in range(c * S, c * S + S):
+            m[j] = mean[c]
+    _column_grad(&dy[0, 0, 0], mask, &x[0, 0, 0], N, C * S, c0 * S, c1 * S, m, &cols[1, 0],
+                 &cols[2, 0])
+    mg_bn_fold_columns(&cols[1, 0], &cols[2, 0], c0, c1, S, sum_dy, sum_dy_xc)
 
 
-cdef void _batchnorm_grad_sums(const floating[:, :, ::1] dy, const floating[:, :, ::1] x,
-                               const double *mean, double *sum_dy, double *sum_dy_xc,
-                               double[:, ::1] cols, int nt) noexcept nogil:
-    """sum(dy) and sum(dy * (x - mean)) per channel, threads splitting the channels."""
+cdef void _batchnorm_grad_sums(const floating[:, :, ::1] dy, const floating *mask,
+                               const floating[:, :, ::1] x, const double *mean, double *sum_dy,
+                               double *sum_dy_xc, double[:, ::1] cols, int nt) noexcept nogil:
+    """sum(g) and sum(g * (x - mean)) per channel, threads splitting the channels."""
     cdef Py_ssize_t C = x.shape[1], chunk, t
     if nt == 1:
-        _channel_grad_sums(dy, x, 0, C, mean, sum_dy, sum_dy_xc, cols)
+        _channel_grad_sums(dy, mask, x, 0, C, mean, sum_dy, sum_dy_xc, cols)
         return
     chunk = _chunk(C, nt)
     for t in prange(nt, num_threads=nt, schedule="static"):
-        _channel_grad_sums(dy, x, min(t * chunk, C), min(t * chunk + chunk, C), mean, sum_dy,
-                           sum_dy_xc, cols)
+        _channel_grad_sums(dy, mask, x, min(t * chunk, C), min(t * chunk + chunk, C), mean,
+                           sum_dy, sum_dy_xc, cols)
+
+
+cdef void _write_samples(const floating[:, :, ::1] x, const floating[:, ::1] coef,
+                         floating[:, :, ::1] y, Py_ssize_t n0, Py_ssize_t n1,
+                         bint relu) noexcept nogil:
+    """The write pass y = (x - mean) * scale + shift (then max(y, 0) with relu) over samples
+    n0..n1; coef rows: mean_hi, mean_lo, scale, shift, per column of a sample (C * S of them)
+    when the write runs wide (``_write_columns``), else per channel."""
+    cdef Py_ssize_t C = x.shape[1], S = x.shape[2]
+    if _write_columns(C, S):
+        _write_rows(&x[0, 0, 0], n0, n1, C * S, &coef[0, 0], &coef[1, 0], &coef[2, 0],
+                    &coef[3, 0], &y[0, 0, 0], relu)
+    else:
+        _write_planes(&x[0, 0, 0], n0, n1, C, S, &coef[0, 0], &coef[1, 0], &coef[2, 0],
+                      &coef[3, 0], &y[0, 0, 0], relu)
 
 
 cdef void _batchnorm_write(const floating[:, :, ::1] x, const floating[:, ::1] coef,
-                           floating[:, :, ::1] y, int nt) noexcept nogil:
-    """y = (x - mean[c]) * scale[c] + shift[c] per channel c; coef rows: mean_hi, mean_lo,
-    scale, shift, per column of a sample (C * S of them) when wide, else per channel."""
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], S = x.shape[2], chunk, t, p, c
-    if _write_columns(C, S):
-        if nt == 1:
-            _scale_shift_rows(&x[0, 0, 0], 0, N, C * S, &coef[0, 0], &coef[1, 0], &coef[2, 0],
-                              &coef[3, 0], &y[0, 0, 0])
-            return
-        chunk = (N + nt - 1) // nt
-        for t in prange(nt, num_threads=nt, schedule="static"):
-            _scale_shift_rows(&x[0, 0, 0], min(t * chunk, N), min(t * chunk + chunk, N), C * S,
-                              &coef[0, 0], &coef[1, 0], &coef[2, 0], &coef[3, 0], &y[0, 0, 0])
-        return
-    # one contiguous plane (n, c) at a time; plane p = n * C + c
-    if nt == 1:  # no division per plane (p % C costs as much as a short plane's writes)
-        for p in range(N):
-            for c in range(C):
-                _scale_shift(&x[p, c, 0], S, coef[0, c], coef[1, c], coef[2, c], coef[3, c],
-                             &y[p, c, 0])
-        return
-    for p in prange(N * C, num_threads=nt, schedule="static"):
-        c = p % C
-        _scale_shift(&x[0, 0, 0] + p * S, S, coef[0, c], coef[1, c], coef[2, c], coef[3, c],
-                     &y[0, 0, 0] + p * S)
-
-
-cdef void _batchnorm_dx_write(const floating[:, :, ::1] dy, const floating[:, :, ::1] x,
-                              const floating[:, ::1] coef, floating[:, :, ::1] dx,
-                              int nt) noexcept nogil:
-    """dx = dy * a[c] + (x - mean[c]) * b[c] + d[c] per channel c; coef rows: mean_hi, mean_lo,
-    a, b, d, per column of a sample when wide, else per channel."""
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], S = x.shape[2], chunk, t, p, c
-    if _write_columns(C, S):
-        if nt == 1:
-            _dx_write_rows(&dy[0, 0, 0], &x[0, 0, 0], 0, N, C * S, &coef[0, 0], &coef[1, 0],
-                           &coef[2, 0], &coef[3, 0], &coef[4, 0], &dx[0, 0, 0])
-            return
-        chunk = (N + nt - 1) // nt
-        for t in prange(nt, num_threads=nt, schedule="static"):
-            _dx_write_rows(&dy[0, 0, 0], &x[0, 0, 0], min(t * chunk, N),
-                           min(t * chunk + chunk, N), C * S, &coef[0, 0], &coef[1, 0],
-                           &coef[2, 0], &coef[3, 0], &coef[4, 0], &dx[0, 0, 0])
-        return
+                           floating[:, :, ::1] y, int nt, bint relu) noexcept nogil:
+    """``_write_samples`` over all samples, threads splitting them."""
+    cdef Py_ssize_t N = x.shape[0], chunk, t
     if nt == 1:
-        for p in range(N):
-            for c in range(C):
-                _dx_write(&dy[p, c, 0], &x[p, c, 0], S, coef[0, c], coef[1, c], coef[2, c],
-                          coef[3, c], coef[4, c], &dx[p, c, 0])
+        _write_samples(x, coef, y, 0, N, relu)
         return
-    for p in prange(N * C, num_threads=nt, schedule="static"):
-        c = p % C
-        _dx_write(&dy[0, 0, 0] + p * S, &x[0, 0, 0] + p * S, S, coef[0, c], coef[1, c],
-                  coef[2, c], coef[3, c], coef[4, c], &dx[0, 0, 0] + p * S)
+    chunk = (N + nt - 1) // nt
+    for t in prange(nt, num_threads=nt, schedule="static"):
+        _write_samples(x, coef, y, min(t * chunk, N), min(t * chunk + chunk, N), relu)
+
+
+cdef void _dx_samples(const floating[:, :, ::1] dy, const floating *mask,
+                      const floating[:, :, ::1] x, const floating[:, ::1] coef,
+                      floating[:, :, ::1] dx, Py_ssize_t n0, Py_ssize_t n1) noexcept nogil:
+    """dx = g * a + (x - mean) * b + d over samples n0..n1, g = dy (times mask > 0 with a
+    mask); coef rows: mean_hi, mean_lo, a, b, d, per column of a sample when wide, else per
+    channel."""
+    cdef Py_ssize_t C = x.shape[1], S = x.shape[2]
+    if _write_columns(C, S):
+        _dx_rows(&dy[0, 0, 0], mask, &x[0, 0, 0], n0, n1, C * S, &coef[0, 0], &coef[1, 0],
+                 &coef[2, 0], &coef[3, 0], &coef[4, 0], &dx[0, 0, 0])
+    else:
+        _dx_planes(&dy[0, 0, 0], mask, &x[0, 0, 0], n0, n1, C, S, &coef[0, 0], &coef[1, 0],
+                   &coef[2, 0], &coef[3, 0], &coef[4, 0], &dx[0, 0, 0])
+
+
+cdef void _batchnorm_dx_write(const floating[:, :, ::1] dy, const floating *mask,
+                              const floating[:, :, ::1] x, const floating[:, ::1] coef,
+                              floating[:, :, ::1] dx, int nt) noexcept nogil:
+    """``_dx_samples`` over all samples, threads splitting them."""
+    cdef Py_ssize_t N = x.shape[0], chunk, t
+    if nt == 1:
+        _dx_samples(dy, mask, x, coef, dx, 0, N)
+        return
+    chunk = (N + nt - 1) // nt
+    for t in prange(nt, num_threads=nt, schedule="static"):
+        _dx_samples(dy, mask, x, coef, dx, min(t * chunk, N), min(t * chunk + chunk, N))
 
 
 cdef void _spread_columns(floating[:, ::1] coef, Py_ssize_t C, Py_ssize_t S) noexcept nogil:

@@ -9,7 +9,8 @@ the loops over a window have no bounds test and never touch padding. Planes are 
 so above a size threshold threads split them; no result depends on the thread count. The most
 common windows (2x2 at stride 2, no padding, all inside the plane) take loops of their own that
 give the same results, bit for bit; when they tile the planes exactly, one loop covers all
-planes at once as a single tall plane (and threads split its rows).
+planes at once as a single tall plane (and threads split its rows). That loop and the scatter
+of the max backward are C (_pool_max.h).
 
 Average sums accumulate in float64. Max keeps the first maximal tap in row-major window order,
 and the first NaN wins over every number.
@@ -43,7 +44,8 @@ cdef enum:
 # Planes the windows tile exactly (H = 2 OH, W = 2 OW) skip both at every size: one tall plane,
 # picked in chunks of TALL_CHUNK columns (_max_tall_rows, whose two passes stay in L1) is faster
 # everywhere it was measured. Forward, float32, against the per-plane loops, interleaved in one
-# process, median / min of 41 runs in us (2 shared cores, noisy):
+# process, median / min of 41 runs in us (2 shared cores, noisy; before _pool_max.h's loops,
+# which take 64x16x8x8 from 30 to about 10):
 #   one thread:             64x16x8x8 108/107 -> 31/30; 64x16x16x16 111/106 -> 75/74;
 #                           128x32x28x28 3631/3189 -> 1520/1254; 64x32x4x4 73/46 -> 61/43
 #   OMP_WAIT_POLICY=PASSIVE: 64x16x8x8 108/91 -> 26/19; 64x16x16x16 119/86 -> 98/70
@@ -52,7 +54,8 @@ cdef enum:
 # keep the loops above, unchanged (113/112 either way).
 cdef enum:
     BLEND_MIN_OW = 8
-    TALL_CHUNK = 1024  # values and positions of the vertical pass held at a time (8-12 KB)
+    TALL_CHUNK = 1024  # values and positions of the vertical pass held at a time (8-12 KB);
+    # _pool_max.h's MG_TALL_CHUNK, which must be the same
 
 
 cdef struct Geometry:
@@ -211,16 +214,17 @@ cdef inline bint _tall(const Geometry *g) noexcept nogil:
             and g.H * g.W < 2147483647)
 
 
-cdef void _max_tall_rows(const floating *x, floating *y, int64_t *index, Py_ssize_t r0,
-                         Py_ssize_t r1, Py_ssize_t OH, Py_ssize_t W) noexcept nogil:
-    """Row pairs [r0, r1) of planes tiled exactly by 2x2 windows (H = 2 OH, W = 2 OW), seen as
-    one tall (N C H, W) plane: output row r reads input rows 2r and 2r + 1. A vertical pass
-    over each row pair keeps, per column, the pick of its two taps and that tap's position in
-    its own plane; a horizontal pass over those, flat (OW = W / 2: output k reads columns 2k
-    and 2k + 1 of the pass), picks between the two columns. Both loops vectorise and neither
-    pays per output row. Vertical-first means the second pick may compare a bottom tap
-    (row-major position 2 of the window) with a later column's top tap (position 1), so that
-    pick breaks ties by position, not by column."""
+cdef extern from "_pool_max.h" nogil:
+    void mg_max_tall_f(const float *x, float *y, int64_t *index, Py_ssize_t r0, Py_ssize_t r1,
+                       Py_ssize_t OH, Py_ssize_t W)
+    void mg_max_tall_d(const double *x, double *y, int64_t *index, Py_ssize_t r0,
+                       Py_ssize_t r1, Py_ssize_t OH, Py_ssize_t W)
+
+
+cdef void _max_tall_rows_any(const floating *x, floating *y, int64_t *index, Py_ssize_t r0,
+                             Py_ssize_t r1, Py_ssize_t OH, Py_ssize_t W) noexcept nogil:
+    """_max_tall_rows for any width: both passes in chunks of TALL_CHUNK columns, the picks
+    by the integer blends of _pick."""
     cdef floating v[TALL_CHUNK]
     cdef int32_t at[TALL_CHUNK]
     cdef Py_ssize_t per = TALL_CHUNK // W, r, j, k, n, oh
@@ -256,6 +260,24 @@ cdef void _max_tall_rows(const floating *x, floating *y, int64_t *index, Py_ssiz
             y[r0 * W // 2 + k] = _pick(left, right, take)
             index[r0 * W // 2 + k] = pl + take * (pr - pl)
         r0 += n
+
+
+cdef inline void _max_tall_rows(const floating *x, floating *y, int64_t *index, Py_ssize_t r0,
+                                Py_ssize_t r1, Py_ssize_t OH, Py_ssize_t W) noexcept nogil:
+    """Row pairs [r0, r1) of planes tiled exactly by 2x2 windows (H = 2 OH, W = 2 OW), seen as
+    one tall (N C H, W) plane: output row r reads input rows 2r and 2r + 1. A vertical pass
+    over each row pair keeps, per column, the pick of its two taps and that tap's position in
+    its own plane; a horizontal pass over those, flat (OW = W / 2: output k reads columns 2k
+    and 2k + 1 of the pass), picks between the two columns (_pool_max.h for the widths it
+    inlines, else _max_tall_rows_any). Vertical-first means
+    the second pick may compare a bottom tap (row-major position 2 of the window) with a later
+    column's top tap (position 1), so that pick breaks ties by position, not by column."""
+    if W != 2 and W != 4 and W != 8 and W != 16:
+        _max_tall_rows_any(x, y, index, r0, r1, OH, W)
+    elif floating is float:
+        mg_max_tall_f(x, y, index, r0, r1, OH, W)
+    else:
+        mg_max_tall_d(x, y, index, r0, r1, OH, W)
 
 
 cdef void _max_plane(const floating *x, floating *y, int64_t *index,
@@ -321,18 +343,22 @@ cdef void _max_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
                    &index[0, 0, 0, 0] + p * size_out, g)
 
 
-cdef Py_ssize_t _max_scatter(const floating *grad, const int64_t *index, Py_ssize_t n,
-                             Py_ssize_t plane, floating *dx) noexcept nogil:
-    """dx[index[o]] += grad[o] for one plane; returns how many indices were out of range."""
-    cdef Py_ssize_t o, bad = 0
-    cdef int64_t k
-    for o in range(n):
-        k = index[o]
-        if 0 <= k < plane:
-            dx[k] += grad[o]
-        elif k != -1:
-            bad += 1
-    return bad
+cdef extern from "_pool_max.h" nogil:
+    Py_ssize_t mg_max_scatter_f(const float *grad, const int64_t *index, Py_ssize_t p0,
+                                Py_ssize_t p1, Py_ssize_t n, Py_ssize_t plane, float *dx)
+    Py_ssize_t mg_max_scatter_d(const double *grad, const int64_t *index, Py_ssize_t p0,
+                                Py_ssize_t p1, Py_ssize_t n, Py_ssize_t plane, double *dx)
+
+
+cdef inline Py_ssize_t _max_scatter(const floating *grad, const int64_t *index, Py_ssize_t p0,
+                                    Py_ssize_t p1, Py_ssize_t n, Py_ssize_t plane,
+                                    floating *dx) noexcept nogil:
+    """Planes p0..p1: dx = 0, then dx[index[o]] += grad[o]; returns how many indices were out
+    of range (and not -1)."""
+    if floating is float:
+        return mg_max_scatter_f(grad, index, p0, p1, n, plane, dx)
+    else:
+        return mg_max_scatter_d(grad, index, p0, p1, n, plane, dx)
 
 
 cdef Py_ssize_t _max_backward(const floating[:, :, :, ::1] grad, const int64_t[:, :, :, ::1] index,
@@ -341,13 +367,11 @@ cdef Py_ssize_t _max_backward(const floating[:, :, :, ::1] grad, const int64_t[:
     cdef Py_ssize_t n = grad.shape[2] * grad.shape[3], plane = dx.shape[2] * dx.shape[3]
     cdef int nt = threads_for(planes * (n + plane))
     if nt == 1:
-        for p in range(planes):
-            bad += _max_scatter(&grad[0, 0, 0, 0] + p * n, &index[0, 0, 0, 0] + p * n, n,
-                                plane, &dx[0, 0, 0, 0] + p * plane)
-        return bad
+        return _max_scatter(&grad[0, 0, 0, 0], &index[0, 0, 0, 0], 0, planes, n, plane,
+                            &dx[0, 0, 0, 0])
     for p in prange(planes, num_threads=nt, schedule="static"):
-        bad += _max_scatter(&grad[0, 0, 0, 0] + p * n, &index[0, 0, 0, 0] + p * n, n, plane,
-                            &dx[0, 0, 0, 0] + p * plane)
+        bad += _max_scatter(&grad[0, 0, 0, 0], &index[0, 0, 0, 0], p, p + 1, n, plane,
+                            &dx[0, 0, 0, 0])
     return bad
 
 
@@ -397,9 +421,12 @@ def max_pool2d_backward(grad_out, indices, in_size):
     pool_input(fn, "grad_out", grad_out)
     pool_indices(fn, indices, grad_out)
     (H, W), = pool_pairs(fn, in_size=in_size)
-    dx = np.zeros(grad_out.shape[:2] + (H, W), grad_out.dtype)
-    if grad_out.size == 0:
-        return dx
+    if grad_out.size == 0 or H * W == 0:
+        dx = np.zeros(grad_out.shape[:2] + (H, W), grad_out.dtype)
+        if grad_out.size == 0:
+            return dx
+    else:  # the kernel zeroes each plane right before its scatter
+        dx = np.empty(grad_out.shape[:2] + (H, W), grad_out.dtype)
     grad_out = np.ascontiguousarray(grad_out)
     indices = np.ascontiguousarray(indices)
     if dx.size == 0:  # every index must then be -1: no plane to scatter into

@@ -38,6 +38,13 @@ cdef void _global_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1]
     cdef const floating *src = &x[0, 0, 0, 0]
     cdef floating *dst = &y[0, 0, 0, 0]
     cdef int nt = threads_for(planes * S)
+    if nt == 1:  # (a prange of one thread still enters and leaves an OpenMP region)
+        for p in range(planes):
+            if S >= GLOBAL_ROW_SUM_MIN:
+                dst[p] = <floating>(_row_sum(src + p * S, S) / <double>S)
+            else:
+                dst[p] = <floating>(_small_sum(src + p * S, S) / <double>S)
+        return
     for p in prange(planes, num_threads=nt, schedule="static"):
         if S >= GLOBAL_ROW_SUM_MIN:
             dst[p] = <floating>(_row_sum(src + p * S, S) / <double>S)
@@ -54,6 +61,12 @@ cdef void _global_backward(const floating[:, :, :, ::1] grad,
     cdef floating *dst = &dx[0, 0, 0, 0]
     cdef floating share
     cdef int nt = threads_for(planes * S)
+    if nt == 1:
+        for p in range(planes):
+            share = <floating>(src[p] / <double>S) + <floating>0.0
+            for k in range(S):
+                dst[p * S + k] = share
+        return
     for p in prange(planes, num_threads=nt, schedule="static"):
         share = <floating>(src[p] / <double>S) + <floating>0.0
         for k in range(S):
