@@ -9,6 +9,7 @@ import ast
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -18,7 +19,7 @@ import pytest
 
 from minigrad.course import UNITS, grade, make
 from minigrad.course.__main__ import main
-from minigrad.course._worker import BOOT
+from minigrad.course._worker import BOOT, CPU_LIMIT_VARIABLE
 from minigrad.course.make import PACKAGE_ROOT, find_solutions
 from minigrad.course.stubs import body_text, find_sites, scan_package, stub_lines, stub_source
 
@@ -419,3 +420,22 @@ def test_a_broken_course_manifest_is_named(tmp_path, capsys, text):
     (dest / "course.json").write_text(text)
     assert main(["grade", str(dest)]) == 2
     assert "is not a course manifest" in capsys.readouterr().err
+
+
+def test_a_worker_left_behind_stops_itself_after_its_cpu_limit(tmp_path):
+    """Should the grader die before it kills a worker stuck in an endless loop, the worker
+    stops by itself once it has used its limit of CPU seconds (here 1 s, with 60 s on the
+    clock): the kernel ends it."""
+    if os.name != "posix":
+        pytest.skip("RLIMIT_CPU is POSIX")
+    dest = str(tmp_path / "spin")
+    make(dest, ["optim"])
+    _restore(dest)
+    _edit(dest, "kernels/_optim_twin.py", "    lr, momentum, dampening = real(lr)",
+          "    while True:\n        pass\n    lr, momentum, dampening = real(lr)")
+    env = dict(os.environ, MINIGRAD_BACKEND="numpy", **{CPU_LIMIT_VARIABLE: "1"})
+    started = time.monotonic()
+    run = subprocess.run([sys.executable, "-c", BOOT, dest, PACKAGE_ROOT, "optim"], cwd=dest,
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert run.returncode in (-signal.SIGXCPU, -signal.SIGKILL)
+    assert time.monotonic() - started < 30

@@ -20,12 +20,23 @@ import numpy as np
 
 KEY_NAME = "minigrad_answer_key"
 
+#: The environment variable that gives a worker its limit in CPU seconds (see BOOT).
+CPU_LIMIT_VARIABLE = "MINIGRAD_GRADE_CPU_SECONDS"
+
 #: What ``grade`` runs with ``python -c``: the answer key is loaded under another name from its
 #: directory, so the two packages can never be confused (sys.argv: dest, key package, unit);
 #: the student's copy is imported only once ``main`` runs.
 BOOT = f"""
 import importlib.util, os, sys
 dest, key_root, unit = sys.argv[1:4]
+# A worker whose grader died before it could stop it (killed itself, say) must not spin on:
+# past the grader's time limit in CPU seconds the kernel stops it (SIGXCPU, then SIGKILL).
+seconds = int(os.environ.get("{CPU_LIMIT_VARIABLE}", "0"))
+if seconds > 0 and os.name == "posix":
+    import resource
+    hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+    cap = seconds + 1 if hard == resource.RLIM_INFINITY else min(seconds + 1, hard)
+    resource.setrlimit(resource.RLIMIT_CPU, (min(seconds, cap), cap))
 sys.path[:] = [dest] + [p for p in sys.path if p not in ("", ".", dest)]
 # The key's compiled kernels were built as minigrad.kernels.*: they would import the student's
 # copy (by that name) in the middle of the key's import. The key runs on its NumPy twins.

@@ -4,6 +4,7 @@ and report a score table (or JSON) with the first failing check of each unit in 
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 from . import checks_core, checks_layers  # noqa: F401  (they register the checks)
 from ._check import CHECKS
-from ._worker import BOOT
+from ._worker import BOOT, CPU_LIMIT_VARIABLE
 from .make import PACKAGE_ROOT, chosen_units
 from .units import Unit
 
@@ -72,6 +73,9 @@ def grade_unit(dest: str, u: Unit, timeout: float) -> UnitResult:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
     env.update(MINIGRAD_BACKEND="numpy", PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1",
                OPENBLAS_NUM_THREADS="1")
+    # the worker stops itself past the time limit in CPU seconds (one thread: CPU time does not
+    # outrun the clock), should this grader die before it can kill the worker
+    env[CPU_LIMIT_VARIABLE] = str(math.ceil(timeout) + 5)
     command = [sys.executable, "-c", BOOT, dest, PACKAGE_ROOT, u.key]
     try:
         run = _run(command, dest, env, timeout)
