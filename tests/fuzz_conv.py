@@ -68,7 +68,7 @@ def run_conv(n):
         xs, ws, stride, padding, dilation, groups = geometry
         _conv.PATH = path  # the algorithm: the size rule's, or either one forced
         # the direct path on every thread even for these small shapes, or on one
-        _conv.DIRECT_PARALLEL_MIN_MACS = 0 if split else 1 << 24
+        _conv.DIRECT_PARALLEL_MIN_MACS = 0 if split else 1 << 62
         _conv.WG_CHUNK_BYTES = chunk  # dW over positions: blocks of many samples, or of one
         rng = np.random.default_rng(seed)
         x = _array(rng, xs, dtype, layout)

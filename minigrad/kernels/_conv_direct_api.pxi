@@ -6,18 +6,21 @@
 # needs a geometry the direct path covers).
 PATH = "auto"
 
-# Direct products on this many multiply-adds or more split the work across threads. Below, on
-# this shared 2-core machine, the second thread did not pay: 64x16x4x4 -> 32 (4.7M) one thread
-# against two, forward 101 / 113 us, dW 192 / 214, dx 110 / 122 (min of 30, another process
-# busy on one core; waking a sleeping thread costs about 15 us, and a region waits for its
-# slowest thread). At 128x32x14x14 -> 64 (462M) two threads still shortened the forward in the
-# same conditions, 13.3 -> 12.4 ms (dW and dx: a tie). Those were on an AMD EPYC; on the Intel
-# Xeon of the tables in _conv_direct.pxi, with other processes busy on both cores, a second
-# thread paid at none of the sizes (forward / dW / dx, one thread against two, min of 11, us):
-# 64x16x4x4 -> 32 (4.7M) 73 / 135 / 81 against 86 / 138 / 87, 64x16x8x8 -> 32 (18.9M) 263 / 407
-# / 256 against 273 / 431 / 269, 128x32x14x14 -> 64 (462M, min of 5) 9418 / 9860 / 8696
-# against 9496 / 10180 / 8837; the threshold stays where it paid on the quieter machine.
-DIRECT_PARALLEL_MIN_MACS = 1 << 24  # a module attribute, so that tests can force threads
+# Direct products on this many multiply-adds or more split the work across threads. Measured
+# on the Intel Xeon (AVX-512, 2 cores) with the machine otherwise quiet, one thread against
+# two, median of 15 interleaved runs of 50 calls, us (forward / dW / dx):
+#   64x1x8x8 -> 16 (0.6M)      16.2 / 37.3 / 34.9  against  17.5 / 60.4 / 34.4
+#   64x8x4x4 -> 16 (1.2M)      23.0 / 49.1 / 42.5  against  20.4 / 52.4 / 36.1
+#   32x16x4x4 -> 32 (2.4M)     40.7 / 60.2 / 42.3  against  30.7 / 53.3 / 36.0
+#   64x16x4x4 -> 32 (4.7M)     72.0 / 109 / 76.8   against  50.2 / 83.4 / 56.3
+# and the digits CNN step (its second convolution, 4.7M, on two threads) 1002 -> 929 us. A
+# second thread pays from about 2M multiply-adds, as long as the other core is free: with
+# other processes busy on both cores it paid at none of these sizes (64x16x4x4 -> 32: 73 / 135
+# / 81 against 86 / 138 / 87; 128x32x14x14 -> 64, 462M, min of 5: 9418 / 9860 / 8696 against
+# 9496 / 10180 / 8837), and on a busy machine mg.set_num_threads(1) is the better setting. An
+# AMD EPYC, with another process on one core, gave 101 / 192 / 110 against 113 / 214 / 122 at
+# 4.7M and still a shorter forward at 462M (13.3 -> 12.4 ms).
+DIRECT_PARALLEL_MIN_MACS = 1 << 21  # a module attribute, so that tests can force threads
 
 cdef enum:
     WG_FEW_ROWS = 16
