@@ -1,6 +1,6 @@
 """The BatchNorm kernels' ReLU options (``relu=True`` forward, ``relu_out=`` backward), which
 mg.compile uses to replay a BatchNorm followed by a ReLU: on each backend they must give the
-very bits of the two separate steps (``np.maximum(y, 0)``, then ``grad * (y > 0)``), and the
+very bits of the two separate steps (``np.maximum(y, 0)``, then ReLU's backward), and the
 fused pair must be the gradient of max(BatchNorm(x), 0) (finite differences, float64)."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from kernel_modules import compiled_module, implementations
 
+from minigrad.kernels._activation_twin import relu_select
 from minigrad.ops.norm import BatchNorm
 
 IMPLS = implementations("_norm")
@@ -57,7 +58,7 @@ def test_fused_relu_gives_the_bits_of_the_two_steps(impl, dtype, shape, training
         grad.flat[-1] = np.inf
         grad.flat[0] = -grad.flat[0] if grad.flat[0] > 0 else grad.flat[0]
     with np.errstate(invalid="ignore"):
-        expected = impl.batchnorm_backward(grad * (z > 0), x, gamma, mean, rstd, training)
+        expected = impl.batchnorm_backward(relu_select(grad, z), x, gamma, mean, rstd, training)
         got = impl.batchnorm_backward(grad, x, gamma, mean, rstd, training, relu_out=fz)
     for e, g in zip(expected, got, strict=True):
         assert same_bits(e, g)
@@ -169,7 +170,7 @@ def test_layernorm_fused_relu_gives_the_bits_of_the_two_steps(impl, dtype, shape
     fz, fmean, frstd = impl.layernorm_forward(x, gamma, beta, 1e-5, k, relu=True)
     assert same_bits(z, fz) and same_bits(mean, fmean) and same_bits(rstd, frstd)
     with np.errstate(invalid="ignore"):
-        expected = impl.layernorm_backward(grad * (z > 0), x, gamma, mean, rstd)
+        expected = impl.layernorm_backward(relu_select(grad, z), x, gamma, mean, rstd)
         got = impl.layernorm_backward(grad, x, gamma, mean, rstd, relu_out=fz)
     for e, g in zip(expected, got, strict=True):
         assert same_bits(e, g)

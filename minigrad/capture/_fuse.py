@@ -6,7 +6,7 @@ the same floating-point operations in the same order. Two rewrites:
 - a BatchNorm (or LayerNorm) whose output only a ReLU reads becomes one
   ``BatchNorm.forward_relu`` call (the kernel applies ``np.maximum(y, 0)`` to its output
   while it is in cache), and the two backward calls become one ``BatchNorm.backward_relu``
-  (the kernel forms ReLU's ``grad * (y > 0)`` itself): two op calls and two temporaries
+  (the kernel forms ReLU's backward itself): two op calls and two temporaries
   fewer per pair, and the norm's own output is never materialised;
 - a mean cross-entropy whose backward starts the backward pass (``loss.backward()``, the
   seed a 1) computes its gradient in the forward's kernel call (``cross_entropy_fused``):

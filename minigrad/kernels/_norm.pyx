@@ -143,7 +143,8 @@ cdef void _batchnorm_backward_core(
     """Reduction pass for sum(dy) and sum(dy * (x - mean)), then the write pass.
 
     With has_mask (training, sums by columns only), dy is the gradient of a ReLU applied to
-    this BatchNorm's output, and mask that ReLU's output: both passes read dy * (mask > 0).
+    this BatchNorm's output, and mask that ReLU's output: both passes read ReLU's backward of
+    dy (relu_select's rule: +0.0 where mask <= 0).
 
     out (7, W) receives dgamma (row 0) and dbeta (row 1) in its first C columns; rows 2-6 are
     scratch for the write, W = C * S columns when the write runs wide, else C. sums float64:
@@ -210,8 +211,8 @@ cdef void _relu_flat(floating[:, :, ::1] y) noexcept nogil:
 
 
 def _relu_masked(fn, dy, x, relu_out):
-    """dy * (relu_out > 0) as a new C-contiguous array shaped like dy (``_relu_grad``), after
-    checking that relu_out matches x."""
+    """ReLU's backward of dy given its output relu_out (``_relu_grad``: relu_select's rule) as
+    a new C-contiguous array shaped like dy, after checking that relu_out matches x."""
     same_as(fn, "relu_out", relu_out, x, x.shape, "the shape of x")
     masked = np.empty(dy.shape, dy.dtype)
     flat = (1, masked.size, 1)
@@ -320,8 +321,8 @@ def batchnorm_backward(grad_out, x, gamma, mean, rstd, training=True, relu_out=N
     dx = gamma * rstd * dy in eval, where mean and rstd were constants.
 
     With ``relu_out`` (the output of a ReLU applied to this BatchNorm's output, shaped like x),
-    ``grad_out`` is the ReLU's output gradient and dy = grad_out * (relu_out > 0), the very
-    product of ReLU's backward.
+    ``grad_out`` is the ReLU's output gradient and dy = relu_select(grad_out, relu_out), ReLU's
+    own backward.
 
     Returns:
         (dx, dgamma, dbeta): dx like x; dgamma and dbeta (C,) arrays of x's dtype.

@@ -362,8 +362,8 @@ cdef void _relu_rows(floating *y, Py_ssize_t n) noexcept nogil:
 
 cdef void _relu_grad(const floating[:, :, ::1] dy, const floating[:, :, ::1] y,
                      floating[:, :, ::1] out) noexcept nogil:
-    """out = dy * (y > 0): the very product of ReLU's backward ``grad * (y > 0)`` (the bool
-    becomes 1.0 or 0.0 and multiplies, so NaN * 0 stays NaN and -dy * 0 gives -0.0)."""
+    """out = ReLU's backward of dy given its output y: dy where y > 0 or y is NaN, +0.0 where
+    y <= 0 (the twins' relu_select, bit for bit: a select, so an inf or NaN dy stops there)."""
     cdef Py_ssize_t i, n = dy.shape[0] * dy.shape[1] * dy.shape[2]
     cdef const floating *d
     cdef const floating *m
@@ -374,4 +374,4 @@ cdef void _relu_grad(const floating[:, :, ::1] dy, const floating[:, :, ::1] y,
     m = &y[0, 0, 0]
     o = &out[0, 0, 0]
     for i in range(n):
-        o[i] = d[i] * (<floating>1 if m[i] > 0 else <floating>0)
+        o[i] = 0 if m[i] <= 0 else d[i]

@@ -2,15 +2,16 @@
  * double) and MG_FN(name) appends its suffix (_f or _d). No include guard on purpose.
  *
  * `mask`, where a loop takes one, is the output of a ReLU applied to the BatchNorm's output
- * (NULL: none): the gradient is then g = dy * (mask > 0), the very product of ReLU's backward
- * (the comparison becomes 1 or 0 and multiplies, so NaN * 0 stays NaN and -dy * 0 is -0.0).
+ * (NULL: none): the gradient is then ReLU's backward, g = dy where mask > 0 or mask is NaN and
+ * +0.0 where mask <= 0 (a select, so an inf or NaN dy stops there: relu_select's rule).
  */
 
-/* dy[i], or dy[i] * (mask[i] > 0) with a mask (masked is a constant where this is inlined) */
+/* dy[i], or ReLU's select with a mask: +0.0 where mask[i] <= 0 (masked is a constant where this
+   is inlined) */
 MG_BN_INLINE MG_T MG_FN(mg_bn_grad)(const MG_T *restrict dy, const MG_T *restrict mask,
                                     Py_ssize_t i, const int masked)
 {
-    return masked ? dy[i] * (mask[i] > 0 ? (MG_T)1 : (MG_T)0) : dy[i];
+    return masked && mask[i] <= 0 ? (MG_T)0 : dy[i];
 }
 
 /* max(v, 0) as NumPy's np.maximum(v, 0) gives it: NaN stays NaN, -0.0 becomes +0.0 */

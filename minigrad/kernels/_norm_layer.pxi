@@ -325,7 +325,8 @@ def layernorm_backward(grad_out, x, gamma, mean, rstd, relu_out=None):
     dx = rstd / D * (D * g - sum(g) - x_hat * sum(g * x_hat)),
     dgamma = sum over samples of dy * x_hat, dbeta = sum over samples of dy.
     The normalized axes are the trailing x.ndim - mean.ndim ones. With ``relu_out`` (a ReLU's
-    output over this LayerNorm's output), dy = grad_out * (relu_out > 0), ReLU's backward.
+    output over this LayerNorm's output), dy = relu_select(grad_out, relu_out), ReLU's
+    backward.
 
     Returns:
         (dx, dgamma, dbeta): dx like x; dgamma and dbeta with the normalized shape, x's dtype.

@@ -21,6 +21,7 @@ import math
 
 import numpy as np
 
+from ._activation_twin import relu_select
 from ._checks import (
     batchnorm_backward_args,
     batchnorm_forward_args,
@@ -106,7 +107,7 @@ def batchnorm_backward(grad_out, x, gamma, mean, rstd, training=True, relu_out=N
     dx = gamma * rstd / M * (M * dy - dbeta - x_hat * dgamma) in training;
     dx = gamma * rstd * dy in eval, where mean and rstd were constants.
     With ``relu_out`` (a ReLU's output over this BatchNorm's output), ``grad_out`` is the ReLU's
-    output gradient and dy = grad_out * (relu_out > 0), ReLU's backward.
+    output gradient and dy = relu_select(grad_out, relu_out), ReLU's backward.
 
     Returns:
         (dx, dgamma, dbeta): dx like x; dgamma and dbeta (C,) arrays of x's dtype.
@@ -114,7 +115,7 @@ def batchnorm_backward(grad_out, x, gamma, mean, rstd, training=True, relu_out=N
     batchnorm_backward_args(grad_out, x, gamma, mean, rstd)
     if relu_out is not None:
         same_as("batchnorm_backward", "relu_out", relu_out, x, x.shape, "the shape of x")
-        grad_out = grad_out * (relu_out > 0)
+        grad_out = relu_select(grad_out, relu_out)
     axes = (0,) + tuple(range(2, x.ndim))
     count = x.size // x.shape[1] if x.shape[1] else 0
     x_hat = _centre(x, np.asarray(mean).reshape(_channel_shape(x))) * _per_channel(rstd, x)
@@ -170,7 +171,7 @@ def layernorm_backward(grad_out, x, gamma, mean, rstd, relu_out=None):
     dx = rstd / D * (D * g - sum(g) - x_hat * sum(g * x_hat)),
     dgamma = sum over samples of dy * x_hat, dbeta = sum over samples of dy.
     The normalized axes are the trailing x.ndim - mean.ndim ones. With ``relu_out`` (a ReLU's
-    output over this LayerNorm's output), dy = grad_out * (relu_out > 0), ReLU's backward.
+    output over this LayerNorm's output), dy = relu_select(grad_out, relu_out), ReLU's backward.
 
     Returns:
         (dx, dgamma, dbeta): dx like x; dgamma and dbeta with the normalized shape, x's dtype.
@@ -178,7 +179,7 @@ def layernorm_backward(grad_out, x, gamma, mean, rstd, relu_out=None):
     layernorm_backward_args(grad_out, x, gamma, mean, rstd)
     if relu_out is not None:
         same_as("layernorm_backward", "relu_out", relu_out, x, x.shape, "the shape of x")
-        grad_out = grad_out * (relu_out > 0)
+        grad_out = relu_select(grad_out, relu_out)
     normalized_ndim = x.ndim - mean.ndim
     axes = tuple(range(mean.ndim, x.ndim))
     sample_axes = tuple(range(mean.ndim))

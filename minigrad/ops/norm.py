@@ -40,7 +40,7 @@ class BatchNorm(Function):
 
     # ``mg.compile`` replays a BatchNorm whose only consumer is a ReLU as these two calls:
     # one kernel call each way instead of two ops, the same bits (the kernels apply ReLU's
-    # np.maximum(y, 0) and its grad * (y > 0) themselves).
+    # np.maximum(y, 0) and its backward themselves).
     @staticmethod
     def forward_relu(ctx, x, gamma=None, beta=None, *, running_mean, running_var, momentum,
                      eps, training):
