@@ -21,6 +21,8 @@
 #define MG_NORM_BATCH_H
 
 #include <Python.h>
+#include <stdint.h>
+#include <string.h>
 
 #define MG_BN_STRIP 32
 #define MG_BN_ROWS 16
@@ -85,15 +87,19 @@ static void mg_bn_fold_columns(const double *restrict s1, const double *restrict
 }
 
 #define MG_T float
+#define MG_BITS uint32_t
 #define MG_FN(name) name##_f
 #include "_norm_batch_typed.h"
 #undef MG_T
+#undef MG_BITS
 #undef MG_FN
 
 #define MG_T double
+#define MG_BITS uint64_t
 #define MG_FN(name) name##_d
 #include "_norm_batch_typed.h"
 #undef MG_T
+#undef MG_BITS
 #undef MG_FN
 
 #endif

@@ -368,10 +368,12 @@ cdef void _relu_grad(const floating[:, :, ::1] dy, const floating[:, :, ::1] y,
     cdef const floating *d
     cdef const floating *m
     cdef floating *o
+    cdef floating g
     if n == 0:
         return
     d = &dy[0, 0, 0]
     m = &y[0, 0, 0]
     o = &out[0, 0, 0]
     for i in range(n):
-        o[i] = 0 if m[i] <= 0 else d[i]
+        g = d[i]  # loaded whatever the mask: a select, not a branch around the load
+        o[i] = 0 if m[i] <= 0 else g

@@ -1,5 +1,6 @@
 /* The typed loops of _norm_batch.h, included there twice: MG_T is the element type (float or
- * double) and MG_FN(name) appends its suffix (_f or _d). No include guard on purpose.
+ * double), MG_BITS the unsigned integer of its width and MG_FN(name) appends its suffix (_f or
+ * _d). No include guard on purpose.
  *
  * `mask`, where a loop takes one, is the output of a ReLU applied to the BatchNorm's output
  * (NULL: none): the gradient is then ReLU's backward, g = dy where mask > 0 or mask is NaN and
@@ -7,11 +8,19 @@
  */
 
 /* dy[i], or ReLU's select with a mask: +0.0 where mask[i] <= 0 (masked is a constant where this
-   is inlined) */
+   is inlined). The select is a bitwise and with all ones or zeros, which vectorises where a
+   conditional expression left the masked loops scalar (about 8x slower). */
 MG_BN_INLINE MG_T MG_FN(mg_bn_grad)(const MG_T *restrict dy, const MG_T *restrict mask,
                                     Py_ssize_t i, const int masked)
 {
-    return masked && mask[i] <= 0 ? (MG_T)0 : dy[i];
+    MG_T g = dy[i];
+    if (masked) {
+        MG_BITS bits;
+        memcpy(&bits, &g, sizeof bits);
+        bits &= (MG_BITS)0 - (MG_BITS)!(mask[i] <= 0);
+        memcpy(&g, &bits, sizeof bits);
+    }
+    return g;
 }
 
 /* max(v, 0) as NumPy's np.maximum(v, 0) gives it: NaN stays NaN, -0.0 becomes +0.0 */
