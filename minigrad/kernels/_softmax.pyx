@@ -352,15 +352,20 @@ cdef inline void _xent_bwd_task(const floating[:, ::1] x, const int64_t[::1] tar
     # one task: one row
     cdef Py_ssize_t C = x.shape[1]
     cdef Py_ssize_t j
-    cdef floating g
+    cdef floating g, hi
+    cdef double lo
     if ignored[i]:
         for j in range(C):
             dx[i, j] = 0
     else:
         g = grad[i]
-        # exp((x - m) - log s): m is a logit itself (or 0), so x - m is exact near the max
-        _row_xent_bwd(&x[i, 0], &dx[i, 0], C, <floating>parts[i, 0], <floating>parts[i, 1], g,
-                      <floating>(g * (ls / C)))
+        # exp((x - hi) - lo) with hi + lo = m + log s: hi the lse in x's dtype, lo the rest,
+        # (m - hi) + log s formed in float64 (m - hi is exact there). x - hi is then exact near
+        # the log-sum-exp; for logits of 1e17, where m + log s rounds to m, hi is m and lo
+        # log s itself
+        hi = <floating>(parts[i, 0] + parts[i, 1])
+        lo = (parts[i, 0] - <double>hi) + parts[i, 1]
+        _row_xent_bwd(&x[i, 0], &dx[i, 0], C, hi, <floating>lo, g, <floating>(g * (ls / C)))
         dx[i, target[i]] -= <floating>(g * (1.0 - ls))
 
 

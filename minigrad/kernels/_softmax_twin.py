@@ -122,12 +122,13 @@ def cross_entropy_backward(
         raise ValueError(f"{fn}: grad_loss must have shape () or ({n},), "
                          f"got shape {grad_loss.shape}")
     kept = ~ignored
-    # exp((x - m) - log s), as the kernel: m is a logit itself (or 0), so x - m is exact near
-    # the max however large a common offset of the logits is
-    m = parts[:, 0].astype(logits.dtype)[:, None]
-    log_s = parts[:, 1].astype(logits.dtype)[:, None]
+    # exp((x - hi) - lo), as the kernel: hi the lse in the logits' dtype, lo = (m - hi) + log s
+    # in float64, so x - hi is exact near the log-sum-exp, and for logits of 1e17 (m + log s
+    # rounds to m) hi is m and lo log s itself
     with np.errstate(invalid="ignore"):
-        dlogits = np.exp((logits - m) - log_s)
+        hi = (parts[:, 0] + parts[:, 1]).astype(logits.dtype)
+        lo = ((parts[:, 0] - hi) + parts[:, 1]).astype(logits.dtype)
+        dlogits = np.exp((logits - hi[:, None]) - lo[:, None])
     if ls:
         dlogits -= logits.dtype.type(ls / c)
     dlogits[kept, target[kept]] -= logits.dtype.type(1.0 - ls)
