@@ -8,6 +8,9 @@ exception with the same message on both.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import tracemalloc
 
@@ -246,6 +249,9 @@ DIRECT_GEOMETRIES = [
     ((2, 2, 3, 3), (3, 2, 3, 3), (1, 1), (4, 4, 1, 1), (1, 1), 1),  # rows of padding only
     ((3, 17, 9, 9), (19, 17, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),  # 81 positions
     ((2, 3, 1, 9), (4, 3, 1, 3), (1, 1), (0, 0, 1, 1), (1, 1), 1),  # conv1d's unit height
+    # padding wider than the output, left or above: a tap's run starts past the row's end
+    ((1, 1, 1, 1), (1, 1, 1, 2), (1, 1), (0, 0, 128, 128), (1, 256), 1),
+    ((2, 3, 1, 3), (4, 3, 2, 3), (1, 1), (32, 32, 1, 1), (64, 1), 1),
 ]
 
 
@@ -395,3 +401,28 @@ def test_dx_takes_a_weight_only_through_the_outputs_its_tap_reaches(monkeypatch,
     np.testing.assert_array_equal(np.isinf(dx), np.isinf(expected))
     finite = np.isfinite(expected)
     assert_close(np.where(finite, dx, 0), np.where(finite, expected, 0).astype(np.float64), dtype)
+
+
+_WIDE_PADDING = """
+import numpy as np
+from minigrad.kernels import _conv, _conv_twin
+_conv.PATH = "im2col"
+for xs, ws, padding, dilation in [((1, 1, 1, 1), (1, 1, 1, 2), (0, 0, 128, 128), (1, 256)),
+                                  ((2, 3, 1, 3), (4, 3, 2, 3), (32, 32, 1, 1), (64, 1))]:
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal(xs), rng.standard_normal(ws)
+    y = _conv.conv2d_forward(x, w, None, (1, 1), padding, dilation, 1)
+    want = _conv_twin.conv2d_forward(x, w, None, (1, 1), padding, dilation, 1)
+    np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
+print("ok")
+"""
+
+
+@pytest.mark.skipif(_conv is None, reason="compiled kernels not built")
+def test_im2col_rows_of_a_padding_wider_than_the_output_stay_inside_the_buffer():
+    """A left or top padding wider than the output put a tap's run past its buffer row, and
+    the zeros before it were written past the row's end (a heap overflow, seen as an abort
+    when the process freed its memory). In a fresh process, with glibc's heap checks on."""
+    run = subprocess.run([sys.executable, "-c", _WIDE_PADDING], capture_output=True, text=True,
+                         timeout=60, env=dict(os.environ, MALLOC_CHECK_="3"))
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]

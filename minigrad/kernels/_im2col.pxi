@@ -78,6 +78,9 @@ cdef void _im2col_flat(const floating *plane, floating *dst, Tap t, Py_ssize_t H
     cdef const floating *src = plane + t.shift
     cdef floating v
     _run(t, W, H, &p0, &p1)
+    # a padding wider than the output (left or top) puts the run's start past the row's end:
+    # the whole row is zeros, and nothing may be written past L
+    p0, p1 = min(p0, L), min(p1, L)
     for p in range(p0):
         dst[p] = 0
     for p in range(p0, p1):
