@@ -306,6 +306,12 @@ def test_grader_imports_the_student_copy_and_the_key_apart(full_copy):
     assert done["key"].startswith(PACKAGE_ROOT + os.sep)
 
 
+def test_an_infinite_timeout_sets_no_limit(solved_copy):
+    """timeout=inf means no time limit at all: neither the clock nor a CPU limit stops it."""
+    (result,) = grade(solved_copy, units=["optim"], timeout=float("inf"))
+    assert result.status == "passed" and result.passed == result.total > 0
+
+
 def test_grade_json_and_exit_status(solved_copy, capsys):
     assert main(["grade", solved_copy, "--units", "optim", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

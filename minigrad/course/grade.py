@@ -70,12 +70,15 @@ def _manifest_units(path: str) -> list[str] | None:
 def grade_unit(dest: str, u: Unit, timeout: float) -> UnitResult:
     """Run one unit's checks in a fresh interpreter, killed after ``timeout`` seconds."""
     total = len(CHECKS[u.key])
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "PYTHONSTARTUP", CPU_LIMIT_VARIABLE)}
     env.update(MINIGRAD_BACKEND="numpy", PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1",
                OPENBLAS_NUM_THREADS="1")
     # the worker stops itself past the time limit in CPU seconds (one thread: CPU time does not
-    # outrun the clock), should this grader die before it can kill the worker
-    env[CPU_LIMIT_VARIABLE] = str(math.ceil(timeout) + 5)
+    # outrun the clock), should this grader die before it can kill the worker; no limit given
+    # (an infinite timeout), none set
+    if math.isfinite(timeout):
+        env[CPU_LIMIT_VARIABLE] = str(math.ceil(timeout) + 5)
     command = [sys.executable, "-c", BOOT, dest, PACKAGE_ROOT, u.key]
     try:
         run = _run(command, dest, env, timeout)
