@@ -32,6 +32,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport isfinite, sqrt
 
+from minigrad.kernels._activation import relu_backward
 from minigrad.kernels._checks import (
     batchnorm_backward_args,
     batchnorm_forward_args,
@@ -211,18 +212,11 @@ cdef void _relu_flat(floating[:, :, ::1] y) noexcept nogil:
 
 
 def _relu_masked(fn, dy, x, relu_out):
-    """ReLU's backward of dy given its output relu_out (``_relu_grad``: relu_select's rule) as
-    a new C-contiguous array shaped like dy, after checking that relu_out matches x."""
+    """ReLU's backward of dy given its output relu_out, as a new C-contiguous array shaped like
+    dy, after checking that relu_out matches x: the ReLU kernel's own backward (relu_select's
+    rule), so the fused path is the unfused one's second step, not a copy of it."""
     same_as(fn, "relu_out", relu_out, x, x.shape, "the shape of x")
-    masked = np.empty(dy.shape, dy.dtype)
-    flat = (1, masked.size, 1)
-    if x.dtype.itemsize == 4:
-        _relu_grad[float](np.ascontiguousarray(dy).reshape(flat),
-                          np.ascontiguousarray(relu_out).reshape(flat), masked.reshape(flat))
-    else:
-        _relu_grad[double](np.ascontiguousarray(dy).reshape(flat),
-                           np.ascontiguousarray(relu_out).reshape(flat), masked.reshape(flat))
-    return masked
+    return relu_backward(dy, np.reshape(relu_out, dy.shape))
 
 
 # LayerNorm's and RMSNorm's cores and wrappers

@@ -358,22 +358,3 @@ cdef void _relu_rows(floating *y, Py_ssize_t n) noexcept nogil:
     for i in range(n):
         v = y[i]
         y[i] = v if (v > 0 or v != v) else 0
-
-
-cdef void _relu_grad(const floating[:, :, ::1] dy, const floating[:, :, ::1] y,
-                     floating[:, :, ::1] out) noexcept nogil:
-    """out = ReLU's backward of dy given its output y: dy where y > 0 or y is NaN, +0.0 where
-    y <= 0 (the twins' relu_select, bit for bit: a select, so an inf or NaN dy stops there)."""
-    cdef Py_ssize_t i, n = dy.shape[0] * dy.shape[1] * dy.shape[2]
-    cdef const floating *d
-    cdef const floating *m
-    cdef floating *o
-    cdef floating g
-    if n == 0:
-        return
-    d = &dy[0, 0, 0]
-    m = &y[0, 0, 0]
-    o = &out[0, 0, 0]
-    for i in range(n):
-        g = d[i]  # loaded whatever the mask: a select, not a branch around the load
-        o[i] = 0 if m[i] <= 0 else g
