@@ -4,6 +4,7 @@ too unless the NumPy-only run was chosen on purpose (then a missing build is no 
 import importlib
 import os
 
+import numpy as np
 import pytest
 
 NUMPY_ONLY = os.environ.get("MINIGRAD_BACKEND", "").strip().lower() == "numpy"
@@ -30,3 +31,20 @@ def implementations(name: str) -> list:
     if module is not None:
         impls.append(pytest.param(module, id="cython"))
     return impls
+
+
+def relayout(a: np.ndarray, layout: str) -> np.ndarray:
+    """The same values as ``a`` in another memory layout: "contiguous" (as is), "transposed"
+    (transposed, copied, transposed back: Fortran order), "step" (every other element of a
+    twice-as-long last axis) or "negative" (the first axis read backwards)."""
+    if layout == "contiguous":
+        return a
+    if layout == "transposed":
+        return np.ascontiguousarray(a.T).T
+    if layout == "step":
+        big = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)
+        big[..., ::2] = a
+        return big[..., ::2]
+    if layout == "negative":
+        return a[::-1].copy()[::-1]
+    raise ValueError(layout)

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from kernel_modules import implementations
+from kernel_modules import implementations, relayout
 
 IMPLS = implementations("_activation")
 DTYPES = [np.float32, np.float64]
@@ -25,16 +25,6 @@ def reference(x: np.ndarray, g: np.ndarray):
     cdf = 0.5 * _erfc64(-x64 / math.sqrt(2))
     pdf = np.exp(-0.5 * x64 * x64) / math.sqrt(2 * math.pi)
     return x64 * cdf, cdf, g64 * (cdf + x64 * pdf)
-
-
-def relayout(a: np.ndarray, layout: str) -> np.ndarray:
-    if layout == "contiguous":
-        return a
-    if layout == "transposed":
-        return np.ascontiguousarray(a.T).T
-    big = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)
-    big[..., ::2] = a
-    return big[..., ::2]
 
 
 def assert_close(got, want, x, dtype):

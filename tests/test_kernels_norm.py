@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kernel_modules import compiled_module, implementations
+from kernel_modules import compiled_module, implementations, relayout
 
 from minigrad.kernels import reference
 
@@ -35,21 +35,6 @@ def assert_close(actual, expected, dtype, scale=None):
         scale = float(np.max(np.abs(expected))) if expected.size else 1.0
     tol = TOL[np.dtype(dtype)] * max(1.0, scale)
     np.testing.assert_allclose(actual.astype(np.float64), expected, rtol=0, atol=tol)
-
-
-def relayout(a: np.ndarray, layout: str) -> np.ndarray:
-    """The same values as ``a`` in another memory layout."""
-    if layout == "contiguous":
-        return a
-    if layout == "transposed":  # transposed, copied, transposed back: Fortran order
-        return np.ascontiguousarray(a.T).T
-    if layout == "step":  # every other element of a twice-as-long last axis
-        big = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)
-        big[..., ::2] = a
-        return big[..., ::2]
-    if layout == "negative":  # reversed first axis, read backwards
-        return a[::-1].copy()[::-1]
-    raise ValueError(layout)
 
 
 LAYOUTS = ["contiguous", "transposed", "step", "negative"]

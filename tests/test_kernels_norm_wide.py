@@ -194,8 +194,8 @@ MASKED_SHAPES = [(4, 3, 16), (3, 5, 3), (17, 33, 1), (16, 16, 8, 8), (37, 5, 13)
 @pytest.mark.parametrize("shape", MASKED_SHAPES)
 def test_masked_gradient_gives_the_bits_of_the_two_steps_with_special_values(impl, dtype,
                                                                               shape):
-    """NaN and inf gradients where the ReLU was off (NaN * 0 stays NaN, inf * 0 is NaN),
-    negative ones (-g * 0 = -0.0), and a relu_out in another layout."""
+    """NaN and inf gradients where the ReLU was off (ReLU's select gives +0.0 there, whatever
+    arrives), negative ones, and a relu_out in another layout."""
     rng = np.random.default_rng(8)
     c = shape[1]
     x = rng.standard_normal(shape).astype(dtype)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from kernel_modules import compiled_module, implementations
+from kernel_modules import compiled_module, implementations, relayout
 
 import minigrad as mg
 from minigrad.kernels import _pool_twin as twin
@@ -28,16 +28,6 @@ GEOMETRIES = [
     ((1, 2, 3, 3), (2, 2), (4, 4), (0, 0), (1, 1), (2, 2)),  # second window past the input
     ((0, 3, 4, 4), (2, 2), (2, 2), (0, 0), (1, 1), (2, 2)),
 ]
-
-
-def relayout(a: np.ndarray, layout: str) -> np.ndarray:
-    if layout == "transposed":
-        return np.ascontiguousarray(a.transpose(3, 2, 1, 0)).transpose(3, 2, 1, 0)
-    if layout == "step":
-        wide = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)
-        wide[..., ::2] = a
-        return wide[..., ::2]
-    return a
 
 
 def assert_close(got, want, dtype):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from kernel_modules import compiled_module, implementations
+from kernel_modules import compiled_module, implementations, relayout
 
 import minigrad as mg
 from minigrad import kernels
@@ -16,16 +16,6 @@ DTYPES = [np.float32, np.float64]
 LAYOUTS = ["contiguous", "transposed", "step"]
 SPECIAL = [0.0, -0.0, np.nan, -np.nan, np.inf, -np.inf, 1e-45, -1e-45, 5e-324, -5e-324, 3.0,
            -3.0, 1e30, -1e30]
-
-
-def relayout(a: np.ndarray, layout: str) -> np.ndarray:
-    if layout == "contiguous" or a.ndim < 2:
-        return a
-    if layout == "transposed":
-        return np.ascontiguousarray(a.T).T
-    big = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)
-    big[..., ::2] = a
-    return big[..., ::2]
 
 
 def bits(a: np.ndarray) -> np.ndarray:
