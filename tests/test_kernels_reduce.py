@@ -327,6 +327,31 @@ def test_one_axis_path_gives_the_bits_of_the_general_path(dtype, n, rows):
 
 @needs_compiled
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", ROW_LENGTHS)
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_full_reduction_path_gives_the_bits_of_the_general_path(dtype, n, keepdims):
+    # axis=None of a C-contiguous array takes the short path; every axis named as a tuple (and
+    # a non-contiguous copy of the same values) takes the general one: the same bits
+    rng = np.random.default_rng(n)
+    x = (rng.standard_normal((3, n)) * 3 + 1).astype(dtype)
+    strided = np.empty((3, 2 * n), dtype)[:, ::2]
+    strided[...] = x
+    for name in ("sum", "mean", "max", "min"):
+        fast = getattr(_reduce, name)(x, None, keepdims)
+        for other in (getattr(_reduce, name)(x, (0, 1), keepdims),
+                      getattr(_reduce, name)(strided, None, keepdims)):
+            for a, b in zip(fast if isinstance(fast, tuple) else (fast,),
+                            other if isinstance(other, tuple) else (other,), strict=True):
+                np.testing.assert_array_equal(a, b)
+                assert a.shape == b.shape == ((1, 1) if keepdims else ())
+                assert a.dtype == b.dtype
+    np.testing.assert_array_equal(_reduce.max(x)[1], np.argmax(x))
+    assert_close(_reduce.sum(x), np.sum(x.astype(np.float64)), dtype,
+                 scale=float(np.abs(x.astype(np.float64)).sum()))
+
+
+@needs_compiled
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", [64, 65, 128, 200, 1000])
 def test_max_min_ties_and_specials_in_long_rows(dtype, n):
     # the extreme repeated in later blocks and lanes: the first one wins; infinities;

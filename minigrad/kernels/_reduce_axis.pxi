@@ -7,8 +7,8 @@
 
 cdef int _lean_problem(object x, object axis, object keepdims, cnp.npy_intp *dims,
                        Py_ssize_t *sizes) except -2:
-    """The common call, one int axis of a non-empty, aligned, C-contiguous float32/float64 array
-    in native byte order and a bool keepdims: fills ``sizes`` with (outer, reduced, inner), x
+    """The common call, one int axis (or None, every axis) of a non-empty, aligned, C-contiguous
+    float32/float64 array in native byte order and a bool keepdims: fills ``sizes`` with (outer, reduced, inner), x
     viewed as (outer, reduced, inner), and ``dims`` with the output's shape; returns its ndim.
     -1 when the call is not of that kind: the general path then checks and handles it. Skipping
     the canonical form, memoryviews and NumPy's shape helpers saves microseconds per call, as
@@ -17,7 +17,7 @@ cdef int _lean_problem(object x, object axis, object keepdims, cnp.npy_intp *dim
     cdef cnp.npy_intp *shape
     cdef int t, ndim, a, i, j = 0
     cdef Py_ssize_t outer = 1, inner = 1
-    if type(x) is not cnp.ndarray or type(axis) is not int or (
+    if type(x) is not cnp.ndarray or (axis is not None and type(axis) is not int) or (
             keepdims is not True and keepdims is not False):
         return -1
     arr = <cnp.ndarray>x
@@ -27,6 +27,15 @@ cdef int _lean_problem(object x, object axis, object keepdims, cnp.npy_intp *dim
             or cnp.PyArray_SIZE(arr) == 0):
         return -1
     ndim = cnp.PyArray_NDIM(arr)
+    if axis is None:  # a full reduction: one contiguous row, as the general path sees it
+        sizes[0] = 1
+        sizes[1] = cnp.PyArray_SIZE(arr)
+        sizes[2] = 1
+        if keepdims is False:
+            return 0
+        for i in range(ndim):
+            dims[i] = 1
+        return ndim
     if not -ndim <= axis < ndim:
         return -1
     a = axis
