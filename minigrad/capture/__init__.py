@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd import _modes
+from ..autograd import _modes, observers
 from ..tensor import Tensor
 from ._record import record
 from ._replay import _BUSY, Replay
-from ._sources import Unreplayable, observed
+from ._sources import Unreplayable
 
 __all__ = ["compile", "Compiled", "CompileWarning"]
 
@@ -77,15 +77,16 @@ class Compiled:
 
     def _key(self, args: tuple, kwargs: dict) -> tuple:
         key = tuple(map(_arg_key, args))
-        ids = [id(a) for a in args if isinstance(a, (Tensor, np.ndarray))]
-        if len(set(ids)) != len(ids):  # one object passed twice: another recording
-            key += (tuple(ids.index(i) for i in ids),)
+        if len(args) > 1:
+            ids = [id(a) for a in args if isinstance(a, (Tensor, np.ndarray))]
+            if len(set(ids)) != len(ids):  # one object passed twice: another recording
+                key += (tuple(ids.index(i) for i in ids),)
         if kwargs:
             key += tuple(sorted((k, _arg_key(v)) for k, v in kwargs.items()))
         return key + (_modes.grad_enabled,)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if _modes.anomaly or observed():  # they watch every op: eager work
+        if _modes.anomaly or observers:  # they watch every op: eager work
             return self._eager_call("detect_anomaly or an op observer (profiler) is on",
                                     args, kwargs, warn=False)
         if kwargs and any(isinstance(v, (Tensor, np.ndarray)) for v in kwargs.values()):

@@ -57,7 +57,7 @@ def _recording_run_backward(root: Tensor, grad: np.ndarray, retain_graph: bool =
     rec = _record._active()
     if rec is not None and autograd._clock[0] - rec.clock_at_start != rec.clock_allowed:
         rec.refuse("a tensor was changed in place before backward inside the function")
-    if rec is not None and (getattr(autograd, "watched", None) or observed()):
+    if rec is not None and (autograd.watched or observed()):
         # the engine's hooks or observers must see this backward: let the engine run it
         rec.refuse("tensor hooks or an observer are registered; a replay does not run them")
     if rec is None or rec.problem is not None:

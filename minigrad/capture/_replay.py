@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import random
 from ..autograd import _accumulate_leaf, _fit, _ForwardOnly
+from ..autograd import watched as _watched
 from ..tensor import Tensor
 from ._fuse import fuse
 from ._sources import (
@@ -326,11 +327,13 @@ class Replay:
 
     def broken(self, args: tuple) -> str | None:
         """Why this replay may not run now (something it relies on changed), or None."""
-        for i, t in self.pinned:
-            if args[i] is not t:
-                return (f"argument {i} was a tensor the function also reaches from outside "
-                        "(a parameter, a closed-over tensor) when recorded, and is not now")
-        if watched_among(self.watchable):
+        if self.pinned:
+            for i, t in self.pinned:
+                if args[i] is not t:
+                    return (f"argument {i} was a tensor the function also reaches from "
+                            "outside (a parameter, a closed-over tensor) when recorded, and "
+                            "is not now")
+        if _watched and watched_among(self.watchable):  # (no hook anywhere: one test)
             return "a tensor the function reads has hooks (register_hook, retain_grad)"
         if self.guards_hold():
             return None

@@ -81,15 +81,15 @@ def hook_holder(obj: Any) -> str | None:
 
 
 def watched_among(objects: Any) -> bool:
-    """Whether the engine's hook registry (``autograd.watched``, by id, when this version of
-    the engine has one) holds any of ``objects``: tensor hooks or ``retain_grad``."""
-    watched = getattr(autograd, "watched", None)
+    """Whether the engine's hook registry (``autograd.watched``, by id) holds any of
+    ``objects``: tensor hooks or ``retain_grad``."""
+    watched = autograd.watched
     return bool(watched) and any(id(o) in watched for o in objects)
 
 
 def observed() -> bool:
     """Whether an observer (the profiler, a backward trace) wants to see every op."""
-    return bool(getattr(autograd, "observers", None))
+    return bool(autograd.observers)
 
 
 def same_value(a: Any, b: Any) -> bool:
