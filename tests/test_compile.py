@@ -173,6 +173,37 @@ def test_tiny_graph_accumulates_like_eager_without_clearing(backend):
     assert np.array_equal(a.grad.data, 3 * np.array([3.0, 4.0], np.float32))
 
 
+def test_leaf_gradients_never_share_memory_in_a_replay(backend):
+    """The replay's first gradient of a leaf becomes its .grad only when no one else holds
+    that array: one array sent to two leaves (a sum), a view (a reshape) and the caller's own
+    seed are copied, as eager backward copies them."""
+    seed = np.array([1.0, 2.0, 3.0, 4.0], np.float32)
+
+    def fn(a, b, m, g):
+        a.grad = b.grad = m.grad = None
+        (a + b + m.reshape(4)).backward(g)
+        return a.grad, b.grad, m.grad
+
+    def make():
+        return (mg.tensor(np.ones(4), requires_grad=True),
+                mg.tensor(np.ones(4), requires_grad=True),
+                mg.tensor(np.ones((2, 2)), requires_grad=True))
+
+    compiled, eager = mg.compile(fn), make()
+    inputs = make()
+    for _ in range(3):
+        expected = fn(*eager, seed)
+        got = compiled(*inputs, seed)
+        for e, g in zip(expected, got, strict=True):
+            assert np.array_equal(e.data, g.data)
+        arrays = [g.data for g in got] + [seed]
+        for i, x in enumerate(arrays):
+            for y in arrays[i + 1:]:
+                assert not np.shares_memory(x, y)
+        assert got[2].data.base is None and got[2].data.flags.writeable
+    assert compiled.replays == 2
+
+
 @pytest.mark.parametrize("kind", ["tensor", "ndarray", "made inside"])
 def test_backward_with_a_gradient_like_eager(backend, kind):
     """backward(grad) with an explicit gradient: a tensor or an array argument, or a

@@ -124,6 +124,19 @@ def _backward(w: _Writer, k: int, step: tuple, steps: list) -> None:
     w.add(f"c{forward}.saved = None")
 
 
+def _leaf(w: _Writer, target: Any, source: Any, group: int) -> None:
+    """Accumulate a gradient into a leaf (requires_grad, as the guards hold): the first
+    gradient of a leaf whose ``.grad`` is None, an array nobody else holds, becomes its
+    ``.grad`` inline (``_accumulate_leaf``'s common case, without the call); any other case
+    calls ``_accumulate_leaf``."""
+    t, g, h = _expr(target, tensor=True), _expr(source), f"h{group}"
+    w.bind("_new_tensor", Tensor._from_op)
+    w.add(f"if {t}.grad is None and {g}.__class__ is ndarray and {g}.base is None and "
+          f"id({g}) not in {h} and {g}.flags.writeable: "
+          f"{h}.add(id({g})); {t}.grad = _new_tensor({g}, None)")
+    w.add(f"else: _acc({t}, {g}, {h})")
+
+
 def _line(w: _Writer, k: int, step: tuple, steps: list) -> None:
     kind = step[0]
     if kind == "forward":
@@ -142,8 +155,7 @@ def _line(w: _Writer, k: int, step: tuple, steps: list) -> None:
     elif kind == "handed":
         w.add(f"h{step[1]} = {{id({_expr(step[2])})}}")
     elif kind == "leaf":
-        _, target, source, group = step
-        w.add(f"_acc({_expr(target, tensor=True)}, {_expr(source)}, h{group})")
+        _leaf(w, *step[1:])
     elif kind == "seed":
         _, shape, dtype, out = step
         w.bind(f"shape{k}", shape)
