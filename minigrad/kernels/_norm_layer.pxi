@@ -4,10 +4,6 @@
 # memoryview per argument (nine for the backward) and the NumPy calls of a Python-level wrapper
 # cost about 8 us per forward + backward, 8% of the whole step at (256, 512).
 
-cimport numpy as cnp
-
-cnp.import_array()
-
 # float32 rows go through the AVX-512 loops of _simd_layernorm.h (the bits of the portable loops
 # of _simd.h, which float64 rows and builds without AVX-512 use)
 cdef extern from "_simd_layernorm.h" nogil:
@@ -207,18 +203,22 @@ cdef inline void *_data(object a):
 
 
 cdef object _c_contiguous(object a):
-    """a itself when it is a C-contiguous ndarray, else a C-contiguous copy."""
-    if cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a):
+    """a itself when it is a C-contiguous, aligned ndarray, else a copy that is one (the loops
+    read it through a typed pointer)."""
+    if cnp.PyArray_ISCARRAY_RO(<cnp.ndarray>a):
         return a
-    return np.ascontiguousarray(a)
+    a = np.ascontiguousarray(a)
+    return a if cnp.PyArray_ISALIGNED(<cnp.ndarray>a) else a.copy()
 
 
 cdef object _float64(object a):
-    """A saved mean or rstd as a C-contiguous float64 array (a itself when it already is one)."""
-    if cnp.PyArray_TYPE(<cnp.ndarray>a) == cnp.NPY_DOUBLE and cnp.PyArray_IS_C_CONTIGUOUS(
+    """A saved mean or rstd as a C-contiguous, aligned float64 array (a itself when it already
+    is one)."""
+    if cnp.PyArray_TYPE(<cnp.ndarray>a) == cnp.NPY_DOUBLE and cnp.PyArray_ISCARRAY_RO(
             <cnp.ndarray>a):
         return a
-    return np.ascontiguousarray(a, dtype=np.float64)
+    a = np.ascontiguousarray(a, dtype=np.float64)
+    return a if cnp.PyArray_ISALIGNED(<cnp.ndarray>a) else a.copy()
 
 
 cdef object _empty(int ndim, cnp.npy_intp *dims, int typenum):
