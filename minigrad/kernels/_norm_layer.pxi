@@ -69,6 +69,19 @@ cdef inline void _ln_grad_sums(const floating *dy, const floating *x, const floa
 # ------------------------------------------------------------------ LayerNorm cores
 
 
+cdef inline double _ln_row_sums(const floating *xr, Py_ssize_t D, bint centred, double *s1,
+                                double *s2) noexcept nogil:
+    """The shifted sums of one sample: s1 = sum(x - shift), s2 = sum((x - shift)^2); returns
+    the shift, the first value (exact variance when |mean| >> std) unless it is inf or NaN
+    (then every shifted term would be NaN, where NumPy's mean of data holding inf is inf) or
+    the row is not centred (RMSNorm): then 0."""
+    cdef double shift = xr[0] if centred and isfinite(xr[0]) else 0.0
+    s1[0] = 0.0
+    s2[0] = 0.0
+    _ln_moments(xr, D, shift, s1, s2)
+    return shift
+
+
 cdef void _layernorm_forward_rows(const floating *x, const floating *gamma, const floating *beta,
                                   bint centred, double eps, Py_ssize_t D, Py_ssize_t r0,
                                   Py_ssize_t r1, floating *y, double *mean,
@@ -77,21 +90,21 @@ cdef void _layernorm_forward_rows(const floating *x, const floating *gamma, cons
     y = (x - mean) * rstd * gamma + beta (without gamma and beta when gamma is NULL).
 
     Not centred (RMSNorm): mean = 0 and rstd = 1 / sqrt(mean(x^2) + eps).
+
+    The sums of row r + 1 are taken before row r is written, so that the processor overlaps
+    the latency of row r's statistics (a fold of the lanes, a square root and a division that
+    the write pass must wait for) with that loop; the same operations in the same order per
+    row. Measured, (256, 512) float32, one thread, same-process medians of 60: forward 31.4
+    -> 28.9 us. (The backward taking row r + 1's sums before row r's dx measured 56.6 -> 60.5
+    us: it keeps the plain order.)
     """
     cdef Py_ssize_t r
     cdef double s1, s2, m, rs, shift
     cdef floating mean_hi, mean_lo, rsf
-    cdef const floating *xr
-    cdef floating *yr
+    if r0 >= r1:
+        return
+    shift = _ln_row_sums(x + r0 * D, D, centred, &s1, &s2)
     for r in range(r0, r1):
-        xr = x + r * D
-        yr = y + r * D
-        # shift by the first value (exact variance when |mean| >> std), unless it is inf or
-        # NaN: then every shifted term is NaN, where NumPy's mean of data holding inf is inf
-        shift = xr[0] if centred and isfinite(xr[0]) else 0.0
-        s1 = 0.0
-        s2 = 0.0
-        _ln_moments(xr, D, shift, &s1, &s2)
         if centred:
             m = s1 / D
             rs = 1.0 / sqrt(_nonnegative(s2 / D - m * m) + eps)
@@ -103,10 +116,12 @@ cdef void _layernorm_forward_rows(const floating *x, const floating *gamma, cons
         rstd[r] = rs
         _split(m, &mean_hi, &mean_lo)
         rsf = <floating>rs
+        if r + 1 < r1:
+            shift = _ln_row_sums(x + (r + 1) * D, D, centred, &s1, &s2)
         if gamma != NULL:
-            _ln_row(xr, D, mean_hi, mean_lo, rsf, gamma, beta, yr)
+            _ln_row(x + r * D, D, mean_hi, mean_lo, rsf, gamma, beta, y + r * D)
         else:
-            _ln_scale(xr, D, mean_hi, mean_lo, rsf, yr)
+            _ln_scale(x + r * D, D, mean_hi, mean_lo, rsf, y + r * D)
 
 
 cdef void _layernorm_forward_core(const floating *x, const floating *gamma, const floating *beta,
