@@ -129,3 +129,48 @@ def test_outputs_are_fresh_arrays():
         assert a.flags.c_contiguous and a.flags.writeable and a.flags.owndata
     assert y.shape == x.shape and dx.shape == x.shape
     assert mean.dtype == rstd.dtype == np.float64 and dgamma.dtype == dbeta.dtype == np.float32
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(64, 16, 8, 8), (64, 32, 4, 4), (9, 5, 3), (33, 7)])
+def test_small_calls_split_over_threads_give_the_same_bits(shape, dtype):
+    # parallel_min_work(0) sends even small calls to the threads: channels for BatchNorm's
+    # sums, samples for its writes and for LayerNorm, blocks of samples for its backward
+    x, g, gamma, beta, rm, rv = data(shape, dtype)
+    rows = (shape[0], int(np.prod(shape[1:])))
+
+    def run():
+        out = []
+        for relu in (False, True):
+            rm1, rv1 = rm.copy(), rv.copy()
+            y, mean, rstd = _norm.batchnorm_forward(x, gamma, beta, rm1, rv1, MOMENTUM, EPS, True,
+                                                    relu)
+            out += [y, mean, rstd, rm1, rv1]
+            out += _norm.batchnorm_backward(g, x, gamma, mean, rstd, True,
+                                            relu_out=y if relu else None)
+        y, mean, rstd = _norm.layernorm_forward(x.reshape(rows), None, None, EPS, 1)
+        out += [y, mean, rstd, *_norm.layernorm_backward(g.reshape(rows), x.reshape(rows), None,
+                                                          mean, rstd)]
+        return out
+
+    before, threads = _norm.parallel_min_work(), _norm.get_num_threads()
+    try:
+        _norm.set_num_threads(1)
+        one = run()
+        _norm.set_num_threads(2)
+        _norm.parallel_min_work(batchnorm=0, layernorm=0)
+        two = run()
+    finally:
+        _norm.parallel_min_work(**before)
+        _norm.set_num_threads(threads)
+    assert _norm.parallel_min_work() == before
+    assert_same_bits(two, one)
+
+
+def test_parallel_min_work_rejects_unknown_kernels_and_bad_values():
+    with pytest.raises(TypeError, match="unknown kernels"):
+        _norm.parallel_min_work(groupnorm=0)
+    with pytest.raises(ValueError, match="int >= 0"):
+        _norm.parallel_min_work(batchnorm=-1)
+    with pytest.raises(ValueError, match="int >= 0"):
+        _norm.parallel_min_work(layernorm=1.5)

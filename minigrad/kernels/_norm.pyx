@@ -59,6 +59,38 @@ cdef enum:
     LAYERNORM_BLOCK_WORK = 65536
     LAYERNORM_MAX_BLOCKS = 16
 
+# Below these many elements a kernel stays on one thread (threads_over, _parallel.pxi): the
+# shared threshold, measured again for the sizes of the benchmarks. One process timing 1 and 2
+# threads interleaved, 25-30 rounds of 20 calls, float32 forward + backward, 2-core Intel
+# machine with other jobs running (load 1.3-3); time with 2 threads / time with 1, median
+# (best round), default (spinning) waits, then OMP_WAIT_POLICY=PASSIVE:
+# - LayerNorm (256, 512), 128K elements: 10.8 and 8.8 (0.72, 0.76); PASSIVE 2.4-3.0 (1.2-2.8).
+#   (64, 512) and (128, 512): 1.15-370 (1.0-190); PASSIVE 1.2-5.3 (1.1-4.3).
+# - BatchNorm (64, 16, 8, 8), 64K: 5.5 and 0.96 (0.92-0.95); PASSIVE 1.6-11 (1.5-8.8).
+#   (64, 32, 4, 4): 0.82-0.85 (0.81-0.88); PASSIVE 2.0-17 (1.9-16).
+# A second thread saves a quarter at best and costs several times as much whenever the other
+# core is busy, so both stay on one thread up to the common threshold.
+cdef Py_ssize_t _min_work_batchnorm = PARALLEL_MIN_WORK
+cdef Py_ssize_t _min_work_layernorm = PARALLEL_MIN_WORK
+
+
+def parallel_min_work(**changes) -> dict:
+    """The element counts from which ``batchnorm`` and ``layernorm`` (LayerNorm and RMSNorm)
+    split their work over OpenMP threads, before ``changes`` (keyword arguments of those names,
+    ints >= 0) replace them. For tests and measurements: the results are the same bits
+    either way."""
+    global _min_work_batchnorm, _min_work_layernorm
+    before = {"batchnorm": _min_work_batchnorm, "layernorm": _min_work_layernorm}
+    unknown = set(changes) - set(before)
+    if unknown:
+        raise TypeError(f"parallel_min_work: unknown kernels {sorted(unknown)}")
+    for name, value in changes.items():
+        if type(value) is not int or value < 0:
+            raise ValueError(f"parallel_min_work: {name} must be an int >= 0, got {value!r}")
+    _min_work_batchnorm = changes.get("batchnorm", _min_work_batchnorm)
+    _min_work_layernorm = changes.get("layernorm", _min_work_layernorm)
+    return before
+
 
 # ------------------------------------------------------------------ elementwise write passes
 #
@@ -93,7 +125,7 @@ cdef void _batchnorm_forward_core(
     statistics pass by columns.
     """
     cdef Py_ssize_t count = N * S, c
-    cdef int nt = threads_for(N * C * S)
+    cdef int nt = threads_over(N * C * S, _min_work_batchnorm)
     cdef double m, var, scale, shift
     if C == 0:  # nothing to compute
         return
@@ -150,7 +182,7 @@ cdef void _batchnorm_backward_core(
     sums per channel; cols (3 rows ``cw`` apart) the column scratch of sums by columns.
     """
     cdef Py_ssize_t count = N * S, c
-    cdef int nt = threads_for(N * C * S)
+    cdef int nt = threads_over(N * C * S, _min_work_batchnorm)
     cdef double a, r
     cdef double *sum_dy = sums
     cdef double *sum_dy_xc = sums + C

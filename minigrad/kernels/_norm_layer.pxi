@@ -129,7 +129,7 @@ cdef void _layernorm_forward_core(const floating *x, const floating *gamma, cons
                                   floating *y, double *mean, double *rstd) noexcept nogil:
     """Each sample (row) is independent: threads split the rows."""
     cdef Py_ssize_t chunk, t
-    cdef int nt = threads_for(R * D)
+    cdef int nt = threads_over(R * D, _min_work_layernorm)
     if nt == 1:
         _layernorm_forward_rows(x, gamma, beta, centred, eps, D, 0, R, y, mean, rstd)
         return
@@ -179,7 +179,7 @@ cdef void _layernorm_backward_core(
     partial dgamma and dbeta, the last row gamma in float64. dbeta may be NULL (RMSNorm).
     """
     cdef Py_ssize_t per_block = (R + blocks - 1) // blocks, b, i
-    cdef int nt = threads_for(R * D)
+    cdef int nt = threads_over(R * D, _min_work_layernorm)
     cdef double sg, sb
     cdef double *gamma64 = scratch + 2 * blocks * width
     for i in range(D):
