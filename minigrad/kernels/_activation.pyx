@@ -69,13 +69,18 @@ cdef extern from *:
        The backward passes g where y > 0 or y is NaN and gives +0.0 where y <= 0, a select and
        not a product g * (y > 0): an inf or NaN gradient reaching an inactive unit gives 0 there,
        not NaN (PyTorch's rule; the derivative there is exactly 0). Plain loops the compiler
-       vectorises (compare and blend); g's bits are copied, as np.where copies them. */
+       vectorises (compare and blend); g's bits are copied, as np.where copies them. The
+       backward reads g[i] whatever y[i] is: read only where y[i] > 0, gcc loaded it under a
+       mask that merged into the previous vector (a dependency from one vector to the next);
+       loaded always, it is a compare and an and-not (the loop alone on 64K float32 in L2, best
+       of 300: 7.1 -> 6.4 us; relu_backward's call, where the fresh output's stores dominate:
+       medians the same, best rounds 0.91x). */
     #define MG_RELU_LOOPS(T, SUFFIX) \
     static void mg_relu_fwd_##SUFFIX(const T *x, T *y, Py_ssize_t n) { \
         for (Py_ssize_t i = 0; i < n; i++) { T v = x[i]; y[i] = (v > 0 || v != v) ? v : (T)0; } \
     } \
     static void mg_relu_bwd_##SUFFIX(const T *g, const T *y, T *dx, Py_ssize_t n) { \
-        for (Py_ssize_t i = 0; i < n; i++) dx[i] = y[i] <= 0 ? (T)0 : g[i]; \
+        for (Py_ssize_t i = 0; i < n; i++) { T gi = g[i]; dx[i] = y[i] <= 0 ? (T)0 : gi; } \
     }
     MG_RELU_LOOPS(float, f)
     MG_RELU_LOOPS(double, d)
