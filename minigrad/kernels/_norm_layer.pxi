@@ -19,6 +19,10 @@ cdef extern from "_simd_layernorm.h" nogil:
                                        const double *gamma64, Py_ssize_t n, double mean,
                                        double rstd, double *dgamma, double *dbeta, double *sum_g,
                                        double *sum_g_xhat)
+    void mg_layernorm_grad_sums2_fast_f(const float *dy, const float *x, const float *gamma,
+                                        const double *gamma64, Py_ssize_t n, double mean0,
+                                        double rstd0, double mean1, double rstd1,
+                                        double *dgamma, double *dbeta, double *sums)
 
 
 cdef inline void _ln_moments(const floating *x, Py_ssize_t n, double c, double *s1,
@@ -65,6 +69,20 @@ cdef inline void _ln_grad_sums(const floating *dy, const floating *x, const floa
                                       sum_g_xhat)
     else:
         _layernorm_grad_sums(dy, x, gamma, n, mean, rstd, dgamma, dbeta, sum_g, sum_g_xhat)
+
+
+cdef inline void _ln_grad_sums2(const floating *dy, const floating *x, const floating *gamma,
+                                const double *gamma64, Py_ssize_t n, double mean0, double rstd0,
+                                double mean1, double rstd1, double *dgamma, double *dbeta,
+                                double *sums) noexcept nogil:
+    # two consecutive samples (dy, x and dy + n, x + n): two _ln_grad_sums calls' results
+    if floating is float:
+        mg_layernorm_grad_sums2_fast_f(dy, x, gamma, gamma64, n, mean0, rstd0, mean1, rstd1,
+                                       dgamma, dbeta, sums)
+    else:
+        _layernorm_grad_sums(dy, x, gamma, n, mean0, rstd0, dgamma, dbeta, sums, sums + 1)
+        _layernorm_grad_sums(dy + n, x + n, gamma, n, mean1, rstd1, dgamma, dbeta, sums + 2,
+                             sums + 3)
 
 # ------------------------------------------------------------------ LayerNorm cores
 
@@ -149,7 +167,8 @@ cdef void _layernorm_backward_block(
     dgamma and dbeta (float64, D each) receive this block's sums of dy * x_hat and dy. Not
     centred (RMSNorm, mean NULL: 0): q = 0, since the mean did not depend on x.
     """
-    cdef Py_ssize_t r, i
+    cdef Py_ssize_t r, i, j
+    cdef double sums[4]
     cdef double sum_g, sum_g_xhat, rs, m
     cdef floating p, q, rsf, mean_hi, mean_lo
     for i in range(D):
@@ -157,15 +176,31 @@ cdef void _layernorm_backward_block(
         dbeta[i] = 0.0
     for r in range(r0, r1):
         rs = rstd[r]
-        m = mean[r] if mean != NULL else 0.0
-        _ln_grad_sums(dy + r * D, x + r * D, gamma, gamma64, D, m, rs, dgamma, dbeta, &sum_g,
-                      &sum_g_xhat)
+        m = _mean_of(mean, r)
+        # float32 takes the sums of two samples at a time (dgamma and dbeta read and written
+        # once for both): sums[0..1] of the first, sums[2..3] of the second
+        j = 2 * ((r - r0) % 2) if floating is float else 0
+        if j == 2:
+            pass  # taken with the previous sample
+        elif floating is float and r + 1 < r1:
+            _ln_grad_sums2(dy + r * D, x + r * D, gamma, gamma64, D, m, rs,
+                           _mean_of(mean, r + 1), rstd[r + 1], dgamma, dbeta, sums)
+        else:
+            _ln_grad_sums(dy + r * D, x + r * D, gamma, gamma64, D, m, rs, dgamma, dbeta,
+                          &sums[0], &sums[1])
+        sum_g = sums[j]
+        sum_g_xhat = sums[j + 1]
         # dx = rstd * g - rstd * sum_g / D - x_hat * rstd * sum_g_xhat / D, x_hat = (x - mean) rstd
         rsf = <floating>rs
         p = <floating>(-rs * rs * sum_g_xhat / D)
         q = <floating>(-rs * sum_g / D) if mean != NULL else 0
         _split(m, &mean_hi, &mean_lo)
         _ln_dx_row(dy + r * D, x + r * D, gamma, D, mean_hi, mean_lo, rsf, p, q, dx + r * D)
+
+
+cdef inline double _mean_of(const double *mean, Py_ssize_t r) noexcept nogil:
+    """mean[r], 0 for RMSNorm (mean NULL)."""
+    return mean[r] if mean != NULL else 0.0
 
 
 cdef void _layernorm_backward_core(
