@@ -68,8 +68,12 @@ cdef enum:
 #   (64, 512) and (128, 512): 1.15-370 (1.0-190); PASSIVE 1.2-5.3 (1.1-4.3).
 # - BatchNorm (64, 16, 8, 8), 64K: 5.5 and 0.96 (0.92-0.95); PASSIVE 1.6-11 (1.5-8.8).
 #   (64, 32, 4, 4): 0.82-0.85 (0.81-0.88); PASSIVE 2.0-17 (1.9-16).
-# A second thread saves a quarter at best and costs several times as much whenever the other
-# core is busy, so both stay on one thread up to the common threshold.
+# With the machine idle (load 0.9): LayerNorm (256, 512) 0.68 (0.67), (128, 512) 1.05, (64, 512)
+# 1.38; BatchNorm (64, 16, 8, 8) 0.97, (64, 32, 4, 4) 0.84; PASSIVE 3.1-19 for all of them
+# (waking a sleeping thread costs tens to hundreds of microseconds here).
+# A second thread saves a third at best, on an idle machine with spinning waits, and costs
+# several times as much whenever the other core is busy or the threads sleep, so both stay
+# on one thread up to the common threshold.
 cdef Py_ssize_t _min_work_batchnorm = PARALLEL_MIN_WORK
 cdef Py_ssize_t _min_work_layernorm = PARALLEL_MIN_WORK
 
