@@ -1,6 +1,7 @@
-# Longer than the ~400 lines we aim for: one compiled module per kernel family, and BatchNorm,
-# LayerNorm and RMSNorm share the centring, the shifted sums and the write passes; split, the
-# parts would no longer sit beside their one twin, _norm_twin.py.
+# One compiled module per kernel family: BatchNorm, LayerNorm and RMSNorm share the centring,
+# the shifted sums and the write passes, beside their one twin, _norm_twin.py. The module is
+# this file and the .pxi files it includes (BatchNorm's passes and wrappers, LayerNorm's cores
+# and wrappers).
 """Fused BatchNorm, LayerNorm and RMSNorm kernels, forward and backward, float32 and float64.
 
 RMSNorm runs on the LayerNorm cores with centring switched off (mean 0, no sum(dy) term).
@@ -246,6 +247,7 @@ def _relu_masked(fn, dy, x, relu_out):
 
 # LayerNorm's and RMSNorm's cores and wrappers
 include "_norm_layer.pxi"
+include "_norm_layer_api.pxi"
 
 # BatchNorm's wrappers
 include "_norm_batch_api.pxi"
