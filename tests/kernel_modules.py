@@ -36,7 +36,8 @@ def implementations(name: str) -> list:
 def relayout(a: np.ndarray, layout: str) -> np.ndarray:
     """The same values as ``a`` in another memory layout: "contiguous" (as is), "transposed"
     (transposed, copied, transposed back: Fortran order), "step" (every other element of a
-    twice-as-long last axis) or "negative" (the first axis read backwards)."""
+    twice-as-long last axis), "negative" (the first axis read backwards) or "unaligned"
+    (C-contiguous, its data one byte past an aligned address)."""
     if layout == "contiguous":
         return a
     if layout == "transposed":
@@ -47,4 +48,9 @@ def relayout(a: np.ndarray, layout: str) -> np.ndarray:
         return big[..., ::2]
     if layout == "negative":
         return a[::-1].copy()[::-1]
+    if layout == "unaligned":
+        raw = np.zeros(a.nbytes + 1, np.uint8)
+        out = raw[1:].view(a.dtype).reshape(a.shape)
+        out[...] = a
+        return out
     raise ValueError(layout)

@@ -57,9 +57,14 @@ ROWS = [
     ("running_mean float64", "running_mean", lambda v: mg.zeros(C, dtype=mg.float64)),
     ("running_mean read-only", "running_mean", lambda v: _read_only()),
     ("running_var 2-d", "running_var", lambda v: mg.ones((1, C))),
+    ("running_var read-only", "running_var", lambda v: _read_only()),
+    ("x empty batch", "x", lambda v: mg.ones((0, C))),
+    ("x no channels", "x", lambda v: mg.ones((8, 0))),
     ("weight missing", "weight", lambda v: None),
     ("weight shape", "weight", lambda v: Parameter(np.ones(C + 1, np.float32))),
     ("bias float64", "bias", lambda v: Parameter(np.zeros(C))),
+    ("bias missing", "bias", lambda v: None),
+    ("bias shape", "bias", lambda v: Parameter(np.zeros((1, C), np.float32))),
 ]
 
 
@@ -86,8 +91,21 @@ def test_tensor_arguments_raise_what_ndarray_arguments_raise(backend, row):
         np.testing.assert_array_equal(tensor.data, before)
 
 
-def test_tensor_and_ndarray_arguments_agree_on_a_valid_call(backend):
+# valid calls near the limits of the layer's short path (batch_norm's _layer_buffers)
+VALID = [
+    ("as a layer calls it", {}),
+    ("two values per channel", {"x": mg.tensor(np.arange(2.0 * C).reshape(2, C),
+                                               dtype=mg.float32)}),
+    ("eval", {"training": False}),
+    ("eval, read-only buffers", {"training": False, "running_mean": _read_only()}),
+]
+
+
+@pytest.mark.parametrize(("label", "change"), VALID, ids=[v[0] for v in VALID])
+def test_tensor_and_ndarray_arguments_agree_on_a_valid_call(backend, label, change):
     as_layer, as_arrays = _args(tensor_buffers=True), _args(tensor_buffers=False)
+    as_layer.update(change)
+    as_arrays.update({k: v.data if k.startswith("running") else v for k, v in change.items()})
     y_layer = F.batch_norm(as_layer.pop("x"), **as_layer)
     y_arrays = F.batch_norm(as_arrays.pop("x"), **as_arrays)
     np.testing.assert_array_equal(y_layer.data, y_arrays.data)

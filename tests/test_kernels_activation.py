@@ -14,7 +14,7 @@ DTYPES = [np.float32, np.float64]
 # absolute bound in units of max(1, |x|): the float32 erfc fit has fractional error 1.2e-7,
 # plus a few roundings; float64 goes through libm's erfc
 TOL = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-14}
-LAYOUTS = ["contiguous", "transposed", "step"]
+LAYOUTS = ["contiguous", "transposed", "step", "unaligned"]
 
 _erfc64 = np.vectorize(math.erfc, otypes=[np.float64])
 

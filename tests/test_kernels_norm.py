@@ -37,7 +37,7 @@ def assert_close(actual, expected, dtype, scale=None):
     np.testing.assert_allclose(actual.astype(np.float64), expected, rtol=0, atol=tol)
 
 
-LAYOUTS = ["contiguous", "transposed", "step", "negative"]
+LAYOUTS = ["contiguous", "transposed", "step", "negative", "unaligned"]
 
 
 # ----------------------------------------------------------------------------- float64 oracle

@@ -13,7 +13,7 @@ from minigrad import kernels
 
 IMPLS = implementations("_activation")
 DTYPES = [np.float32, np.float64]
-LAYOUTS = ["contiguous", "transposed", "step"]
+LAYOUTS = ["contiguous", "transposed", "step", "unaligned"]
 SPECIAL = [0.0, -0.0, np.nan, -np.nan, np.inf, -np.inf, 1e-45, -1e-45, 5e-324, -5e-324, 3.0,
            -3.0, 1e30, -1e30]
 

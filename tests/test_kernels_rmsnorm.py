@@ -15,7 +15,7 @@ _norm = compiled_module("_norm")
 IMPLS = implementations("_norm")
 DTYPES = [np.float32, np.float64]
 TOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-11}
-LAYOUTS = ["contiguous", "transposed", "step"]
+LAYOUTS = ["contiguous", "transposed", "step", "unaligned"]
 F32 = np.float32
 EPS = 1e-5
 

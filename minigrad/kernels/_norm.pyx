@@ -1,6 +1,7 @@
-# Longer than the ~400 lines we aim for: one compiled module per kernel family, and BatchNorm,
-# LayerNorm and RMSNorm share the centring, the shifted sums and the write passes; split, the
-# parts would no longer sit beside their one twin, _norm_twin.py.
+# One compiled module per kernel family: BatchNorm, LayerNorm and RMSNorm share the centring,
+# the shifted sums and the write passes, beside their one twin, _norm_twin.py. The module is
+# this file and the .pxi files it includes (BatchNorm's passes and wrappers, LayerNorm's cores
+# and wrappers).
 """Fused BatchNorm, LayerNorm and RMSNorm kernels, forward and backward, float32 and float64.
 
 RMSNorm runs on the LayerNorm cores with centring switched off (mean 0, no sum(dy) term).
@@ -24,10 +25,9 @@ on the thread count.
 
 include "_parallel.pxi"
 
-import math
-
 import numpy as np
 
+cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport isfinite, sqrt
@@ -51,12 +51,50 @@ from minigrad.kernels._simd cimport (
     _scale_shift,
 )
 
+cnp.import_array()
+
 # LayerNorm's backward sums dgamma and dbeta over samples in blocks of about this many elements,
 # each block into its own float64 partial sums, added in block order at the end: the blocks
 # depend on the shape only, so the result does not depend on how many threads ran them.
 cdef enum:
     LAYERNORM_BLOCK_WORK = 65536
     LAYERNORM_MAX_BLOCKS = 16
+
+# Below these many elements a kernel stays on one thread (threads_over, _parallel.pxi): the
+# shared threshold, measured again for the sizes of the benchmarks. One process timing 1 and 2
+# threads interleaved, 25-30 rounds of 20 calls, float32 forward + backward, 2-core Intel
+# machine with other jobs running (load 1.3-3); time with 2 threads / time with 1, median
+# (best round), default (spinning) waits, then OMP_WAIT_POLICY=PASSIVE:
+# - LayerNorm (256, 512), 128K elements: 10.8 and 8.8 (0.72, 0.76); PASSIVE 2.4-3.0 (1.2-2.8).
+#   (64, 512) and (128, 512): 1.15-370 (1.0-190); PASSIVE 1.2-5.3 (1.1-4.3).
+# - BatchNorm (64, 16, 8, 8), 64K: 5.5 and 0.96 (0.92-0.95); PASSIVE 1.6-11 (1.5-8.8).
+#   (64, 32, 4, 4): 0.82-0.85 (0.81-0.88); PASSIVE 2.0-17 (1.9-16).
+# With the machine idle (load 0.9): LayerNorm (256, 512) 0.68 (0.67), (128, 512) 1.05, (64, 512)
+# 1.38; BatchNorm (64, 16, 8, 8) 0.97, (64, 32, 4, 4) 0.84; PASSIVE 3.1-19 for all of them
+# (waking a sleeping thread costs tens to hundreds of microseconds here).
+# A second thread saves a third at best, on an idle machine with spinning waits, and costs
+# several times as much whenever the other core is busy or the threads sleep, so both stay
+# on one thread up to the common threshold.
+cdef Py_ssize_t _min_work_batchnorm = PARALLEL_MIN_WORK
+cdef Py_ssize_t _min_work_layernorm = PARALLEL_MIN_WORK
+
+
+def parallel_min_work(**changes) -> dict:
+    """The element counts from which ``batchnorm`` and ``layernorm`` (LayerNorm and RMSNorm)
+    split their work over OpenMP threads, before ``changes`` (keyword arguments of those names,
+    ints >= 0) replace them. For tests and measurements: the results are the same bits
+    either way."""
+    global _min_work_batchnorm, _min_work_layernorm
+    before = {"batchnorm": _min_work_batchnorm, "layernorm": _min_work_layernorm}
+    unknown = set(changes) - set(before)
+    if unknown:
+        raise TypeError(f"parallel_min_work: unknown kernels {sorted(unknown)}")
+    for name, value in changes.items():
+        if type(value) is not int or value < 0:
+            raise ValueError(f"parallel_min_work: {name} must be an int >= 0, got {value!r}")
+    _min_work_batchnorm = changes.get("batchnorm", _min_work_batchnorm)
+    _min_work_layernorm = changes.get("layernorm", _min_work_layernorm)
+    return before
 
 
 # ------------------------------------------------------------------ elementwise write passes
@@ -78,44 +116,40 @@ include "_norm_batch.pxi"
 
 
 cdef void _batchnorm_forward_core(
-    const floating[:, :, ::1] x, const floating[::1] gamma, const floating[::1] beta,
-    floating[:] running_mean, floating[:] running_var, bint has_gamma, bint has_beta,
-    bint has_running, double momentum, double eps, bint training,
-    floating[:, :, ::1] y, double[:, ::1] stats, floating[:, ::1] coef, double[:, ::1] cols,
-    bint relu,
+    const floating *x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t S, const floating *gamma,
+    const floating *beta, floating *running_mean, floating *running_var, double momentum,
+    double eps, bint training, floating *y, double *mean, double *rstd, floating *coef,
+    Py_ssize_t W, double *cols, Py_ssize_t cw, bint relu,
 ) noexcept nogil:
     """Statistics pass (training) or running statistics (eval), then the write pass (and,
-    with ``relu``, max(y, 0) over y while it is still in cache).
+    with ``relu``, max(y, 0) over y while it is still in cache), over C-contiguous (N, C, S) x.
 
-    stats receives mean (row 0) and rstd (row 1); coef (4, C, or C * S when wide) is scratch
-    for the write pass and cols (3, C * S) for the column sums of a statistics pass by columns.
+    gamma, beta, running_mean and running_var may be NULL (none). mean and rstd (C each)
+    receive the statistics; coef (4 rows ``W`` apart, W = C, or C * S and more when wide) is
+    scratch for the write pass and cols (3 rows ``cw`` apart) for the column sums of a
+    statistics pass by columns.
     """
-    cdef Py_ssize_t C = x.shape[1], count = x.shape[0] * x.shape[2], c
-    cdef Py_ssize_t wide = _write_columns(C, x.shape[2])
-    cdef int nt = threads_for(x.shape[0] * C * x.shape[2])
-    cdef double *mean
-    cdef double *rstd
+    cdef Py_ssize_t count = N * S, c
+    cdef int nt = threads_over(N * C * S, _min_work_batchnorm)
     cdef double m, var, scale, shift
-    if C == 0:  # nothing to compute (and no stats[0, 0] or x[0, 0, 0] to take the address of)
+    if C == 0:  # nothing to compute
         return
-    mean = &stats[0, 0]
-    rstd = &stats[1, 0]
     if training:
         # mean[] and rstd[] first hold the sums of x - x[0, c, 0] and of its squares
-        _batchnorm_sums(x, mean, rstd, cols, nt)
+        _batchnorm_sums(x, N, C, S, mean, rstd, cols, cw, nt)
         for c in range(C):
             # (no values, which the public function refuses: 0/0 gives NaN statistics)
-            shift = x[0, c, 0] if count > 0 else 0.0
+            shift = x[c * S] if count > 0 else 0.0
             if not isfinite(shift):
                 # Every shifted term would be NaN; NumPy's mean of data holding inf is inf, so
                 # sum this channel unshifted (inf/NaN data only: never on the fast path).
                 shift = 0.0
-                _plane_unshifted_sums(x, c, &mean[c], &rstd[c])
+                _plane_unshifted_sums(x, N, C, S, c, &mean[c], &rstd[c])
             m = mean[c] / count
             var = _nonnegative(rstd[c] / count - m * m)
             mean[c] = shift + m
             rstd[c] = 1.0 / sqrt(var + eps)
-            if has_running:
+            if running_mean != NULL:
                 running_mean[c] = running_mean[c] * momentum + mean[c] * (1.0 - momentum)
                 running_var[c] = (running_var[c] * momentum
                                   + var * count / (count - 1) * (1.0 - momentum))
@@ -126,89 +160,81 @@ cdef void _batchnorm_forward_core(
     if count == 0:  # eval on an empty batch: statistics only, nothing to write
         return
     for c in range(C):
-        scale = rstd[c] * gamma[c] if has_gamma else rstd[c]
-        _split(mean[c], &coef[0, c], &coef[1, c])
-        coef[2, c] = <floating>scale
-        coef[3, c] = beta[c] if has_beta else 0.0
-    if wide > 1:
-        _spread_columns(coef, C, wide)
-    _batchnorm_write(x, coef, y, nt, relu)
+        scale = rstd[c] * gamma[c] if gamma != NULL else rstd[c]
+        _split(mean[c], &coef[c], &coef[W + c])
+        coef[2 * W + c] = <floating>scale
+        coef[3 * W + c] = beta[c] if beta != NULL else 0.0
+    if W > C:
+        _spread_columns(coef, 4, W, C, S)
+    _batchnorm_write(x, N, C, S, coef, W, y, nt, relu)
 
 
 cdef void _batchnorm_backward_core(
-    const floating[:, :, ::1] dy, const floating[:, :, ::1] mask, bint has_mask,
-    const floating[:, :, ::1] x, const floating[::1] gamma,
-    bint has_gamma, const double[::1] mean, const double[::1] rstd, bint training,
-    floating[:, :, ::1] dx, floating[:, ::1] out, double[:, ::1] sums,
+    const floating *dy, const floating *mask, const floating *x, Py_ssize_t N, Py_ssize_t C,
+    Py_ssize_t S, const floating *gamma, const double *mean, const double *rstd, bint training,
+    floating *dx, floating *dgamma, floating *dbeta, floating *coef, Py_ssize_t W, double *sums,
+    double *cols, Py_ssize_t cw,
 ) noexcept nogil:
-    """Reduction pass for sum(dy) and sum(dy * (x - mean)), then the write pass.
+    """Reduction pass for sum(dy) and sum(dy * (x - mean)), then the write pass, over
+    C-contiguous (N, C, S) data.
 
-    With has_mask (training, sums by columns only), dy is the gradient of a ReLU applied to
-    this BatchNorm's output, and mask that ReLU's output: both passes read ReLU's backward of
-    dy (relu_select's rule: +0.0 where mask <= 0).
+    With a mask (not NULL: training, sums by columns only), dy is the gradient of a ReLU
+    applied to this BatchNorm's output, and mask that ReLU's output: both passes read ReLU's
+    backward of dy (relu_select's rule: +0.0 where mask <= 0).
 
-    out (7, W) receives dgamma (row 0) and dbeta (row 1) in its first C columns; rows 2-6 are
-    scratch for the write, W = C * S columns when the write runs wide, else C. sums float64:
-    the two sums per channel (rows 0-1), then, when the sums run wide with S > 1, three rows of
-    column scratch (``_column_scratch``).
+    dgamma and dbeta (C each) receive the parameter gradients; coef (5 rows ``W`` apart, W = C
+    or more when the write runs wide) is scratch for the write; sums (2 * C float64) the two
+    sums per channel; cols (3 rows ``cw`` apart) the column scratch of sums by columns.
     """
-    cdef Py_ssize_t C = x.shape[1], count = x.shape[0] * x.shape[2], c
-    cdef Py_ssize_t wide = _write_columns(C, x.shape[2])
-    cdef int nt = threads_for(x.shape[0] * C * x.shape[2])
+    cdef Py_ssize_t count = N * S, c
+    cdef int nt = threads_over(N * C * S, _min_work_batchnorm)
     cdef double a, r
-    cdef const floating *m = NULL
+    cdef double *sum_dy = sums
+    cdef double *sum_dy_xc = sums + C
     if count == 0 or C == 0:  # no values: the sums are 0 and dx is empty
         for c in range(C):
-            out[0, c] = 0.0
-            out[1, c] = 0.0
+            dgamma[c] = 0.0
+            dbeta[c] = 0.0
         return
     if not training:
         # Eval: mean and rstd were constants, so dx = dy * gamma * rstd does not involve x at
         # all (a NaN in x must not leak into dx; the closed form below would give NaN * 0).
         # The forward's write pass y = (x - 0 - 0) * a + 0 computes exactly that.
         for c in range(C):
-            out[2, c] = 0.0
-            out[3, c] = 0.0
-            out[4, c] = <floating>(rstd[c] * gamma[c] if has_gamma else rstd[c])
-            out[5, c] = 0.0
-        if wide > 1:
-            _spread_columns(out[2:6], C, wide)
-        _batchnorm_write(dy, out[2:6], dx, nt, False)
-    if has_mask:
-        m = &mask[0, 0, 0]
-    _batchnorm_grad_sums(dy, m, x, &mean[0], &sums[0, 0], &sums[1, 0], sums[2:5], nt)
+            coef[c] = 0.0
+            coef[W + c] = 0.0
+            coef[2 * W + c] = <floating>(rstd[c] * gamma[c] if gamma != NULL else rstd[c])
+            coef[3 * W + c] = 0.0
+        if W > C:
+            _spread_columns(coef, 4, W, C, S)
+        _batchnorm_write(dy, N, C, S, coef, W, dx, nt, False)
+    _batchnorm_grad_sums(dy, mask, x, N, C, S, mean, sum_dy, sum_dy_xc, cols, cw, nt)
     for c in range(C):
         r = rstd[c]
-        out[0, c] = <floating>(sums[1, c] * r)  # dgamma = sum(dy * x_hat)
-        out[1, c] = <floating>sums[0, c]  # dbeta = sum(dy)
+        dgamma[c] = <floating>(sum_dy_xc[c] * r)  # dgamma = sum(dy * x_hat)
+        dbeta[c] = <floating>sum_dy[c]  # dbeta = sum(dy)
     if not training:
         return
     for c in range(C):
         r = rstd[c]
-        a = r * gamma[c] if has_gamma else r
-        _split(mean[c], &out[2, c], &out[3, c])
-        out[4, c] = <floating>a
+        a = r * gamma[c] if gamma != NULL else r
+        _split(mean[c], &coef[c], &coef[W + c])
+        coef[2 * W + c] = <floating>a
         # dx = a * (dy - dbeta / M - x_hat * dgamma / M), x_hat = (x - mean) * r
-        out[5, c] = <floating>(-a * r * r * sums[1, c] / count)
-        out[6, c] = <floating>(-a * sums[0, c] / count)
-    if wide > 1:
-        _spread_columns(out[2:7], C, wide)
-    _batchnorm_dx_write(dy, m, x, out[2:7], dx, nt)
+        coef[3 * W + c] = <floating>(-a * r * r * sum_dy_xc[c] / count)
+        coef[4 * W + c] = <floating>(-a * sum_dy[c] / count)
+    if W > C:
+        _spread_columns(coef, 5, W, C, S)
+    _batchnorm_dx_write(dy, mask, x, N, C, S, coef, W, dx, nt)
 
 
-def _relu_in_place(y):
-    """y = max(y, 0) in place over a C-contiguous float array (``_relu_rows``)."""
-    flat = y.reshape(1, -1, 1)
-    if flat.shape[1] == 0:
-        return
-    if y.dtype.itemsize == 4:
-        _relu_flat[float](flat)
+cdef void _relu_in_place(object y):
+    """y = max(y, 0) in place over a C-contiguous float ndarray (``_relu_rows``)."""
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>y)
+    if cnp.PyArray_TYPE(<cnp.ndarray>y) == cnp.NPY_FLOAT:
+        _relu_rows(<float *>_data(y), n)
     else:
-        _relu_flat[double](flat)
-
-
-cdef void _relu_flat(floating[:, :, ::1] y) noexcept nogil:
-    _relu_rows(&y[0, 0, 0], y.shape[1])
+        _relu_rows(<double *>_data(y), n)
 
 
 def _relu_masked(fn, dy, x, relu_out):
@@ -221,134 +247,7 @@ def _relu_masked(fn, dy, x, relu_out):
 
 # LayerNorm's and RMSNorm's cores and wrappers
 include "_norm_layer.pxi"
+include "_norm_layer_api.pxi"
 
-
-# ------------------------------------------------------------------ Python wrappers
-
-
-def _contiguous(a):
-    """a itself when C-contiguous, else a C-contiguous copy (None stays None)."""
-    return None if a is None else np.ascontiguousarray(a)
-
-
-def _batchnorm_shape3(shape):
-    """(N, C, S) with S the product of the spatial sizes (1 for (N, C) input)."""
-    return (shape[0], shape[1], math.prod(shape[2:]))
-
-
-cdef inline Py_ssize_t _coef_width(Py_ssize_t C, Py_ssize_t S):
-    """Columns of the write pass's coefficients for (N, C, S) data: C * S when the write runs
-    wide (``_write_columns``; plus COLUMN_PAD, see ``_column_scratch``), else C (also when S
-    is 0: no plane to write)."""
-    return C * S + COLUMN_PAD if _write_columns(C, S) and S > 1 else C
-
-
-cdef inline bint _sums_by_columns(Py_ssize_t N, Py_ssize_t C, Py_ssize_t S):
-    """Whether the sums of (N, C, S) data with S > 1 run wide (``_columns_per_channel``), which
-    needs float64 scratch for C * S column sums."""
-    return S > 1 and _columns_per_channel(N, C, S) != 0
-
-
-def _column_scratch(rows, C, S):
-    """float64 (rows, C * S + COLUMN_PAD) scratch for column sums. The extra columns keep the rows
-    from lying a multiple of 4 KiB apart (C * S is often a power of two): a load from one row
-    after a store to another at the same address modulo 4 KiB waits for the store (measured
-    25% slower backward at (64, 16, 8, 8) float32)."""
-    return np.empty((rows, C * S + COLUMN_PAD), np.float64)
-
-
-def batchnorm_forward(x, gamma, beta, running_mean, running_var, momentum, eps, training,
-                      relu=False):
-    """BatchNorm forward: y = gamma * (x - mean) / sqrt(var + eps) + beta, per channel (axis 1).
-
-    Training uses the batch mean and biased variance over every axis but 1 and, when running
-    buffers are given, updates them in place: running = running * momentum + batch * (1 - momentum)
-    (with the unbiased variance for running_var). Eval (training=False) uses the running buffers.
-
-    Args:
-        x: (N, C), (N, C, L) or (N, C, H, W), float32 or float64.
-        gamma, beta: (C,) arrays of x's dtype, or None (meaning 1 and 0).
-        running_mean, running_var: (C,) arrays of x's dtype updated in place, or both None.
-        momentum, eps: floats; training: bool.
-        relu: return max(y, 0) instead of y, bit for bit what ``np.maximum(y, 0)`` gives
-            (``mg.compile`` replays a BatchNorm followed by a ReLU as this one call).
-
-    Returns:
-        (y, mean, rstd): y like x; mean and rstd = 1 / sqrt(var + eps) as float64 (C,) arrays.
-    """
-    batchnorm_forward_args(x, gamma, beta, running_mean, running_var, training)
-    x3 = np.ascontiguousarray(x).reshape(_batchnorm_shape3(x.shape))
-    C = x3.shape[1]
-    y = np.empty_like(x3)
-    stats = np.empty((2, C), np.float64)  # mean, rstd
-    S = x3.shape[2]
-    # write-pass scratch: mean_hi, mean_lo, scale, shift
-    coef = np.empty((4, _coef_width(C, S)), x.dtype)
-    # scratch for the statistics pass by columns (S > 1): the shifts and two sums of each column
-    cols = _column_scratch(3, C, S) if training and _sums_by_columns(x3.shape[0], C, S) else None
-    has_running = running_mean is not None
-    if has_running and not training:
-        # Eval only reads the buffers, so read-only ones are fine (the twin accepts them); a
-        # writeable memoryview cannot take them, a small copy can.
-        if not running_mean.flags.writeable:
-            running_mean = running_mean.copy()
-        if not running_var.flags.writeable:
-            running_var = running_var.copy()
-    if x.dtype.itemsize == 4:  # float32 (the checks allow only float32 and float64)
-        _batchnorm_forward_core[float](
-            x3, _contiguous(gamma), _contiguous(beta), running_mean, running_var,
-            gamma is not None, beta is not None, has_running, momentum, eps, training,
-            y, stats, coef, cols, relu)
-    else:
-        _batchnorm_forward_core[double](
-            x3, _contiguous(gamma), _contiguous(beta), running_mean, running_var,
-            gamma is not None, beta is not None, has_running, momentum, eps, training,
-            y, stats, coef, cols, relu)
-    return y.reshape(x.shape), stats[0], stats[1]
-
-
-def batchnorm_backward(grad_out, x, gamma, mean, rstd, training=True, relu_out=None):
-    """BatchNorm backward, closed form, with sums over the M values of each channel.
-
-    dbeta = sum(dy), dgamma = sum(dy * x_hat) with x_hat = (x - mean) * rstd, and
-    dx = gamma * rstd / M * (M * dy - dbeta - x_hat * dgamma) in training;
-    dx = gamma * rstd * dy in eval, where mean and rstd were constants.
-
-    With ``relu_out`` (the output of a ReLU applied to this BatchNorm's output, shaped like x),
-    ``grad_out`` is the ReLU's output gradient and dy = relu_select(grad_out, relu_out), ReLU's
-    own backward.
-
-    Returns:
-        (dx, dgamma, dbeta): dx like x; dgamma and dbeta (C,) arrays of x's dtype.
-    """
-    batchnorm_backward_args(grad_out, x, gamma, mean, rstd)
-    shape3 = _batchnorm_shape3(x.shape)
-    C = shape3[1]
-    x3 = np.ascontiguousarray(x).reshape(shape3)
-    dy3 = np.ascontiguousarray(grad_out).reshape(shape3)
-    mask3 = dy3  # (not read unless relu_out is given)
-    fuse = relu_out is not None and training and _columns_per_channel(shape3[0], C, shape3[2]) != 0
-    if fuse:  # the column loops apply the ReLU's mask as they read dy
-        same_as("batchnorm_backward", "relu_out", relu_out, x, x.shape, "the shape of x")
-        mask3 = np.ascontiguousarray(relu_out).reshape(shape3)
-    elif relu_out is not None:
-        dy3 = _relu_masked("batchnorm_backward", dy3, x, relu_out)
-    mean = np.ascontiguousarray(mean, dtype=np.float64)
-    rstd = np.ascontiguousarray(rstd, dtype=np.float64)
-    dx = np.empty_like(x3)
-    # one allocation for dgamma, dbeta (returned) and the write pass's coefficients (scratch)
-    width = _coef_width(C, shape3[2])
-    out = np.empty((7, width), x.dtype)
-    # the two sums per channel, then (wide) each column's mean and its two sums
-    S = shape3[2]
-    sums = _column_scratch(5, C, S) if _sums_by_columns(shape3[0], C, S) else np.empty(
-        (2, C), np.float64)
-    if x.dtype.itemsize == 4:  # float32 (the checks allow only float32 and float64)
-        _batchnorm_backward_core[float](dy3, mask3, fuse, x3, _contiguous(gamma),
-                                        gamma is not None, mean, rstd, training, dx, out, sums)
-    else:
-        _batchnorm_backward_core[double](dy3, mask3, fuse, x3, _contiguous(gamma),
-                                         gamma is not None, mean, rstd, training, dx, out, sums)
-    if width > C:
-        return dx.reshape(x.shape), out[0, :C], out[1, :C]
-    return dx.reshape(x.shape), out[0], out[1]
+# BatchNorm's wrappers
+include "_norm_batch_api.pxi"

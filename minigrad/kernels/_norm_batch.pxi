@@ -50,45 +50,47 @@ cdef inline Py_ssize_t _write_columns(Py_ssize_t C, Py_ssize_t S) noexcept nogil
     return S if S == 1 or (S < BATCHNORM_WIDE_WRITE_S and C * S <= BATCHNORM_WIDE_MAX) else 0
 
 
-cdef void _plane_shifted_sums(const floating[:, :, ::1] x, Py_ssize_t c0, Py_ssize_t c1,
-                              double *sum1, double *sum2) noexcept nogil:
-    """Per channel c0..c1 of (N, C, S) x: sums of x - x[0, c, 0] and its squares.
+cdef void _plane_shifted_sums(const floating *x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t S,
+                              Py_ssize_t c0, Py_ssize_t c1, double *sum1,
+                              double *sum2) noexcept nogil:
+    """Per channel c0..c1 of C-contiguous (N, C, S) x: sums of x - x[0, c, 0] and its squares.
 
     Walks n outside and channels inside, so the planes are read in memory order.
     """
-    cdef Py_ssize_t n, c, S = x.shape[2]
+    cdef Py_ssize_t n, c
     for c in range(c0, c1):
         sum1[c] = 0.0
         sum2[c] = 0.0
-    for n in range(x.shape[0]):
+    for n in range(N):
         for c in range(c0, c1):
-            _row_moments(&x[n, c, 0], S, x[0, c, 0], &sum1[c], &sum2[c])
+            _row_moments(x + (n * C + c) * S, S, x[c * S], &sum1[c], &sum2[c])
 
 
-cdef void _plane_grad_sums(const floating[:, :, ::1] dy, const floating[:, :, ::1] x,
-                           Py_ssize_t c0, Py_ssize_t c1, const double *mean, double *sum_dy,
-                           double *sum_dy_xc) noexcept nogil:
-    """Per channel c0..c1 of (N, C, S) data: sum of dy and of dy * (x - mean[c])."""
-    cdef Py_ssize_t n, c, S = x.shape[2]
+cdef void _plane_grad_sums(const floating *dy, const floating *x, Py_ssize_t N, Py_ssize_t C,
+                           Py_ssize_t S, Py_ssize_t c0, Py_ssize_t c1, const double *mean,
+                           double *sum_dy, double *sum_dy_xc) noexcept nogil:
+    """Per channel c0..c1 of C-contiguous (N, C, S) data: sum of dy and of dy * (x - mean[c])."""
+    cdef Py_ssize_t n, c, o
     cdef double s1, s2
     for c in range(c0, c1):
         sum_dy[c] = 0.0
         sum_dy_xc[c] = 0.0
-    for n in range(x.shape[0]):
+    for n in range(N):
         for c in range(c0, c1):
-            _grad_sums(&dy[n, c, 0], &x[n, c, 0], S, mean[c], &s1, &s2)
+            o = (n * C + c) * S
+            _grad_sums(dy + o, x + o, S, mean[c], &s1, &s2)
             sum_dy[c] += s1
             sum_dy_xc[c] += s2
 
 
-cdef void _plane_unshifted_sums(const floating[:, :, ::1] x, Py_ssize_t c, double *sum1,
-                                double *sum2) noexcept nogil:
+cdef void _plane_unshifted_sums(const floating *x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t S,
+                                Py_ssize_t c, double *sum1, double *sum2) noexcept nogil:
     """Sums of x and x^2 over channel c of (N, C, S) x (used when x[0, c, 0] is inf or NaN)."""
     cdef Py_ssize_t n
     sum1[0] = 0.0
     sum2[0] = 0.0
-    for n in range(x.shape[0]):
-        _row_moments(&x[n, c, 0], x.shape[2], 0.0, sum1, sum2)
+    for n in range(N):
+        _row_moments(x + (n * C + c) * S, S, 0.0, sum1, sum2)
 
 
 cdef inline double _nonnegative(double var) noexcept nogil:
@@ -197,157 +199,158 @@ cdef inline void _dx_planes(const floating *dy, const floating *mask, const floa
         mg_bn_dx_planes_d(dy, mask, x, n0, n1, C, S, hi, lo, a, b, d, dx)
 
 
-cdef void _channel_sums(const floating[:, :, ::1] x, Py_ssize_t c0, Py_ssize_t c1,
-                        double *sum1, double *sum2, double[:, ::1] cols) noexcept nogil:
+cdef void _channel_sums(const floating *x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t S,
+                        Py_ssize_t c0, Py_ssize_t c1, double *sum1, double *sum2,
+                        double *cols, Py_ssize_t cw) noexcept nogil:
     """Sums of x - x[0, c, 0] and of its squares per channel c0..c1 of (N, C, S) x, by columns
     when S == 1 or wide: every column (c, s) shifted by its channel's first value (cols row 0),
     its sums (rows 1-2) then added per channel (``mg_bn_fold_columns``; S == 1: straight into
-    sum1, sum2, no scratch). A channel whose first value is inf or NaN gets NaN here; the
-    caller sums it unshifted (``_plane_unshifted_sums``)."""
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], S = x.shape[2], c, j
-    cdef double *k
+    sum1, sum2, no scratch). cols: three float64 rows ``cw`` apart. A channel whose first value
+    is inf or NaN gets NaN here; the caller sums it unshifted (``_plane_unshifted_sums``)."""
+    cdef Py_ssize_t c, j
     cdef double v
     if not _columns_per_channel(N, C, S):
-        _plane_shifted_sums(x, c0, c1, sum1, sum2)
+        _plane_shifted_sums(x, N, C, S, c0, c1, sum1, sum2)
         return
     if S == 1:  # each column a channel, shifted by its first value
-        _column_moments(&x[0, 0, 0], N, C, c0, c1, NULL, sum1, sum2)
+        _column_moments(x, N, C, c0, c1, NULL, sum1, sum2)
         return
-    k = &cols[0, 0]
     for c in range(c0, c1):
-        v = x[0, c, 0]
+        v = x[c * S]
         for j in range(c * S, c * S + S):
-            k[j] = v
-    _column_moments(&x[0, 0, 0], N, C * S, c0 * S, c1 * S, k, &cols[1, 0], &cols[2, 0])
-    mg_bn_fold_columns(&cols[1, 0], &cols[2, 0], c0, c1, S, sum1, sum2)
+            cols[j] = v
+    _column_moments(x, N, C * S, c0 * S, c1 * S, cols, cols + cw, cols + 2 * cw)
+    mg_bn_fold_columns(cols + cw, cols + 2 * cw, c0, c1, S, sum1, sum2)
 
 
-cdef void _batchnorm_sums(const floating[:, :, ::1] x, double *sum1, double *sum2,
-                          double[:, ::1] cols, int nt) noexcept nogil:
+cdef void _batchnorm_sums(const floating *x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t S,
+                          double *sum1, double *sum2, double *cols, Py_ssize_t cw,
+                          int nt) noexcept nogil:
     """Shifted sums per channel of (N, C, S) x, threads splitting the channels.
 
-    cols (3, C * S) is scratch for the column sums when the channels run by columns.
+    cols (3 rows ``cw`` >= C * S apart) is scratch for the column sums when the channels run by
+    columns.
     """
-    cdef Py_ssize_t C = x.shape[1], chunk, t
-    if x.shape[0] * x.shape[2] == 0:  # no values: nothing to read, the sums are 0
+    cdef Py_ssize_t chunk, t
+    if N * S == 0:  # no values: nothing to read, the sums are 0
         for t in range(C):
             sum1[t] = 0.0
             sum2[t] = 0.0
         return
     if nt == 1:
-        _channel_sums(x, 0, C, sum1, sum2, cols)
+        _channel_sums(x, N, C, S, 0, C, sum1, sum2, cols, cw)
         return
     chunk = _chunk(C, nt)
     for t in prange(nt, num_threads=nt, schedule="static"):
-        _channel_sums(x, min(t * chunk, C), min(t * chunk + chunk, C), sum1, sum2, cols)
+        _channel_sums(x, N, C, S, min(t * chunk, C), min(t * chunk + chunk, C), sum1, sum2, cols,
+                      cw)
 
 
-cdef void _channel_grad_sums(const floating[:, :, ::1] dy, const floating *mask,
-                             const floating[:, :, ::1] x, Py_ssize_t c0, Py_ssize_t c1,
-                             const double *mean, double *sum_dy, double *sum_dy_xc,
-                             double[:, ::1] cols) noexcept nogil:
+cdef void _channel_grad_sums(const floating *dy, const floating *mask, const floating *x,
+                             Py_ssize_t N, Py_ssize_t C, Py_ssize_t S, Py_ssize_t c0,
+                             Py_ssize_t c1, const double *mean, double *sum_dy,
+                             double *sum_dy_xc, double *cols, Py_ssize_t cw) noexcept nogil:
     """sum(g) and sum(g * (x - mean)) of channels c0..c1, g = dy (times mask > 0 with a mask,
     which only the column path takes), by columns when S == 1 or wide.
 
-    By columns with S > 1, cols (3, C * S) holds each column's mean (row 0) and its two sums,
-    which are then added per channel (``mg_bn_fold_columns``).
+    By columns with S > 1, cols (3 rows ``cw`` apart) holds each column's mean (row 0) and its
+    two sums, which are then added per channel (``mg_bn_fold_columns``).
     """
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], S = x.shape[2], c, j
-    cdef double *m
+    cdef Py_ssize_t c, j
     if not _columns_per_channel(N, C, S):
-        _plane_grad_sums(dy, x, c0, c1, mean, sum_dy, sum_dy_xc)
+        _plane_grad_sums(dy, x, N, C, S, c0, c1, mean, sum_dy, sum_dy_xc)
         return
     if S == 1:
-        _column_grad(&dy[0, 0, 0], mask, &x[0, 0, 0], N, C, c0, c1, mean, sum_dy, sum_dy_xc)
+        _column_grad(dy, mask, x, N, C, c0, c1, mean, sum_dy, sum_dy_xc)
         return
-    m = &cols[0, 0]
     for c in range(c0, c1):
         for j in range(c * S, c * S + S):
-            m[j] = mean[c]
-    _column_grad(&dy[0, 0, 0], mask, &x[0, 0, 0], N, C * S, c0 * S, c1 * S, m, &cols[1, 0],
-                 &cols[2, 0])
-    mg_bn_fold_columns(&cols[1, 0], &cols[2, 0], c0, c1, S, sum_dy, sum_dy_xc)
+            cols[j] = mean[c]
+    _column_grad(dy, mask, x, N, C * S, c0 * S, c1 * S, cols, cols + cw, cols + 2 * cw)
+    mg_bn_fold_columns(cols + cw, cols + 2 * cw, c0, c1, S, sum_dy, sum_dy_xc)
 
 
-cdef void _batchnorm_grad_sums(const floating[:, :, ::1] dy, const floating *mask,
-                               const floating[:, :, ::1] x, const double *mean, double *sum_dy,
-                               double *sum_dy_xc, double[:, ::1] cols, int nt) noexcept nogil:
+cdef void _batchnorm_grad_sums(const floating *dy, const floating *mask, const floating *x,
+                               Py_ssize_t N, Py_ssize_t C, Py_ssize_t S, const double *mean,
+                               double *sum_dy, double *sum_dy_xc, double *cols, Py_ssize_t cw,
+                               int nt) noexcept nogil:
     """sum(g) and sum(g * (x - mean)) per channel, threads splitting the channels."""
-    cdef Py_ssize_t C = x.shape[1], chunk, t
+    cdef Py_ssize_t chunk, t
     if nt == 1:
-        _channel_grad_sums(dy, mask, x, 0, C, mean, sum_dy, sum_dy_xc, cols)
+        _channel_grad_sums(dy, mask, x, N, C, S, 0, C, mean, sum_dy, sum_dy_xc, cols, cw)
         return
     chunk = _chunk(C, nt)
     for t in prange(nt, num_threads=nt, schedule="static"):
-        _channel_grad_sums(dy, mask, x, min(t * chunk, C), min(t * chunk + chunk, C), mean,
-                           sum_dy, sum_dy_xc, cols)
+        _channel_grad_sums(dy, mask, x, N, C, S, min(t * chunk, C), min(t * chunk + chunk, C),
+                           mean, sum_dy, sum_dy_xc, cols, cw)
 
 
-cdef void _write_samples(const floating[:, :, ::1] x, const floating[:, ::1] coef,
-                         floating[:, :, ::1] y, Py_ssize_t n0, Py_ssize_t n1,
+cdef void _write_samples(const floating *x, Py_ssize_t C, Py_ssize_t S, const floating *coef,
+                         Py_ssize_t W, floating *y, Py_ssize_t n0, Py_ssize_t n1,
                          bint relu) noexcept nogil:
     """The write pass y = (x - mean) * scale + shift (then max(y, 0) with relu) over samples
-    n0..n1; coef rows: mean_hi, mean_lo, scale, shift, per column of a sample (C * S of them)
-    when the write runs wide (``_write_columns``), else per channel."""
-    cdef Py_ssize_t C = x.shape[1], S = x.shape[2]
+    n0..n1; coef rows (``W`` apart): mean_hi, mean_lo, scale, shift, per column of a sample
+    (C * S of them) when the write runs wide (``_write_columns``), else per channel."""
     if _write_columns(C, S):
-        _write_rows(&x[0, 0, 0], n0, n1, C * S, &coef[0, 0], &coef[1, 0], &coef[2, 0],
-                    &coef[3, 0], &y[0, 0, 0], relu)
+        _write_rows(x, n0, n1, C * S, coef, coef + W, coef + 2 * W, coef + 3 * W, y, relu)
     else:
-        _write_planes(&x[0, 0, 0], n0, n1, C, S, &coef[0, 0], &coef[1, 0], &coef[2, 0],
-                      &coef[3, 0], &y[0, 0, 0], relu)
+        _write_planes(x, n0, n1, C, S, coef, coef + W, coef + 2 * W, coef + 3 * W, y, relu)
 
 
-cdef void _batchnorm_write(const floating[:, :, ::1] x, const floating[:, ::1] coef,
-                           floating[:, :, ::1] y, int nt, bint relu) noexcept nogil:
+cdef void _batchnorm_write(const floating *x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t S,
+                           const floating *coef, Py_ssize_t W, floating *y, int nt,
+                           bint relu) noexcept nogil:
     """``_write_samples`` over all samples, threads splitting them."""
-    cdef Py_ssize_t N = x.shape[0], chunk, t
+    cdef Py_ssize_t chunk, t
     if nt == 1:
-        _write_samples(x, coef, y, 0, N, relu)
+        _write_samples(x, C, S, coef, W, y, 0, N, relu)
         return
     chunk = (N + nt - 1) // nt
     for t in prange(nt, num_threads=nt, schedule="static"):
-        _write_samples(x, coef, y, min(t * chunk, N), min(t * chunk + chunk, N), relu)
+        _write_samples(x, C, S, coef, W, y, min(t * chunk, N), min(t * chunk + chunk, N), relu)
 
 
-cdef void _dx_samples(const floating[:, :, ::1] dy, const floating *mask,
-                      const floating[:, :, ::1] x, const floating[:, ::1] coef,
-                      floating[:, :, ::1] dx, Py_ssize_t n0, Py_ssize_t n1) noexcept nogil:
+cdef void _dx_samples(const floating *dy, const floating *mask, const floating *x, Py_ssize_t C,
+                      Py_ssize_t S, const floating *coef, Py_ssize_t W, floating *dx,
+                      Py_ssize_t n0, Py_ssize_t n1) noexcept nogil:
     """dx = g * a + (x - mean) * b + d over samples n0..n1, g = dy (times mask > 0 with a
-    mask); coef rows: mean_hi, mean_lo, a, b, d, per column of a sample when wide, else per
-    channel."""
-    cdef Py_ssize_t C = x.shape[1], S = x.shape[2]
+    mask); coef rows (``W`` apart): mean_hi, mean_lo, a, b, d, per column of a sample when
+    wide, else per channel."""
     if _write_columns(C, S):
-        _dx_rows(&dy[0, 0, 0], mask, &x[0, 0, 0], n0, n1, C * S, &coef[0, 0], &coef[1, 0],
-                 &coef[2, 0], &coef[3, 0], &coef[4, 0], &dx[0, 0, 0])
+        _dx_rows(dy, mask, x, n0, n1, C * S, coef, coef + W, coef + 2 * W, coef + 3 * W,
+                 coef + 4 * W, dx)
     else:
-        _dx_planes(&dy[0, 0, 0], mask, &x[0, 0, 0], n0, n1, C, S, &coef[0, 0], &coef[1, 0],
-                   &coef[2, 0], &coef[3, 0], &coef[4, 0], &dx[0, 0, 0])
+        _dx_planes(dy, mask, x, n0, n1, C, S, coef, coef + W, coef + 2 * W, coef + 3 * W,
+                   coef + 4 * W, dx)
 
 
-cdef void _batchnorm_dx_write(const floating[:, :, ::1] dy, const floating *mask,
-                              const floating[:, :, ::1] x, const floating[:, ::1] coef,
-                              floating[:, :, ::1] dx, int nt) noexcept nogil:
+cdef void _batchnorm_dx_write(const floating *dy, const floating *mask, const floating *x,
+                              Py_ssize_t N, Py_ssize_t C, Py_ssize_t S, const floating *coef,
+                              Py_ssize_t W, floating *dx, int nt) noexcept nogil:
     """``_dx_samples`` over all samples, threads splitting them."""
-    cdef Py_ssize_t N = x.shape[0], chunk, t
+    cdef Py_ssize_t chunk, t
     if nt == 1:
-        _dx_samples(dy, mask, x, coef, dx, 0, N)
+        _dx_samples(dy, mask, x, C, S, coef, W, dx, 0, N)
         return
     chunk = (N + nt - 1) // nt
     for t in prange(nt, num_threads=nt, schedule="static"):
-        _dx_samples(dy, mask, x, coef, dx, min(t * chunk, N), min(t * chunk + chunk, N))
+        _dx_samples(dy, mask, x, C, S, coef, W, dx, min(t * chunk, N), min(t * chunk + chunk, N))
 
 
-cdef void _spread_columns(floating[:, ::1] coef, Py_ssize_t C, Py_ssize_t S) noexcept nogil:
-    """Per-channel coefficients coef[k, c] (c < C) to per-column ones coef[k, c * S + s], in
-    place: channels last to first, so no value is overwritten before it is read (c * S >= c)."""
+cdef void _spread_columns(floating *coef, Py_ssize_t rows, Py_ssize_t W, Py_ssize_t C,
+                          Py_ssize_t S) noexcept nogil:
+    """Per-channel coefficients coef[k * W + c] (c < C) of each of ``rows`` rows to per-column
+    ones coef[k * W + c * S + s], in place: channels last to first, so no value is overwritten
+    before it is read (c * S >= c)."""
     cdef Py_ssize_t k, c, s
     cdef floating v
-    for k in range(coef.shape[0]):
+    cdef floating *row
+    for k in range(rows):
+        row = coef + k * W
         for c in range(C - 1, -1, -1):
-            v = coef[k, c]
+            v = row[c]
             for s in range(S):
-                coef[k, c * S + s] = v
+                row[c * S + s] = v
 
 
 cdef void _relu_rows(floating *y, Py_ssize_t n) noexcept nogil:

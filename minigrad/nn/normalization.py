@@ -71,22 +71,22 @@ class _BatchNorm(Module):
     def forward(self, x: Tensor) -> Tensor:
         """Normalise x; in training mode also update the running statistics in place and
         count the batch in num_batches_tracked (only after the batch was accepted)."""
-        if x.ndim not in self.accepted_ndims:
+        shape = x.shape
+        if len(shape) not in self.accepted_ndims:
             raise ValueError(
-                f"{type(self).__name__} expects input {self.shape_text}, got shape {x.shape}"
+                f"{type(self).__name__} expects input {self.shape_text}, got shape {shape}"
             )
-        if x.shape[1] != self.num_features:
+        if shape[1] != self.num_features:
             raise ValueError(
                 f"{type(self).__name__}: expected {self.num_features} features (axis 1), "
-                f"got {x.shape[1]} (input shape {x.shape})"
+                f"got {shape[1]} (input shape {shape})"
             )
-        use_batch_stats = self.training or not self.track_running_stats
+        training, tracking = self.training, self.track_running_stats
         # the registries are read directly: Module.__getattr__'s fallback costs a microsecond
         params, buffers = self._parameters, self._buffers
         y = F.batch_norm(x, buffers["running_mean"], buffers["running_var"], params["weight"],
-                         params["bias"], training=use_batch_stats, momentum=self.momentum,
-                         eps=self.eps)
-        if self.training and self.track_running_stats:
+                         params["bias"], training or not tracking, self.momentum, self.eps)
+        if training and tracking:
             self._count_batch()  # after the call succeeded, so a rejected batch is not counted
         return y
 
