@@ -91,7 +91,7 @@ def test_tensor_arguments_raise_what_ndarray_arguments_raise(backend, row):
         np.testing.assert_array_equal(tensor.data, before)
 
 
-# valid calls near the limits of the layer's short path (batch_norm's _layer_buffers)
+# valid calls at the edges of what batch_norm accepts, with Tensor and with ndarray arguments
 VALID = [
     ("as a layer calls it", {}),
     ("two values per channel", {"x": mg.tensor(np.arange(2.0 * C).reshape(2, C),

@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from .. import tensor as _tensor
 from ..grad_mode import no_grad
 from ..ops import norm as ops
 from . import elementwise as ew
@@ -62,32 +61,6 @@ def _running_buffers(running_mean, running_var, channels: int, training: bool,
     return running_mean, running_var
 
 
-def _layer_buffers(x, running_mean, running_var, weight, bias, channels: int, training):
-    """The running buffers' arrays when the arguments are those of a BatchNorm layer that pass
-    every check of ``batch_norm`` as they are (Tensor weight, bias and running buffers of x's
-    dtype and shape (C,), writeable buffers when training, more than one value per channel);
-    None for any other call, which then runs the checks one by one. The checks one by one cost
-    about 1.3 us per call; this test about 0.4 us."""
-    tensor = _tensor.Tensor
-    if not (type(running_mean) is tensor and type(running_var) is tensor
-            and isinstance(weight, tensor) and isinstance(bias, tensor)):
-        return None
-    # .data, not the slot, for the arrays handed to the op: mg.compile's recording watches
-    # .data to learn where an op's array attributes come from
-    x_data, rm, rv = x._data, running_mean.data, running_var.data
-    dtype, shape = x_data.dtype, (channels,)
-    if not (type(rm) is np.ndarray and type(rv) is np.ndarray and rm.dtype is dtype
-            and rv.dtype is dtype and weight._data.dtype is dtype and bias._data.dtype is dtype
-            and rm.shape == shape and rv.shape == shape and weight._data.shape == shape
-            and bias._data.shape == shape):
-        return None
-    # check_per_channel's test (size // max(C, 1) <= 1 fails) is left to it near the limit
-    if training and (x_data.size < 2 * channels + 2 or not rm.flags.writeable
-                     or not rv.flags.writeable):
-        return None
-    return rm, rv
-
-
 def batch_norm(x: Any, running_mean: Any = None, running_var: Any = None, weight: Any = None,
                bias: Any = None, training: bool = False, momentum: float = 0.9,
                eps: float = 1e-5, fused: bool = True):
@@ -104,24 +77,17 @@ def batch_norm(x: Any, running_mean: Any = None, running_var: Any = None, weight
         fused: one graph node and kernel (default) or the composite of primitive ops.
     """
     x = check_float_input(as_tensor(x), "batch_norm")
-    x_shape = x._data.shape  # the slot: properties cost calls
-    if len(x_shape) < 2:
-        raise ValueError(f"batch_norm expects input (N, C, ...), got shape {x_shape}")
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm expects input (N, C, ...), got shape {x.shape}")
     check_training(training, "batch_norm")
     momentum = check_momentum(momentum, "batch_norm")
     eps = check_eps(eps, "batch_norm")
-    channels = x_shape[1]
-    buffers = _layer_buffers(x, running_mean, running_var, weight, bias, channels, training)
-    if buffers is not None:  # a layer's own arguments, which pass every check below
-        running_mean, running_var = buffers
-        inputs = [x, weight, bias]
-    else:
-        running_mean, running_var = _running_buffers(running_mean, running_var, channels,
-                                                     training)
-        if training:
-            check_per_channel(x_shape)
-        inputs = _affine_inputs(x, weight, bias, (channels,), "batch_norm")
-        check_param_dtype(x, *inputs[1:], running_mean, running_var)
+    channels = x.shape[1]
+    running_mean, running_var = _running_buffers(running_mean, running_var, channels, training)
+    if training:
+        check_per_channel(x.shape)
+    inputs = _affine_inputs(x, weight, bias, (channels,), "batch_norm")
+    check_param_dtype(x, *inputs[1:], running_mean, running_var)
     if fused:
         return ops.BatchNorm.apply(*inputs, running_mean=running_mean, running_var=running_var,
                                    momentum=momentum, eps=eps, training=training)
