@@ -80,3 +80,21 @@ def test_gelu_empty_and_bad_arguments(impl):
         impl.gelu_backward(np.ones((3, 2), np.float32), x, x)
     with pytest.raises(ValueError):
         impl.gelu_backward(x, x, np.ones(3, np.float32))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gelu_reads_read_only_arrays(impl, dtype):
+    """The kernels only read x, grad_out and cdf: read-only arrays give the same bits (before
+    the wrappers took data pointers, the compiled backward refused them: a typed memoryview of
+    a read-only buffer)."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 7, 5)).astype(dtype)
+    g = rng.standard_normal((2, 7, 5)).astype(dtype)
+    y, cdf = impl.gelu_forward(x)
+    dx = impl.gelu_backward(g, x, cdf)
+    for a in (x, g, cdf):
+        a.flags.writeable = False
+    y_ro, cdf_ro = impl.gelu_forward(x)
+    assert y_ro.tobytes() == y.tobytes() and cdf_ro.tobytes() == cdf.tobytes()
+    assert impl.gelu_backward(g, x, cdf).tobytes() == dx.tobytes()
