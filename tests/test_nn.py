@@ -150,6 +150,23 @@ def test_linear_shapes_init_and_errors():
         layer(mg.randn(7, 40))
 
 
+@pytest.mark.parametrize("shape", [(4, 3), (0, 3), (2, 0, 3)])
+@pytest.mark.parametrize("out", [0, 2])
+def test_linear_backward_with_no_outputs_or_no_samples(backend, shape, out):
+    # an empty side gives zero gradients of the right shapes (the leading dims were once
+    # inferred by reshape(-1, 0), which NumPy cannot do)
+    x = mg.tensor(np.ones(shape), requires_grad=True)
+    layer = nn.Linear(3, out)
+    layer(x).sum().backward()
+    assert x.grad.shape == shape
+    np.testing.assert_allclose(x.grad.numpy(),
+                               np.broadcast_to(layer.weight.numpy().sum(0), shape), rtol=1e-6)
+    assert layer.weight.grad.shape == (out, 3) and layer.bias.grad.shape == (out,)
+    rows = math.prod(shape[:-1])
+    np.testing.assert_array_equal(layer.bias.grad.numpy(), np.full(out, float(rows)))
+    np.testing.assert_array_equal(layer.weight.grad.numpy(), np.full((out, 3), float(rows)))
+
+
 ACTIVATIONS = [
     (nn.ReLU(), lambda x: np.maximum(x, 0)),
     (nn.LeakyReLU(0.1), lambda x: np.where(x > 0, x, 0.1 * x)),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import kernels
@@ -69,10 +71,12 @@ class Linear(Function):
         needs = ctx.needs_input_grad
         dx = grad @ weight if needs[0] else None
         dw = db = None
+        # the leading dims as one: by count, as reshape(-1, n) cannot infer it when n is 0
+        rows = math.prod(grad.shape[:-1])
         if needs[1]:
-            dw = grad.reshape(-1, grad.shape[-1]).T @ x.reshape(-1, x.shape[-1])
+            dw = grad.reshape(rows, grad.shape[-1]).T @ x.reshape(rows, x.shape[-1])
         if len(needs) > 2 and needs[2]:
             # float64 accumulation, as every other reduction (and several times faster than
             # NumPy's float32 sum along axis 0 at (64, 128): 0.8 against 2.3 us)
-            db = kernels.impl.sum(grad.reshape(-1, grad.shape[-1]), 0)
+            db = kernels.impl.sum(grad.reshape(rows, grad.shape[-1]), 0)
         return dx, dw, db
