@@ -261,7 +261,13 @@ static inline void mg_row_xent_bwd_f(const float *x, float *dx, Py_ssize_t n, fl
         __m512 e = mg_exp16_f(_mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), vh), vl));
         _mm512_storeu_ps(dx + i, _mm512_fmsub_ps(vg, e, vc));
     }
-    for (; i < n; i++) dx[i] = g * mg_exp_f((x[i] - hi) - lo) - c;
+    if (i < n) {  /* the last n - i < 16 values, masked (one exp at a time was 2.8x slower on
+                     (64, 10) rows): the bits of the scalar loop, whose g * e - c is an FMA */
+        __mmask16 k = (__mmask16)((1u << (n - i)) - 1);
+        __m512 e = mg_exp16_f(_mm512_sub_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vh),
+                                            vl));
+        _mm512_mask_storeu_ps(dx + i, k, _mm512_fmsub_ps(vg, e, vc));
+    }
 }
 
 #endif /* MG_X86_AVX512 */

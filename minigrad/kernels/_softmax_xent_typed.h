@@ -1,0 +1,137 @@
+/* The typed loops of _softmax_xent.h, included there twice: MG_T is the element type (float or
+ * double), MG_FN(name) appends its suffix (_f or _d), MG_XENT_SKIP is 1 where an AVX-512 loop of
+ * _softmax_xent.h replaces the portable short-row loop. No include guard on purpose.
+ */
+
+/* The max of a short row as the row loops take it (mg_row_max): m = x_j > m ? x_j : m from
+   m = x_0, where a NaN after x_0 never wins; mg_row_extreme's exact loop (double, and float
+   without AVX2) returns instead the first NaN of the row. Only whether the max is NaN matters
+   here: the shift is then 0. */
+#if !MG_XENT_SKIP
+#define MG_XENT_ANY_NAN (sizeof(MG_T) == sizeof(double) || !MG_X86_AVX2)
+
+/* The shifts and float64 sums of nb <= MG_XENT_BLOCK rows of C < MG_LANES values (row r at
+   x + r * C): shift_r = max_j x_rj (0 when that is not finite), sum_r = sum_j exp(x_rj -
+   shift_r) added in order of j, as mg_row_sumexp adds a row shorter than its lanes. One
+   column of the block at a time, a row per lane. */
+static inline void MG_FN(mg_xent_short_stats)(const MG_T *x, Py_ssize_t C, Py_ssize_t nb,
+                                              MG_T *shift, double *sum)
+{
+    MG_T m[MG_XENT_BLOCK];
+    int nan[MG_XENT_BLOCK];
+    for (Py_ssize_t r = 0; r < nb; r++) {
+        m[r] = x[r * C];
+        nan[r] = 0;
+        sum[r] = 0.0;
+    }
+    for (Py_ssize_t j = 1; j < C; j++) {
+        #pragma omp simd
+        for (Py_ssize_t r = 0; r < nb; r++) {
+            MG_T v = x[r * C + j];
+            m[r] = v > m[r] ? v : m[r];
+            nan[r] |= v != v;
+        }
+    }
+    for (Py_ssize_t r = 0; r < nb; r++)
+        shift[r] = (isfinite(m[r]) && !(MG_XENT_ANY_NAN && nan[r])) ? m[r] : 0;
+    for (Py_ssize_t j = 0; j < C; j++) {
+        #pragma omp simd
+        for (Py_ssize_t r = 0; r < nb; r++)
+            sum[r] += (double)MG_FN(mg_exp)(x[r * C + j] - shift[r]);
+    }
+}
+#undef MG_XENT_ANY_NAN
+#endif
+
+/* shift and sum (see mg_xent_short_stats) of nb <= MG_XENT_BLOCK rows of C values */
+static inline void MG_FN(mg_xent_stats)(const MG_T *x, Py_ssize_t C, Py_ssize_t nb, MG_T *shift,
+                                        double *sum)
+{
+    if (C < MG_LANES) {
+        MG_FN(mg_xent_short_stats)(x, C, nb, shift, sum);
+        return;
+    }
+    for (Py_ssize_t r = 0; r < nb; r++) {
+        MG_T m = MG_FN(mg_row_max)(x + r * C, C, 1);
+        shift[r] = isfinite(m) ? m : 0;  /* a row of infs or NaN: its sum of exps says so */
+        sum[r] = MG_FN(mg_row_sumexp)(x + r * C, C, shift[r]);
+    }
+}
+
+/* mean_j (m - x_j) summed term by term in float64: each term is >= 0 and small next to m when
+   the logits share a large offset, where m - sum_j x_j / C would cancel */
+static inline double MG_FN(mg_xent_gap_mean)(const MG_T *x, Py_ssize_t C, double m)
+{
+    double total = 0;
+    for (Py_ssize_t j = 0; j < C; j++) total += m - (double)x[j];
+    return total / C;
+}
+
+/* Rows r0..r1 of the forward: parts_i = (m, log s), lse = m + log s (m the shift), and
+   loss_i = log(s) + (1 - ls) (m - x[i, t_i]) + ls mean_j (m - x[i, j]), 0 where t_i == ignore.
+   The loss is formed in float64 from the shifted parts: a large common offset of the logits
+   cancels exactly in m - x_t instead of through a rounded lse; and m + log s is kept as its two
+   parts, since for logits of 1e17 m + 1.1 is m again even in float64, and the backward's
+   exp(x - lse) needs the 1.1. */
+static inline void MG_FN(mg_xent_forward)(const MG_T *x, Py_ssize_t r0, Py_ssize_t r1,
+                                          Py_ssize_t C, const int64_t *target, int64_t ignore,
+                                          double ls, MG_T *loss, double *parts)
+{
+    MG_T shift[MG_XENT_BLOCK];
+    double sum[MG_XENT_BLOCK];
+    for (Py_ssize_t b = r0; b < r1; b += MG_XENT_BLOCK) {
+        Py_ssize_t nb = r1 - b < MG_XENT_BLOCK ? r1 - b : MG_XENT_BLOCK;
+        MG_FN(mg_xent_stats)(x + b * C, C, nb, shift, sum);
+        for (Py_ssize_t r = 0; r < nb; r++) {
+            Py_ssize_t i = b + r;
+            double log_s = log(sum[r]);
+            parts[2 * i] = shift[r];
+            parts[2 * i + 1] = log_s;
+            if (target[i] == ignore) {
+                loss[i] = 0;
+                continue;
+            }
+            double val = log_s + (1.0 - ls) * ((double)shift[r] - (double)x[i * C + target[i]]);
+            if (ls != 0)  /* skipped at 0 so that an inf logit does not make 0 * inf = NaN */
+                val = val + ls * MG_FN(mg_xent_gap_mean)(x + i * C, C, shift[r]);
+            loss[i] = (MG_T)val;
+        }
+    }
+}
+
+/* Rows r0..r1 of the backward: dx[i, j] = g_i (exp((x[i, j] - m_i) - log s_i) - (1 - ls)
+   [j == t_i] - ls / C), g_i = grad[i * grad_step], zero rows where t_i == ignore.
+   exp((x - hi) - lo) with hi + lo = m + log s: hi the lse in x's dtype, lo the rest,
+   (m - hi) + log s formed in float64 (m - hi is exact there). x - hi is then exact near the
+   log-sum-exp; for logits of 1e17, where m + log s rounds to m, hi is m and lo log s itself. */
+static inline void MG_FN(mg_xent_backward)(const MG_T *x, Py_ssize_t r0, Py_ssize_t r1,
+                                           Py_ssize_t C, const int64_t *target, int64_t ignore,
+                                           const double *parts, const MG_T *grad,
+                                           Py_ssize_t grad_step, double ls, MG_T *dx)
+{
+    for (Py_ssize_t i = r0; i < r1; i++) {
+        MG_T *d = dx + i * C;
+        if (target[i] == ignore) {
+            memset(d, 0, (size_t)C * sizeof(MG_T));
+            continue;
+        }
+        MG_T g = grad[i * grad_step];
+        MG_T hi = (MG_T)(parts[2 * i] + parts[2 * i + 1]);
+        double lo = (parts[2 * i] - (double)hi) + parts[2 * i + 1];
+        MG_FN(mg_row_xent_bwd)(x + i * C, d, C, hi, (MG_T)lo, g, (MG_T)(g * (ls / C)));
+        d[target[i]] -= (MG_T)(g * (1.0 - ls));
+    }
+}
+
+/* The forward of rows r0..r1, then their backward with the gradient g for every row, a block
+   of rows at a time (each block's logits are still in cache for the backward) */
+static inline void MG_FN(mg_xent_fused)(const MG_T *x, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t C,
+                                        const int64_t *target, int64_t ignore, double ls,
+                                        MG_T *loss, double *parts, MG_T g, MG_T *dx)
+{
+    for (Py_ssize_t b = r0; b < r1; b += MG_XENT_BLOCK) {
+        Py_ssize_t b1 = r1 - b < MG_XENT_BLOCK ? r1 : b + MG_XENT_BLOCK;
+        MG_FN(mg_xent_forward)(x, b, b1, C, target, ignore, ls, loss, parts);
+        MG_FN(mg_xent_backward)(x, b, b1, C, target, ignore, parts, &g, 0, ls, dx);
+    }
+}
