@@ -54,7 +54,7 @@ static inline void mg_xent_short_stats_f(const float *x, Py_ssize_t C, Py_ssize_
     __m512 m = col[0] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, at, x, 4);
     for (Py_ssize_t j = 1; j < C; j++) {
         __m512 v = col[j] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, at, x + j, 4);
-        /* m = v > m ? v : m, the compare of mg_row_max_f: a NaN never replaces m */
+        /* m = v > m ? v : m, the compare of mg_row_max_f (a NaN never replaces m) */
         m = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, m, _CMP_GT_OQ), m, v);
     }
     __mmask16 finite = _mm512_cmp_ps_mask(_mm512_abs_ps(m), _mm512_set1_ps(INFINITY),

@@ -185,8 +185,9 @@ def cross_entropy_forward(logits, target, label_smoothing=0.0, ignore_index=-100
     loss_i = lse_i - (1 - ls) * logits[i, t_i] - ls / C * sum_j logits[i, j], with
     lse_i = logsumexp_j logits[i, j]; rows whose target is ``ignore_index`` get loss 0.
     Shapes: logits (N, C), target (N,) integers -> ``(loss, lse_parts)``: loss (N,) in logits'
-    dtype; lse_parts (N, 2) float64, the row max m (0 in a row whose max is not finite) and
-    log(sum_j exp(logits[i, j] - m)), whose sum is lse_i, kept apart for the backward.
+    dtype; lse_parts (N, 2) float64, the row max m (0 in a row whose max is not finite or that
+    holds NaN) and log(sum_j exp(logits[i, j] - m)), whose sum is lse_i, kept apart for the
+    backward.
     """
     cdef Xent p
     keep = None

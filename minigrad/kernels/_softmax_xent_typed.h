@@ -3,25 +3,18 @@
  * _softmax_xent.h replaces the portable short-row loop. No include guard on purpose.
  */
 
-/* The max of a short row as the row loops take it (mg_row_max): m = x_j > m ? x_j : m from
-   m = x_0, where a NaN after x_0 never wins; mg_row_extreme's exact loop (double, and float
-   without AVX2) returns instead the first NaN of the row. Only whether the max is NaN matters
-   here: the shift is then 0. */
 #if !MG_XENT_SKIP
-#define MG_XENT_ANY_NAN (sizeof(MG_T) == sizeof(double) || !MG_X86_AVX2)
-
 /* The shifts and float64 sums of nb <= MG_XENT_BLOCK rows of C < MG_LANES values (row r at
    x + r * C): shift_r = max_j x_rj (0 when that is not finite), sum_r = sum_j exp(x_rj -
    shift_r) added in order of j, as mg_row_sumexp adds a row shorter than its lanes. One
-   column of the block at a time, a row per lane. */
+   column of the block at a time, a row per lane. (A NaN after x_r0 never becomes the max here,
+   as in mg_row_max_f: mg_xent_stats then sets the shift of a row holding NaN to 0.) */
 static inline void MG_FN(mg_xent_short_stats)(const MG_T *x, Py_ssize_t C, Py_ssize_t nb,
                                               MG_T *shift, double *sum)
 {
     MG_T m[MG_XENT_BLOCK];
-    int nan[MG_XENT_BLOCK];
     for (Py_ssize_t r = 0; r < nb; r++) {
         m[r] = x[r * C];
-        nan[r] = 0;
         sum[r] = 0.0;
     }
     for (Py_ssize_t j = 1; j < C; j++) {
@@ -29,33 +22,36 @@ static inline void MG_FN(mg_xent_short_stats)(const MG_T *x, Py_ssize_t C, Py_ss
         for (Py_ssize_t r = 0; r < nb; r++) {
             MG_T v = x[r * C + j];
             m[r] = v > m[r] ? v : m[r];
-            nan[r] |= v != v;
         }
     }
-    for (Py_ssize_t r = 0; r < nb; r++)
-        shift[r] = (isfinite(m[r]) && !(MG_XENT_ANY_NAN && nan[r])) ? m[r] : 0;
+    for (Py_ssize_t r = 0; r < nb; r++) shift[r] = isfinite(m[r]) ? m[r] : 0;
     for (Py_ssize_t j = 0; j < C; j++) {
         #pragma omp simd
         for (Py_ssize_t r = 0; r < nb; r++)
             sum[r] += (double)MG_FN(mg_exp)(x[r * C + j] - shift[r]);
     }
 }
-#undef MG_XENT_ANY_NAN
 #endif
 
-/* shift and sum (see mg_xent_short_stats) of nb <= MG_XENT_BLOCK rows of C values */
+/* shift and sum (see mg_xent_short_stats) of nb <= MG_XENT_BLOCK rows of C values. The shift
+   of a row holding NaN is 0, as np.max makes it in the twin: the max loops may skip a NaN
+   (mg_row_max_f), but its exp makes the sum NaN, and only a NaN does (with a finite shift an
+   exp is NaN only for a NaN logit; with 0, inf gives inf); the sum does not depend on the
+   shift then. */
 static inline void MG_FN(mg_xent_stats)(const MG_T *x, Py_ssize_t C, Py_ssize_t nb, MG_T *shift,
                                         double *sum)
 {
     if (C < MG_LANES) {
         MG_FN(mg_xent_short_stats)(x, C, nb, shift, sum);
-        return;
+    } else {
+        for (Py_ssize_t r = 0; r < nb; r++) {
+            MG_T m = MG_FN(mg_row_max)(x + r * C, C, 1);
+            shift[r] = isfinite(m) ? m : 0;  /* a row of infs: its sum of exps says so */
+            sum[r] = MG_FN(mg_row_sumexp)(x + r * C, C, shift[r]);
+        }
     }
-    for (Py_ssize_t r = 0; r < nb; r++) {
-        MG_T m = MG_FN(mg_row_max)(x + r * C, C, 1);
-        shift[r] = isfinite(m) ? m : 0;  /* a row of infs or NaN: its sum of exps says so */
-        sum[r] = MG_FN(mg_row_sumexp)(x + r * C, C, shift[r]);
-    }
+    for (Py_ssize_t r = 0; r < nb; r++)
+        if (sum[r] != sum[r]) shift[r] = 0;
 }
 
 /* mean_j (m - x_j) summed term by term in float64: each term is >= 0 and small next to m when
