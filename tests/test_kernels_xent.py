@@ -2,16 +2,18 @@
 pointers) and the general one (checked, then copied) must give the same bits; rows shorter than
 32 values (swept a block of 16 rows at a time) and longer ones must agree with the float64
 definition around every block edge; and the split of rows among threads never changes a bit.
+Also the count of kept class targets (with their range test) on both backends.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from kernel_modules import compiled_module, relayout
+from kernel_modules import compiled_module, implementations, relayout
 
 _softmax = compiled_module("_softmax")
-pytestmark = pytest.mark.skipif(_softmax is None, reason="compiled kernels not built")
+IMPLS = implementations("_softmax")
+needs_compiled = pytest.mark.skipif(_softmax is None, reason="compiled kernels not built")
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.dtype(np.float32): 4e-6, np.dtype(np.float64): 1e-13}
@@ -45,6 +47,7 @@ def all_outputs(logits, target, grad, ls, ignore_index):
 SHAPES = [(n, c) for n in (1, 15, 16, 17, 40) for c in (1, 2, 9, 16, 17, 31, 32, 33, 100)]
 
 
+@needs_compiled
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("n", "c"), SHAPES)
 @pytest.mark.parametrize(("ls", "ignore_index"), [(0.0, -100), (0.1, 1)])
@@ -84,6 +87,7 @@ def assert_close(actual, expected, atol):
     assert np.all(np.abs(actual[finite] - expected[finite]) <= atol)
 
 
+@needs_compiled
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("c", [1, 2, 3, 7, 15, 16, 17, 30, 31, 32, 33, 48, 63, 64, 65])
 @pytest.mark.parametrize("ls", [0.0, 0.3])
@@ -103,6 +107,7 @@ def test_short_and_long_rows_against_float64(dtype, c, ls):
     np.testing.assert_array_equal(parts[:, 0], np.max(logits, axis=1))
 
 
+@needs_compiled
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("n", "c"), [(37, 10), (5, 1000), (64, 33), (3, 1)])
 def test_the_split_among_threads_gives_the_same_bits(dtype, n, c):
@@ -120,6 +125,7 @@ def test_the_split_among_threads_gives_the_same_bits(dtype, n, c):
         assert same_bits(a, b)
 
 
+@needs_compiled
 def test_parallel_min_work_checks_its_arguments():
     with pytest.raises(TypeError, match="unknown kernels"):
         _softmax.parallel_min_work(softmax=0)
@@ -127,3 +133,30 @@ def test_parallel_min_work_checks_its_arguments():
         _softmax.parallel_min_work(cross_entropy=-1)
     before = _softmax.parallel_min_work()
     assert set(before) == {"cross_entropy"} and before["cross_entropy"] > 0
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("ignore_index", [-100, 2])
+def test_class_target_count(impl, ignore_index):
+    rng = np.random.default_rng(3)
+    target = rng.integers(0, 5, (6, 7))
+    target[0, :3] = ignore_index
+    kept = int(np.count_nonzero(target != ignore_index))
+    for t in (target, target.astype(np.int32), target.T, target[:, ::2]):  # every path
+        expected = int(np.count_nonzero(t != ignore_index))
+        assert impl.class_target_count(t, 5, ignore_index) == expected
+    assert impl.class_target_count(target, 5, ignore_index) == kept
+    assert impl.class_target_count(target[:0], 5, ignore_index) == 0
+    for bad in (5, -1, 2**40):
+        worse = target.copy()
+        worse[3, 4] = bad
+        assert impl.class_target_count(worse, 5, ignore_index) == -1
+    assert impl.class_target_count(target, 4, ignore_index) == -1  # the 4s are out of range
+    # compared in the targets' own dtype: 2**64 - 100 is no -100
+    wrapped = np.array([2**64 - 100, 1], np.uint64)
+    assert impl.class_target_count(wrapped, 5, -100) == -1
+    assert impl.class_target_count(np.array([-100, 1]), 5, -100) == 1
+    with pytest.raises(TypeError, match="integer"):
+        impl.class_target_count(target.astype(np.float32), 5, ignore_index)
+    with pytest.raises(TypeError, match="integer"):
+        impl.class_target_count([0, 1], 5, ignore_index)

@@ -41,6 +41,7 @@ from minigrad.kernels._simd cimport (
     mg_exp_array_f,
 )
 
+from minigrad.kernels._checks import class_target_count as _class_target_count
 from minigrad.kernels._checks import (
     cross_entropy_args,
     float_array,
