@@ -147,14 +147,22 @@ static inline float mg_row_extreme_f(const float *x, Py_ssize_t n, int sign, Py_
 
 #if MG_X86_AVX512
 
-/* exp of 16 floats: mg_exp_f's clamps, Cody-Waite split and degree-7 polynomial, then
-   p * 2^k by scalef (one rounding, also for denormal results). max/min return their second
-   operand when either is NaN, so a NaN input goes through every step and comes out NaN. */
-static inline __m512 mg_exp16_f(__m512 x)
+/* exp of 16 floats already clamped to [-104, 88.8] (see mg_exp16_f): mg_exp_f's Cody-Waite split
+   and degree-7 polynomial, then p * 2^k by scalef (one rounding, also for denormal results).
+   k = rint(x log2 e) is formed by adding and subtracting 1.5 * 2^23, which rounds to the
+   nearest integer, ties to even, as rint does, for |x log2 e| < 2^22 (the adds carry explicit
+   rounding, so that gcc cannot contract the multiply into the first one): the same k as
+   roundscale, on all 2^32 inputs, two adds in place of its two-uop instruction, and the
+   (64, 1000) float32 exp-sums of a cross-entropy 6% faster (Sapphire Rapids class, 1 thread).
+   max/min return their second operand when either is NaN, so a NaN input goes through every
+   step and comes out NaN. */
+static inline __m512 mg_exp16_clamped_f(__m512 xc)
 {
-    __m512 xc = _mm512_min_ps(_mm512_set1_ps(88.8f), _mm512_max_ps(_mm512_set1_ps(-104.0f), x));
-    __m512 kf = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 shifter = _mm512_set1_ps(12582912.0f);
+    __m512 t = _mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f));
+    __m512 kf = _mm512_sub_round_ps(
+        _mm512_add_round_ps(t, shifter, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
+        shifter, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(kf, _mm512_set1_ps(0.693359375f), xc);
     r = _mm512_fnmadd_ps(kf, _mm512_set1_ps(-2.12194440e-4f), r);
     __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
@@ -166,6 +174,13 @@ static inline __m512 mg_exp16_f(__m512 x)
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
     return _mm512_scalef_ps(p, kf);
+}
+
+/* exp of 16 floats: mg_exp_f's clamps, then mg_exp16_clamped_f */
+static inline __m512 mg_exp16_f(__m512 x)
+{
+    return mg_exp16_clamped_f(
+        _mm512_min_ps(_mm512_set1_ps(88.8f), _mm512_max_ps(_mm512_set1_ps(-104.0f), x)));
 }
 
 /* The 32 float64 lanes of mg_fold as four vectors of eight (a[q] holds lanes 8q..8q+7),
@@ -248,26 +263,6 @@ static inline void mg_row_logsoftmax_bwd_f(const float *y, const float *g, float
         _mm512_storeu_ps(dx + i, _mm512_fnmadd_ps(mg_exp16_f(_mm512_loadu_ps(y + i)), t,
                                                   _mm512_loadu_ps(g + i)));
     for (; i < n; i++) dx[i] = g[i] - mg_exp_f(y[i]) * total;
-}
-
-/* cross-entropy backward row: dx[i] = g * exp((x[i] - hi) - lo) - c (see the portable loop) */
-static inline void mg_row_xent_bwd_f(const float *x, float *dx, Py_ssize_t n, float hi, float lo,
-                                     float g, float c)
-{
-    __m512 vh = _mm512_set1_ps(hi), vl = _mm512_set1_ps(lo);
-    __m512 vg = _mm512_set1_ps(g), vc = _mm512_set1_ps(c);
-    Py_ssize_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m512 e = mg_exp16_f(_mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), vh), vl));
-        _mm512_storeu_ps(dx + i, _mm512_fmsub_ps(vg, e, vc));
-    }
-    if (i < n) {  /* the last n - i < 16 values, masked (one exp at a time was 2.8x slower on
-                     (64, 10) rows): the bits of the scalar loop, whose g * e - c is an FMA */
-        __mmask16 k = (__mmask16)((1u << (n - i)) - 1);
-        __m512 e = mg_exp16_f(_mm512_sub_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vh),
-                                            vl));
-        _mm512_mask_storeu_ps(dx + i, k, _mm512_fmsub_ps(vg, e, vc));
-    }
 }
 
 #endif /* MG_X86_AVX512 */
