@@ -38,8 +38,9 @@ cdef enum:
     XENT_BACKWARD = 1
     XENT_FUSED = 2
 
-# Below this many logits the cross-entropy kernels stay on one thread (threads_over).
-cdef Py_ssize_t _min_work_xent = PARALLEL_MIN_WORK
+# Below this many logits the cross-entropy kernels stay on one thread (threads_over; the
+# measurement behind it is in _parallel.pxi).
+cdef Py_ssize_t _min_work_xent = XENT_MIN_WORK
 
 
 def parallel_min_work(**changes) -> dict:
