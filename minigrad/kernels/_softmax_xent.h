@@ -44,7 +44,7 @@ static inline Py_ssize_t mg_xent_count(const int64_t *target, Py_ssize_t n, Py_s
 #if MG_X86_AVX512
 
 /* The shifts and sums of nb <= 16 rows of C < MG_LANES values (row r at x + r * C), one row a
-   lane: the column loop of the portable mg_xent_short_stats_f on 16-float vectors, the columns
+   lane: the column loop of the portable mg_xent_short_stats on 16-float vectors, the columns
    gathered once and kept for the exps. */
 static inline void mg_xent_short_stats_f(const float *x, Py_ssize_t C, Py_ssize_t nb,
                                          float *shift, double *sum)
@@ -85,15 +85,21 @@ static inline void mg_xent_exp_tail_f(const float *x, Py_ssize_t n, __m512 shift
     }
 }
 
+/* the high eight floats of z */
+static inline __m256 mg_xent_high8_f(__m512 z)
+{
+    return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(z), 1));
+}
+
 /* mg_row_max_f's result (sign 1, n >= 32) from its 32 lanes held as two 16-float vectors
    (z0 = its vectors a[0], a[1], z1 = a[2], a[3]) after the values below i: the same folds in
    the same order, then the values from i on */
 static inline float mg_xent_max_finish_f(__m512 z0, __m512 z1, const float *y, Py_ssize_t i,
                                          Py_ssize_t n)
 {
-    __m256 a = _mm256_max_ps(_mm512_extractf32x8_ps(z0, 1), _mm512_castps512_ps256(z0));
+    __m256 a = _mm256_max_ps(mg_xent_high8_f(z0), _mm512_castps512_ps256(z0));
     a = _mm256_max_ps(_mm512_castps512_ps256(z1), a);
-    a = _mm256_max_ps(_mm512_extractf32x8_ps(z1, 1), a);
+    a = _mm256_max_ps(mg_xent_high8_f(z1), a);
     float t[8];
     _mm256_storeu_ps(t, a);
     float m = t[0];
@@ -112,8 +118,8 @@ static inline float mg_xent_max_finish_f(__m512 z0, __m512 z1, const float *y, P
  *   row (300 us of work on (1024, 1000) float32 rows in L1 took 371 us, one thread);
  * - no upper clamp in the exps: every x - shift is <= 0 here, where mg_exp16_upto_f alone
  *   gives mg_exp16_f's bits (checked on all 2^32 inputs);
- * - the tail's exps as vectors (a row of 1000 values has 8: one exp at a time cost 30 us of a
- *   (1024, 1000) forward);
+ * - the tail's exps as vectors (a row of 1000 values has 8: one exp at a time made a
+ *   (1024, 1000) forward 278 -> 322 us, one thread);
  * - with the rows in L3, the prefetches took 90 us off the 476 of a forward.
  * A row holding NaN may have a max that skipped values (see mg_row_max_f): its sum is NaN, and
  * then recomputed by mg_row_sumexp_f for that function's bits. */
