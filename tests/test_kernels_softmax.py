@@ -279,6 +279,25 @@ def test_cross_entropy_of_huge_logits_keeps_the_log_sum(impl, dtype, offset, ls)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("c", [3, 40])
+def test_cross_entropy_rows_holding_nan(impl, dtype, c):
+    """A NaN anywhere in a row makes its loss and gradient NaN and its lse parts (0, NaN) on
+    both backends, wherever the NaN sits (the compiled max loops may step over it)."""
+    logits = np.tile(np.linspace(-1, 2, c), (5, 1)).astype(dtype)
+    logits[0, 0] = logits[1, 1] = logits[2, -1] = logits[3, 1] = np.nan
+    logits[3, 33 if c > 33 else -1] = 1e30  # in the NaN's vector lane: a max skipping it misses it
+    target = np.array([1, 0, 0, 0, 0])
+    with np.errstate(invalid="ignore", over="ignore"):
+        loss, parts = impl.cross_entropy_forward(logits, target, 0.1)
+        dlogits = impl.cross_entropy_backward(np.ones(5, dtype), logits, target, parts, 0.1)
+    np.testing.assert_array_equal(parts[:4, 0], 0.0)
+    assert np.all(np.isnan(parts[:4, 1])) and np.all(np.isnan(loss[:4]))
+    assert np.all(np.isnan(dlogits[:4]))
+    assert parts[4, 0] == dtype(2) and np.all(np.isfinite(dlogits[4]))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
 def test_cross_entropy_bad_calls(impl):
     logits = np.zeros((3, 4), dtype=np.float32)
     with pytest.raises(ValueError, match="target 4"):

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_tuple
 
+from .. import kernels
 from ._convert import data_of
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -151,13 +152,14 @@ def check_class_targets(input_shape: tuple[int, ...], target: Any, ignore_index:
         )
     classes = input_shape[1] if len(input_shape) > 1 else input_shape[0]
     owned = target.astype(np.int64)  # always a copy
-    # One cheap test first: seen as unsigned, every negative (or wrapped) value is >= classes,
-    # so only a maximum >= classes can hide a bad target (one reduction, no bool array).
-    if owned.size and owned.view(np.uint64).max() >= classes:
+    # One cheap test first, a C loop over the copy on the compiled backend (uint64 targets in
+    # their own dtype: their int64 copy could wrap onto ignore_index); only then find the value
+    # to name.
+    tested = target if target.dtype == np.uint64 else owned
+    if kernels.impl.class_target_count(tested, classes, ignore_index) < 0:
         bad = (target != ignore_index) & ((target < 0) | (target >= classes))
-        if bad.any():
-            raise ValueError(f"target {target[bad].flat[0]} is out of range for {classes} "
-                             f"classes (ignore_index={ignore_index})")
+        raise ValueError(f"target {target[bad].flat[0]} is out of range for {classes} "
+                         f"classes (ignore_index={ignore_index})")
     return owned
 
 

@@ -238,6 +238,20 @@ def class_targets(fn: str, target: object, n: int, classes: int,
     return target, ignored
 
 
+def class_target_count(target: object, classes: int, ignore_index: object) -> int:
+    """How many of the integer class targets are not ``ignore_index``, or -1 when one of those
+    lies outside [0, classes): the range test a cross-entropy's targets must pass and the count
+    its mean divides by. Values are compared in the targets' own dtype (a uint64 2**64 - 100 is
+    out of range, not -100). The compiled kernel module runs int64 targets through one C loop."""
+    if not isinstance(target, np.ndarray) or target.dtype.kind not in "iu":
+        raise TypeError("class_target_count: target must be an integer numpy.ndarray, got "
+                        f"{getattr(target, 'dtype', type(target).__name__)}")
+    kept = target != ignore_index
+    if np.any(kept & ((target < 0) | (target >= classes))):
+        return -1
+    return int(np.count_nonzero(kept))
+
+
 # ------------------------------------------------------------- the argument sets of kernels
 
 

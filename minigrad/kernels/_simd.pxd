@@ -38,10 +38,6 @@ cdef extern from "_simd.h" nogil:
                                  float total)
     void mg_row_logsoftmax_bwd_d(const double *y, const double *g, double *dx, Py_ssize_t n,
                                  double total)
-    void mg_row_xent_bwd_f(const float *x, float *dx, Py_ssize_t n, float hi, float lo,
-                           float g, float c)
-    void mg_row_xent_bwd_d(const double *x, double *dx, Py_ssize_t n, double hi, double lo,
-                           double g, double c)
     void mg_col_sum_f(const float *x, Py_ssize_t stride, int rows, double *acc, Py_ssize_t n)
     void mg_col_sum_d(const double *x, Py_ssize_t stride, int rows, double *acc, Py_ssize_t n)
     # _simd_reduce.h: faster float32 loops with the results of mg_row_sum_f, mg_col_sum_f and
@@ -204,14 +200,6 @@ cdef inline void _row_logsoftmax_bwd(const floating *y, const floating *g, float
         mg_row_logsoftmax_bwd_f(y, g, dx, n, total)
     else:
         mg_row_logsoftmax_bwd_d(y, g, dx, n, total)
-
-
-cdef inline void _row_xent_bwd(const floating *x, floating *dx, Py_ssize_t n, floating hi,
-                               floating lo, floating g, floating c) noexcept nogil:
-    if floating is float:
-        mg_row_xent_bwd_f(x, dx, n, hi, lo, g, c)
-    else:
-        mg_row_xent_bwd_d(x, dx, n, hi, lo, g, c)
 
 
 cdef inline void _col_sum(const floating *x, Py_ssize_t stride, int rows, double *acc,

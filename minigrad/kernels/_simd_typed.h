@@ -200,17 +200,6 @@ static inline void MG_FN(mg_row_logsoftmax_bwd)(const MG_T *y, const MG_T *g, MG
 }
 #endif
 
-#if !MG_SKIP_AVX512
-/* cross-entropy backward row: dx[i] = g * exp(x[i] - lse) - c */
-/* dx = g exp(x - lse) - c, with lse = hi + lo split in two so that x - hi is exact for logits
-   near their log-sum-exp even when a large common offset makes one float32 lse too coarse */
-static inline void MG_FN(mg_row_xent_bwd)(const MG_T *x, MG_T *dx, Py_ssize_t n, MG_T hi,
-                                          MG_T lo, MG_T g, MG_T c)
-{
-    for (Py_ssize_t i = 0; i < n; i++) dx[i] = g * MG_FN(mg_exp)((x[i] - hi) - lo) - c;
-}
-#endif
-
 /* GELU backward: dx = g * (cdf + x * exp(-x^2 / 2) / sqrt(2 pi)) */
 static inline void MG_FN(mg_gelu_bwd)(const MG_T *restrict g, const MG_T *restrict x,
                                       const MG_T *restrict cdf, MG_T *restrict dx, Py_ssize_t n)

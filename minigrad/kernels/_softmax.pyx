@@ -1,5 +1,5 @@
 """Compiled softmax family: softmax, log_softmax, their backward passes, and softmax
-cross-entropy forward and backward.
+cross-entropy forward and backward (_softmax_xent.pxi).
 
 Softmax kernels work on one axis. The input is viewed as a C-contiguous (O, N, I) array
 with N the softmax axis: I == 1 is a contiguous row (the last axis), I > 1 sweeps the N rows
@@ -11,9 +11,10 @@ include "_parallel.pxi"
 
 import numpy as np
 
+cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport isfinite, log
+from libc.math cimport log
 from libc.stdint cimport int64_t
 
 from minigrad.kernels._simd cimport (
@@ -34,13 +35,13 @@ from minigrad.kernels._simd cimport (
     _row_softmax_bwd,
     _row_sum,
     _row_sumexp,
-    _row_xent_bwd,
     _scale_shift,
     _scale_shift_rows,
     mg_exp_array_d,
     mg_exp_array_f,
 )
 
+from minigrad.kernels._checks import class_target_count as _class_target_count
 from minigrad.kernels._checks import (
     cross_entropy_args,
     float_array,
@@ -48,6 +49,8 @@ from minigrad.kernels._checks import (
     single_axis,
     stats_array,
 )
+
+cnp.import_array()
 
 
 def _vexp(x):
@@ -268,192 +271,4 @@ def log_softmax_backward(y, grad_out, axis=-1):
 
 # ---- cross-entropy ---------------------------------------------------------------------------
 
-cdef inline double _row_gap_mean(const floating *x, Py_ssize_t C, double m) noexcept nogil:
-    """mean_j (m - x_j) summed term by term in float64: each term is >= 0 and small next to m
-    when the logits share a large offset, where m - sum_j x_j / C would cancel."""
-    cdef double total = 0
-    cdef Py_ssize_t j
-    for j in range(C):
-        total += m - <double>x[j]
-    return total / C
-
-
-cdef inline void _xent_fwd_task(const floating[:, ::1] x, const int64_t[::1] target,
-                                const unsigned char[::1] ignored, double ls, floating[::1] loss,
-                                double[:, ::1] parts, Py_ssize_t i) noexcept nogil:
-    # one task: one row
-    cdef Py_ssize_t C = x.shape[1]
-    cdef floating mx
-    cdef double log_s, val
-    mx = _row_max(&x[i, 0], C, 1)
-    if not isfinite(mx):
-        mx = 0  # -inf / inf / NaN rows: the sum of exps itself gives the right lse
-    log_s = log(_row_sumexp(&x[i, 0], C, mx))
-    # lse = m + log(s) kept as its two parts: for logits of 1e17, m + 1.1 is m again even in
-    # float64, and the backward's exp(x - lse) needs the 1.1
-    parts[i, 0] = mx
-    parts[i, 1] = log_s
-    if ignored[i]:
-        loss[i] = 0
-    else:
-        # lse - x_t formed in float64 from the shifted parts, log(s) + (m - x_t): a large common
-        # offset of the logits cancels exactly in m - x_t instead of through a rounded lse
-        val = log_s + (1.0 - ls) * (<double>mx - <double>x[i, target[i]])
-        if ls != 0:  # skipped at 0 so that an inf logit does not make 0 * inf = NaN
-            val = val + ls * _row_gap_mean(&x[i, 0], C, mx)
-        loss[i] = <floating>val
-
-
-cdef void _xent_fwd_core(const floating[:, ::1] x, const int64_t[::1] target,
-                         const unsigned char[::1] ignored, double ls, floating[::1] loss,
-                         double[:, ::1] parts, int nthreads) noexcept nogil:
-    """parts_i = (m, log s) with m = max_j x[i, j], s = sum_j exp(x[i, j] - m), lse = m + log s;
-    loss_i = log(s) + (1 - ls) (m - x[i, t_i]) + ls mean_j (m - x[i, j])."""
-    cdef Py_ssize_t i
-    cdef Py_ssize_t N = x.shape[0]
-    if nthreads > 1:
-        for i in prange(N, num_threads=nthreads, schedule="static"):
-            _xent_fwd_task(x, target, ignored, ls, loss, parts, i)
-    else:  # no OpenMP region at all: entering one costs microseconds
-        for i in range(N):
-            _xent_fwd_task(x, target, ignored, ls, loss, parts, i)
-
-
-def cross_entropy_forward(logits, target, label_smoothing=0.0, ignore_index=-100):
-    """Per-row softmax cross-entropy and the parts of the row log-sum-exp.
-
-    loss_i = lse_i - (1 - ls) * logits[i, t_i] - ls / C * sum_j logits[i, j], with
-    lse_i = logsumexp_j logits[i, j]; rows whose target is ``ignore_index`` get loss 0.
-    Shapes: logits (N, C), target (N,) integers -> ``(loss, lse_parts)``: loss (N,) in logits'
-    dtype; lse_parts (N, 2) float64, the row max m (0 in a row whose max is not finite) and
-    log(sum_j exp(logits[i, j] - m)), whose sum is lse_i, kept apart for the backward.
-    """
-    logits, target, ignored = cross_entropy_args("cross_entropy_forward", logits, target,
-                                                 ignore_index)
-    n = logits.shape[0]
-    loss = np.empty(n, dtype=logits.dtype)
-    parts = np.empty((n, 2), dtype=np.float64)
-    cdef double ls = float(label_smoothing)
-    x = np.ascontiguousarray(logits)
-    target = np.ascontiguousarray(target)
-    flags = ignored.view(np.uint8)
-    cdef int nthreads = threads_for(x.size)
-    if x.dtype == np.float32:
-        _xent_fwd_core[float](x, target, flags, ls, loss, parts, nthreads)
-    else:
-        _xent_fwd_core[double](x, target, flags, ls, loss, parts, nthreads)
-    return loss, parts
-
-
-cdef inline void _xent_bwd_task(const floating[:, ::1] x, const int64_t[::1] target,
-                                const unsigned char[::1] ignored, const double[:, ::1] parts,
-                                const floating[::1] grad, double ls, floating[:, ::1] dx,
-                                Py_ssize_t i) noexcept nogil:
-    # one task: one row
-    cdef Py_ssize_t C = x.shape[1]
-    cdef Py_ssize_t j
-    cdef floating g, hi
-    cdef double lo
-    if ignored[i]:
-        for j in range(C):
-            dx[i, j] = 0
-    else:
-        g = grad[i]
-        # exp((x - hi) - lo) with hi + lo = m + log s: hi the lse in x's dtype, lo the rest,
-        # (m - hi) + log s formed in float64 (m - hi is exact there). x - hi is then exact near
-        # the log-sum-exp; for logits of 1e17, where m + log s rounds to m, hi is m and lo
-        # log s itself
-        hi = <floating>(parts[i, 0] + parts[i, 1])
-        lo = (parts[i, 0] - <double>hi) + parts[i, 1]
-        _row_xent_bwd(&x[i, 0], &dx[i, 0], C, hi, <floating>lo, g, <floating>(g * (ls / C)))
-        dx[i, target[i]] -= <floating>(g * (1.0 - ls))
-
-
-cdef void _xent_bwd_core(const floating[:, ::1] x, const int64_t[::1] target,
-                         const unsigned char[::1] ignored, const double[:, ::1] parts,
-                         const floating[::1] grad, double ls, floating[:, ::1] dx,
-                         int nthreads) noexcept nogil:
-    """dx[i, j] = g_i * (exp((x[i, j] - m_i) - log s_i) - (1 - ls) [j == t_i] - ls / C)."""
-    cdef Py_ssize_t i
-    cdef Py_ssize_t N = x.shape[0]
-    if nthreads > 1:
-        for i in prange(N, num_threads=nthreads, schedule="static"):
-            _xent_bwd_task(x, target, ignored, parts, grad, ls, dx, i)
-    else:  # no OpenMP region at all: entering one costs microseconds
-        for i in range(N):
-            _xent_bwd_task(x, target, ignored, parts, grad, ls, dx, i)
-
-
-def cross_entropy_backward(grad_loss, logits, target, lse_parts, label_smoothing=0.0,
-                           ignore_index=-100):
-    """Gradient of the per-row cross-entropy with respect to the logits.
-
-    dlogits[i, j] = grad_loss[i] * (exp(logits[i, j] - lse_i) - (1 - ls) * [j == t_i] - ls / C),
-    zero rows where the target is ``ignore_index``. ``grad_loss`` is (N,) or a scalar;
-    ``lse_parts`` is (N, 2), as cross_entropy_forward returns it.
-    """
-    fn = "cross_entropy_backward"
-    logits, target, ignored = cross_entropy_args(fn, logits, target, ignore_index)
-    cdef double ls = float(label_smoothing)
-    n, c = logits.shape
-    stats_array(fn, "lse_parts", lse_parts, (n, 2), logits)
-    grad_loss = float_array(fn, "grad_loss", grad_loss)
-    if grad_loss.shape not in ((), (n,)):
-        raise ValueError(f"{fn}: grad_loss must have shape () or ({n},), "
-                         f"got shape {grad_loss.shape}")
-    dx = np.empty((n, c), dtype=logits.dtype)
-    if dx.size == 0:
-        return dx
-    x = np.ascontiguousarray(logits)
-    grad = np.ascontiguousarray(np.broadcast_to(grad_loss, (n,)), dtype=logits.dtype)
-    parts = np.ascontiguousarray(lse_parts, dtype=np.float64)
-    target = np.ascontiguousarray(target)
-    flags = ignored.view(np.uint8)
-    cdef int nthreads = threads_for(x.size)
-    if x.dtype == np.float32:
-        _xent_bwd_core[float](x, target, flags, parts, grad, ls, dx, nthreads)
-    else:
-        _xent_bwd_core[double](x, target, flags, parts, grad, ls, dx, nthreads)
-    return dx
-
-
-cdef void _xent_fused_core(const floating[:, ::1] x, const int64_t[::1] target,
-                           const unsigned char[::1] ignored, double ls, floating[::1] loss,
-                           double[:, ::1] parts, const floating[::1] grad, floating[:, ::1] dx,
-                           int nthreads) noexcept nogil:
-    """The forward core, then the backward core on its lse parts (one set of memoryviews)."""
-    _xent_fwd_core(x, target, ignored, ls, loss, parts, nthreads)
-    if x.shape[0]:
-        _xent_bwd_core(x, target, ignored, parts, grad, ls, dx, nthreads)
-
-
-def cross_entropy_fused(logits, target, label_smoothing=0.0, ignore_index=-100):
-    """The mean cross-entropy's forward and backward in one call (``mg.compile`` replays a
-    cross-entropy whose backward starts at the loss this way).
-
-    Returns ``(loss, count, dlogits)``: loss and its row log-sum-exp parts computed exactly as
-    ``cross_entropy_forward`` does, ``count`` the rows whose target is not ``ignore_index``,
-    and dlogits exactly as ``cross_entropy_backward`` gives it for the gradient
-    g = 1 / max(count, 1) (in logits' dtype) of every row: d mean / d loss_i.
-    """
-    fn = "cross_entropy_fused"
-    logits, target, ignored = cross_entropy_args(fn, logits, target, ignore_index)
-    n, c = logits.shape
-    dtype = logits.dtype
-    count = n - int(np.count_nonzero(ignored))
-    loss = np.empty(n, dtype=dtype)
-    parts = np.empty((n, 2), dtype=np.float64)
-    dx = np.empty((n, c), dtype=dtype)
-    grad = np.empty(n, dtype=dtype)
-    # the very division of the mean's backward: a 1 of the loss's dtype over the count
-    grad.fill(dtype.type(1) / dtype.type(max(count, 1)))
-    cdef double ls = float(label_smoothing)
-    x = np.ascontiguousarray(logits)
-    target = np.ascontiguousarray(target)
-    flags = ignored.view(np.uint8)
-    cdef int nthreads = threads_for(x.size)
-    if dtype == np.float32:
-        _xent_fused_core[float](x, target, flags, ls, loss, parts, grad, dx, nthreads)
-    else:
-        _xent_fused_core[double](x, target, flags, ls, loss, parts, grad, dx, nthreads)
-    return loss, count, dx
+include "_softmax_xent.pxi"

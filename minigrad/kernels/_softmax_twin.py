@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._checks import class_target_count as class_target_count  # the twin: NumPy reductions
 from ._checks import cross_entropy_args, float_array, same_as, single_axis, stats_array
 
 
@@ -72,9 +73,9 @@ def cross_entropy_forward(
     loss_i = lse_i - (1 - ls) * logits[i, t_i] - ls / C * sum_j logits[i, j], with
     lse_i = logsumexp_j logits[i, j]; rows whose target is ``ignore_index`` get loss 0.
     Shapes: logits (N, C), target (N,) integers -> ``(loss, lse_parts)``: loss (N,) in logits'
-    dtype; lse_parts (N, 2) float64, the row max m (0 in a row whose max is not finite) and
-    log(sum_j exp(logits[i, j] - m)), whose sum is lse_i, kept apart for the backward (for
-    logits of 1e17, m + 1.1 is m again even in float64).
+    dtype; lse_parts (N, 2) float64, the row max m (0 in a row whose max is not finite or that
+    holds NaN) and log(sum_j exp(logits[i, j] - m)), whose sum is lse_i, kept apart for the
+    backward (for logits of 1e17, m + 1.1 is m again even in float64).
 
     Per row, as the kernel: s = sum exp(x - m) in float64; the loss is formed in float64 from
     the shifted parts, log(s) + (1 - ls) (m - x_t) + ls mean_j (m - x_j), so a large common

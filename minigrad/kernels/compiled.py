@@ -36,6 +36,7 @@ from ._pool import (
 )
 from ._reduce import logsumexp, max, mean, min, sum, var
 from ._softmax import (
+    class_target_count,
     cross_entropy_backward,
     cross_entropy_forward,
     cross_entropy_fused,
@@ -50,8 +51,8 @@ _THREADED_MODULES = (_activation, _conv, _norm, _optim, _pool, _reduce, _softmax
 __all__ = [
     "adaptive_avg_pool2d_backward", "adaptive_avg_pool2d_forward", "avg_pool2d_backward",
     "avg_pool2d_forward", "max_pool2d_backward", "max_pool2d_forward",
-    "adam_step", "batchnorm_backward", "batchnorm_forward", "conv2d_backward", "conv2d_forward",
-    "cross_entropy_backward",
+    "adam_step", "batchnorm_backward", "batchnorm_forward", "class_target_count",
+    "conv2d_backward", "conv2d_forward", "cross_entropy_backward",
     "cross_entropy_fused",
     "cross_entropy_forward", "gelu_backward", "gelu_forward", "layernorm_backward",
     "layernorm_forward", "log_softmax",

@@ -28,6 +28,7 @@ from ._pool_twin import (
 )
 from ._reduce_twin import logsumexp, max, mean, min, sum, var
 from ._softmax_twin import (
+    class_target_count,
     cross_entropy_backward,
     cross_entropy_forward,
     cross_entropy_fused,
@@ -40,8 +41,8 @@ from ._softmax_twin import (
 __all__ = [
     "adaptive_avg_pool2d_backward", "adaptive_avg_pool2d_forward", "avg_pool2d_backward",
     "avg_pool2d_forward", "max_pool2d_backward", "max_pool2d_forward",
-    "adam_step", "batchnorm_backward", "batchnorm_forward", "conv2d_backward", "conv2d_forward",
-    "cross_entropy_backward",
+    "adam_step", "batchnorm_backward", "batchnorm_forward", "class_target_count",
+    "conv2d_backward", "conv2d_forward", "cross_entropy_backward",
     "cross_entropy_fused",
     "cross_entropy_forward", "gelu_backward", "gelu_forward", "relu_backward", "relu_forward",
     "layernorm_backward", "layernorm_forward", "log_softmax", "log_softmax_backward",

@@ -32,7 +32,7 @@ class CrossEntropy(Function):
             return loss
         total = loss.sum(dtype=np.float64)  # the method skips np.sum's Python wrapper
         if reduction == "mean":
-            ctx.count = int(np.count_nonzero(target != ignore_index))
+            ctx.count = kernels.impl.class_target_count(target, logits.shape[1], ignore_index)
             total = total / ctx.count if ctx.count else np.nan
         return np.asarray(total, dtype=logits.dtype)
 
