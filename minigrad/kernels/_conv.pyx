@@ -118,43 +118,52 @@ def _transpose(const floating[:, :, ::1] src, floating[:, :, ::1] dst):
                     dst[o, n, k] = src[n, o, k]
 
 
-# _channel_sums adds the samples' values position by position (float64, a vectorised pass per
-# sample) for a run of whole rows at a time, at most this many values, then sums each row: one
-# call per row of a few positions cost more than the sums (64x32x16 positions: 20 against 3 us).
+cdef extern from "_conv_gemm.h":
+    void mg_channel_sums_f(const float *dy, Py_ssize_t N, Py_ssize_t O, Py_ssize_t L,
+                           Py_ssize_t o0, Py_ssize_t o1, double *acc, float *out) noexcept nogil
+    void mg_channel_sums_d(const double *dy, Py_ssize_t N, Py_ssize_t O, Py_ssize_t L,
+                           Py_ssize_t o0, Py_ssize_t o1, double *acc, double *out) noexcept nogil
+
+
+# _channel_sums adds the samples' values position by position (float64) for a run of whole rows
+# at a time, at most this many values, then sums each row: one call per row of a few positions
+# cost more than the sums (64x32x16 positions: 20 against 3 us). Above PARALLEL_MIN_WORK values
+# threads split the runs.
 cdef enum:
     SUMS_RUN = 2048
 
 
+cdef void _sums_run(const floating *dy, Py_ssize_t N, Py_ssize_t O, Py_ssize_t L,
+                    Py_ssize_t o0, Py_ssize_t o1, double *acc, floating *out) noexcept nogil:
+    if floating is float:
+        mg_channel_sums_f(dy, N, O, L, o0, o1, acc, out)
+    else:
+        mg_channel_sums_d(dy, N, O, L, o0, o1, acc, out)
+
+
 def _channel_sums(const floating[:, :, ::1] dy):
-    """The float64 sums over n and k of dy[n, o, k], one per o: sum_k (sum_n dy[n, o, k])."""
+    """db: the float64 sums over n and k of dy[n, o, k], one per o, sum_k (sum_n dy[n, o, k])
+    (each sum in order), rounded once to dy's dtype."""
     cdef Py_ssize_t N = dy.shape[0], O = dy.shape[1], L = dy.shape[2]
     cdef Py_ssize_t rows = max(1, min(O, SUMS_RUN // max(L, 1))), runs = (O + rows - 1) // rows
-    cdef Py_ssize_t r, n, i, o, o1, k
-    cdef double s
-    cdef double *acc
-    cdef const floating *src
-    out = np.zeros(O, np.float64)
-    cdef double[::1] sums = out
+    cdef Py_ssize_t r
     cdef int nt = threads_for(N * O * L)
+    out = np.zeros(O, np.float32 if floating is float else np.float64)
+    if N == 0 or L == 0 or O == 0:
+        return out
+    cdef floating[::1] sums = out
     scratch = np.empty((nt, rows * L), np.float64)
     cdef double[:, ::1] part = scratch
-    if N == 0 or L == 0:
+    if nt == 1:  # no OpenMP region for one thread
+        with nogil:
+            for r in range(runs):
+                _sums_run(&dy[0, 0, 0], N, O, L, r * rows, min(O, r * rows + rows),
+                          &part[0, 0], &sums[0])
         return out
     with nogil:
         for r in prange(runs, num_threads=nt, schedule="static"):
-            acc = &part[threadid(), 0]
-            o1 = min(O, r * rows + rows)
-            for i in range((o1 - r * rows) * L):
-                acc[i] = 0
-            for n in range(N):
-                src = &dy[n, r * rows, 0]
-                for i in range((o1 - r * rows) * L):
-                    acc[i] = acc[i] + src[i]
-            for o in range(r * rows, o1):
-                s = 0
-                for k in range(L):
-                    s = s + acc[(o - r * rows) * L + k]
-                sums[o] = s
+            _sums_run(&dy[0, 0, 0], N, O, L, r * rows, min(O, r * rows + rows),
+                      &part[threadid(), 0], &sums[0])
     return out
 
 
@@ -271,7 +280,7 @@ def _backward_im2col(dy, x, weight, stride, padding, dilation, groups, needs, Ho
     cdef Geometry gx = _geometry(weight.shape, stride, padding, dilation, Ho, Wo, False)
     dx = dw = db = dwb = None
     if needs[2] and not needs[1]:
-        db = _channel_sums(dy).astype(x.dtype)
+        db = _channel_sums(dy)
     # per sample: the buffer rows and the transposed dY for dW, the scattered columns for dx
     per_w = (groups * gw.group_rows + O) * L if needs[1] else 0
     per_x = groups * K * L if needs[0] else 0

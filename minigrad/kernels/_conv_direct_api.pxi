@@ -204,7 +204,7 @@ def _backward_direct(dy, x, weight, Py_ssize_t groups, needs, padding, dilation,
     cdef Py_ssize_t wx_size = d.O * d.taps * d.cga
     dx = dw = db = None
     if needs[2]:
-        db = _channel_sums(dy).astype(x.dtype)
+        db = _channel_sums(dy)
     if needs[0]:
         dx = np.empty((d.N, d.C, d.ldx), x.dtype)
         work = _work(wx_size + d.nt * d.O * d.yplane, x.dtype)

@@ -313,6 +313,47 @@ static void NAME(int mr, Py_ssize_t N, Py_ssize_t S, Py_ssize_t L, const T *X, P
 MG_BC(mg_wgrad_bc_f, float, mg_vf, MG_VL_F)
 MG_BC(mg_wgrad_bc_d, double, mg_vd, MG_VL_D)
 
+/* db's channel sums, channels [o0, o1) of dy (N, O, L): out[o] = (T) sum_k (sum_n dy[n, o, k])
+   in float64, each inner sum over the samples in order from 0.0, then the outer one over the
+   positions in order. acc holds (o1 - o0) L doubles: the position-by-position sums, added a
+   run of whole rows at a time (contiguous in dy), four samples per pass over acc (the same
+   additions in the same order; a quarter of the loads and stores of acc). GCC is asked for its
+   widest vectors here: the float-to-double conversions, two operations per vector whatever its
+   width, bound the loop (64x16x64 float32: 8.1 us at 256 bits, against 10.8 before). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__AVX512F__)
+#define MG_SUMS_WIDE __attribute__((target("prefer-vector-width=512")))
+#else
+#define MG_SUMS_WIDE
+#endif
+#define MG_CHANNEL_SUMS(NAME, T)                                                              \
+MG_SUMS_WIDE static void NAME(const T *restrict dy, Py_ssize_t N, Py_ssize_t O, Py_ssize_t L,             \
+                 Py_ssize_t o0, Py_ssize_t o1, double *restrict acc, T *restrict out)        \
+{                                                                                             \
+    Py_ssize_t m = (o1 - o0) * L, n = 0, i, o, k;                                             \
+    const T *src = dy + o0 * L;                                                               \
+    for (i = 0; i < m; i++)                                                                   \
+        acc[i] = 0.0;                                                                         \
+    for (; n + 4 <= N; n += 4) {                                                              \
+        const T *restrict a = src + n * O * L, *restrict b = a + O * L;                       \
+        const T *restrict c = b + O * L, *restrict d = c + O * L;                             \
+        for (i = 0; i < m; i++)                                                               \
+            acc[i] = (((acc[i] + a[i]) + b[i]) + c[i]) + d[i];                                \
+    }                                                                                         \
+    for (; n < N; n++) {                                                                      \
+        const T *restrict a = src + n * O * L;                                                \
+        for (i = 0; i < m; i++)                                                               \
+            acc[i] = acc[i] + a[i];                                                           \
+    }                                                                                         \
+    for (o = o0; o < o1; o++) {                                                               \
+        double s = 0.0;                                                                       \
+        for (k = 0; k < L; k++)                                                               \
+            s += acc[(o - o0) * L + k];                                                       \
+        out[o] = (T)s;                                                                        \
+    }                                                                                         \
+}
+MG_CHANNEL_SUMS(mg_channel_sums_f, float)
+MG_CHANNEL_SUMS(mg_channel_sums_d, double)
+
 /* out[u] = x[u] where keep[u] is all ones, 0 where it is 0: a bitwise and (not x * 0, x may be
    inf or NaN), a vector at a time, then the last values one by one. T is the float type, B the
    unsigned integer of its width, V and M the vector types, MT the mask's element type. */
