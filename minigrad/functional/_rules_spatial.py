@@ -53,8 +53,8 @@ def pool_output_size(in_size: tuple[int, int], kernel_size: tuple[int, int],
     """PyTorch's output size: floor (or ceil) of (L + 2p - d(k - 1) - 1) / s, plus 1; in
     ceil_mode the last window must start inside the input or its left padding."""
     out = []
-    for axis, L, k, s, p, d in zip("HW", in_size, kernel_size, stride, padding, dilation,
-                                   strict=True):
+    for i in (0, 1):  # indices, not a zip of six pairs: this runs on every call
+        L, k, s, p, d = in_size[i], kernel_size[i], stride[i], padding[i], dilation[i]
         span = d * (k - 1) + 1
         room = L + 2 * p - span  # negative when the kernel is larger than the padded input
         n = (room + (s - 1 if ceil_mode else 0)) // s + 1
@@ -62,7 +62,7 @@ def pool_output_size(in_size: tuple[int, int], kernel_size: tuple[int, int],
             n -= 1
         if n < 1:  # ceil_mode may still fit one (partial) window: PyTorch's output size is 1
             raise ValueError(f"{op}: the kernel ({span} with dilation) is larger than the padded "
-                             f"input ({L} + 2 * {p} = {L + 2 * p}) along {axis}; expected an "
+                             f"input ({L} + 2 * {p} = {L + 2 * p}) along {'HW'[i]}; expected an "
                              f"input of at least {span - 2 * p}, got {L}")
         out.append(n)
     return out[0], out[1]
@@ -70,6 +70,8 @@ def pool_output_size(in_size: tuple[int, int], kernel_size: tuple[int, int],
 
 def adaptive_output_size(output_size: Any, in_size: tuple[int, int], op: str) -> tuple[int, int]:
     """An int, or a pair whose None entries keep the input's size; each a positive int."""
+    if type(output_size) is int and output_size >= 1:  # the common call
+        return output_size, output_size
     if output_size is None:
         raise TypeError(f"{op}: output_size must be an int or a pair, got None")
     pair = (output_size, output_size) if not isinstance(output_size, tuple | list) \
