@@ -224,12 +224,12 @@ static MG_NOINLINE void NAME(int mo, int mk, Py_ssize_t S, Py_ssize_t nv, const 
     MG_UNROLL for (int k = 0; k < MK; k++) xr[k] = (k < mk ? k : mk - 1) * ldx;               \
     MG_UNROLL for (int i = 0; i < 16; i++) c[i] = MG_VZERO(V);                                \
     if (nv == 1)  /* one vector per sample: a single loop */                                  \
-        for (s = 0; s < S; s++, d += ds, x += xs) {                                           \
+        MG_UNROLL_K for (s = 0; s < S; s++, d += ds, x += xs) {                               \
             MG_WG_STEP(V, VL, MO, MK, d, x, 0)                                                \
         }                                                                                     \
     else                                                                                      \
         for (s = 0; s < S; s++, d += ds, x += xs)                                             \
-            for (v = 0; v < nv; v++) {                                                        \
+            MG_UNROLL_K for (v = 0; v < nv; v++) {                                            \
                 MG_WG_STEP(V, VL, MO, MK, d, x, v)                                            \
             }                                                                                 \
     MG_UNROLL for (int g = 0; g < 16; g += (LANES)) {                                         \
@@ -273,7 +273,10 @@ MG_WG(mg_wgrad_d, double, mg_vd, mg_md, MG_VL_D, 8)
    each dY^T vector loaded for fewer multiply-adds): 64x16x4x4 -> 32 98-106 against 110-117 us,
    16x32x14x14 -> 64 945-968 against 1089-1162, float64 64x16x4x4 -> 32 210-212 against 215-231;
    64x3x8x8 -> 16 (27 rows), 64x8x8x8 -> 16, 32x3x32x32 -> 32 the same within noise (9 and 10
-   rows measured slower than 8, 12 no faster). */
+   rows measured slower than 8, 12 no faster). The loop over positions is unrolled four times
+   (as mg_gemm's over k, and mg_wgrad's over samples and vectors): 64x16x4x4 -> 32 99 against
+   105 us, 64x16x8x8 -> 32 337-339 against 359-364, 16x32x14x14 -> 64 872-883 against 970-1005;
+   first layers (mg_wgrad) the same within noise. */
 #define MG_BC_ROWS 8
 #define MG_BC_TILE(NAME, T, V, VL, NV)                                                        \
 static inline void NAME(int mr, Py_ssize_t S, Py_ssize_t L, const T *X, Py_ssize_t xs,       \
@@ -287,7 +290,7 @@ static inline void NAME(int mr, Py_ssize_t S, Py_ssize_t L, const T *X, Py_ssize
     for (Py_ssize_t s = 0; s < S; s++) {                                                      \
         const T *bs0 = B + s * bs;                                                            \
         MG_UNROLL for (int r = 0; r < MG_BC_ROWS; r++) xr[r] = X + s * xs + off[r];           \
-        for (Py_ssize_t p = 0; p < L; p++, bs0 += ldb) {                                      \
+        MG_UNROLL_K for (Py_ssize_t p = 0; p < L; p++, bs0 += ldb) {                          \
             MG_UNROLL for (int v = 0; v < NV; v++)                                            \
                 memcpy(&b[v], bs0 + v * VL, sizeof(V));                                       \
             MG_UNROLL for (int r = 0; r < MG_BC_ROWS; r++) {                                  \
