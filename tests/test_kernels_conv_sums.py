@@ -32,6 +32,7 @@ def _db_in_order(dy: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("shape", [(5, 3, 6, 7),  # one run of rows, a sample left after fours
                                    (8, 4, 1, 1),  # one position
                                    (3, 40, 8, 8),  # several runs of rows
+                                   (64, 32, 4, 4),  # the digits CNN's: dx and dW together
                                    (64, 32, 16, 16)])  # enough values for two threads
 @pytest.mark.parametrize("path, needs", [("direct", (False, False, True)),
                                          ("direct", (False, True, True)),
@@ -43,6 +44,7 @@ def test_db_is_the_float64_sum_in_order_on_every_path(monkeypatch, dtype, shape,
     import minigrad as mg
 
     monkeypatch.setattr(_conv, "PATH", path)
+    monkeypatch.setattr(_conv, "DIRECT_PARALLEL_MIN_MACS", 0)  # two threads: every split taken
     rng = np.random.default_rng(11)
     x = rng.standard_normal((shape[0], 2) + shape[2:]).astype(dtype)
     w = rng.standard_normal((shape[1], 2, 3, 3)).astype(dtype)

@@ -26,7 +26,8 @@ For stride 1 with output rows as long as the input's, a direct path (``_conv_dir
 and ``_conv_direct_api.pxi``, included at the end) computes the same convolution as
 register-blocked products on shifted views of zero-padded planes, with no buffer and no BLAS;
 its size rule (_use_direct) chooses it per call, and in the backward per gradient, where it was
-measured faster.
+measured faster. On two threads a backward with dx and dW (by broadcasts) runs them together,
+one per thread (``_conv_together.pxi``).
 
 The NumPy twins, with the same signatures, are in ``_conv_twin.py``.
 """
@@ -362,3 +363,4 @@ cdef _weight_grad(x, dy, work, Py_ssize_t groups, Geometry g, mask):
 
 include "_conv_direct.pxi"
 include "_conv_direct_api.pxi"
+include "_conv_together.pxi"

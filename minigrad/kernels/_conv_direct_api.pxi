@@ -254,6 +254,8 @@ cdef object _backward_direct(dy, cnp.ndarray x, weight, Py_ssize_t groups, tuple
         return None
     cdef Direct d = _direct_plan(x, w, groups, padding, dilation, Ho)
     cdef _Tables tables = _direct_tables(x, w, d, padding, dilation)
+    if needs[0] and needs[1] and d.bc and d.nt == 2 and _together_fits(d, x):
+        return _backward_together(dy, x, w, needs[2], tables.taps, d)
     # dx's work: W packed for dx (wx_size values), then the threads' padded dY planes
     cdef Py_ssize_t wx_size = d.O * d.taps * d.cga
     dx = dw = db = None
