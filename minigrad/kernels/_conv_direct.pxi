@@ -59,6 +59,19 @@ from libc.stdint cimport uintptr_t
 WG_CHUNK_BYTES = 4096  # a module attribute, so that tests can force many blocks
 
 
+# the threads of the OpenMP team running the caller (1 outside a parallel region)
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    static int mg_team_size(void) { return omp_get_num_threads(); }
+    #else
+    static int mg_team_size(void) { return 1; }
+    #endif
+    """
+    int mg_team_size() noexcept nogil
+
+
 cdef inline Py_ssize_t _round_up(Py_ssize_t n, Py_ssize_t m) noexcept nogil:
     return (n + m - 1) // m * m
 
@@ -262,31 +275,6 @@ cdef inline void _wgrad_block_strip(Py_ssize_t strip, Py_ssize_t S, const floati
         _wgrad_strip(strip, S, dyp, ldx, d.lp, cols, ldx, dw, d)
     else:
         _wgrad_strip(strip, S, dy + n0 * d.O * d.L, d.L, d.O * d.L, cols, ldx, dw, d)
-
-
-cdef void _direct_wgrad(const floating *x, const floating *dy, floating *dw, floating *cols,
-                        floating *dyp, floating *xp, Py_ssize_t n0, Py_ssize_t n1, Taps t,
-                        Direct d) noexcept nogil:
-    """dw (O, C/G kh kw) += the sums over samples [n0, n1) and their positions of dY times the
-    im2col rows. The block's buffer (G C/G kh kw rows of its S samples' lp positions each, rows
-    ldx apart) is built first (threads split the samples; xp holds each thread's padded
-    planes), and dY is read where it is, or (copy_dy) from copies laid out like the buffer's
-    rows (dyp: O rows, ldx apart, each sample's L positions padded to lp with zeros); then
-    threads split the strips of dw, each summing every position of the block in order. On one
-    thread, plain loops (no OpenMP region)."""
-    cdef Py_ssize_t S = n1 - n0, ldx = _row_stride((n1 - n0) * d.lp, d.vl), s, strip
-    cdef Py_ssize_t strips = d.groups * ((d.og + MG_WG_OUT - 1) // MG_WG_OUT)
-    if d.nt == 1:
-        for s in range(S):
-            _wgrad_sample(s, x, dy, cols, dyp, xp, n0, ldx, t, d)
-        for strip in range(strips):
-            _wgrad_block_strip(strip, S, dy, cols, dyp, dw, n0, ldx, d)
-        return
-    with parallel(num_threads=d.nt):
-        for s in prange(S, schedule="static"):
-            _wgrad_sample(s, x, dy, cols, dyp, xp + threadid() * d.C * d.xplane, n0, ldx, t, d)
-        for strip in prange(strips, schedule="static"):
-            _wgrad_block_strip(strip, S, dy, cols, dyp, dw, n0, ldx, d)
 
 
 cdef void _masked_copies(const floating *x, floating *dst, const void *keep,

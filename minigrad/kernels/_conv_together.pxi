@@ -1,18 +1,6 @@
 # The direct path's backward with dx and dW together (included by _conv.pyx after
 # _conv_direct_api.pxi, whose _backward_direct takes it when _together_fits).
 
-cdef extern from *:
-    """
-    #ifdef _OPENMP
-    #include <omp.h>
-    static int mg_team_size(void) { return omp_get_num_threads(); }
-    #else
-    static int mg_team_size(void) { return 1; }
-    #endif
-    """
-    int mg_team_size() noexcept nogil
-
-
 # dx, dW (by broadcasts) and db together on two threads: one thread runs dW, the other dx and
 # then db, each on the one-thread loops, instead of each gradient split across both threads in
 # turn (each split gained only about 1.4x: its two halves are short, and meet at barriers).
