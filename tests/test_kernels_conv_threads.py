@@ -1,6 +1,7 @@
-"""The compiled convolution's backward with dx and dW (by broadcasts) together on two threads,
-one gradient per thread: the bits of the one-thread loops, with or without db, and with a
-team of one thread when OpenMP gives no second one."""
+"""The compiled convolution's backward on two threads: dx and dW (by broadcasts) together, one
+gradient per thread, and dW over positions with each thread summing its own strips over every
+block: the bits of the one-thread loops, with or without db, and with a team of one thread
+when OpenMP gives no second one."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ _TEAM_OF_ONE = """
 import numpy as np
 import minigrad as mg
 from minigrad.kernels import _conv
-import test_kernels_conv_together as t
+import test_kernels_conv_threads as t
 _conv.DIRECT_PARALLEL_MIN_MACS = 0
 dy, x, w = t._case(np.float32)
 mg.set_num_threads(1)
@@ -77,3 +78,33 @@ def test_a_team_of_one_thread_computes_every_gradient():
     run = subprocess.run([sys.executable, "-c", _TEAM_OF_ONE], capture_output=True, text=True,
                          timeout=120, env=env)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("hw", [(4, 8), (5, 7)])  # dY's rows read in place, and copied
+@pytest.mark.parametrize("chunk", [1, 4096])  # blocks of one sample, and of several
+def test_dw_over_positions_on_two_threads_gives_the_bits_of_one(monkeypatch, dtype, hw, chunk):
+    """A first layer's dW (nine rows: over positions): each thread sums its own strips over
+    every block, building the blocks' buffers itself; the bits of one thread, and close to the
+    twin."""
+    from minigrad.kernels import _conv_twin
+
+    monkeypatch.setattr(_conv, "DIRECT_PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(_conv, "WG_CHUNK_BYTES", chunk)
+    rng = np.random.default_rng(15)
+    x = rng.standard_normal((9, 1) + hw).astype(dtype)
+    w = rng.standard_normal((12, 1, 3, 3)).astype(dtype)  # three strips: unequal shares
+    dy = rng.standard_normal((9, 12) + hw).astype(dtype)
+    previous = mg.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            mg.set_num_threads(threads)
+            results.append(_conv.conv2d_backward(dy, x, w, *GEOMETRY, (False, True, False))[1])
+    finally:
+        mg.set_num_threads(previous)
+    np.testing.assert_array_equal(results[0], results[1])
+    want = _conv_twin.conv2d_backward(dy.astype(np.float64), x.astype(np.float64),
+                                      w.astype(np.float64), *GEOMETRY, (False, True, False))[1]
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(results[1], want, rtol=0, atol=tol * np.abs(want).max())
