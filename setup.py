@@ -94,6 +94,7 @@ def _extensions() -> list:
     # The memory-safety checks are plain Python that both backends share; compiled as well, they
     # cost about half as much on the kernels' hot path (the .py still runs when this is absent)
     sources.append(os.path.join("minigrad", "kernels", "_checks.py"))
+    sources.append(os.path.join("minigrad", "kernels", "_checks_spatial.py"))
     # every C header of the kernels: an edit to one rebuilds the extensions (setuptools compares
     # these files' times with the built module's; Cython tracks the .pxi and .pxd files itself)
     headers = sorted(glob(os.path.join("minigrad", "kernels", "*.h")))

@@ -59,8 +59,9 @@ def _case(data):
     kind = data.draw(st.sampled_from(["max", "avg", "adaptive"]))
     shape = np.shape(x)
     ok_x = isinstance(x, np.ndarray) and x.ndim == 4
+    lead = tuple(shape[:2]) if len(shape) >= 2 else (1, 1)  # x.tolist() of an empty x: []
     grad = np.random.default_rng(len(shape)).standard_normal(
-        (shape[0], shape[1]) + (o if ok_x and isinstance(o, tuple) and len(o) == 2
+        lead + (o if ok_x and isinstance(o, tuple) and len(o) == 2
                                 and all(type(v) is int and v >= 0 for v in o) else (1, 1)))
     return x, k, s, p, d, o, include_pad, kind, grad.astype(getattr(x, "dtype", np.float64))
 

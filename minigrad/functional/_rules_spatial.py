@@ -53,8 +53,8 @@ def pool_output_size(in_size: tuple[int, int], kernel_size: tuple[int, int],
     """PyTorch's output size: floor (or ceil) of (L + 2p - d(k - 1) - 1) / s, plus 1; in
     ceil_mode the last window must start inside the input or its left padding."""
     out = []
-    for axis, L, k, s, p, d in zip("HW", in_size, kernel_size, stride, padding, dilation,
-                                   strict=True):
+    for i in (0, 1):  # indices, not a zip of six pairs: this runs on every call
+        L, k, s, p, d = in_size[i], kernel_size[i], stride[i], padding[i], dilation[i]
         span = d * (k - 1) + 1
         room = L + 2 * p - span  # negative when the kernel is larger than the padded input
         n = (room + (s - 1 if ceil_mode else 0)) // s + 1
@@ -62,7 +62,7 @@ def pool_output_size(in_size: tuple[int, int], kernel_size: tuple[int, int],
             n -= 1
         if n < 1:  # ceil_mode may still fit one (partial) window: PyTorch's output size is 1
             raise ValueError(f"{op}: the kernel ({span} with dilation) is larger than the padded "
-                             f"input ({L} + 2 * {p} = {L + 2 * p}) along {axis}; expected an "
+                             f"input ({L} + 2 * {p} = {L + 2 * p}) along {'HW'[i]}; expected an "
                              f"input of at least {span - 2 * p}, got {L}")
         out.append(n)
     return out[0], out[1]
@@ -70,6 +70,8 @@ def pool_output_size(in_size: tuple[int, int], kernel_size: tuple[int, int],
 
 def adaptive_output_size(output_size: Any, in_size: tuple[int, int], op: str) -> tuple[int, int]:
     """An int, or a pair whose None entries keep the input's size; each a positive int."""
+    if type(output_size) is int and output_size >= 1:  # the common call
+        return output_size, output_size
     if output_size is None:
         raise TypeError(f"{op}: output_size must be an int or a pair, got None")
     pair = (output_size, output_size) if not isinstance(output_size, tuple | list) \
@@ -89,9 +91,12 @@ def conv_tuple(value: Any, n: int, name: str, low: int, op: str) -> tuple[int, .
     # the common cases first: an int, or a tuple of ints as a layer stores it
     if type(value) is int and value >= low:
         return (value,) * n
-    if type(value) is tuple and len(value) == n and all(type(v) is int and v >= low
-                                                        for v in value):
-        return value
+    if type(value) is tuple and len(value) == n:
+        for v in value:  # a loop, not all() over a generator: this runs on every call
+            if type(v) is not int or v < low:
+                break
+        else:
+            return value
     values = tuple(value) if isinstance(value, tuple | list) else (value,) * n
     if len(values) != n or any(isinstance(v, bool) or not isinstance(v, int | np.integer)
                                for v in values):
@@ -115,7 +120,10 @@ def conv_padding(padding: Any, kernel: tuple[int, ...], stride: tuple[int, ...],
             raise ValueError(f"{op}: padding='same' needs stride 1, got stride {stride}")
         totals = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
         return tuple(p for t in totals for p in (t // 2, t - t // 2))
-    return tuple(p for p in conv_tuple(padding, len(kernel), "padding", 0, op) for _ in (0, 1))
+    pairs = conv_tuple(padding, len(kernel), "padding", 0, op)
+    if len(pairs) == 2:  # the common 2-D case, without a generator (this runs every call)
+        return pairs[0], pairs[0], pairs[1], pairs[1]
+    return tuple(p for p in pairs for _ in (0, 1))
 
 
 def check_conv_shapes(x_shape: tuple[int, ...], w_shape: tuple[int, ...], bias: Any,
@@ -124,9 +132,12 @@ def check_conv_shapes(x_shape: tuple[int, ...], w_shape: tuple[int, ...], bias: 
     """Input (N, C, *spatial), weight (O, C/groups, *kernel), bias (O,) or None, a groups that
     divides C and O, and a dilated kernel no larger than the padded input; returns groups."""
     dims = len(w_shape) - 2
-    if isinstance(groups, bool) or not isinstance(groups, int | np.integer) or groups < 1:
+    if type(groups) is not int:  # an exact int is the common call: no isinstance chain
+        if isinstance(groups, bool) or not isinstance(groups, int | np.integer):
+            raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
+        groups = int(groups)
+    if groups < 1:
         raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
-    groups = int(groups)
     spatial = "(N, C, L) or (C, L)" if dims == 1 else "(N, C, H, W) or (C, H, W)"
     if len(x_shape) != dims + 2:
         raise ValueError(f"{op}: expected input {spatial}, got shape {x_shape}")
@@ -141,12 +152,19 @@ def check_conv_shapes(x_shape: tuple[int, ...], w_shape: tuple[int, ...], bias: 
                          f"of shape {x_shape}")
     if bias is not None and bias.shape != w_shape[:1]:
         raise ValueError(f"{op}: bias must have shape {w_shape[:1]}, got {bias.shape}")
+    for k in range(dims):
+        padded = x_shape[2 + k] + padding[2 * k] + padding[2 * k + 1]
+        if dilation[k] * (w_shape[2 + k] - 1) + 1 > padded:
+            _kernel_too_large(x_shape, w_shape, padding, dilation, op)
+    return groups
+
+
+def _kernel_too_large(x_shape: tuple[int, ...], w_shape: tuple[int, ...],
+                      padding: tuple[int, ...], dilation: tuple[int, ...], op: str) -> None:
     padded = tuple(n + padding[2 * k] + padding[2 * k + 1] for k, n in enumerate(x_shape[2:]))
     span = tuple(d * (k - 1) + 1 for k, d in zip(w_shape[2:], dilation, strict=True))
-    if any(s > p for s, p in zip(span, padded, strict=True)):
-        raise ValueError(f"{op}: the kernel (dilated size {span}) is larger than the padded "
-                         f"input {padded} (input shape {x_shape})")
-    return groups
+    raise ValueError(f"{op}: the kernel (dilated size {span}) is larger than the padded "
+                     f"input {padded} (input shape {x_shape})")
 
 
 PAD_MODES = ("constant", "reflect", "replicate", "circular")

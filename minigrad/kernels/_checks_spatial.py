@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """Memory-safety checks of the pooling and convolution kernels (both backends call them).
 
 Their window geometry decides which addresses the loops touch, so here it is memory safety,

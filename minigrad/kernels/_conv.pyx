@@ -26,7 +26,8 @@ For stride 1 with output rows as long as the input's, a direct path (``_conv_dir
 and ``_conv_direct_api.pxi``, included at the end) computes the same convolution as
 register-blocked products on shifted views of zero-padded planes, with no buffer and no BLAS;
 its size rule (_use_direct) chooses it per call, and in the backward per gradient, where it was
-measured faster.
+measured faster. On two threads a backward with dx and dW (by broadcasts) runs them together,
+one per thread (``_conv_together.pxi``).
 
 The NumPy twins, with the same signatures, are in ``_conv_twin.py``.
 """
@@ -40,6 +41,7 @@ import numpy as np
 cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange, threadid
+from libc.string cimport memcmp, memcpy
 
 from minigrad.kernels._checks_spatial import conv2d_backward_args, conv2d_forward_args
 
@@ -118,44 +120,56 @@ def _transpose(const floating[:, :, ::1] src, floating[:, :, ::1] dst):
                     dst[o, n, k] = src[n, o, k]
 
 
-# _channel_sums adds the samples' values position by position (float64, a vectorised pass per
-# sample) for a run of whole rows at a time, at most this many values, then sums each row: one
-# call per row of a few positions cost more than the sums (64x32x16 positions: 20 against 3 us).
+cdef extern from "_conv_gemm.h":
+    void mg_channel_sums_f(const float *dy, Py_ssize_t N, Py_ssize_t O, Py_ssize_t L,
+                           Py_ssize_t o0, Py_ssize_t o1, double *acc, float *out) noexcept nogil
+    void mg_channel_sums_d(const double *dy, Py_ssize_t N, Py_ssize_t O, Py_ssize_t L,
+                           Py_ssize_t o0, Py_ssize_t o1, double *acc, double *out) noexcept nogil
+
+
+# _channel_sums adds the samples' values position by position (float64) for a run of whole rows
+# at a time, at most this many values, then sums each row: one call per row of a few positions
+# cost more than the sums (64x32x16 positions: 20 against 3 us). Above PARALLEL_MIN_WORK values
+# threads split the runs.
 cdef enum:
     SUMS_RUN = 2048
 
 
-def _channel_sums(const floating[:, :, ::1] dy):
-    """The float64 sums over n and k of dy[n, o, k], one per o: sum_k (sum_n dy[n, o, k])."""
-    cdef Py_ssize_t N = dy.shape[0], O = dy.shape[1], L = dy.shape[2]
+cdef object _channel_sums(dy, Py_ssize_t N, Py_ssize_t O, Py_ssize_t L):
+    """db: the float64 sums over n and k of dy[n, o, k], one per o, sum_k (sum_n dy[n, o, k])
+    (each sum in order), rounded once to dy's dtype. dy: a C-contiguous float ndarray of
+    N O L values."""
     cdef Py_ssize_t rows = max(1, min(O, SUMS_RUN // max(L, 1))), runs = (O + rows - 1) // rows
-    cdef Py_ssize_t r, n, i, o, o1, k
-    cdef double s
-    cdef double *acc
-    cdef const floating *src
-    out = np.zeros(O, np.float64)
-    cdef double[::1] sums = out
+    cdef Py_ssize_t r
     cdef int nt = threads_for(N * O * L)
-    scratch = np.empty((nt, rows * L), np.float64)
-    cdef double[:, ::1] part = scratch
-    if N == 0 or L == 0:
+    cdef cnp.npy_intp size = O
+    out = cnp.PyArray_ZEROS(1, &size, cnp.PyArray_TYPE(<cnp.ndarray>dy), 0)
+    if N == 0 or L == 0 or O == 0:
+        return out
+    scratch = _scratch(nt * rows * L * sizeof(double))
+    cdef double *part = <double *>_data(scratch)
+    cdef const void *src = _data(dy)
+    cdef void *sums = _data(out)
+    cdef bint single = cnp.PyArray_ITEMSIZE(<cnp.ndarray>dy) == 4
+    if nt == 1:  # no OpenMP region for one thread
+        with nogil:
+            for r in range(runs):
+                _sums_any(single, src, N, O, L, r * rows, min(O, r * rows + rows), part, sums)
         return out
     with nogil:
         for r in prange(runs, num_threads=nt, schedule="static"):
-            acc = &part[threadid(), 0]
-            o1 = min(O, r * rows + rows)
-            for i in range((o1 - r * rows) * L):
-                acc[i] = 0
-            for n in range(N):
-                src = &dy[n, r * rows, 0]
-                for i in range((o1 - r * rows) * L):
-                    acc[i] = acc[i] + src[i]
-            for o in range(r * rows, o1):
-                s = 0
-                for k in range(L):
-                    s = s + acc[(o - r * rows) * L + k]
-                sums[o] = s
+            _sums_any(single, src, N, O, L, r * rows, min(O, r * rows + rows),
+                      part + threadid() * rows * L, sums)
     return out
+
+
+cdef inline void _sums_any(bint single, const void *dy, Py_ssize_t N, Py_ssize_t O,
+                           Py_ssize_t L, Py_ssize_t o0, Py_ssize_t o1, double *acc,
+                           void *out) noexcept nogil:
+    if single:
+        mg_channel_sums_f(<const float *>dy, N, O, L, o0, o1, acc, <float *>out)
+    else:
+        mg_channel_sums_d(<const double *>dy, N, O, L, o0, o1, acc, <double *>out)
 
 
 # The im2col buffer is filled and used a block of samples at a time, in a work buffer that each
@@ -175,13 +189,28 @@ _work_buffers = threading.local()
 
 def _work(Py_ssize_t count, dtype):
     """A flat scratch array of ``count`` values of dtype, this thread's to reuse next call."""
-    nbytes = count * dtype.itemsize
+    cdef Py_ssize_t nbytes = count * dtype.itemsize
+    return _scratch(nbytes)[:nbytes].view(dtype)
+
+
+cdef cnp.ndarray _scratch(Py_ssize_t nbytes):
+    """This thread's work buffer (uint8) of at least ``nbytes``, grown when needed (a larger one
+    than WORK_KEEP_BYTES is not kept). Callers that take its pointer keep the array alive
+    for the call."""
     buf = getattr(_work_buffers, "buf", None)
-    if buf is None or buf.nbytes < nbytes:
+    if buf is None or cnp.PyArray_NBYTES(<cnp.ndarray>buf) < nbytes:
         buf = np.empty(max(nbytes, 1), np.uint8)
         if nbytes <= WORK_KEEP_BYTES:
             _work_buffers.buf = buf
-    return buf[:nbytes].view(dtype)
+    return <cnp.ndarray>buf
+
+
+cdef inline object _contiguous(a):
+    """``a`` itself when it is a C-contiguous ndarray (not a subclass), else
+    np.ascontiguousarray's copy."""
+    if cnp.PyArray_CheckExact(a) and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a):
+        return a
+    return np.ascontiguousarray(a)
 
 
 cdef Py_ssize_t _block(Py_ssize_t N, Py_ssize_t per_sample, Py_ssize_t itemsize):
@@ -201,10 +230,10 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
         y (N, O, Ho, Wo) with Ho = (H + top + bottom - dh (kh - 1) - 1) // sh + 1 (likewise Wo).
     """
     Ho, Wo = conv2d_forward_args(x, weight, bias, stride, padding, dilation, groups)
-    x = np.ascontiguousarray(x)
-    N, O = x.shape[0], weight.shape[0]
+    x = _contiguous(x)
     if _use_direct(x, weight, stride, Ho, Wo, DIRECT_FORWARD):
         return _forward_direct(x, weight, bias, groups, padding, dilation, Ho)
+    N, O = x.shape[0], weight.shape[0]
     cdef Geometry g = _geometry(weight.shape, stride, padding, dilation, Ho, Wo,
                                 bias is not None)
     w = weight.reshape(groups, O // groups, -1)
@@ -237,12 +266,12 @@ def conv2d_backward(grad_out, x, weight, stride, padding, dilation, groups, need
         (dx, dweight, dbias), each None where ``needs`` (three bools) says False.
     """
     Ho, Wo = conv2d_backward_args(grad_out, x, weight, stride, padding, dilation, groups, needs)
-    x = np.ascontiguousarray(x)
-    dy = np.ascontiguousarray(grad_out).reshape(x.shape[0], weight.shape[0], Ho * Wo)
+    x = _contiguous(x)
+    dy = _contiguous(grad_out)
     # each gradient on the path the size rule gives it: one call may take dW on the direct
     # path and dx on the im2col one (a first layer's dx, when asked for)
-    on_dx = needs[0] and _use_direct(x, weight, stride, Ho, Wo, DIRECT_DX)
-    on_dw = needs[1] and _use_direct(x, weight, stride, Ho, Wo, DIRECT_DW)
+    cdef bint on_dx = needs[0] and _use_direct(x, weight, stride, Ho, Wo, DIRECT_DX)
+    cdef bint on_dw = needs[1] and _use_direct(x, weight, stride, Ho, Wo, DIRECT_DW)
     dx = dw = db = None
     if on_dx or on_dw:
         grads = _backward_direct(dy, x, weight, groups, (on_dx, on_dw, needs[2]), padding,
@@ -257,6 +286,10 @@ def conv2d_backward(grad_out, x, weight, stride, padding, dilation, groups, need
     rest = (needs[0] and not on_dx, needs[1] and not on_dw, needs[2] and db is None)
     if not any(rest):
         return dx, dw, db
+    N, O = x.shape[0], weight.shape[0]
+    if rest == (False, False, True):  # db alone: no buffer, no geometry
+        return dx, dw, _channel_sums(dy, N, O, Ho * Wo)
+    dy = dy.reshape(N, O, Ho * Wo)
     grads = _backward_im2col(dy, x, weight, stride, padding, dilation, groups, rest, Ho, Wo)
     return tuple(g if want else have for g, have, want in zip(grads, (dx, dw, db), rest))
 
@@ -271,7 +304,7 @@ def _backward_im2col(dy, x, weight, stride, padding, dilation, groups, needs, Ho
     cdef Geometry gx = _geometry(weight.shape, stride, padding, dilation, Ho, Wo, False)
     dx = dw = db = dwb = None
     if needs[2] and not needs[1]:
-        db = _channel_sums(dy).astype(x.dtype)
+        db = _channel_sums(dy, N, O, L)
     # per sample: the buffer rows and the transposed dY for dW, the scattered columns for dx
     per_w = (groups * gw.group_rows + O) * L if needs[1] else 0
     per_x = groups * K * L if needs[0] else 0
@@ -330,3 +363,4 @@ cdef _weight_grad(x, dy, work, Py_ssize_t groups, Geometry g, mask):
 
 include "_conv_direct.pxi"
 include "_conv_direct_api.pxi"
+include "_conv_together.pxi"

@@ -59,6 +59,19 @@ from libc.stdint cimport uintptr_t
 WG_CHUNK_BYTES = 4096  # a module attribute, so that tests can force many blocks
 
 
+# the threads of the OpenMP team running the caller (1 outside a parallel region)
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    static int mg_team_size(void) { return omp_get_num_threads(); }
+    #else
+    static int mg_team_size(void) { return 1; }
+    #endif
+    """
+    int mg_team_size() noexcept nogil
+
+
 cdef inline Py_ssize_t _round_up(Py_ssize_t n, Py_ssize_t m) noexcept nogil:
     return (n + m - 1) // m * m
 
@@ -162,22 +175,33 @@ cdef inline void _pad_planes(const floating *src, Py_ssize_t count, Py_ssize_t s
             dst[k * plane + p] = 0
 
 
+cdef inline void _forward_sample(Py_ssize_t n, const floating *x, const floating *wt,
+                                 const floating *bias, floating *y, floating *xp, Taps t,
+                                 Direct d) noexcept nogil:
+    """Sample n of _direct_forward, its padded planes built in xp."""
+    cdef Py_ssize_t grp, kg = d.cg * d.taps
+    cdef const floating *b
+    _pad_planes(x + n * d.C * d.Lx, d.C, d.Lx, xp, d.xfront, d.xplane)
+    for grp in range(d.groups):
+        b = NULL
+        if bias != NULL:
+            b = bias + grp * d.og
+        _gemm(d.og, d.ld, kg, wt + grp * kg * d.oga, d.oga, xp + grp * d.cg * d.xplane,
+              t.off, t.mask, t.mrow, y + (n * d.O + grp * d.og) * d.ld, d.ld, b)
+
+
 cdef void _direct_forward(const floating *x, const floating *wt, const floating *bias,
                           floating *y, floating *work, Taps t, Direct d) noexcept nogil:
     """y (N, O, ld) = conv2d(x) + bias, x (N, C, H W); wt is W^T per group (G, C/G kh kw, oga);
-    work holds one sample's padded planes (C x xplane) per thread."""
-    cdef Py_ssize_t n, grp, kg = d.cg * d.taps, per = d.C * d.xplane
-    cdef floating *xp
-    cdef const floating *b
+    work holds one sample's padded planes (C x xplane) per thread. On one thread, a plain loop
+    (no OpenMP region to enter and leave)."""
+    cdef Py_ssize_t n, per = d.C * d.xplane
+    if d.nt == 1:
+        for n in range(d.N):
+            _forward_sample(n, x, wt, bias, y, work, t, d)
+        return
     for n in prange(d.N, num_threads=d.nt, schedule="static"):
-        xp = work + threadid() * per
-        _pad_planes(x + n * d.C * d.Lx, d.C, d.Lx, xp, d.xfront, d.xplane)
-        for grp in range(d.groups):
-            b = NULL
-            if bias != NULL:
-                b = bias + grp * d.og
-            _gemm(d.og, d.ld, kg, wt + grp * kg * d.oga, d.oga, xp + grp * d.cg * d.xplane,
-                  t.off, t.mask, t.mrow, y + (n * d.O + grp * d.og) * d.ld, d.ld, b)
+        _forward_sample(n, x, wt, bias, y, work + threadid() * per, t, d)
 
 
 cdef inline void _wgrad_strip(Py_ssize_t strip, Py_ssize_t S, const floating *D,
@@ -226,36 +250,31 @@ cdef inline void _wgrad_rows(const floating *x, floating *cols, Py_ssize_t ldx, 
                 row[p] = 0
 
 
-cdef void _direct_wgrad(const floating *x, const floating *dy, floating *dw, floating *cols,
-                        floating *dyp, floating *xp, Py_ssize_t n0, Py_ssize_t n1, Taps t,
-                        Direct d) noexcept nogil:
-    """dw (O, C/G kh kw) += the sums over samples [n0, n1) and their positions of dY times the
-    im2col rows. The block's buffer (G C/G kh kw rows of its S samples' lp positions each, rows
-    ldx apart) is built first (threads split the samples; xp holds each thread's padded
-    planes), and dY is read where it is, or (copy_dy) from copies laid out like the buffer's
-    rows (dyp: O rows, ldx apart, each sample's L positions padded to lp with zeros); then
-    threads split the strips of dw, each summing every position of the block in order."""
-    cdef Py_ssize_t S = n1 - n0, ldx = _row_stride((n1 - n0) * d.lp, d.vl), s, o, p, strip
-    cdef Py_ssize_t strips = d.groups * ((d.og + MG_WG_OUT - 1) // MG_WG_OUT)
+cdef inline void _wgrad_sample(Py_ssize_t s, const floating *x, const floating *dy,
+                               floating *cols, floating *dyp, floating *xp, Py_ssize_t n0,
+                               Py_ssize_t ldx, Taps t, Direct d) noexcept nogil:
+    """Sample n0 + s's part of _direct_wgrad's buffer (and of dY's copies, with copy_dy)."""
+    cdef Py_ssize_t o, p
     cdef const floating *src
     cdef floating *dst
-    with parallel(num_threads=d.nt):
-        for s in prange(S, schedule="static"):
-            _wgrad_rows(x + (n0 + s) * d.C * d.Lx, cols + s * d.lp, ldx,
-                        xp + threadid() * d.C * d.xplane, t, d)
-            if d.copy_dy:
-                src = dy + (n0 + s) * d.O * d.L
-                for o in range(d.O):
-                    dst = dyp + o * ldx + s * d.lp
-                    for p in range(d.L):
-                        dst[p] = src[o * d.L + p]
-                    for p in range(d.L, d.lp):
-                        dst[p] = 0
-        for strip in prange(strips, schedule="static"):
-            if d.copy_dy:
-                _wgrad_strip(strip, S, dyp, ldx, d.lp, cols, ldx, dw, d)
-            else:
-                _wgrad_strip(strip, S, dy + n0 * d.O * d.L, d.L, d.O * d.L, cols, ldx, dw, d)
+    _wgrad_rows(x + (n0 + s) * d.C * d.Lx, cols + s * d.lp, ldx, xp, t, d)
+    if d.copy_dy:
+        src = dy + (n0 + s) * d.O * d.L
+        for o in range(d.O):
+            dst = dyp + o * ldx + s * d.lp
+            for p in range(d.L):
+                dst[p] = src[o * d.L + p]
+            for p in range(d.L, d.lp):
+                dst[p] = 0
+
+
+cdef inline void _wgrad_block_strip(Py_ssize_t strip, Py_ssize_t S, const floating *dy,
+                                    const floating *cols, const floating *dyp, floating *dw,
+                                    Py_ssize_t n0, Py_ssize_t ldx, Direct d) noexcept nogil:
+    if d.copy_dy:
+        _wgrad_strip(strip, S, dyp, ldx, d.lp, cols, ldx, dw, d)
+    else:
+        _wgrad_strip(strip, S, dy + n0 * d.O * d.L, d.L, d.O * d.L, cols, ldx, dw, d)
 
 
 cdef void _masked_copies(const floating *x, floating *dst, const void *keep,
@@ -280,42 +299,58 @@ cdef void _masked_copies(const floating *x, floating *dst, const void *keep,
         dst[u] = 0
 
 
+cdef inline void _bc_sample(Py_ssize_t s, const floating *x, const floating *dy,
+                            floating *yt, floating *xm, Py_ssize_t n0, Taps t,
+                            Direct d) noexcept nogil:
+    """Sample n0 + s's dY^T (L x G ogp, zeros in each group's padding) and masked copies."""
+    cdef Py_ssize_t n = n0 + s, p, grp, o
+    cdef floating *dst = yt + s * d.L * d.groups * d.ogp
+    for p in range(d.L):
+        for grp in range(d.groups):
+            for o in range(d.og):
+                dst[(p * d.groups + grp) * d.ogp + o] = dy[(n * d.O + grp * d.og + o) * d.L + p]
+            for o in range(d.og, d.ogp):
+                dst[(p * d.groups + grp) * d.ogp + o] = 0
+    _masked_copies(x + n * d.C * d.Lx, xm + s * d.xm, t.keep, d)
+
+
+cdef inline void _bc_tile(Py_ssize_t tile, Py_ssize_t S, const floating *yt,
+                          const floating *xm, floating *dwt, Taps t, Direct d) noexcept nogil:
+    """Rows [r0, r0 + MG_BC_ROWS) of one group's dW^T += their sums over the block."""
+    cdef Py_ssize_t per_grp = d.kgp // MG_BC_ROWS, ldb = d.groups * d.ogp
+    cdef Py_ssize_t grp = tile // per_grp, r0 = tile % per_grp * MG_BC_ROWS
+    cdef int mr = <int>min(<Py_ssize_t>MG_BC_ROWS, d.cg * d.taps - r0)
+    if floating is float:
+        mg_wgrad_bc_f(mr, d.ogp, S, d.L, xm, d.xm, t.off_w + grp * d.kgp + r0,
+                      yt + grp * d.ogp, d.L * ldb, ldb, dwt + (grp * d.kgp + r0) * d.ogp,
+                      d.ogp)
+    else:
+        mg_wgrad_bc_d(mr, d.ogp, S, d.L, xm, d.xm, t.off_w + grp * d.kgp + r0,
+                      yt + grp * d.ogp, d.L * ldb, ldb, dwt + (grp * d.kgp + r0) * d.ogp,
+                      d.ogp)
+
+
 cdef void _direct_wgrad_bc(const floating *x, const floating *dy, floating *dwt,
                            floating *work, Py_ssize_t n0, Py_ssize_t n1, Taps t,
                            Direct d) noexcept nogil:
     """dwt (G, kgp, ogp) += the sums over samples [n0, n1) of the rows of X times dY^T
     (mg_wgrad_bc). work per sample: dY^T (L x G ogp, zeros in each group's padding) and the
-    masked copies (xm); threads split the samples, then the rows of dW^T."""
-    cdef Py_ssize_t S = n1 - n0, s, n, p, grp, o, tile, r0, per_grp = d.kgp // MG_BC_ROWS
-    cdef Py_ssize_t per_t = d.L * d.groups * d.ogp, ldb = d.groups * d.ogp
+    masked copies (xm); threads split the samples, then the rows of dW^T. On one thread, plain
+    loops (no OpenMP region)."""
+    cdef Py_ssize_t S = n1 - n0, s, tile, tiles = d.groups * (d.kgp // MG_BC_ROWS)
     cdef floating *yt = work
-    cdef floating *xm = work + S * per_t
-    cdef floating *dst
-    cdef int mr
+    cdef floating *xm = work + S * d.L * d.groups * d.ogp
+    if d.nt == 1:
+        for s in range(S):
+            _bc_sample(s, x, dy, yt, xm, n0, t, d)
+        for tile in range(tiles):
+            _bc_tile(tile, S, yt, xm, dwt, t, d)
+        return
     with parallel(num_threads=d.nt):
         for s in prange(S, schedule="static"):
-            n = n0 + s
-            dst = yt + s * per_t
-            for p in range(d.L):
-                for grp in range(d.groups):
-                    for o in range(d.og):
-                        dst[(p * d.groups + grp) * d.ogp + o] = \
-                            dy[(n * d.O + grp * d.og + o) * d.L + p]
-                    for o in range(d.og, d.ogp):
-                        dst[(p * d.groups + grp) * d.ogp + o] = 0
-            _masked_copies(x + n * d.C * d.Lx, xm + s * d.xm, t.keep, d)
-        for tile in prange(d.groups * per_grp, schedule="static"):
-            grp = tile // per_grp
-            r0 = tile % per_grp * MG_BC_ROWS
-            mr = <int>min(<Py_ssize_t>MG_BC_ROWS, d.cg * d.taps - r0)
-            if floating is float:
-                mg_wgrad_bc_f(mr, d.ogp, S, d.L, xm, d.xm, t.off_w + grp * d.kgp + r0,
-                              yt + grp * d.ogp, d.L * ldb, ldb,
-                              dwt + (grp * d.kgp + r0) * d.ogp, d.ogp)
-            else:
-                mg_wgrad_bc_d(mr, d.ogp, S, d.L, xm, d.xm, t.off_w + grp * d.kgp + r0,
-                              yt + grp * d.ogp, d.L * ldb, ldb,
-                              dwt + (grp * d.kgp + r0) * d.ogp, d.ogp)
+            _bc_sample(s, x, dy, yt, xm, n0, t, d)
+        for tile in prange(tiles, schedule="static"):
+            _bc_tile(tile, S, yt, xm, dwt, t, d)
 
 
 cdef void _unpack_dw(const floating *dwt, floating *dw, Direct d) noexcept nogil:
@@ -327,19 +362,28 @@ cdef void _unpack_dw(const floating *dwt, floating *dw, Direct d) noexcept nogil
                 dw[(grp * d.og + o) * kg + k] = dwt[(grp * d.kgp + k) * d.ogp + o]
 
 
+cdef inline void _dx_sample(Py_ssize_t n, const floating *dy, const floating *wx,
+                            floating *dx, floating *yp, Taps t, Direct d) noexcept nogil:
+    """Sample n of _direct_dx, its padded dY planes built in yp."""
+    cdef Py_ssize_t grp, kx = d.og * d.taps
+    _pad_planes(dy + n * d.O * d.L, d.O, d.L, yp, d.yfront, d.yplane)
+    for grp in range(d.groups):
+        _gemm(d.cg, d.ldx, kx, wx + grp * kx * d.cga, d.cga, yp + grp * d.og * d.yplane,
+              t.off_x, t.mask_x, t.mrow_x, dx + (n * d.C + grp * d.cg) * d.ldx, d.ldx, NULL)
+
+
 cdef void _direct_dx(const floating *dy, const floating *wx, floating *dx, floating *work,
                      Taps t, Direct d) noexcept nogil:
     """dx (N, C, ldx) rows = W' D per sample and group, D the padded dY planes (O x yplane,
     built in work, one sample per thread) shifted back per tap; wx is W as (G, O/G kh kw, C/G
-    rounded up to MG_GEMM_ROWS)."""
-    cdef Py_ssize_t n, grp, kx = d.og * d.taps, per = d.O * d.yplane
-    cdef floating *yp
+    rounded up to MG_GEMM_ROWS). On one thread, a plain loop (no OpenMP region)."""
+    cdef Py_ssize_t n, per = d.O * d.yplane
+    if d.nt == 1:
+        for n in range(d.N):
+            _dx_sample(n, dy, wx, dx, work, t, d)
+        return
     for n in prange(d.N, num_threads=d.nt, schedule="static"):
-        yp = work + threadid() * per
-        _pad_planes(dy + n * d.O * d.L, d.O, d.L, yp, d.yfront, d.yplane)
-        for grp in range(d.groups):
-            _gemm(d.cg, d.ldx, kx, wx + grp * kx * d.cga, d.cga, yp + grp * d.og * d.yplane,
-                  t.off_x, t.mask_x, t.mrow_x, dx + (n * d.C + grp * d.cg) * d.ldx, d.ldx, NULL)
+        _dx_sample(n, dy, wx, dx, work + threadid() * per, t, d)
 
 
 cdef void _pack_forward(const floating *w, floating *wt, Direct d) noexcept nogil:

@@ -34,13 +34,17 @@ cdef bint _use_direct(x, weight, stride, Py_ssize_t Ho, Py_ssize_t Wo, int kind)
     """Whether the direct path runs this convolution's forward, dx or dW (kind): PATH, then the
     measured rule (the tables at the top of _conv_direct.pxi): forward and dW on every geometry
     the path covers, dx with at least DIRECT_MIN_ROWS rows (C/G kh kw)."""
-    if PATH == "im2col" or x.size == 0 or weight.size == 0 or Ho * Wo == 0:
+    cdef cnp.ndarray a = x, w = weight
+    if cnp.PyArray_SIZE(a) == 0 or cnp.PyArray_SIZE(w) == 0 or Ho * Wo == 0:
         return False
-    if stride != (1, 1) or Wo != x.shape[3]:  # not a geometry the direct path covers
+    if stride != (1, 1) or Wo != a.shape[3]:  # not a geometry the direct path covers
         return False
-    if PATH == "direct" or kind != DIRECT_DX:
+    path = PATH
+    if path == "im2col":
+        return False
+    if path == "direct" or kind != DIRECT_DX:
         return True
-    return weight.shape[1] * weight.shape[2] * weight.shape[3] >= DIRECT_MIN_ROWS
+    return w.shape[1] * w.shape[2] * w.shape[3] >= DIRECT_MIN_ROWS
 
 
 _KINDS = {"forward": DIRECT_FORWARD, "dx": DIRECT_DX, "dw": DIRECT_DW}
@@ -52,11 +56,14 @@ def _algorithm(x, weight, stride, Py_ssize_t Ho, Py_ssize_t Wo, kind="forward"):
     return "direct" if _use_direct(x, weight, stride, Ho, Wo, _KINDS[kind]) else "im2col"
 
 
-cdef Direct _direct_plan(x, weight, Py_ssize_t groups, padding, dilation,
-                         Py_ssize_t Ho):
+cdef Direct _direct_plan(cnp.ndarray x, cnp.ndarray weight, Py_ssize_t groups, tuple padding,
+                         tuple dilation, Py_ssize_t Ho):
+    """The sizes of one call (x, weight: the checked arrays; their shapes read in C)."""
     cdef Direct d
-    cdef Py_ssize_t vl = MG_VL_F if x.dtype.itemsize == 4 else MG_VL_D
+    cdef Py_ssize_t itemsize = cnp.PyArray_ITEMSIZE(x)
+    cdef Py_ssize_t vl = MG_VL_F if itemsize == 4 else MG_VL_D
     cdef Py_ssize_t H = x.shape[2], W = x.shape[3], kh = weight.shape[2], kw = weight.shape[3]
+    cdef Py_ssize_t macs
     d.N, d.C, d.O, d.groups = x.shape[0], x.shape[1], weight.shape[0], groups
     d.cg, d.og, d.taps = weight.shape[1], weight.shape[0] // groups, kh * kw
     d.L, d.Lx = Ho * W, H * W
@@ -73,7 +80,7 @@ cdef Direct _direct_plan(x, weight, Py_ssize_t groups, padding, dilation,
     # dW tiles of 4 out channels x 4 buffer rows, or x 3 when that divides the rows and 4 does
     # not (nine rows: 3 + 3 + 3, not 4 + 4 + 1)
     d.tall = 3 if d.cg * d.taps % 4 != 0 and d.cg * d.taps % 3 == 0 else 4
-    d.chunk = max(vl, WG_CHUNK_BYTES // x.dtype.itemsize // vl * vl)
+    d.chunk = max(vl, WG_CHUNK_BYTES // itemsize // vl * vl)
     d.lp = _round_up(d.L, vl)
     # dW: by broadcasts (mg_wgrad_bc) for layers with more than WG_FEW_ROWS rows (C/G kh kw),
     # else vectorised over positions (mg_wgrad). Measured dW alone, one thread, min of 25,
@@ -101,27 +108,60 @@ cdef inline void *_data(a):
     return NULL if a is None else cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
+# What a geometry's tables depend on: C, H, W, O, C/G, kh, kw, groups, padding (4), dilation
+# (2) and the itemsize
+cdef enum:
+    GEOMETRY_SIZE = 15
+
+
 cdef class _Tables:
     """The row tables of one geometry (see Taps) and the pointers into them: built once, kept
     in _tables, so that a call of a known geometry looks them up instead of rebuilding."""
     cdef object arrays  # keeps the memory Taps points into
     cdef Taps taps
+    cdef Py_ssize_t geometry[GEOMETRY_SIZE]
 
 
-_tables = {}  # _Tables by geometry
+_tables = []  # the _Tables of the geometries seen, at most 64 (a network has a few)
 
 
-cdef _Tables _direct_tables(Py_ssize_t W, Py_ssize_t kw, key, Direct d, padding, dilation,
-                            dtype):
-    """The tables of this geometry (off, mrow, mask, off_x, mrow_x, mask_x, off_w, keep)."""
-    found = _tables.get(key)
-    if found is not None:
-        return <_Tables>found
+cdef _Tables _direct_tables(cnp.ndarray x, cnp.ndarray weight, Direct d, tuple padding,
+                            tuple dilation):
+    """The tables of this geometry (off, mrow, mask, off_x, mrow_x, mask_x, off_w, keep):
+    found by comparing the geometry's sizes (a few C integers; a dict keyed by a tuple of
+    tuples cost more to hash than this whole lookup), else built."""
+    cdef Py_ssize_t geometry[GEOMETRY_SIZE]
+    cdef Py_ssize_t k
+    cdef _Tables tables
+    for k in range(3):
+        geometry[k] = x.shape[k + 1]
+    for k in range(4):
+        geometry[3 + k] = weight.shape[k]
+    geometry[7] = d.groups
+    for k in range(4):
+        geometry[8 + k] = padding[k]
+    geometry[12], geometry[13] = dilation[0], dilation[1]
+    geometry[14] = cnp.PyArray_ITEMSIZE(x)
+    for found in _tables:
+        tables = <_Tables>found
+        if memcmp(tables.geometry, geometry, sizeof(geometry)) == 0:
+            return tables
+    tables = _build_tables(geometry[2], geometry[6], d, padding, dilation, geometry[14])
+    memcpy(tables.geometry, geometry, sizeof(geometry))
+    if len(_tables) >= 64:
+        _tables.clear()
+    _tables.append(tables)
+    return tables
+
+
+cdef _Tables _build_tables(Py_ssize_t W, Py_ssize_t kw, Direct d, padding, dilation,
+                           Py_ssize_t itemsize):
+    """The tables of one geometry, as arrays, and the pointers into them."""
     i, j = np.divmod(np.arange(d.taps), kw)
     shift = (i * dilation[0] - padding[0]) * W + j * dilation[1] - padding[2]
     reach = np.arange(kw)[:, None] * dilation[1] - padding[2]  # a tap column's offset
     p, q = np.arange(d.ld), np.arange(d.ldx)
-    ones = np.int32(-1) if dtype.itemsize == 4 else np.int64(-1)
+    ones = np.int32(-1) if itemsize == 4 else np.int64(-1)
     mask = ((p < d.L) & (p % W + reach >= 0) & (p % W + reach < W)) * ones
     mask_x = ((q < d.Lx) & (q % W - reach >= 0) & (q % W - reach < W)) * ones
     u = np.arange(d.Lx)
@@ -146,23 +186,40 @@ cdef _Tables _direct_tables(Py_ssize_t W, Py_ssize_t kw, key, Direct d, padding,
         <Py_ssize_t *>_data(arrays[4])
     tables.taps.mask_x = _data(arrays[5])
     tables.taps.off_w, tables.taps.keep = <Py_ssize_t *>_data(arrays[6]), _data(arrays[7])
-    if len(_tables) >= 64:
-        _tables.clear()
-    _tables[key] = tables
     return tables
 
 
-def _forward_direct(x, weight, bias, Py_ssize_t groups, padding, dilation, Ho):
+cdef cnp.ndarray _planes(Direct d, Py_ssize_t rows, Py_ssize_t L, Py_ssize_t ld,
+                         Py_ssize_t H, Py_ssize_t W, int typenum):
+    """An uninitialised (N, rows, ld) array for the loops to fill, made (N, rows, H, W) with
+    ld = L = H W (no padding to cut off afterwards, no reshape)."""
+    cdef cnp.npy_intp dims[4]
+    dims[0], dims[1] = d.N, rows
+    if ld == L:
+        dims[2], dims[3] = H, W
+        return <cnp.ndarray>cnp.PyArray_EMPTY(4, dims, typenum, 0)
+    dims[2] = ld
+    return <cnp.ndarray>cnp.PyArray_EMPTY(3, dims, typenum, 0)
+
+
+cdef object _cut(cnp.ndarray a, Direct d, Py_ssize_t L, Py_ssize_t ld, Py_ssize_t H,
+                 Py_ssize_t W):
+    """_planes' array as (N, rows, H, W): its rows cut from ld to L values when padded."""
+    if ld == L:
+        return a
+    return np.ascontiguousarray(a[..., :L]).reshape(d.N, a.shape[1], H, W)
+
+
+cdef object _forward_direct(cnp.ndarray x, weight, bias, Py_ssize_t groups, tuple padding,
+                            tuple dilation, Py_ssize_t Ho):
     """conv2d_forward on the direct path: x contiguous, arguments checked."""
-    cdef Direct d = _direct_plan(x, weight, groups, padding, dilation, Ho)
-    key = (x.shape[1:], weight.shape, groups, padding, dilation, x.dtype.char)
-    cdef _Tables tables = _direct_tables(x.shape[3], weight.shape[3], key, d, padding,
-                                         dilation, x.dtype)
-    w = np.ascontiguousarray(weight)
-    b = None if bias is None else np.ascontiguousarray(bias)
-    y = np.empty((d.N, d.O, d.ld), x.dtype)
+    w = _contiguous(weight)
+    cdef Direct d = _direct_plan(x, w, groups, padding, dilation, Ho)
+    cdef _Tables tables = _direct_tables(x, w, d, padding, dilation)
+    b = None if bias is None else _contiguous(bias)
+    y = _planes(d, d.O, d.L, d.ld, Ho, x.shape[3], cnp.PyArray_TYPE(x))
     cdef Py_ssize_t wt_size = groups * d.cg * d.taps * d.oga
-    work = _work(wt_size + d.nt * d.C * d.xplane, x.dtype)
+    work = _scratch((wt_size + d.nt * d.C * d.xplane) * cnp.PyArray_ITEMSIZE(x))
     cdef void *px = _data(x)
     cdef void *pw = _data(w)
     cdef void *pb = _data(b)
@@ -175,9 +232,7 @@ def _forward_direct(x, weight, bias, Py_ssize_t groups, padding, dilation, Ho):
         else:
             _forward_run[double](<const double *>px, <const double *>pw, <const double *>pb,
                                  <double *>py, <double *>pk, wt_size, tables.taps, d)
-    if d.ld != d.L:
-        y = np.ascontiguousarray(y[..., :d.L])
-    return y.reshape(d.N, d.O, Ho, x.shape[3])
+    return _cut(y, d, d.L, d.ld, Ho, x.shape[3])
 
 
 cdef void _forward_run(const floating *x, const floating *w, const floating *b, floating *y,
@@ -187,33 +242,32 @@ cdef void _forward_run(const floating *x, const floating *w, const floating *b, 
     _direct_forward(x, work, b, y, work + wt_size, t, d)
 
 
-def _backward_direct(dy, x, weight, Py_ssize_t groups, needs, padding, dilation,
-                     Ho):
-    """conv2d_backward on the direct path: dy (N, O, L) and x contiguous, arguments checked.
-    None when dx is asked for and a weight is inf or NaN: dx's products multiply every weight
-    by the zeros of the padded dY planes and of the masked positions, and 0 * inf is NaN where
-    the im2col path and the twin add no term (a tap that reaches no output from a pixel)."""
-    w = np.ascontiguousarray(weight)
+cdef object _backward_direct(dy, cnp.ndarray x, weight, Py_ssize_t groups, tuple needs,
+                             tuple padding, tuple dilation, Py_ssize_t Ho):
+    """conv2d_backward on the direct path: dy (N, O, Ho, Wo) and x contiguous, arguments
+    checked. None when dx is asked for and a weight is inf or NaN: dx's products multiply every
+    weight by the zeros of the padded dY planes and of the masked positions, and 0 * inf is NaN
+    where the im2col path and the twin add no term (a tap that reaches no output from a
+    pixel)."""
+    w = _contiguous(weight)
     if needs[0] and not _all_finite(w):
         return None
-    cdef Direct d = _direct_plan(x, weight, groups, padding, dilation, Ho)
-    key = (x.shape[1:], weight.shape, groups, padding, dilation, x.dtype.char)
-    cdef _Tables tables = _direct_tables(x.shape[3], weight.shape[3], key, d, padding,
-                                         dilation, x.dtype)
+    cdef Direct d = _direct_plan(x, w, groups, padding, dilation, Ho)
+    cdef _Tables tables = _direct_tables(x, w, d, padding, dilation)
+    if needs[0] and needs[1] and d.bc and d.nt == 2 and _together_fits(d, x):
+        return _backward_together(dy, x, w, needs[2], tables.taps, d)
     # dx's work: W packed for dx (wx_size values), then the threads' padded dY planes
     cdef Py_ssize_t wx_size = d.O * d.taps * d.cga
     dx = dw = db = None
     if needs[2]:
-        db = _channel_sums(dy).astype(x.dtype)
+        db = _channel_sums(dy, d.N, d.O, d.L)
     if needs[0]:
-        dx = np.empty((d.N, d.C, d.ldx), x.dtype)
-        work = _work(wx_size + d.nt * d.O * d.yplane, x.dtype)
+        dx = _planes(d, d.C, d.Lx, d.ldx, x.shape[2], x.shape[3], cnp.PyArray_TYPE(x))
+        work = _scratch((wx_size + d.nt * d.O * d.yplane) * cnp.PyArray_ITEMSIZE(x))
         _dx_run(_data(dy), _data(w), _data(dx), _data(work), wx_size, tables.taps, d)
-        if d.ldx != d.Lx:
-            dx = np.ascontiguousarray(dx[..., :d.Lx])
-        dx = dx.reshape(x.shape)
+        dx = _cut(dx, d, d.Lx, d.ldx, x.shape[2], x.shape[3])
     if needs[1]:
-        dw = _direct_dw(dy, x, weight, tables.taps, d)
+        dw = _direct_dw(dy, x, w, tables.taps, d)
     return dx, dw, db
 
 
@@ -230,24 +284,28 @@ cdef void _dx_run(const void *dy, const void *w, void *dx, void *work, Py_ssize_
                            <double *>work + wx_size, t, d)
 
 
-cdef _direct_dw(dy, x, weight, Taps t, Direct d):
+cdef _direct_dw(dy, cnp.ndarray x, cnp.ndarray weight, Taps t, Direct d):
     """dW on the direct path, by broadcasts or over positions (d.bc)."""
-    cdef Py_ssize_t nb, size, size_y, per
+    cdef Py_ssize_t nb, size, size_y, per, itemsize = cnp.PyArray_ITEMSIZE(x)
+    cdef int typenum = cnp.PyArray_TYPE(x)
+    cdef cnp.npy_intp dims[3]
     if d.bc:
-        dwt = np.zeros((d.groups, d.kgp, d.ogp), x.dtype)
-        dw = np.empty(weight.shape, x.dtype)
+        dims[0], dims[1], dims[2] = d.groups, d.kgp, d.ogp
+        dwt = cnp.PyArray_ZEROS(3, dims, typenum, 0)
+        dw = cnp.PyArray_EMPTY(4, weight.shape, typenum, 0)
         per = d.L * d.groups * d.ogp + d.xm  # dY^T and the masked copies, per sample
-        nb = _block(d.N, per, x.dtype.itemsize)
-        work = _work(nb * per, x.dtype)
+        nb = _block(d.N, per, itemsize)
+        work = _scratch(nb * per * itemsize)
         _wgrad_bc_run(_data(dy), _data(x), _data(dwt), _data(dw), _data(work), nb, t, d)
     else:
-        dw = np.zeros(weight.shape, x.dtype)
+        dw = cnp.PyArray_ZEROS(4, weight.shape, typenum, 0)
         # the buffer: its rows for a block of samples, 64 bytes aligned (one vector more for
         # the start), dY's padded copies when needed, the threads' padded planes
         nb = max(1, min(d.N, d.chunk // d.lp))
         size = d.groups * d.cg * d.taps * _row_stride(nb * d.lp, d.vl) + d.vl
         size_y = d.O * _row_stride(nb * d.lp, d.vl) if d.copy_dy else 0
-        work = _work(size + size_y + d.nt * d.C * d.xplane, x.dtype)
+        # one thread: its padded planes after the buffer; more: each its own of all three
+        work = _scratch((size + size_y + d.C * d.xplane) * d.nt * itemsize)
         _wgrad_run(_data(dy), _data(x), _data(dw), _data(work), size, size_y, nb, t, d)
     return dw
 
@@ -255,9 +313,9 @@ cdef _direct_dw(dy, x, weight, Taps t, Direct d):
 cdef bint _all_finite(w):
     """No weight is inf or NaN (w C-contiguous, float32 or float64)."""
     cdef void *p = _data(w)
-    cdef Py_ssize_t n = w.size
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>w)
     cdef bint finite
-    if w.itemsize == 4:
+    if cnp.PyArray_ITEMSIZE(<cnp.ndarray>w) == 4:
         with nogil:
             finite = mg_all_finite_f(<const float *>p, n)
     else:
@@ -276,19 +334,61 @@ cdef void _wgrad_run(const void *dy, const void *x, void *dw, void *work, Py_ssi
                               <double *>work, size, size_y, nb, t, d)
 
 
+# dW over positions on several threads: each thread takes a fixed range of strips (out
+# channels) over every block of samples, building the blocks' buffers in its own work, instead of
+# the threads splitting each block's buffer and then its strips (two barriers and, before, an
+# OpenMP region per block: with a block of one sample of 784 positions, 128x1x28x28 -> 32 dW
+# took 1441 us on two threads against 1044 on one). Building the buffers on every thread
+# repeats a copy of the input, about 1/32 of the multiply-adds there. Each strip's sums are
+# those of one thread either way: the same bits on any number of threads. Measured, same
+# shape, min of 7x5 in alternating processes with the other core free: 498-566 us on two threads
+# (one: 869-921).
 cdef void _wgrad_blocks(const floating *dy, const floating *x, floating *dw, floating *work,
                         Py_ssize_t size, Py_ssize_t size_y, Py_ssize_t nb, Taps t,
                         Direct d) noexcept nogil:
-    """dW over the samples, nb at a time. work: the block's buffer (size values, its start
-    rounded up to 64 bytes), size_y values for dY's padded copies, the threads' padded
+    """dW over the samples, nb at a time. work, per thread: the block's buffer (size values,
+    its start rounded up to 64 bytes), size_y values for dY's padded copies, the padded
     planes."""
-    cdef floating *cols = work
-    cdef Py_ssize_t skip = (64 - <Py_ssize_t>(<uintptr_t>cols % 64)) % 64 // sizeof(floating)
-    cdef Py_ssize_t n0 = 0
+    cdef int tid, team
+    if d.nt == 1:
+        _wgrad_thread(0, 1, dy, x, dw, work, size, size_y, nb, t, d)
+        return
+    with parallel(num_threads=d.nt):
+        tid = threadid()
+        team = mg_team_size()
+        _wgrad_thread(tid, team, dy, x, dw, work + tid * (size + size_y + d.C * d.xplane), size,
+                      size_y, nb, t, d)
+
+
+cdef void _wgrad_thread(int tid, int team, const floating *dy, const floating *x, floating *dw,
+                        floating *mine, Py_ssize_t size, Py_ssize_t size_y, Py_ssize_t nb,
+                        Taps t, Direct d) noexcept nogil:
+    """Thread tid of team's share of _wgrad_blocks: dw's strips [s0, s1) (a static schedule's)
+    += the sums over the samples and their positions of dY times the im2col rows, a block of
+    samples at a time, in order. The block's buffer (G C/G kh kw rows of its samples' lp
+    positions each, rows ldx apart) is built in the thread's own work (mine: the buffer, then
+    dY's copies, then one sample's padded planes), and dY is read where it is, or (copy_dy)
+    from copies laid out like the buffer's rows (O rows, ldx apart, each sample's L positions
+    padded to lp with zeros); then each strip sums every position of the block in order."""
+    cdef Direct one = d
+    cdef Py_ssize_t strips = d.groups * ((d.og + MG_WG_OUT - 1) // MG_WG_OUT)
+    cdef Py_ssize_t share = (strips + team - 1) // team, s0 = min(strips, tid * share)
+    cdef Py_ssize_t s1 = min(strips, s0 + share), n0 = 0, n1, s, strip, ldx
+    cdef Py_ssize_t skip = (64 - <Py_ssize_t>(<uintptr_t>mine % 64)) % 64 // sizeof(floating)
+    cdef floating *cols = mine + skip
+    cdef floating *dyp = mine + size
+    cdef floating *xp = mine + size + size_y
+    one.nt = 1
+    if s0 >= s1:
+        return
     while n0 < d.N:
-        _direct_wgrad(x, dy, dw, cols + skip, cols + size, cols + size + size_y, n0,
-                      min(d.N, n0 + nb), t, d)
-        n0 = n0 + nb
+        n1 = min(d.N, n0 + nb)
+        ldx = _row_stride((n1 - n0) * d.lp, d.vl)
+        for s in range(n1 - n0):
+            _wgrad_sample(s, x, dy, cols, dyp, xp, n0, ldx, t, one)
+        for strip in range(s0, s1):
+            _wgrad_block_strip(strip, n1 - n0, dy, cols, dyp, dw, n0, ldx, one)
+        n0 = n1
 
 
 cdef void _wgrad_bc_run(const void *dy, const void *x, void *dwt, void *dw, void *work,

@@ -22,6 +22,7 @@ import numpy as np
 
 from cython cimport floating
 from cython.parallel cimport prange
+cimport numpy as cnp
 from libc.math cimport INFINITY
 from libc.stdint cimport int32_t, int64_t
 
@@ -116,6 +117,37 @@ def _is_pairs(kernel, stride, padding, dilation, Py_ssize_t H, Py_ssize_t W, out
 
 
 _NO_TAPS = np.empty((3, 0), np.intp)
+
+
+cdef inline bint _good_pair(pair, int low):
+    """Whether ``pair`` passes pool_pairs' rule (a tuple of two ints in [low, 2**31 - 1]): its
+    common case, checked here without building keyword arguments; the callers hand anything
+    else to pool_pairs, which raises its error."""
+    if type(pair) is not tuple or len(<tuple>pair) != 2:
+        return False
+    first, second = (<tuple>pair)[0], (<tuple>pair)[1]
+    return (type(first) is int and type(second) is int and low <= first <= 2147483647
+            and low <= second <= 2147483647)
+
+
+cdef inline object _contiguous(a):
+    """``a`` itself when it is a C-contiguous ndarray (not a subclass), else
+    np.ascontiguousarray's copy."""
+    if cnp.PyArray_CheckExact(a) and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a):
+        return a
+    return np.ascontiguousarray(a)
+
+
+cdef inline void *_data(a) noexcept:
+    """The first value of a C-contiguous ndarray."""
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef inline object _new4(Py_ssize_t n, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w, int typenum):
+    """An uninitialised C-contiguous (n, c, h, w) array of typenum."""
+    cdef cnp.npy_intp dims[4]
+    dims[0], dims[1], dims[2], dims[3] = n, c, h, w
+    return cnp.PyArray_EMPTY(4, dims, typenum, 0)
 
 
 # ------------------------------------------------------------------------------ max pooling
@@ -317,30 +349,27 @@ cdef void _max_plane(const floating *x, floating *y, int64_t *index,
             index[oh * g.OW + ow] = at
 
 
-cdef void _max_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
-                       int64_t[:, :, :, ::1] index, const Geometry *g) noexcept nogil:
-    cdef Py_ssize_t planes = x.shape[0] * x.shape[1], p
+cdef void _max_forward(const floating *x, floating *y, int64_t *index, Py_ssize_t planes,
+                       const Geometry *g) noexcept nogil:
+    """All planes of x (planes x H W values, contiguous) into y and index."""
+    cdef Py_ssize_t p
     cdef Py_ssize_t size_in = g.H * g.W, size_out = g.OH * g.OW
     cdef int nt = threads_for(planes * (size_in + size_out))
     cdef Py_ssize_t rows = planes * g.OH, per, c
     if _tall(g):
         per = TALL_CHUNK // g.W
         if nt == 1:
-            _max_tall_rows(&x[0, 0, 0, 0], &y[0, 0, 0, 0], &index[0, 0, 0, 0], 0, rows,
-                           g.OH, g.W)
+            _max_tall_rows(x, y, index, 0, rows, g.OH, g.W)
             return
         for c in prange((rows + per - 1) // per, num_threads=nt, schedule="static"):
-            _max_tall_rows(&x[0, 0, 0, 0], &y[0, 0, 0, 0], &index[0, 0, 0, 0], c * per,
-                           min(rows, (c + 1) * per), g.OH, g.W)
+            _max_tall_rows(x, y, index, c * per, min(rows, (c + 1) * per), g.OH, g.W)
         return
     if nt == 1:
         for p in range(planes):
-            _max_plane(&x[0, 0, 0, 0] + p * size_in, &y[0, 0, 0, 0] + p * size_out,
-                       &index[0, 0, 0, 0] + p * size_out, g)
+            _max_plane(x + p * size_in, y + p * size_out, index + p * size_out, g)
         return
     for p in prange(planes, num_threads=nt, schedule="static"):
-        _max_plane(&x[0, 0, 0, 0] + p * size_in, &y[0, 0, 0, 0] + p * size_out,
-                   &index[0, 0, 0, 0] + p * size_out, g)
+        _max_plane(x + p * size_in, y + p * size_out, index + p * size_out, g)
 
 
 cdef extern from "_pool_max.h" nogil:
@@ -361,17 +390,15 @@ cdef inline Py_ssize_t _max_scatter(const floating *grad, const int64_t *index, 
         return mg_max_scatter_d(grad, index, p0, p1, n, plane, dx)
 
 
-cdef Py_ssize_t _max_backward(const floating[:, :, :, ::1] grad, const int64_t[:, :, :, ::1] index,
-                              floating[:, :, :, ::1] dx) noexcept nogil:
-    cdef Py_ssize_t planes = grad.shape[0] * grad.shape[1], p, bad = 0
-    cdef Py_ssize_t n = grad.shape[2] * grad.shape[3], plane = dx.shape[2] * dx.shape[3]
+cdef Py_ssize_t _max_backward(const floating *grad, const int64_t *index, floating *dx,
+                              Py_ssize_t planes, Py_ssize_t n, Py_ssize_t plane) noexcept nogil:
+    """planes of n outputs (grad, index) scattered into planes of ``plane`` inputs (dx)."""
+    cdef Py_ssize_t p, bad = 0
     cdef int nt = threads_for(planes * (n + plane))
     if nt == 1:
-        return _max_scatter(&grad[0, 0, 0, 0], &index[0, 0, 0, 0], 0, planes, n, plane,
-                            &dx[0, 0, 0, 0])
+        return _max_scatter(grad, index, 0, planes, n, plane, dx)
     for p in prange(planes, num_threads=nt, schedule="static"):
-        bad += _max_scatter(&grad[0, 0, 0, 0], &index[0, 0, 0, 0], p, p + 1, n, plane,
-                            &dx[0, 0, 0, 0])
+        bad += _max_scatter(grad, index, p, p + 1, n, plane, dx)
     return bad
 
 
@@ -389,14 +416,18 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation, out_size):
     """
     fn = "max_pool2d_forward"
     pool_input(fn, "x", x)
-    k, s, p, d, o = pool_pairs(fn, kernel_size=kernel_size, stride=stride, padding=padding,
-                               dilation=dilation, out_size=out_size)
-    N, C, H, W = x.shape
-    if N * C * o[0] * o[1] == 0 or x.size == 0:  # no output, or windows over an empty plane
+    if not (_good_pair(kernel_size, 1) and _good_pair(stride, 1) and _good_pair(padding, 0)
+            and _good_pair(dilation, 1) and _good_pair(out_size, 0)):
+        pool_pairs(fn, kernel_size=kernel_size, stride=stride, padding=padding,
+                   dilation=dilation, out_size=out_size)  # raises the error
+    k, s, p, d, o = kernel_size, stride, padding, dilation, out_size
+    cdef cnp.ndarray a = x
+    cdef Py_ssize_t N = a.shape[0], C = a.shape[1], H = a.shape[2], W = a.shape[3]
+    if N * C * o[0] * o[1] == 0 or H * W == 0:  # no output, or windows over an empty plane
         return np.full((N, C) + o, -np.inf, x.dtype), np.full((N, C) + o, -1, np.int64)
-    y = np.empty((N, C) + o, x.dtype)
-    indices = np.empty(y.shape, np.int64)
-    x = np.ascontiguousarray(x)
+    y = _new4(N, C, o[0], o[1], cnp.PyArray_TYPE(a))
+    indices = _new4(N, C, o[0], o[1], cnp.NPY_INT64)
+    x = _contiguous(x)
     rows = cols = _NO_TAPS  # the tall loop reads no tap table (saves a fifth of the call)
     cdef Geometry g = _geometry(H, W, o, s, p, d, rows, cols)
     g.pairs = _is_pairs(k, s, p, d, H, W, o)
@@ -404,10 +435,14 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation, out_size):
         rows, cols = _taps(H, k[0], s[0], p[0], d[0], o[0]), _taps(W, k[1], s[1], p[1], d[1], o[1])
         g = _geometry(H, W, o, s, p, d, rows, cols)
         g.pairs = _is_pairs(k, s, p, d, H, W, o)
-    if x.dtype.itemsize == 4:
-        _max_forward[float](x, y, indices, &g)
-    else:
-        _max_forward[double](x, y, indices, &g)
+    cdef void *px = _data(x)
+    cdef void *py = _data(y)
+    cdef int64_t *pi = <int64_t *>_data(indices)
+    with nogil:
+        if cnp.PyArray_ITEMSIZE(a) == 4:
+            _max_forward[float](<const float *>px, <float *>py, pi, N * C, &g)
+        else:
+            _max_forward[double](<const double *>px, <double *>py, pi, N * C, &g)
     return y, indices
 
 
@@ -420,21 +455,31 @@ def max_pool2d_backward(grad_out, indices, in_size):
     fn = "max_pool2d_backward"
     pool_input(fn, "grad_out", grad_out)
     pool_indices(fn, indices, grad_out)
-    (H, W), = pool_pairs(fn, in_size=in_size)
-    if grad_out.size == 0 or H * W == 0:
-        dx = np.zeros(grad_out.shape[:2] + (H, W), grad_out.dtype)
-        if grad_out.size == 0:
+    if not _good_pair(in_size, 0):
+        pool_pairs(fn, in_size=in_size)  # raises the error
+    cdef Py_ssize_t H = in_size[0], W = in_size[1]
+    cdef cnp.ndarray g = grad_out
+    cdef Py_ssize_t N = g.shape[0], C = g.shape[1], n = g.shape[2] * g.shape[3]
+    if cnp.PyArray_SIZE(g) == 0 or H * W == 0:
+        dx = np.zeros((N, C, H, W), grad_out.dtype)
+        if cnp.PyArray_SIZE(g) == 0:
             return dx
     else:  # the kernel zeroes each plane right before its scatter
-        dx = np.empty(grad_out.shape[:2] + (H, W), grad_out.dtype)
-    grad_out = np.ascontiguousarray(grad_out)
-    indices = np.ascontiguousarray(indices)
-    if dx.size == 0:  # every index must then be -1: no plane to scatter into
+        dx = _new4(N, C, H, W, cnp.PyArray_TYPE(g))
+    grad_out = _contiguous(grad_out)
+    indices = _contiguous(indices)
+    cdef Py_ssize_t bad
+    cdef void *pg = _data(grad_out)
+    cdef const int64_t *pi = <const int64_t *>_data(indices)
+    cdef void *pd = _data(dx)
+    if H * W == 0:  # every index must then be -1: no plane to scatter into
         bad = np.count_nonzero(indices != -1)
-    elif dx.dtype.itemsize == 4:
-        bad = _max_backward[float](grad_out, indices, dx)
+    elif cnp.PyArray_ITEMSIZE(g) == 4:
+        with nogil:
+            bad = _max_backward[float](<const float *>pg, pi, <float *>pd, N * C, n, H * W)
     else:
-        bad = _max_backward[double](grad_out, indices, dx)
+        with nogil:
+            bad = _max_backward[double](<const double *>pg, pi, <double *>pd, N * C, n, H * W)
     if bad:
         flat = indices.reshape(-1)
         raise pool_index_error(fn, int(flat[(flat < -1) | (flat >= H * W)][0]), H * W)

@@ -16,61 +16,55 @@ cdef enum:
     GLOBAL_ROW_SUM_MIN = 64  # planes at least this large are summed by _row_sum's lanes
 
 
-cdef inline double _small_sum(const floating *x, Py_ssize_t n) noexcept nogil:
-    """The float64 sum of a few values, over four independent partial sums."""
-    cdef double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0
-    cdef Py_ssize_t k = 0
-    while k + 4 <= n:
-        a0 += x[k]
-        a1 += x[k + 1]
-        a2 += x[k + 2]
-        a3 += x[k + 3]
-        k += 4
-    while k < n:
-        a0 += x[k]
-        k += 1
-    return (a0 + a1) + (a2 + a3)
+cdef extern from "_pool_global.h" nogil:
+    void mg_global_means_f(const float *x, float *y, Py_ssize_t p0, Py_ssize_t p1, Py_ssize_t S)
+    void mg_global_means_d(const double *x, double *y, Py_ssize_t p0, Py_ssize_t p1,
+                           Py_ssize_t S)
 
 
-cdef void _global_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y) noexcept nogil:
-    """y[n, c] = the float64 mean of plane x[n, c]."""
-    cdef Py_ssize_t planes = x.shape[0] * x.shape[1], S = x.shape[2] * x.shape[3], p
-    cdef const floating *src = &x[0, 0, 0, 0]
-    cdef floating *dst = &y[0, 0, 0, 0]
+cdef inline void _global_means(const floating *x, floating *y, Py_ssize_t p0, Py_ssize_t p1,
+                               Py_ssize_t S) noexcept nogil:
+    """y[p] = the float64 mean of plane p (S values) for planes [p0, p1)."""
+    cdef Py_ssize_t p
+    if S >= GLOBAL_ROW_SUM_MIN:
+        for p in range(p0, p1):
+            y[p] = <floating>(_row_sum(x + p * S, S) / <double>S)
+    elif floating is float:
+        mg_global_means_f(x, y, p0, p1, S)
+    else:
+        mg_global_means_d(x, y, p0, p1, S)
+
+
+cdef void _global_forward(const floating *x, floating *y, Py_ssize_t planes,
+                          Py_ssize_t S) noexcept nogil:
+    """y[n, c] = the float64 mean of plane x[n, c] (planes of S values)."""
+    cdef Py_ssize_t c, chunk
     cdef int nt = threads_for(planes * S)
     if nt == 1:  # (a prange of one thread still enters and leaves an OpenMP region)
-        for p in range(planes):
-            if S >= GLOBAL_ROW_SUM_MIN:
-                dst[p] = <floating>(_row_sum(src + p * S, S) / <double>S)
-            else:
-                dst[p] = <floating>(_small_sum(src + p * S, S) / <double>S)
+        _global_means(x, y, 0, planes, S)
         return
-    for p in prange(planes, num_threads=nt, schedule="static"):
-        if S >= GLOBAL_ROW_SUM_MIN:
-            dst[p] = <floating>(_row_sum(src + p * S, S) / <double>S)
-        else:
-            dst[p] = <floating>(_small_sum(src + p * S, S) / <double>S)
+    chunk = (planes + nt - 1) // nt
+    for c in prange(nt, num_threads=nt, schedule="static"):
+        _global_means(x, y, min(planes, c * chunk), min(planes, c * chunk + chunk), S)
 
 
-cdef void _global_backward(const floating[:, :, :, ::1] grad,
-                           floating[:, :, :, ::1] dx) noexcept nogil:
+cdef void _global_backward(const floating *grad, floating *dx, Py_ssize_t planes,
+                           Py_ssize_t S) noexcept nogil:
     """dx[n, c] = grad[n, c] / (H W) at every pixel of the plane (+ 0.0: the value the
     general scatter gives, which adds to zeros and so turns a -0.0 share into +0.0)."""
-    cdef Py_ssize_t planes = dx.shape[0] * dx.shape[1], S = dx.shape[2] * dx.shape[3], p, k
-    cdef const floating *src = &grad[0, 0, 0, 0]
-    cdef floating *dst = &dx[0, 0, 0, 0]
+    cdef Py_ssize_t p, k
     cdef floating share
     cdef int nt = threads_for(planes * S)
     if nt == 1:
         for p in range(planes):
-            share = <floating>(src[p] / <double>S) + <floating>0.0
+            share = <floating>(grad[p] / <double>S) + <floating>0.0
             for k in range(S):
-                dst[p * S + k] = share
+                dx[p * S + k] = share
         return
     for p in prange(planes, num_threads=nt, schedule="static"):
-        share = <floating>(src[p] / <double>S) + <floating>0.0
+        share = <floating>(grad[p] / <double>S) + <floating>0.0
         for k in range(S):
-            dst[p * S + k] = share
+            dx[p * S + k] = share
 
 
 def _adaptive_taps(Py_ssize_t size, Py_ssize_t out):
@@ -94,18 +88,27 @@ def adaptive_avg_pool2d_forward(x, out_size):
     """
     fn = "adaptive_avg_pool2d_forward"
     pool_input(fn, "x", x)
-    (OH, OW), = pool_pairs(fn, out_size=out_size)
-    N, C, H, W = x.shape
+    if not _good_pair(out_size, 0):
+        pool_pairs(fn, out_size=out_size)  # raises the error
+    OH, OW = out_size
+    cdef cnp.ndarray a = x
+    cdef Py_ssize_t N = a.shape[0], C = a.shape[1], H = a.shape[2], W = a.shape[3]
+    cdef void *px
+    cdef void *py
+    if OH == 1 and OW == 1 and N * C * H * W:  # global: every output is written
+        y = _new4(N, C, 1, 1, cnp.PyArray_TYPE(a))
+        x = _contiguous(x)
+        px, py = _data(x), _data(y)
+        with nogil:
+            if cnp.PyArray_ITEMSIZE(a) == 4:
+                _global_forward[float](<const float *>px, <float *>py, N * C, H * W)
+            else:
+                _global_forward[double](<const double *>px, <double *>py, N * C, H * W)
+        return y
     y = np.zeros((N, C, OH, OW), x.dtype)
     if y.size == 0 or x.size == 0:
         return y
     x = np.ascontiguousarray(x)
-    if OH == 1 and OW == 1:
-        if x.dtype.itemsize == 4:
-            _global_forward[float](x, y)
-        else:
-            _global_forward[double](x, y)
-        return y
     rows, cols = _adaptive_taps(H, OH), _adaptive_taps(W, OW)
     # start 0 and stride 1: the taps [start, end) of each window are input indices themselves
     cdef Geometry g = _geometry(H, W, (OH, OW), (0, 0), (0, 0), (1, 1), rows, cols)
@@ -124,15 +127,22 @@ def adaptive_avg_pool2d_backward(grad_out, in_size):
     """
     fn = "adaptive_avg_pool2d_backward"
     pool_input(fn, "grad_out", grad_out)
-    (H, W), = pool_pairs(fn, in_size=in_size)
-    N, C, OH, OW = grad_out.shape
-    if OH == 1 and OW == 1 and grad_out.size and N * C * H * W:
-        dx = np.empty((N, C, H, W), grad_out.dtype)  # every value is written
-        grad_out = np.ascontiguousarray(grad_out)
-        if dx.dtype.itemsize == 4:
-            _global_backward[float](grad_out, dx)
-        else:
-            _global_backward[double](grad_out, dx)
+    if not _good_pair(in_size, 0):
+        pool_pairs(fn, in_size=in_size)  # raises the error
+    cdef Py_ssize_t H = in_size[0], W = in_size[1]
+    cdef cnp.ndarray go = grad_out
+    cdef Py_ssize_t N = go.shape[0], C = go.shape[1], OH = go.shape[2], OW = go.shape[3]
+    cdef void *pg
+    cdef void *pd
+    if OH == 1 and OW == 1 and N * C * H * W:
+        dx = _new4(N, C, H, W, cnp.PyArray_TYPE(go))  # every value is written
+        grad_out = _contiguous(grad_out)
+        pg, pd = _data(grad_out), _data(dx)
+        with nogil:
+            if cnp.PyArray_ITEMSIZE(go) == 4:
+                _global_backward[float](<const float *>pg, <float *>pd, N * C, H * W)
+            else:
+                _global_backward[double](<const double *>pg, <double *>pd, N * C, H * W)
         return dx
     dx = np.zeros((N, C, H, W), grad_out.dtype)
     if grad_out.size == 0 or dx.size == 0:

@@ -38,9 +38,9 @@ class Conv2d(Function):
         needs = ctx.needs_input_grad
         if ctx.one_d:
             grad = grad[:, :, None, :]
+        # the kernels take any layout (and copy only what is not C-contiguous)
         dx, dw, db = kernels.impl.conv2d_backward(
-            np.ascontiguousarray(grad), x, weight, *ctx.geometry,
-            (needs[0], needs[1], len(needs) > 2 and needs[2]),
+            grad, x, weight, *ctx.geometry, (needs[0], needs[1], len(needs) > 2 and needs[2]),
         )
         if ctx.one_d:
             dx = None if dx is None else dx[:, :, 0, :]
