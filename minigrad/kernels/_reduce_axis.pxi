@@ -8,8 +8,9 @@
 cdef int _lean_problem(object x, object axis, object keepdims, cnp.npy_intp *dims,
                        Py_ssize_t *sizes) except -2:
     """The common call, one int axis (or None, every axis) of a non-empty, aligned, C-contiguous
-    float32/float64 array in native byte order and a bool keepdims: fills ``sizes`` with (outer, reduced, inner), x
-    viewed as (outer, reduced, inner), and ``dims`` with the output's shape; returns its ndim.
+    float32/float64 array in native byte order and a bool keepdims: fills ``sizes`` with
+    (outer, reduced, inner), x viewed as (outer, reduced, inner), and ``dims`` with the output's
+    shape; returns its ndim.
     -1 when the call is not of that kind: the general path then checks and handles it. Skipping
     the canonical form, memoryviews and NumPy's shape helpers saves microseconds per call, as
     much as the whole reduction of a (64, 128) array."""
