@@ -167,10 +167,16 @@ def test_small_calls_split_over_threads_give_the_same_bits(shape, dtype):
     assert_same_bits(two, one)
 
 
-def test_parallel_min_work_rejects_unknown_kernels_and_bad_values():
+@pytest.mark.parametrize("name", ["_norm", "_reduce", "_softmax"])
+def test_parallel_min_work_rejects_unknown_kernels_and_bad_values(name):
+    # every module with its own thresholds checks changes by one rule, and leaves them as
+    # they were when it refuses
+    module = compiled_module(name)
+    before = module.parallel_min_work()
+    kernel = next(iter(before))
     with pytest.raises(TypeError, match="unknown kernels"):
-        _norm.parallel_min_work(groupnorm=0)
-    with pytest.raises(ValueError, match="int >= 0"):
-        _norm.parallel_min_work(batchnorm=-1)
-    with pytest.raises(ValueError, match="int >= 0"):
-        _norm.parallel_min_work(layernorm=1.5)
+        module.parallel_min_work(groupnorm=0)
+    for bad in (-1, 1.5, True, None):
+        with pytest.raises(ValueError, match=f"{kernel} must be an int >= 0"):
+            module.parallel_min_work(**{kernel: bad})
+    assert module.parallel_min_work() == before

@@ -86,12 +86,7 @@ def parallel_min_work(**changes) -> dict:
     either way."""
     global _min_work_batchnorm, _min_work_layernorm
     before = {"batchnorm": _min_work_batchnorm, "layernorm": _min_work_layernorm}
-    unknown = set(changes) - set(before)
-    if unknown:
-        raise TypeError(f"parallel_min_work: unknown kernels {sorted(unknown)}")
-    for name, value in changes.items():
-        if type(value) is not int or value < 0:
-            raise ValueError(f"parallel_min_work: {name} must be an int >= 0, got {value!r}")
+    _check_min_work(changes, before)
     _min_work_batchnorm = changes.get("batchnorm", _min_work_batchnorm)
     _min_work_layernorm = changes.get("layernorm", _min_work_layernorm)
     return before

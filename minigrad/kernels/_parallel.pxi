@@ -92,3 +92,14 @@ cdef inline Py_ssize_t task_chunk(Py_ssize_t outer, Py_ssize_t inner, int nthrea
         return inner if inner > 1 else 1
     chunk = (inner + 4 * nthreads - 1) // (4 * nthreads)
     return chunk if chunk > 16 else 16
+
+
+cdef _check_min_work(dict changes, dict before):
+    """Raise unless ``changes`` (the keyword arguments of a module's ``parallel_min_work``)
+    names only kernels of ``before`` (that module's thresholds), each with an int >= 0."""
+    unknown = set(changes) - set(before)
+    if unknown:
+        raise TypeError(f"parallel_min_work: unknown kernels {sorted(unknown)}")
+    for name, value in changes.items():
+        if type(value) is not int or value < 0:
+            raise ValueError(f"parallel_min_work: {name} must be an int >= 0, got {value!r}")

@@ -85,12 +85,7 @@ def parallel_min_work(**changes) -> dict:
     before = {"sum_rows": _min_work_sum_rows, "sum": _min_work_sum,
               "extreme": _min_work_extreme, "var": _min_work_var,
               "logsumexp": _min_work_logsumexp}
-    unknown = set(changes) - set(before)
-    if unknown:
-        raise TypeError(f"parallel_min_work: unknown kernels {sorted(unknown)}")
-    for name, value in changes.items():
-        if type(value) is not int or value < 0:
-            raise ValueError(f"parallel_min_work: {name} must be an int >= 0, got {value!r}")
+    _check_min_work(changes, before)
     _min_work_sum_rows = changes.get("sum_rows", _min_work_sum_rows)
     _min_work_sum = changes.get("sum", _min_work_sum)
     _min_work_extreme = changes.get("extreme", _min_work_extreme)

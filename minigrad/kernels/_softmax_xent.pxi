@@ -50,12 +50,7 @@ def parallel_min_work(**changes) -> dict:
     results are the same bits either way."""
     global _min_work_xent
     before = {"cross_entropy": _min_work_xent}
-    unknown = set(changes) - set(before)
-    if unknown:
-        raise TypeError(f"parallel_min_work: unknown kernels {sorted(unknown)}")
-    for name, value in changes.items():
-        if type(value) is not int or value < 0:
-            raise ValueError(f"parallel_min_work: {name} must be an int >= 0, got {value!r}")
+    _check_min_work(changes, before)
     _min_work_xent = changes.get("cross_entropy", _min_work_xent)
     return before
 
